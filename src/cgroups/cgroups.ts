@@ -1,0 +1,285 @@
+// Pod and container cgroups: naming for the cgroupfs and systemd drivers
+// (slice expansion as runc does it), creating a pod cgroup in every mounted
+// hierarchy (cgroup v1, hybrid, or v2), writing resource limits, placing a
+// process, and removing a cgroup tree.
+import { existsSync, readFileSync } from 'node:fs';
+import { appendFile, mkdir, readdir, readFile, rmdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { LinuxContainerResources__Output } from '../generated/runtime/v1/LinuxContainerResources.ts';
+
+export type CgroupDriver = 'cgroupfs' | 'systemd';
+export type CgroupVersion = 'v1' | 'v2';
+
+const CGROUP_ROOT = '/sys/fs/cgroup';
+
+/** v2 when /sys/fs/cgroup is the unified hierarchy; v1 for legacy and hybrid hosts. */
+export function cgroupVersion(): CgroupVersion {
+  return existsSync(join(CGROUP_ROOT, 'cgroup.controllers')) ? 'v2' : 'v1';
+}
+
+/**
+ * Expands a systemd slice name into its cgroup path, as systemd and runc do:
+ * "a-b-c.slice" lives at /a.slice/a-b.slice/a-b-c.slice; "-.slice" is the root.
+ */
+export function expandSlice(slice: string): string {
+  const suffix = '.slice';
+  if (!slice.endsWith(suffix) || slice.includes('/')) throw new Error(`invalid systemd slice name ${JSON.stringify(slice)}: it must end in .slice and contain no /`);
+  const name = slice.slice(0, -suffix.length);
+  if (name === '-') return '/';
+  if (!name || name.startsWith('-') || name.endsWith('-') || name.includes('--')) {
+    throw new Error(`invalid systemd slice name ${JSON.stringify(slice)}: dashes separate non-empty parent names`);
+  }
+  let path = '';
+  let prefix = '';
+  for (const part of name.split('-')) {
+    prefix = prefix ? `${prefix}-${part}` : part;
+    path += `/${prefix}${suffix}`;
+  }
+  return path;
+}
+
+/** Rejects cgroup paths that could escape the cgroup hierarchy. */
+export function assertSafeCgroupPath(path: string): void {
+  if (!path.startsWith('/') || path.split('/').some((p) => p === '..' || p === '.') || path.includes('\0')) {
+    throw new Error(`invalid cgroup path ${JSON.stringify(path)}: it must be absolute without . or .. components`);
+  }
+}
+
+/**
+ * The pod's cgroup as the driver names it: a cgroupfs path (/parent/pod-<id>
+ * when the pod names no parent, else the pod's own cgroup_parent, which
+ * kubelet makes the pod's cgroup) or a systemd slice name.
+ */
+export function podCgroupPath(cgroupParent: string, sandboxId: string, driver: CgroupDriver, defaultParent: string): string {
+  if (driver === 'systemd') {
+    if (cgroupParent) {
+      expandSlice(cgroupParent);
+      return cgroupParent;
+    }
+    const base = defaultParent.endsWith('.slice') ? defaultParent.slice(0, -'.slice'.length) : defaultParent.split('/').filter(Boolean).join('_') || 'tscri';
+    const slice = `${base}-pod${sandboxId}.slice`;
+    expandSlice(slice);
+    return slice;
+  }
+  if (cgroupParent) {
+    if (cgroupParent.endsWith('.slice') && !cgroupParent.includes('/')) {
+      throw new Error(`cgroup_parent ${cgroupParent} is a systemd slice but cgroup_driver is cgroupfs; set cgroup_driver = "systemd" to match kubelet`);
+    }
+    assertSafeCgroupPath(cgroupParent);
+    return cgroupParent.replace(/\/+$/, '') || '/';
+  }
+  const parent = defaultParent.replace(/\/+$/, '');
+  assertSafeCgroupPath(parent || '/');
+  return `${parent}/pod-${sandboxId}`;
+}
+
+/** The filesystem path (relative to a hierarchy's mount) of a cgroup named for a driver. */
+export function cgroupFsPath(name: string, driver?: CgroupDriver): string {
+  if (driver === 'systemd' || (driver === undefined && name.endsWith('.slice') && !name.includes('/'))) return expandSlice(name);
+  if (driver === undefined && /^[^/:]+\.slice:[^:]*:[^:]+$/.test(name)) {
+    const [slice, prefix, id] = name.split(':');
+    return `${expandSlice(slice)}/${prefix ? `${prefix}-` : ''}${id}.scope`;
+  }
+  assertSafeCgroupPath(name);
+  return name;
+}
+
+/** The OCI linux.cgroupsPath of a container in a pod. */
+export function containerCgroupsPath(sandbox: { cgroupParent: string }, containerId: string, driver: CgroupDriver): string {
+  if (driver === 'systemd') return `${sandbox.cgroupParent}:tscri:${containerId}`;
+  return `${sandbox.cgroupParent.replace(/\/+$/, '')}/ctr-${containerId}`;
+}
+
+/** Mounted cgroup hierarchies: each mount point, its version and controllers. */
+export interface Hierarchy {
+  mount: string;
+  version: CgroupVersion;
+  controllers: string[];
+}
+
+export function hierarchies(mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): Hierarchy[] {
+  const found: Hierarchy[] = [];
+  for (const line of mountinfo.split('\n')) {
+    const [pre, post] = line.split(' - ');
+    if (!post) continue;
+    const [fstype, , superOptions = ''] = post.split(' ');
+    const mount = pre.split(' ')[4];
+    if (!mount?.startsWith(CGROUP_ROOT)) continue;
+    if (fstype === 'cgroup2') found.push({ mount, version: 'v2', controllers: [] });
+    if (fstype === 'cgroup') {
+      const options = new Set(['rw', 'ro', 'xattr', 'clone_children', 'noprefix', 'cpuset_v2_mode']);
+      const controllers = superOptions.split(',').filter((o) => !options.has(o) && !o.startsWith('release_agent'));
+      found.push({ mount, version: 'v1', controllers });
+    }
+  }
+  return found;
+}
+
+/**
+ * The directories making up one cgroup: one per v1 hierarchy on v1/hybrid
+ * hosts (the hybrid unified mount holds no controllers and is left alone),
+ * the single unified directory on v2 hosts.
+ */
+export function cgroupDirs(fsPath: string): string[] {
+  assertSafeCgroupPath(fsPath);
+  const all = hierarchies();
+  const v1 = all.filter((h) => h.version === 'v1');
+  const chosen = v1.length ? v1 : all.filter((h) => h.version === 'v2' && h.mount === CGROUP_ROOT);
+  return chosen.map((h) => join(h.mount, fsPath));
+}
+
+/** Creates a cgroup in every hierarchy (cpusets are seeded from the parent, as v1 requires). */
+export async function createCgroup(fsPath: string): Promise<void> {
+  for (const dir of cgroupDirs(fsPath)) {
+    const mount = dir.slice(0, dir.length - fsPath.length);
+    if (cgroupVersion() === 'v2') await enableV2Controllers(mount, fsPath);
+    const parts = fsPath.split('/').filter(Boolean);
+    let current = mount;
+    for (const part of parts) {
+      const parent = current;
+      current = join(current, part);
+      const created = await mkdir(current).then(() => true, (err) => {
+        if (err.code === 'EEXIST') return false;
+        throw err;
+      });
+      if (created && existsSync(join(current, 'cpuset.cpus')) && !existsSync(join(current, 'cgroup.controllers'))) {
+        for (const file of ['cpuset.cpus', 'cpuset.mems']) {
+          const value = (await readFile(join(parent, file), 'utf8')).trim();
+          await writeFile(join(current, file), value);
+        }
+      }
+    }
+  }
+}
+
+async function enableV2Controllers(mount: string, fsPath: string): Promise<void> {
+  const parts = fsPath.split('/').filter(Boolean);
+  let current = mount;
+  for (let i = 0; i < parts.length; i++) {
+    const available = (await readFile(join(current, 'cgroup.controllers'), 'utf8').catch(() => '')).trim().split(/\s+/).filter(Boolean);
+    for (const c of available) {
+      await writeFile(join(current, 'cgroup.subtree_control'), `+${c}`).catch(() => undefined);
+    }
+    current = join(current, parts[i]);
+    await mkdir(current).catch((err) => {
+      if (err.code !== 'EEXIST') throw err;
+    });
+  }
+}
+
+/** Moves a process into a cgroup in every hierarchy. */
+export async function addProcess(fsPath: string, pid: number): Promise<void> {
+  for (const dir of cgroupDirs(fsPath)) await appendFile(join(dir, 'cgroup.procs'), `${pid}\n`);
+}
+
+/** Resource settings as cgroup files for one version; pure, so it can be checked without root. */
+export function resourceFiles(r: Partial<LinuxContainerResources__Output>, version: CgroupVersion): Array<[string, string]> {
+  const files: Array<[string, string]> = [];
+  const shares = r.cpu_shares ?? 0;
+  const period = r.cpu_period ?? 0;
+  const quota = r.cpu_quota ?? 0;
+  const memory = r.memory_limit_in_bytes ?? 0;
+  const swap = r.memory_swap_limit_in_bytes ?? 0;
+  if (version === 'v1') {
+    if (shares > 0) files.push(['cpu.shares', String(shares)]);
+    if (period > 0) files.push(['cpu.cfs_period_us', String(period)]);
+    if (quota !== 0) files.push(['cpu.cfs_quota_us', String(quota)]);
+    if (memory > 0) files.push(['memory.limit_in_bytes', String(memory)]);
+    if (swap > 0) files.push(['memory.memsw.limit_in_bytes', String(swap)]);
+    if (r.cpuset_cpus) files.push(['cpuset.cpus', r.cpuset_cpus]);
+    if (r.cpuset_mems) files.push(['cpuset.mems', r.cpuset_mems]);
+    for (const h of r.hugepage_limits ?? []) files.push([`hugetlb.${h.page_size}.limit_in_bytes`, String(h.limit)]);
+  } else {
+    // The shares→weight mapping runc uses, so a pod's weight matches its containers'.
+    if (shares > 0) files.push(['cpu.weight', String(Math.floor(1 + ((Math.max(2, Math.min(shares, 262144)) - 2) * 9999) / 262142))]);
+    if (quota !== 0 || period > 0) files.push(['cpu.max', `${quota > 0 ? quota : 'max'} ${period > 0 ? period : 100000}`]);
+    if (memory > 0) files.push(['memory.max', String(memory)]);
+    if (swap > 0 && memory > 0) files.push(['memory.swap.max', String(Math.max(0, swap - memory))]);
+    if (r.cpuset_cpus) files.push(['cpuset.cpus', r.cpuset_cpus]);
+    if (r.cpuset_mems) files.push(['cpuset.mems', r.cpuset_mems]);
+    for (const h of r.hugepage_limits ?? []) files.push([`hugetlb.${h.page_size}.max`, String(h.limit)]);
+  }
+  for (const [key, value] of Object.entries(r.unified ?? {})) {
+    if (!/^[a-z0-9_]+\.[a-z0-9_.]+$/.test(key)) throw new Error(`invalid unified cgroup key ${JSON.stringify(key)}`);
+    if (version === 'v2') files.push([key, value]);
+  }
+  return files;
+}
+
+/** A pod's total: its containers' resources plus the sandbox overhead. */
+export function podResources(resources: LinuxContainerResources__Output | null, overhead: LinuxContainerResources__Output | null): Partial<LinuxContainerResources__Output> {
+  const r = resources ?? ({} as Partial<LinuxContainerResources__Output>);
+  const o = overhead ?? ({} as Partial<LinuxContainerResources__Output>);
+  const sum: Partial<LinuxContainerResources__Output> = { ...r };
+  if ((r.memory_limit_in_bytes ?? 0) > 0) sum.memory_limit_in_bytes = r.memory_limit_in_bytes! + Math.max(0, o.memory_limit_in_bytes ?? 0);
+  if ((r.cpu_shares ?? 0) > 0 || (o.cpu_shares ?? 0) > 0) sum.cpu_shares = (r.cpu_shares ?? 0) + (o.cpu_shares ?? 0);
+  if ((r.cpu_quota ?? 0) > 0) {
+    const period = (r.cpu_period ?? 0) > 0 ? r.cpu_period! : 100000;
+    const extra = (o.cpu_quota ?? 0) > 0 ? Math.round((o.cpu_quota! * period) / ((o.cpu_period ?? 0) > 0 ? o.cpu_period! : 100000)) : 0;
+    sum.cpu_quota = r.cpu_quota! + extra;
+    sum.cpu_period = period;
+  }
+  return sum;
+}
+
+/** Writes resource limits to a cgroup in every hierarchy that has the file. */
+export async function writeResources(fsPath: string, resources: Partial<LinuxContainerResources__Output>): Promise<void> {
+  const version = cgroupVersion();
+  const files = resourceFiles(resources, version);
+  if (!files.length) return;
+  for (const dir of cgroupDirs(fsPath)) {
+    for (const [file, value] of files) {
+      const target = join(dir, file);
+      if (!existsSync(target)) continue;
+      try {
+        await writeFile(target, value);
+      } catch (err) {
+        throw new Error(`cannot set ${file} = ${value} in ${dir}: ${(err as Error).message}`);
+      }
+    }
+  }
+}
+
+/** Removes a cgroup (a path, a slice name, or an OCI systemd path) and everything under it; a missing one is fine. */
+export async function removeCgroup(path: string): Promise<void> {
+  const fsPath = cgroupFsPath(path);
+  if (fsPath === '/') throw new Error('refusing to remove the root cgroup');
+  const errors: string[] = [];
+  // On hybrid hosts runc also makes the path in the unified mount; it goes too.
+  const hybridUnified = hierarchies().filter((h) => h.version === 'v2' && h.mount !== CGROUP_ROOT).map((h) => join(h.mount, fsPath));
+  for (const dir of [...cgroupDirs(fsPath), ...hybridUnified]) {
+    if (!existsSync(dir)) continue;
+    try {
+      await removeTree(dir);
+    } catch (err) {
+      errors.push((err as Error).message);
+    }
+  }
+  if (errors.length) throw new Error(`cannot remove cgroup ${path}: ${errors.join('; ')}`);
+}
+
+async function removeTree(dir: string): Promise<void> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch((err) => {
+    if (err.code === 'ENOENT') return null;
+    throw err;
+  });
+  if (!entries) return;
+  for (const entry of entries) if (entry.isDirectory()) await removeTree(join(dir, entry.name));
+  // A cgroup whose last process just exited may stay busy for a moment.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await rmdir(dir);
+      return;
+    } catch (err: any) {
+      if (err.code === 'ENOENT') return;
+      if (err.code !== 'EBUSY' || attempt >= 50) throw new Error(`rmdir ${dir}: ${err.message}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
+/** Whether a cgroup directory exists in the first hierarchy. */
+export async function cgroupExists(path: string): Promise<boolean> {
+  const dirs = cgroupDirs(cgroupFsPath(path));
+  return dirs.length > 0 && (await stat(dirs[0]).then(() => true, () => false));
+}

@@ -1,0 +1,131 @@
+// The OCI runtime driver: runs runc (or a compatible runtime) for one runtime
+// handler with its own --root, and turns its answers and failures into
+// plain values and readable errors. Container creation goes through conmon
+// (src/container/conmon.ts); everything else is a direct runtime call.
+import { execFile, spawn } from 'node:child_process';
+
+export interface RuntimeState {
+  id: string;
+  /** created, running, stopped or paused. */
+  status: string;
+  pid: number;
+  bundle: string;
+}
+
+export class RuntimeError extends Error {
+  readonly stderr: string;
+  readonly exitCode: number | null;
+  constructor(message: string, stderr: string, exitCode: number | null) {
+    super(message);
+    this.stderr = stderr;
+    this.exitCode = exitCode;
+  }
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+}
+
+/** One runtime handler: a binary and the directory where it keeps container state. */
+export class OciRuntime {
+  readonly path: string;
+  readonly root: string;
+  readonly systemdCgroup: boolean;
+
+  constructor(path: string, root: string, systemdCgroup = false) {
+    this.path = path;
+    this.root = root;
+    this.systemdCgroup = systemdCgroup;
+  }
+
+  /** The global arguments every invocation carries. */
+  globalArgs(): string[] {
+    const args = ['--root', this.root];
+    if (this.systemdCgroup) args.push('--systemd-cgroup');
+    return args;
+  }
+
+  run(args: string[], input?: string, timeoutMs = 60_000): Promise<RunResult> {
+    const all = [...this.globalArgs(), ...args];
+    return new Promise((resolve, reject) => {
+      const child = execFile(this.path, all, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+        if (!err) return resolve({ stdout, stderr });
+        const code = typeof (err as NodeJS.ErrnoException & { code?: unknown }).code === 'number' ? ((err as any).code as number) : null;
+        const detail = runtimeMessage(stderr) || err.message;
+        reject(new RuntimeError(`${this.path} ${args[0]} failed: ${detail}`, stderr, code));
+      });
+      if (input !== undefined) child.stdin!.end(input);
+    });
+  }
+
+  /** The runtime's view of a container, or undefined when it does not know the id. */
+  async state(id: string): Promise<RuntimeState | undefined> {
+    try {
+      const { stdout } = await this.run(['state', id]);
+      const state = JSON.parse(stdout) as RuntimeState;
+      return state;
+    } catch (err) {
+      if (err instanceof RuntimeError && isNotExist(err.stderr)) return undefined;
+      throw err;
+    }
+  }
+
+  async start(id: string): Promise<void> {
+    await this.run(['start', id]);
+  }
+
+  /** Sends a signal to the container's init process (all processes with all=true). */
+  async kill(id: string, signal: string, all = false): Promise<void> {
+    try {
+      await this.run(['kill', ...(all ? ['--all'] : []), id, signal]);
+    } catch (err) {
+      // A container that already stopped or is gone has nothing left to signal.
+      if (err instanceof RuntimeError && (isNotExist(err.stderr) || /not running|process already finished|container not running/i.test(err.stderr))) return;
+      throw err;
+    }
+  }
+
+  /** Removes the runtime's state of the container, killing it first if needed. */
+  async delete(id: string): Promise<void> {
+    try {
+      await this.run(['delete', '--force', id]);
+    } catch (err) {
+      if (err instanceof RuntimeError && isNotExist(err.stderr)) return;
+      throw err;
+    }
+  }
+
+  /** Applies new resource limits (the `runc update --resources` JSON, a LinuxResources object). */
+  async update(id: string, resources: object): Promise<void> {
+    await this.run(['update', '--resources', '-', id], JSON.stringify(resources));
+  }
+
+  /** Starts `runc exec` in the foreground, in its own process group, with piped stdio. */
+  spawnExec(id: string, processFile: string, pidFile: string) {
+    return spawn(this.path, [...this.globalArgs(), 'exec', '--process', processFile, '--pid-file', pidFile, id], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      detached: true,
+    });
+  }
+}
+
+/** runc writes its error as a logrus line or JSON; keep the message part only. */
+export function runtimeMessage(stderr: string): string {
+  const lines = stderr.trim().split('\n').filter(Boolean);
+  const messages = lines.map((line) => {
+    try {
+      const parsed = JSON.parse(line);
+      if (parsed && typeof parsed.msg === 'string') return parsed.msg as string;
+    } catch {
+      // not JSON
+    }
+    const m = /msg="((?:[^"\\]|\\.)*)"/.exec(line);
+    return m ? m[1]!.replace(/\\"/g, '"') : line;
+  });
+  return messages.join('; ');
+}
+
+function isNotExist(stderr: string): boolean {
+  return /does not exist|container not found|not exist/i.test(stderr);
+}

@@ -1,0 +1,564 @@
+// ContainerService: the container lifecycle behind the container RPCs and
+// the pod service's PodContainers interface. Records live under
+// <root>/containers (one JSON file each); the volatile parts (bundle with
+// config.json, conmon's files, the rootfs mount point) live under
+// <state>/containers/<id>, since mounts and conmon do not survive a reboot
+// either. Operations on one container are serialised by a KeyedLock; exits
+// arrive from the exit directory watcher and never wait on that lock.
+import { randomBytes } from 'node:crypto';
+import { constants as fsConstants, readFileSync } from 'node:fs';
+import { access, mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
+import { dirname, isAbsolute, join, normalize } from 'node:path';
+import type { Logger } from '../log.ts';
+import type { Config } from '../config/config.ts';
+import { RecordStore, writeFileAtomic } from '../store/store.ts';
+import { KeyedLock } from '../store/lock.ts';
+import { alreadyExists, CriError, failedPrecondition, internal, invalidArgument, notFound } from '../server/errors.ts';
+import type { SandboxRecord } from '../sandbox/record.ts';
+import type { ContainerConfig__Output } from '../generated/runtime/v1/ContainerConfig.ts';
+import type { ContainerFilter__Output } from '../generated/runtime/v1/ContainerFilter.ts';
+import type { LinuxContainerResources__Output } from '../generated/runtime/v1/LinuxContainerResources.ts';
+import type { ContainerStatus } from '../generated/runtime/v1/ContainerStatus.ts';
+import type { Container } from '../generated/runtime/v1/Container.ts';
+import type { ContainerUser } from '../generated/runtime/v1/ContainerUser.ts';
+import { OciRuntime } from './runtime.ts';
+import { bundleFiles, conmonCreateArgs, ctlMessage, CTL_REOPEN_LOG, firstSyncMessage, readPidFile, spawnConmon } from './conmon.ts';
+import { ExitWatcher, readExitFile, type ExitInfo } from './exits.ts';
+import { exitReason, matchesFilter, reservationName, stopSignal, toContainer, toStatus, verboseInfo, type ContainerRecord } from './record.ts';
+import { ContainerEvents } from './events.ts';
+import { execSync, type ExecSyncResult } from './execsync.ts';
+
+/** What CreateContainer needs to know about an image. */
+export interface ResolvedImage {
+  id: string;
+  repo_tags: string[];
+  repo_digests: string[];
+  /** The OCI image config ({ config: { Env, Cmd, StopSignal... } }). */
+  config: any;
+  chainIds: string[];
+}
+
+export interface SpecRequest {
+  id: string;
+  config: ContainerConfig__Output;
+  sandbox: SandboxRecord;
+  image: ResolvedImage;
+  /** The rootfs directory (already mounted). */
+  rootfs: string;
+  cgroupsPath: string;
+}
+
+export interface ContainerDeps {
+  config: Config;
+  log: Logger;
+  sandbox(id: string): SandboxRecord | undefined;
+  resolveImage(ref: string): Promise<ResolvedImage | undefined>;
+  /** Mounts the container's rootfs (image layers + a writable upper dir) at dir. */
+  prepareRootfs(containerId: string, chainIds: string[], dir: string): Promise<void>;
+  /** Unmounts and deletes what prepareRootfs made. */
+  removeRootfs(containerId: string, dir: string): Promise<void>;
+  /** Builds the OCI runtime spec (config.json). */
+  makeSpec(request: SpecRequest): Promise<Record<string, any>>;
+  /** The container's cgroup path for the runtime. */
+  cgroupsPath(sandbox: SandboxRecord, containerId: string): string;
+  /** Converts CRI resources to the OCI LinuxResources object `runc update` reads. */
+  ociResources(resources: LinuxContainerResources__Output): Record<string, any>;
+}
+
+const CONMON_TIMEOUT_MS = 240_000;
+/** How long stop waits for conmon's exit file after SIGKILL before asking runc directly. */
+const KILL_GRACE_MS = 2_000;
+
+export class ContainerService {
+  private readonly deps: ContainerDeps;
+  private readonly store: RecordStore<ContainerRecord>;
+  private readonly ops = new KeyedLock();
+  private readonly writes = new KeyedLock();
+  private readonly names = new Map<string, string>();
+  private readonly exitWaiters = new Map<string, Set<() => void>>();
+  private readonly watcher: ExitWatcher;
+  private readonly log: Logger;
+  /** Directory of bundles and the exit directory, under the state dir. */
+  readonly stateDir: string;
+  readonly exitDir: string;
+  readonly socketDir: string;
+
+  /** Lifecycle events for GetContainerEvents subscribers. */
+  readonly events = new ContainerEvents();
+
+  constructor(deps: ContainerDeps) {
+    this.deps = deps;
+    this.log = deps.log.child({ component: 'containers' });
+    this.store = new RecordStore<ContainerRecord>(join(deps.config.root, 'containers'));
+    this.stateDir = join(deps.config.state, 'containers');
+    this.exitDir = join(deps.config.state, 'exits');
+    this.socketDir = join(deps.config.state, 'sockets');
+    this.watcher = new ExitWatcher(this.exitDir, (exit) => void this.onExit(exit));
+  }
+
+  /** Loads records, starts watching exits and settles containers that ended while tscri was down. */
+  async load(): Promise<void> {
+    await mkdir(this.stateDir, { recursive: true, mode: 0o711 });
+    await mkdir(this.socketDir, { recursive: true, mode: 0o700 });
+    const records = await this.store.load();
+    for (const r of records) this.names.set(r.name, r.id);
+    await this.watcher.start();
+    await this.watcher.scan();
+    for (const r of records) {
+      if (r.state === 'CONTAINER_EXITED') continue;
+      await this.reconcile(r).catch((err) => this.log.warn({ id: r.id, err: String(err) }, 'cannot read container state at start'));
+    }
+    await this.removeOrphans(new Set(records.map((r) => r.id)));
+  }
+
+  /**
+   * A create interrupted by a crash leaves a bundle (and maybe a mounted
+   * rootfs, a conmon and a runtime container) but no record: undo it all.
+   */
+  private async removeOrphans(known: Set<string>): Promise<void> {
+    const names = await readdir(this.stateDir).catch(() => [] as string[]);
+    for (const id of names.filter((n) => /^[a-f0-9]{64}$/.test(n) && !known.has(n))) {
+      const bundle = join(this.stateDir, id);
+      this.log.warn({ id }, 'removing a container whose creation was interrupted');
+      const conmonPid = await readPidFile(bundleFiles(bundle).conmonPid);
+      if (conmonPid && isConmon(conmonPid, id)) {
+        try {
+          process.kill(conmonPid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      for (const handler of Object.keys(this.deps.config.runtime.handlers)) {
+        await this.runtimeFor(handler).delete(id).catch(() => undefined);
+      }
+      await this.deps.removeRootfs(id, join(bundle, 'rootfs')).catch((err) => this.log.warn({ id, err: String(err) }, 'cannot remove rootfs'));
+      await rm(bundle, { recursive: true, force: true }).catch(() => undefined);
+      await this.watcher.remove(id).catch(() => undefined);
+    }
+  }
+
+  close(): void {
+    this.watcher.close();
+  }
+
+  runtimeFor(handler: string): OciRuntime {
+    const name = handler || this.deps.config.runtime.default_handler;
+    const h = this.deps.config.runtime.handlers[name];
+    if (!h) throw invalidArgument(`runtime handler ${JSON.stringify(name)} is not configured; known handlers: ${Object.keys(this.deps.config.runtime.handlers).join(', ')}`);
+    return new OciRuntime(h.path, h.root || join(this.deps.config.state, 'runtime', name), this.deps.config.cgroup_driver === 'systemd');
+  }
+
+  // ---- lookups ----
+
+  /** A container by full id or unique prefix, else NOT_FOUND. */
+  get(id: string): ContainerRecord {
+    if (!id) throw invalidArgument('container_id is required');
+    const r = this.store.find(id);
+    if (!r) throw notFound(`container ${id} not found`);
+    return r;
+  }
+
+  find(id: string): ContainerRecord | undefined {
+    return id ? this.store.find(id) : undefined;
+  }
+
+  list(filter?: ContainerFilter__Output | null): Container[] {
+    return this.store.list().filter((r) => matchesFilter(r, filter)).sort((a, b) => a.createdAt - b.createdAt).map(toContainer);
+  }
+
+  records(): ContainerRecord[] {
+    return this.store.list();
+  }
+
+  async status(id: string, verbose: boolean): Promise<{ status: ContainerStatus; info: Record<string, string> }> {
+    const r = this.get(id);
+    let info: Record<string, string> = {};
+    if (verbose) {
+      const spec = await readFile(bundleFiles(r.bundle).config, 'utf8').then(JSON.parse, () => undefined);
+      info = verboseInfo(r, spec);
+    }
+    return { status: toStatus(r), info };
+  }
+
+  // ---- create ----
+
+  async create(sandboxId: string, config: ContainerConfig__Output | null, sandboxConfig: unknown): Promise<string> {
+    if (!config) throw invalidArgument('config is required');
+    if (!config.metadata?.name) throw invalidArgument('config.metadata.name is required');
+    if (!sandboxId) throw invalidArgument('pod_sandbox_id is required');
+    const sandbox = this.deps.sandbox(sandboxId);
+    if (!sandbox) throw notFound(`pod sandbox ${sandboxId} not found`);
+    if (sandbox.state !== 'SANDBOX_READY') throw failedPrecondition(`pod sandbox ${sandbox.id} is not ready; create containers in a running pod`);
+    void sandboxConfig;
+    const ref = config.image?.image ?? '';
+    if (!ref) throw invalidArgument('config.image.image is required');
+    const image = await this.deps.resolveImage(ref);
+    if (!image) throw notFound(`image ${JSON.stringify(ref)} is not present on this node; pull it first`);
+    const logPath = criLogPath(sandbox.config.log_directory, config.log_path);
+
+    const name = reservationName(config, sandbox.config);
+    const holder = this.names.get(name);
+    if (holder) throw alreadyExists(`the container name ${JSON.stringify(name)} is already reserved for container ${holder}; remove that container first`);
+    const id = randomBytes(32).toString('hex');
+    this.names.set(name, id);
+
+    const bundle = join(this.stateDir, id);
+    const rootfs = join(bundle, 'rootfs');
+    const runtime = this.runtimeFor(sandbox.runtimeHandler);
+    const record: ContainerRecord = {
+      id,
+      sandboxId: sandbox.id,
+      name,
+      config,
+      state: 'CONTAINER_CREATED',
+      createdAt: 0,
+      startedAt: 0,
+      finishedAt: 0,
+      exitCode: 0,
+      reason: '',
+      message: '',
+      pid: 0,
+      imageRef: ref,
+      imageId: image.id,
+      runtimeHandler: sandbox.runtimeHandler || this.deps.config.runtime.default_handler,
+      bundle,
+      rootfs,
+      logPath,
+      imageStopSignal: String(image.config?.config?.StopSignal ?? image.config?.StopSignal ?? ''),
+      resources: (config.linux?.resources as ContainerRecord['resources']) ?? null,
+      user: null,
+      cgroupsPath: this.deps.cgroupsPath(sandbox, id),
+      rootfsPrepared: false,
+      chainIds: image.chainIds,
+    };
+    return this.ops.with(id, async () => {
+      try {
+        await mkdir(rootfs, { recursive: true, mode: 0o755 });
+        await this.deps.prepareRootfs(id, image.chainIds, rootfs);
+        record.rootfsPrepared = true;
+        const spec = await this.deps.makeSpec({ id, config, sandbox, image, rootfs, cgroupsPath: record.cgroupsPath });
+        record.user = userOf(spec);
+        await writeFileAtomic(bundleFiles(bundle).config, JSON.stringify(spec));
+        if (logPath) await mkdir(dirname(logPath), { recursive: true });
+        record.pid = await this.startConmon(record, runtime, spec);
+        record.createdAt = nowNs();
+        await this.store.put(record);
+        this.log.info({ id, name, pid: record.pid }, 'container created');
+        this.events.publish('CONTAINER_CREATED_EVENT', id, record.sandboxId);
+        return id;
+      } catch (err) {
+        await this.discard(record, runtime);
+        throw err instanceof CriError ? err : internal(`cannot create container ${name}: ${(err as Error).message}`);
+      }
+    });
+  }
+
+  private async startConmon(r: ContainerRecord, runtime: OciRuntime, spec: Record<string, any>): Promise<number> {
+    const args = conmonCreateArgs({
+      conmonPath: this.deps.config.conmon.path,
+      runtimePath: runtime.path,
+      runtimeArgs: runtime.globalArgs().filter((a) => a !== '--systemd-cgroup'),
+      id: r.id,
+      name: r.name,
+      bundle: r.bundle,
+      exitDir: this.exitDir,
+      socketDir: this.socketDir,
+      logPath: r.logPath,
+      terminal: Boolean(spec.process?.terminal),
+      stdin: r.config.stdin,
+      stdinOnce: r.config.stdin_once,
+      systemdCgroup: runtime.systemdCgroup,
+      logLevel: this.deps.config.log_level,
+    });
+    const conmon = spawnConmon(this.deps.config.conmon.path, args, r.bundle, false);
+    try {
+      const message = await firstSyncMessage(conmon, conmon.sync, CONMON_TIMEOUT_MS);
+      if (message.data <= 0) throw new Error(`the runtime could not create the container: ${message.message ?? 'no reason given'}`);
+      return message.data;
+    } finally {
+      (conmon.child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
+    }
+  }
+
+  /** Undoes a failed create: runtime state, rootfs, bundle, name. */
+  private async discard(r: ContainerRecord, runtime: OciRuntime): Promise<void> {
+    await runtime.delete(r.id).catch(() => undefined);
+    if (r.rootfsPrepared) await this.deps.removeRootfs(r.id, r.rootfs).catch((err) => this.log.warn({ id: r.id, err: String(err) }, 'cannot remove rootfs'));
+    await rm(r.bundle, { recursive: true, force: true }).catch(() => undefined);
+    await this.watcher.remove(r.id).catch(() => undefined);
+    if (this.names.get(r.name) === r.id) this.names.delete(r.name);
+  }
+
+  // ---- start / stop / remove ----
+
+  async start(id: string): Promise<void> {
+    const r = this.get(id);
+    await this.ops.with(r.id, async () => {
+      if (r.state !== 'CONTAINER_CREATED') throw failedPrecondition(`container ${r.id} is ${stateWord(r.state)}; only a created container can be started`);
+      const runtime = this.runtimeFor(r.runtimeHandler);
+      try {
+        await runtime.start(r.id);
+      } catch (err) {
+        throw internal(`cannot start container ${r.id}: ${(err as Error).message}`);
+      }
+      if (r.state === 'CONTAINER_CREATED') {
+        r.startedAt = nowNs();
+        r.state = 'CONTAINER_RUNNING';
+      } else if (!r.startedAt) {
+        r.startedAt = Math.min(nowNs(), r.finishedAt || nowNs());
+      }
+      await this.persist(r);
+      this.events.publish('CONTAINER_STARTED_EVENT', r.id, r.sandboxId);
+    });
+  }
+
+  /** Stops a container: its stop signal, then SIGKILL after timeoutSeconds. Idempotent. */
+  async stop(id: string, timeoutSeconds: number): Promise<void> {
+    const r = this.find(id);
+    if (!r) return;
+    await this.ops.with(r.id, () => this.stopLocked(r, timeoutSeconds));
+  }
+
+  private async stopLocked(r: ContainerRecord, timeoutSeconds: number): Promise<void> {
+    if (r.state === 'CONTAINER_EXITED') return;
+    const runtime = this.runtimeFor(r.runtimeHandler);
+    if (timeoutSeconds > 0 && r.state === 'CONTAINER_RUNNING') {
+      const signal = stopSignal(r.config.stop_signal, r.imageStopSignal);
+      await runtime.kill(r.id, signal);
+      if (await this.waitExit(r, timeoutSeconds * 1000)) return;
+      this.log.info({ id: r.id, signal, timeoutSeconds }, 'container ignored its stop signal; killing it');
+    }
+    await runtime.kill(r.id, 'SIGKILL', true);
+    if (await this.waitExit(r, KILL_GRACE_MS)) return;
+    // conmon is gone (killed, or the host lost it): ask the runtime directly.
+    for (let i = 0; i < 50; i++) {
+      const state = await runtime.state(r.id);
+      if (!state || state.status === 'stopped') {
+        await this.settleWithoutExitFile(r, 137, 'the container was killed; its monitor was not running');
+        return;
+      }
+      if (await this.waitExit(r, 200)) return;
+    }
+    throw internal(`container ${r.id} did not stop after SIGKILL`);
+  }
+
+  async remove(id: string): Promise<void> {
+    const r = this.find(id);
+    if (!r) return;
+    await this.ops.with(r.id, async () => {
+      if (!this.store.get(r.id)) return;
+      if (r.state !== 'CONTAINER_EXITED') await this.stopLocked(r, 0);
+      const runtime = this.runtimeFor(r.runtimeHandler);
+      await runtime.delete(r.id);
+      const conmonPid = await readPidFile(bundleFiles(r.bundle).conmonPid);
+      if (conmonPid && isConmon(conmonPid, r.id)) {
+        try {
+          process.kill(conmonPid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      if (r.rootfsPrepared) await this.deps.removeRootfs(r.id, r.rootfs);
+      await rm(r.bundle, { recursive: true, force: true });
+      await this.watcher.remove(r.id);
+      await this.writes.with(r.id, () => this.store.delete(r.id));
+      if (this.names.get(r.name) === r.id) this.names.delete(r.name);
+      this.log.info({ id: r.id, name: r.name }, 'container removed');
+      this.events.publish('CONTAINER_DELETED_EVENT', r.id, r.sandboxId);
+    });
+  }
+
+  // ---- exits ----
+
+  private async onExit(exit: ExitInfo): Promise<void> {
+    const r = this.store.get(exit.id);
+    if (!r || r.state === 'CONTAINER_EXITED') return;
+    const oom = await access(bundleFiles(r.bundle).oom).then(() => true, () => false);
+    r.state = 'CONTAINER_EXITED';
+    r.exitCode = exit.exitCode;
+    r.finishedAt = Math.round(exit.finishedAtMs * 1e6);
+    if (r.startedAt && r.finishedAt < r.startedAt) r.finishedAt = r.startedAt;
+    r.reason = exitReason(exit.exitCode, oom);
+    r.pid = 0;
+    this.wakeExitWaiters(r.id);
+    await this.persist(r).catch((err) => this.log.error({ id: r.id, err: String(err) }, 'cannot save container exit'));
+    this.log.info({ id: r.id, exitCode: r.exitCode, reason: r.reason }, 'container exited');
+    this.events.publish('CONTAINER_STOPPED_EVENT', r.id, r.sandboxId);
+  }
+
+  private async settleWithoutExitFile(r: ContainerRecord, exitCode: number, message: string): Promise<void> {
+    const exit = await readExitFile(join(this.exitDir, r.id), r.id);
+    if (exit) return this.onExit(exit);
+    if (r.state === 'CONTAINER_EXITED') return;
+    r.state = 'CONTAINER_EXITED';
+    r.exitCode = exitCode;
+    r.finishedAt = nowNs();
+    r.reason = 'Error';
+    r.message = message;
+    r.pid = 0;
+    this.wakeExitWaiters(r.id);
+    await this.persist(r);
+    this.events.publish('CONTAINER_STOPPED_EVENT', r.id, r.sandboxId);
+  }
+
+  /** At start: an exit file was handled by scan(); otherwise ask the runtime whether the process lives. */
+  private async reconcile(r: ContainerRecord): Promise<void> {
+    if (r.state === 'CONTAINER_EXITED') return;
+    const runtime = this.runtimeFor(r.runtimeHandler);
+    const state = await runtime.state(r.id);
+    if (!state) return this.settleWithoutExitFile(r, 255, 'the container is gone from the runtime (was the host restarted?)');
+    const conmonPid = await readPidFile(bundleFiles(r.bundle).conmonPid);
+    const conmonAlive = conmonPid !== undefined && isConmon(conmonPid, r.id);
+    if (state.status === 'stopped' && !conmonAlive) return this.settleWithoutExitFile(r, 255, 'the container stopped while its monitor was not running');
+    if (state.status === 'running' && r.state === 'CONTAINER_CREATED') {
+      r.state = 'CONTAINER_RUNNING';
+      r.startedAt = r.startedAt || nowNs();
+      await this.persist(r);
+    }
+  }
+
+  private waitExit(r: ContainerRecord, ms: number): Promise<boolean> {
+    if (r.state === 'CONTAINER_EXITED') return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const set = this.exitWaiters.get(r.id) ?? new Set();
+      this.exitWaiters.set(r.id, set);
+      const done = () => {
+        clearTimeout(timer);
+        set.delete(done);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        set.delete(done);
+        resolve(r.state === 'CONTAINER_EXITED');
+      }, ms);
+      set.add(done);
+    });
+  }
+
+  private wakeExitWaiters(id: string): void {
+    const set = this.exitWaiters.get(id);
+    if (!set) return;
+    this.exitWaiters.delete(id);
+    for (const wake of [...set]) wake();
+  }
+
+  private persist(r: ContainerRecord): Promise<void> {
+    return this.writes.with(r.id, async () => {
+      if (this.store.get(r.id) === r) await this.store.put(r);
+    });
+  }
+
+  // ---- update, logs, exec ----
+
+  async update(id: string, resources: LinuxContainerResources__Output | null): Promise<void> {
+    const r = this.get(id);
+    if (!resources) return;
+    await this.ops.with(r.id, async () => {
+      if (r.state !== 'CONTAINER_CREATED' && r.state !== 'CONTAINER_RUNNING') {
+        throw failedPrecondition(`container ${r.id} is ${stateWord(r.state)}; only a created or running container can be updated`);
+      }
+      try {
+        await this.runtimeFor(r.runtimeHandler).update(r.id, this.deps.ociResources(resources));
+      } catch (err) {
+        throw internal(`cannot update the resources of container ${r.id}: ${(err as Error).message}`);
+      }
+      r.resources = { ...(r.resources ?? {}), ...resources } as ContainerRecord['resources'];
+      await this.persist(r);
+    });
+  }
+
+  /** Asks conmon to reopen the log file (kubelet rotated it). */
+  async reopenLog(id: string): Promise<void> {
+    const r = this.get(id);
+    if (r.state !== 'CONTAINER_RUNNING') throw failedPrecondition(`container ${r.id} is ${stateWord(r.state)}; only a running container's log can be reopened`);
+    await writeCtl(r.bundle, ctlMessage(CTL_REOPEN_LOG));
+  }
+
+  async execSync(id: string, cmd: string[], timeoutSeconds: number, signal?: AbortSignal): Promise<ExecSyncResult> {
+    const r = this.get(id);
+    if (!cmd.length) throw invalidArgument('cmd is required');
+    if (r.state !== 'CONTAINER_RUNNING') throw failedPrecondition(`container ${r.id} is ${stateWord(r.state)}; commands run only in a running container`);
+    const spec = JSON.parse(await readFile(bundleFiles(r.bundle).config, 'utf8'));
+    return execSync(this.runtimeFor(r.runtimeHandler), r.id, r.bundle, execProcess(spec.process, cmd, false), timeoutSeconds, signal);
+  }
+
+  /** The process spec for a command run in container id (used by streaming exec). */
+  async execTarget(id: string): Promise<{ record: ContainerRecord; runtime: OciRuntime; process: Record<string, any> }> {
+    const r = this.get(id);
+    if (r.state !== 'CONTAINER_RUNNING') throw failedPrecondition(`container ${r.id} is ${stateWord(r.state)}; commands run only in a running container`);
+    const spec = JSON.parse(await readFile(bundleFiles(r.bundle).config, 'utf8'));
+    return { record: r, runtime: this.runtimeFor(r.runtimeHandler), process: spec.process };
+  }
+
+  // ---- PodContainers ----
+
+  async stopAll(sandboxId: string, timeoutSeconds: number): Promise<void> {
+    const ids = this.store.list().filter((r) => r.sandboxId === sandboxId).map((r) => r.id);
+    await Promise.all(ids.map((id) => this.stop(id, timeoutSeconds)));
+  }
+
+  async removeAll(sandboxId: string): Promise<void> {
+    const ids = this.store.list().filter((r) => r.sandboxId === sandboxId).map((r) => r.id);
+    await Promise.all(ids.map((id) => this.remove(id)));
+  }
+
+  async statuses(sandboxId: string): Promise<ContainerStatus[]> {
+    return this.store.list().filter((r) => r.sandboxId === sandboxId).map(toStatus);
+  }
+}
+
+/** The process spec of an exec: the container's process with another command. */
+export function execProcess(base: Record<string, any>, cmd: string[], terminal: boolean): Record<string, any> {
+  const p: Record<string, any> = { ...base, args: cmd, terminal };
+  delete p.consoleSize;
+  return p;
+}
+
+/** log_directory/log_path, refusing paths that leave the pod's log directory. */
+export function criLogPath(logDirectory: string, logPath: string): string {
+  if (!logDirectory || !logPath) return '';
+  if (isAbsolute(logPath)) throw invalidArgument(`log_path ${JSON.stringify(logPath)} must be relative to the pod's log_directory`);
+  const joined = normalize(join(logDirectory, logPath));
+  if (!joined.startsWith(normalize(logDirectory) + '/')) throw invalidArgument(`log_path ${JSON.stringify(logPath)} leaves the pod's log_directory`);
+  return joined;
+}
+
+function userOf(spec: Record<string, any>): ContainerUser | null {
+  const u = spec.process?.user;
+  if (!u) return null;
+  return { linux: { uid: u.uid ?? 0, gid: u.gid ?? 0, supplemental_groups: u.additionalGids ?? [] } };
+}
+
+function stateWord(state: string): string {
+  return state.replace('CONTAINER_', '').toLowerCase();
+}
+
+function nowNs(): number {
+  return Date.now() * 1e6;
+}
+
+/** Whether pid is conmon for this container (pids are reused). */
+function isConmon(pid: number, id: string): boolean {
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return cmdline.includes('conmon') && cmdline.includes(id);
+  } catch {
+    return false;
+  }
+}
+
+/** Writes one message to conmon's control fifo; fails clearly when conmon is gone. */
+export async function writeCtl(bundle: string, message: string): Promise<void> {
+  let handle;
+  try {
+    handle = await open(bundleFiles(bundle).ctl, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
+  } catch (err) {
+    throw failedPrecondition(`the container's monitor (conmon) is not running: ${(err as Error).message}`);
+  }
+  try {
+    await handle.write(message);
+  } finally {
+    await handle.close();
+  }
+}
+

@@ -1,0 +1,142 @@
+// The daemon: prepares directories, builds the services, serves the socket
+// and shuts down gracefully on SIGTERM/SIGINT without touching containers.
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createLogger } from './log.ts';
+import { loadConfig, socketPath, type Config, type Flags } from './config/config.ts';
+import { applyReload } from './config/reload.ts';
+import { prepareSocket, startServer } from './server/server.ts';
+import type { Context } from './server/context.ts';
+import { cniConfigStatus } from './network/cni-config.ts';
+import { SandboxService } from './sandbox/service.ts';
+import { Metrics, serveMetrics } from './server/metrics.ts';
+import { ContainerService } from './container/service.ts';
+import { containerDeps } from './container/wiring.ts';
+import { StatsService } from './container/stats.ts';
+import { StreamServer } from './stream/server.ts';
+import { containerStreams } from './container/exec.ts';
+import { dialInNetns } from './stream/netns-dial.ts';
+import { notFound } from './server/errors.ts';
+import { SnapshotStore } from './snapshot/snapshots.ts';
+import { prepareRootfs, removeRootfs, upperDir } from './snapshot/rootfs.ts';
+import { ImageService } from './image/service.ts';
+import { detectHostFacts } from './oci/host.ts';
+import { makeSpec, removeImageVolumes } from './oci/prepare.ts';
+import { resourcesToOci } from './oci/resources.ts';
+
+export async function packageVersion(): Promise<string> {
+  const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8'));
+  return pkg.version as string;
+}
+
+export async function runDaemon(config: Config, flags: Flags = {}): Promise<void> {
+  const log = createLogger(config.log_level);
+  await mkdir(config.root, { recursive: true, mode: 0o700 });
+  await mkdir(config.state, { recursive: true, mode: 0o711 });
+  // Before touching any state: a second daemon must not start on a busy socket.
+  await prepareSocket(socketPath(config.listen));
+
+  const snapshots = new SnapshotStore(join(config.root, 'snapshots'));
+  await snapshots.load();
+  const images = new ImageService(config, log, snapshots);
+  await images.load();
+  const host = detectHostFacts(config);
+  const sandboxes = new SandboxService(config, log);
+  await sandboxes.load();
+  const containers = new ContainerService(containerDeps({
+      config,
+      log,
+      sandboxes,
+      resolveImage: async (ref) => images.resolve(ref),
+      prepareRootfs: async (id, chainIds, dir) => {
+        await prepareRootfs(snapshots, id, chainIds, dir);
+      },
+      removeRootfs: async (id, dir) => {
+        await removeImageVolumes(snapshots, id, dir);
+        await removeRootfs(snapshots, id, dir);
+      },
+      makeSpec: (req) => makeSpec(req, { host, snapshots, resolveImage: (ref) => images.resolve(ref) }),
+      ociResources: (resources) => resourcesToOci(resources, host.cgroupVersion),
+    }));
+  await containers.load();
+  // Leases of containers (and their image volumes, "<id>-volN") that no longer exist would keep their layers forever.
+  await snapshots.releaseUnless((owner) => containers.find(owner.replace(/-vol[0-9]+$/, '')) !== undefined);
+  sandboxes.setContainers(containers);
+
+  const streams = new StreamServer(
+    {
+      address: config.stream.address,
+      port: config.stream.port,
+      tlsCert: config.stream.tls_cert,
+      tlsKey: config.stream.tls_key,
+      tokenTimeoutSeconds: () => config.stream.token_timeout_seconds,
+    },
+    {
+      ...containerStreams(containers, config.conmon.path),
+      portForward: async (podId, port, signal) => {
+        const pod = sandboxes.get(podId);
+        if (!pod) throw notFound(`pod sandbox ${podId} not found`);
+        return dialInNetns(pod.namespaces.network, port, signal);
+      },
+    },
+    log,
+  );
+  const streamUrl = await streams.start();
+  log.info({ url: streamUrl }, 'streaming server listening');
+
+  const ctx: Context = {
+    config,
+    log,
+    version: await packageVersion(),
+    network: cniConfigStatus(() => config.cni.conf_dir),
+    sandboxes,
+    metrics: new Metrics(),
+    containers,
+    streams,
+    images,
+    snapshots,
+    stats: new StatsService({
+      containers: () => containers.records(),
+      sandboxes: () => sandboxes.records(),
+      driver: config.cgroup_driver,
+      writableDir: (r) => upperDir(snapshots, r.id),
+      mountpoint: snapshots.mountpoint(),
+    }),
+  };
+
+  const server = await startServer(ctx, socketPath(config.listen));
+  const metricsServer = config.metrics.address ? await serveMetrics(ctx.metrics, config.metrics.address) : undefined;
+  if (metricsServer) log.info({ address: config.metrics.address, port: metricsServer.port }, 'serving Prometheus metrics at /metrics');
+  log.info({ socket: server.socket, root: config.root, state: config.state, version: ctx.version }, 'tscri is serving');
+
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, 'shutting down: no new calls, finishing in-flight calls; containers keep running');
+      server.shutdown().then(resolve);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => reload(ctx, flags));
+  });
+  process.removeAllListeners('SIGHUP');
+  await metricsServer?.close();
+  await streams.close();
+  containers.close();
+  log.info('tscri stopped');
+  log.flush();
+}
+
+/** SIGHUP: re-reads the config file and takes over what can change safely. */
+function reload(ctx: Context, flags: Flags): void {
+  try {
+    const { applied, needRestart } = applyReload(ctx.config, loadConfig(flags));
+    ctx.log.level = ctx.config.log_level;
+    ctx.log.info({ applied, needRestart }, 'configuration reloaded');
+    if (needRestart.length) ctx.log.warn({ keys: needRestart }, 'these configuration changes take effect at the next start');
+  } catch (err) {
+    ctx.log.error({ err: (err as Error).message }, 'configuration reload failed; keeping the running configuration');
+  }
+}

@@ -1,0 +1,258 @@
+// Pulling one image: resolve the reference on the configured endpoints
+// (mirrors first), choose the host's platform from an index, fetch and
+// verify the config and layers (bounded concurrency, progress deadline),
+// and unpack each layer once into its snapshot.
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { Logger } from '../log.ts';
+import type { Config } from '../config/config.ts';
+import type { SnapshotStore } from '../snapshot/snapshots.ts';
+import { chainIds } from '../snapshot/snapshots.ts';
+import { endpointsFor } from './hosts.ts';
+import { RegistryClient, RegistryError, backoff, sleep, type Credentials } from './registry.ts';
+import { formatReference, repository, type ImageReference } from './reference.ts';
+import { DigestMismatchError, type ContentStore } from './content.ts';
+import { choosePlatform, hostPlatform, type ImageRecord } from './record.ts';
+
+const MANIFEST_TYPES = [
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+];
+const INDEX_TYPES = new Set(['application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.list.v2+json']);
+
+export class NotFoundError extends Error {}
+/** No bytes arrived from the registry for the progress deadline. */
+export class PullStalledError extends Error {}
+
+export interface PullContext {
+  config: Config;
+  log: Logger;
+  content: ContentStore;
+  snapshots: SnapshotStore;
+  signal: AbortSignal;
+  credentials: (host: string) => Credentials;
+  /** Records what this pull created, so a failed pull can remove it. */
+  created: { blobs: Set<string>; chains: Set<string> };
+  /** Blobs and snapshots this pull relies on, which garbage collection must keep while it runs. */
+  using: { blobs: Set<string>; chains: Set<string> };
+}
+
+interface Resolved {
+  client: RegistryClient;
+  manifest: any;
+  manifestDigest: string;
+}
+
+/**
+ * A progress deadline: aborts its signal when arm() was not called for the
+ * configured time. Each received chunk re-arms it.
+ */
+class Stall {
+  readonly signal: AbortSignal;
+  private readonly controller = new AbortController();
+  private readonly ms: number;
+  private readonly message: string;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(ctx: PullContext, what: string, host: string) {
+    const seconds = ctx.config.image.progress_deadline_seconds;
+    this.ms = seconds * 1000;
+    this.message = `registry ${host} sent no data for ${seconds}s while fetching ${what} ([image] progress_deadline_seconds)`;
+    this.signal = AbortSignal.any([ctx.signal, this.controller.signal]);
+    this.arm();
+  }
+
+  get fired(): boolean {
+    return this.controller.signal.aborted;
+  }
+
+  arm = (): void => {
+    if (this.ms <= 0 || this.fired) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.controller.abort(new PullStalledError(this.message)), this.ms);
+  };
+
+  clear(): void {
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  /** The error to report: the stall when it fired, else err. */
+  error(err: unknown): unknown {
+    return this.fired ? this.controller.signal.reason : err;
+  }
+}
+
+async function fetchManifest(client: RegistryClient, reference: string, ctx: PullContext): Promise<{ body: Buffer; mediaType: string; digest: string }> {
+  const stall = new Stall(ctx, `manifest ${reference}`, client.endpoint.host);
+  try {
+    const res = await client.get(`manifests/${reference}`, { accept: MANIFEST_TYPES.join(', ') }, stall.signal);
+    if (res.status === 404) {
+      await res.body?.cancel();
+      throw new NotFoundError(`manifest ${reference} not found`);
+    }
+    if (res.status === 401 || res.status === 403) {
+      await res.body?.cancel();
+      throw new RegistryError(`registry ${client.endpoint.host} refused access to the image (${res.status}); check the credentials`, 401);
+    }
+    if (!res.ok) {
+      await res.body?.cancel();
+      throw new RegistryError(`registry ${client.endpoint.host} answered ${res.status} for manifest ${reference}`, res.status);
+    }
+    const body = Buffer.from(await res.arrayBuffer());
+    if (body.length > 4 * 1024 * 1024) throw new RegistryError('manifest is larger than 4 MiB');
+    const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+    if (reference.startsWith('sha256:') && digest !== reference) throw new DigestMismatchError(`manifest content does not match its digest ${reference}`);
+    let parsed: any;
+    try {
+      parsed = JSON.parse(body.toString('utf8'));
+    } catch {
+      throw new RegistryError(`registry ${client.endpoint.host} sent a manifest that is not JSON for ${reference}`);
+    }
+    const mediaType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
+    return { body, mediaType: parsed.mediaType || mediaType, digest };
+  } catch (err) {
+    throw stall.error(err);
+  } finally {
+    stall.clear();
+  }
+}
+
+/**
+ * Finds the image manifest for the host platform on the first endpoint that
+ * has it. A tag is resolved only on hosts with the "resolve" capability; a
+ * digest needs only "pull".
+ */
+async function resolve(ref: ImageReference, ctx: PullContext): Promise<Resolved> {
+  const wanted = ref.digest ? 'pull' : 'resolve';
+  const endpoints = (await endpointsFor(ctx.config.registry.config_path, ref.domain)).filter((e) => e.capabilities.includes(wanted) && e.capabilities.includes('pull'));
+  if (!endpoints.length) throw new RegistryError(`no host configured for ${ref.domain} can ${wanted} images; check ${ctx.config.registry.config_path}/${ref.domain}/hosts.toml`);
+  const failures: string[] = [];
+  let notFound = 0;
+  for (const endpoint of endpoints) {
+    const client = new RegistryClient(endpoint, ref.path, ctx.credentials(endpoint.host), ctx.signal);
+    try {
+      let { body, mediaType, digest } = await fetchManifest(client, ref.digest ?? ref.tag!, ctx);
+      let manifest = JSON.parse(body.toString('utf8'));
+      if (INDEX_TYPES.has(mediaType) || Array.isArray(manifest.manifests)) {
+        const chosen = choosePlatform(manifest.manifests ?? []);
+        if (!chosen) {
+          const host = hostPlatform();
+          const offered = (manifest.manifests ?? []).map((m: any) => `${m.platform?.os}/${m.platform?.architecture}${m.platform?.variant ? `/${m.platform.variant}` : ''}`).join(', ');
+          throw new PlatformError(`image ${formatReference(ref)} has no ${host.os}/${host.architecture}${host.variant ? `/${host.variant}` : ''} variant (it offers ${offered || 'none'})`);
+        }
+        const indexDigest = digest;
+        ({ body, mediaType, digest } = await fetchManifest(client, chosen.digest, ctx));
+        manifest = JSON.parse(body.toString('utf8'));
+        // The repo digest is the digest the reference resolves to: the index's.
+        return { client, manifest, manifestDigest: indexDigest };
+      }
+      return { client, manifest, manifestDigest: digest };
+    } catch (err) {
+      if (ctx.signal.aborted || err instanceof PlatformError || err instanceof DigestMismatchError) throw err;
+      if (err instanceof NotFoundError) notFound++;
+      failures.push(`${endpoint.host}: ${(err as Error).message}`);
+      ctx.log.debug({ endpoint: endpoint.url, err: (err as Error).message }, 'endpoint failed; trying the next');
+    }
+  }
+  const message = `cannot pull ${formatReference(ref)}: ${failures.join('; ')}`;
+  if (notFound === failures.length) throw new NotFoundError(message);
+  throw new RegistryError(message, failures.some((f) => /credentials|refused access/.test(f)) ? 401 : undefined);
+}
+
+export class PlatformError extends NotFoundError {}
+
+const ATTEMPTS = 4;
+
+/** The first byte of a 206 answer's Content-Range, or undefined. */
+export function rangeStart(contentRange: string | null): number | undefined {
+  const m = /^bytes (\d+)-/.exec(contentRange ?? '');
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * Downloads a blob into the content store unless present. Interrupted
+ * transfers are retried with backoff, continuing after the bytes already
+ * received when the registry supports ranges; a transfer that receives no
+ * bytes for the progress deadline fails the pull.
+ */
+async function download(client: RegistryClient, digest: string, size: number | undefined, ctx: PullContext): Promise<void> {
+  ctx.using.blobs.add(digest);
+  const created = await ctx.content.ingest(digest, size, async (writer) => {
+    let lastError: unknown;
+    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+      if (attempt) await sleep(backoff(attempt), ctx.signal);
+      const stall = new Stall(ctx, `blob ${digest}`, client.endpoint.host);
+      try {
+        await writer.fetch(async (offset) => {
+          const res = await client.get(`blobs/${digest}`, offset ? { range: `bytes=${offset}-` } : {}, stall.signal);
+          if (!res.ok || !res.body) {
+            await res.body?.cancel();
+            throw new RegistryError(`registry ${client.endpoint.host} answered ${res.status} for blob ${digest}`, res.status);
+          }
+          const start = res.status === 206 ? rangeStart(res.headers.get('content-range')) ?? 0 : 0;
+          return { stream: Readable.fromWeb(res.body as any), offset: start };
+        }, { signal: stall.signal, onProgress: stall.arm });
+        return;
+      } catch (err) {
+        if (stall.fired) throw stall.error(err);
+        if (ctx.signal.aborted || err instanceof DigestMismatchError) throw err;
+        if (err instanceof RegistryError && err.status && err.status < 500 && err.status !== 429) throw err;
+        lastError = err;
+        ctx.log.debug({ blob: digest, attempt, err: (err as Error).message }, 'blob transfer failed; retrying');
+      } finally {
+        stall.clear();
+      }
+    }
+    throw lastError instanceof RegistryError ? lastError : new RegistryError(`cannot download blob ${digest} from ${client.endpoint.host}: ${(lastError as Error)?.message ?? lastError}`);
+  });
+  if (created) ctx.created.blobs.add(digest);
+}
+
+/** Runs fn over items with at most limit running at once. */
+async function bounded<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await fn(items[next++]!);
+  });
+  await Promise.all(workers);
+}
+
+/** Pulls ref; returns the image record (not yet stored). */
+export async function pullImage(ref: ImageReference, ctx: PullContext): Promise<Omit<ImageRecord, 'repoTags' | 'repoDigests' | 'pinned' | 'pulledAt'> & { repository: string }> {
+  const { client, manifest, manifestDigest } = await resolve(ref, ctx);
+  if (!manifest.config?.digest || !Array.isArray(manifest.layers)) throw new RegistryError(`manifest of ${formatReference(ref)} is not an image manifest`);
+  await download(client, manifest.config.digest, manifest.config.size, ctx);
+  const config = JSON.parse(await readAll(ctx.content.read(manifest.config.digest)));
+  const diffIds: string[] = config.rootfs?.diff_ids ?? [];
+  const layers: ImageRecord['layers'] = manifest.layers.map((l: any) => ({ digest: String(l.digest), mediaType: String(l.mediaType ?? ''), size: Number(l.size ?? 0) }));
+  if (diffIds.length !== layers.length) throw new RegistryError(`image ${formatReference(ref)} lists ${layers.length} layers but its config has ${diffIds.length} diff ids`);
+  const chains = chainIds(diffIds);
+  await bounded(layers.map((layer, i) => ({ layer, i })), ctx.config.image.max_concurrent_downloads, async ({ layer, i }) => {
+    const chain = chains[i]!;
+    ctx.using.chains.add(chain);
+    if (ctx.snapshots.has(chain)) return;
+    await download(client, layer.digest, layer.size, ctx);
+    const existed = ctx.snapshots.has(chain);
+    await ctx.snapshots.ensure(chain, diffIds[i]!, async () => ({ stream: ctx.content.read(layer.digest), mediaType: layer.mediaType }), ctx.signal);
+    if (!existed) ctx.created.chains.add(chain);
+  });
+  return {
+    id: manifest.config.digest,
+    repository: repository(ref),
+    size: layers.reduce((sum, l) => sum + l.size, 0) + Number(manifest.config.size ?? 0),
+    config,
+    manifestDigest,
+    layers,
+    diffIds,
+    chainIds: chains,
+    annotations: manifest.annotations ?? {},
+  };
+}
+
+async function readAll(stream: Readable): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}

@@ -1,0 +1,295 @@
+// The image service: pulls (one shared download per reference), image
+// records with their tags and digests, lookups by id, tag or digest,
+// removal with garbage collection of blobs and snapshots, and filesystem
+// usage for kubelet's image GC.
+import { join } from 'node:path';
+import type { Logger } from '../log.ts';
+import type { Config } from '../config/config.ts';
+import type { SnapshotStore } from '../snapshot/snapshots.ts';
+import { diskUsage } from '../snapshot/usage.ts';
+import { RecordStore } from '../store/store.ts';
+import { KeyedLock } from '../store/lock.ts';
+import { ContentStore } from './content.ts';
+import { asImageId, formatReference, parseReference, repository } from './reference.ts';
+import { pullImage } from './pull.ts';
+import type { Credentials } from './registry.ts';
+import type { ImageRecord } from './record.ts';
+
+/** The pull did not finish within [image] pull_timeout_seconds. */
+export class PullTimeoutError extends Error {}
+
+export interface PullAuth {
+  username?: string;
+  password?: string;
+  auth?: string;
+  identity_token?: string;
+  registry_token?: string;
+}
+
+/** Credentials from a PullImageRequest's AuthConfig (auth is base64 user:password). */
+export function credentialsFrom(auth: PullAuth | null | undefined): Credentials | undefined {
+  if (!auth) return undefined;
+  let { username, password } = auth;
+  if (auth.auth && !username) {
+    const decoded = Buffer.from(auth.auth, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    username = colon >= 0 ? decoded.slice(0, colon) : decoded;
+    password = colon >= 0 ? decoded.slice(colon + 1) : '';
+  }
+  const creds: Credentials = { username: username || undefined, password: password || undefined, identityToken: auth.identity_token || undefined, registryToken: auth.registry_token || undefined };
+  return Object.values(creds).some(Boolean) ? creds : undefined;
+}
+
+export class ImageService {
+  private readonly config: Config;
+  private readonly log: Logger;
+  readonly snapshots: SnapshotStore;
+  readonly content: ContentStore;
+  private readonly store: RecordStore<ImageRecord>;
+  private readonly inflight = new Map<string, { promise: Promise<string>; controller: AbortController; waiters: number }>();
+  private readonly lock = new KeyedLock();
+  /** What each running pull relies on; garbage collection keeps it. */
+  private readonly active = new Set<{ blobs: Set<string>; chains: Set<string> }>();
+
+  constructor(config: Config, log: Logger, snapshots: SnapshotStore) {
+    this.config = config;
+    this.log = log.child({ component: 'images' });
+    this.snapshots = snapshots;
+    this.content = new ContentStore(join(config.root, 'content'));
+    this.store = new RecordStore<ImageRecord>(join(config.root, 'images'));
+  }
+
+  /** Reads the image records, then frees what an interrupted pull or removal left unreferenced. */
+  async load(): Promise<void> {
+    await this.content.load();
+    await this.store.load();
+    await this.collectGarbage();
+  }
+
+  list(): ImageRecord[] {
+    return this.store.list().sort((a, b) => a.pulledAt - b.pulledAt);
+  }
+
+  /** An image by id (full or unique prefix of 12+), tag, or digest reference. */
+  find(ref: string): ImageRecord | undefined {
+    if (!ref) return undefined;
+    const id = asImageId(ref);
+    if (id) return this.store.get(id);
+    if (/^(sha256:)?[a-f0-9]{12,63}$/.test(ref)) {
+      const byPrefix = this.store.find(ref.startsWith('sha256:') ? ref : `sha256:${ref}`);
+      if (byPrefix) return byPrefix;
+    }
+    let parsed;
+    try {
+      parsed = parseReference(ref);
+    } catch {
+      return undefined;
+    }
+    if (parsed.digest) {
+      const wanted = `${repository(parsed)}@${parsed.digest}`;
+      return this.store.list().find((r) => r.repoDigests.includes(wanted));
+    }
+    const tag = formatReference(parsed);
+    return this.store.list().find((r) => r.repoTags.includes(tag));
+  }
+
+  /** The view the container service needs. */
+  resolve(ref: string): { id: string; repo_tags: string[]; repo_digests: string[]; config: any; chainIds: string[] } | undefined {
+    const r = this.find(ref);
+    return r && { id: r.id, repo_tags: r.repoTags, repo_digests: r.repoDigests, config: r.config, chainIds: r.chainIds };
+  }
+
+  /** Pulls ref (sharing the work with a concurrent pull of the same reference); returns the image id. */
+  pull(refText: string, auth: Credentials | undefined, signal: AbortSignal): Promise<string> {
+    const ref = parseReference(refText);
+    const key = formatReference(ref);
+    if (signal.aborted) return Promise.reject(signal.reason);
+    // A pull with its own credentials does not share another caller's result.
+    const shareKey = auth ? undefined : key;
+    let entry = shareKey ? this.inflight.get(shareKey) : undefined;
+    if (!entry) {
+      const controller = new AbortController();
+      const seconds = this.config.image.pull_timeout_seconds;
+      const timer = seconds > 0 ? setTimeout(() => controller.abort(new PullTimeoutError(`the pull of ${key} did not finish within ${seconds}s ([image] pull_timeout_seconds)`)), seconds * 1000) : undefined;
+      const promise = this.doPull(ref, key, auth, controller.signal);
+      void promise.finally(() => clearTimeout(timer)).catch(() => undefined);
+      entry = { controller, waiters: 0, promise };
+      if (shareKey) {
+        this.inflight.set(shareKey, entry);
+        void entry.promise.finally(() => this.inflight.delete(shareKey)).catch(() => undefined);
+      }
+    }
+    const shared = entry;
+    shared.waiters += 1;
+    // The download stops when every caller waiting for it has gone.
+    signal.addEventListener('abort', () => {
+      shared.waiters -= 1;
+      if (shared.waiters === 0) shared.controller.abort(signal.reason);
+    }, { once: true });
+    return abortable(shared.promise, signal);
+  }
+
+  private async doPull(ref: ReturnType<typeof parseReference>, key: string, auth: Credentials | undefined, signal: AbortSignal): Promise<string> {
+    const created = { blobs: new Set<string>(), chains: new Set<string>() };
+    const using = { blobs: new Set<string>(), chains: new Set<string>() };
+    const started = Date.now();
+    this.active.add(using);
+    try {
+      const pulled = await pullImage(ref, {
+        config: this.config,
+        log: this.log,
+        content: this.content,
+        snapshots: this.snapshots,
+        signal,
+        created,
+        using,
+        credentials: (host) => auth ?? this.configuredCredentials(host, ref.domain),
+      });
+      // The record is written last and atomically: until then no half image is visible.
+      await this.lock.with('records', async () => {
+        if (signal.aborted) throw signal.reason;
+        const { repository: repo, ...rest } = pulled;
+        const current = this.store.get(pulled.id);
+        const record: ImageRecord = current ? { ...current, ...rest, repoTags: current.repoTags, repoDigests: current.repoDigests } : { ...rest, repoTags: [], repoDigests: [], pinned: false, pulledAt: Date.now() };
+        const tag = ref.tag && !ref.digest ? formatReference(ref) : undefined;
+        if (tag) await this.moveTag(tag, record.id);
+        addUnique(record.repoTags, tag);
+        addUnique(record.repoDigests, `${repo}@${pulled.manifestDigest}`);
+        record.pinned = this.isPinned(record);
+        await this.store.put(record);
+      });
+      this.log.info({ image: key, id: pulled.id, ms: Date.now() - started }, 'image pulled');
+      return pulled.id;
+    } catch (err) {
+      this.active.delete(using);
+      await this.discard(created);
+      throw err;
+    } finally {
+      this.active.delete(using);
+    }
+  }
+
+  /** Images named in [image] pinned_images are never removed by kubelet's image GC. */
+  private isPinned(record: ImageRecord): boolean {
+    const pinned = this.config.image.pinned_images ?? [];
+    return pinned.some((p) => {
+      if (asImageId(p) === record.id) return true;
+      try {
+        const parsed = parseReference(p);
+        return parsed.digest ? record.repoDigests.includes(`${repository(parsed)}@${parsed.digest}`) : record.repoTags.includes(formatReference(parsed));
+      } catch {
+        return false;
+      }
+    });
+  }
+
+  private configuredCredentials(...hosts: string[]): Credentials {
+    for (const host of hosts) {
+      const a = this.config.registry.auths[host];
+      if (a) return credentialsFrom(a) ?? {};
+    }
+    return {};
+  }
+
+  /** Removes the tag from any other image holding it. */
+  private async moveTag(tag: string, id: string): Promise<void> {
+    for (const other of this.store.list()) {
+      if (other.id === id || !other.repoTags.includes(tag)) continue;
+      other.repoTags = other.repoTags.filter((t) => t !== tag);
+      await this.store.put(other);
+    }
+  }
+
+  /** After a failed pull: removes what it created that no image or other running pull needs. */
+  private async discard(created: { blobs: Set<string>; chains: Set<string> }): Promise<void> {
+    await this.lock.with('records', async () => {
+      const used = this.referenced();
+      for (const digest of created.blobs) if (!used.blobs.has(digest)) await this.content.remove(digest);
+      for (const chain of created.chains) if (!used.chains.has(chain)) await this.snapshots.remove(chain).catch(() => undefined);
+    });
+  }
+
+  /** Blobs and snapshots that image records or running pulls need. */
+  private referenced(): { blobs: Set<string>; chains: Set<string> } {
+    const blobs = new Set<string>();
+    const chains = new Set<string>();
+    for (const pull of this.active) {
+      pull.blobs.forEach((b) => blobs.add(b));
+      pull.chains.forEach((c) => chains.add(c));
+    }
+    for (const r of this.store.list()) {
+      blobs.add(r.id);
+      r.layers.forEach((l) => blobs.add(l.digest));
+      r.chainIds.forEach((c) => chains.add(c));
+    }
+    return { blobs, chains };
+  }
+
+  /**
+   * Removes an image. By id or digest the whole image goes; by tag only that
+   * tag, and the image with it when no tag is left. Absent images are fine.
+   */
+  async remove(ref: string): Promise<void> {
+    await this.lock.with('records', async () => {
+      const record = this.find(ref);
+      if (!record || !this.store.get(record.id)) return;
+      let tag: string | undefined;
+      try {
+        const parsed = parseReference(ref);
+        if (!parsed.digest && !asImageId(ref)) tag = formatReference(parsed);
+      } catch {
+        tag = undefined;
+      }
+      if (tag && record.repoTags.includes(tag) && record.repoTags.length > 1) {
+        record.repoTags = record.repoTags.filter((t) => t !== tag);
+        await this.store.put(record);
+        return;
+      }
+      await this.store.delete(record.id);
+      this.log.info({ id: record.id, tags: record.repoTags }, 'image removed');
+    });
+    await this.collectGarbage();
+  }
+
+  /** Frees blobs and snapshots that no image references (snapshots in use by containers are leased). */
+  async collectGarbage(): Promise<void> {
+    await this.lock.with('records', async () => {
+      const used = this.referenced();
+      for (const digest of await this.content.list()) {
+        if (!used.blobs.has(digest)) await this.content.remove(digest);
+      }
+      await this.snapshots.gc(used.chains);
+    });
+  }
+
+  async fsUsage(): Promise<{ images: { bytes: number; inodes: number }; containers: { bytes: number; inodes: number } }> {
+    const [snapshots, content, containers] = await Promise.all([this.snapshots.usage(), diskUsage(this.content.dir), diskUsage(this.snapshots.containersDir)]);
+    return {
+      images: { bytes: snapshots.bytes - containers.bytes + content.bytes, inodes: snapshots.inodes - containers.inodes + content.inodes },
+      containers,
+    };
+  }
+}
+
+function addUnique(list: string[], value: string | undefined): void {
+  if (value && !list.includes(value)) list.push(value);
+}
+
+/** Resolves with work, or rejects when this caller's signal aborts first. */
+function abortable<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}

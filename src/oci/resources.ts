@@ -1,0 +1,75 @@
+// CRI LinuxContainerResources to OCI linux.resources (and back, for
+// ContainerStatus). Swap follows kubelet: memory_swap_limit_in_bytes is the
+// OCI memory.swap (memory + swap, as cgroup v1 counts it; runc converts it
+// to memory.swap.max on v2), and `unified` keys such as memory.swap.max pass
+// straight to cgroup v2, where they win over the converted values.
+import type { LinuxContainerResources__Output } from '../generated/runtime/v1/LinuxContainerResources.ts';
+import type { LinuxContainerResources } from '../generated/runtime/v1/LinuxContainerResources.ts';
+import { SpecError } from './errors.ts';
+
+export interface OciResources {
+  cpu?: { shares?: number; quota?: number; period?: number; cpus?: string; mems?: string };
+  memory?: { limit?: number; swap?: number };
+  hugepageLimits?: Array<{ pageSize: string; limit: number }>;
+  unified?: Record<string, string>;
+  devices?: Array<{ allow: boolean; access?: string; type?: string; major?: number; minor?: number }>;
+}
+
+/** cgroup v2 cpu.weight for v1 cpu.shares, as runc converts it. */
+export function sharesToWeight(shares: number): number {
+  if (shares === 0) return 0;
+  return 1 + Math.floor(((shares - 2) * 9999) / 262142);
+}
+
+/** Kubernetes hugepage size names ("2MB", "1GB") as the OCI spec wants them. */
+function pageSize(size: string): string {
+  const m = /^(\d+)([KMG])i?B?$/i.exec(size);
+  if (!m) throw new SpecError(`invalid hugepage size ${JSON.stringify(size)}`);
+  return `${m[1]}${m[2]!.toUpperCase()}B`;
+}
+
+export function resourcesToOci(r: LinuxContainerResources__Output | null | undefined, cgroupVersion: 'v1' | 'v2'): OciResources {
+  const out: OciResources = {};
+  if (!r) return out;
+  const cpu: NonNullable<OciResources['cpu']> = {};
+  if (r.cpu_shares) cpu.shares = r.cpu_shares;
+  if (r.cpu_quota) cpu.quota = r.cpu_quota;
+  if (r.cpu_period) cpu.period = r.cpu_period;
+  if (r.cpuset_cpus) cpu.cpus = r.cpuset_cpus;
+  if (r.cpuset_mems) cpu.mems = r.cpuset_mems;
+  if (Object.keys(cpu).length) out.cpu = cpu;
+  const memory: NonNullable<OciResources['memory']> = {};
+  if (r.memory_limit_in_bytes) memory.limit = r.memory_limit_in_bytes;
+  if (r.memory_swap_limit_in_bytes) {
+    if (r.memory_limit_in_bytes && r.memory_swap_limit_in_bytes > 0 && r.memory_swap_limit_in_bytes < r.memory_limit_in_bytes) {
+      throw new SpecError(`memory_swap_limit_in_bytes (${r.memory_swap_limit_in_bytes}) counts memory plus swap and cannot be below memory_limit_in_bytes (${r.memory_limit_in_bytes})`);
+    }
+    memory.swap = r.memory_swap_limit_in_bytes;
+  }
+  if (Object.keys(memory).length) out.memory = memory;
+  if (r.hugepage_limits?.length) out.hugepageLimits = r.hugepage_limits.map((h) => ({ pageSize: pageSize(h.page_size), limit: h.limit }));
+  const unified = Object.entries(r.unified ?? {});
+  if (unified.length) {
+    if (cgroupVersion !== 'v2') throw new SpecError(`unified cgroup settings (${unified.map(([k]) => k).join(', ')}) need a cgroup v2 host; this node uses cgroup v1`);
+    for (const [key] of unified) if (!/^[a-z_]+\.[a-z0-9_.]+$/.test(key)) throw new SpecError(`invalid unified cgroup key ${JSON.stringify(key)}`);
+    out.unified = Object.fromEntries(unified);
+  }
+  return out;
+}
+
+/** The resources reported in ContainerStatus: what was asked for. */
+export function ociToCriResources(r: LinuxContainerResources__Output | null | undefined): LinuxContainerResources | null {
+  if (!r) return null;
+  return {
+    cpu_period: r.cpu_period,
+    cpu_quota: r.cpu_quota,
+    cpu_shares: r.cpu_shares,
+    memory_limit_in_bytes: r.memory_limit_in_bytes,
+    oom_score_adj: r.oom_score_adj,
+    cpuset_cpus: r.cpuset_cpus,
+    cpuset_mems: r.cpuset_mems,
+    hugepage_limits: r.hugepage_limits,
+    unified: r.unified,
+    memory_swap_limit_in_bytes: r.memory_swap_limit_in_bytes,
+  };
+}

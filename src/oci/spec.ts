@@ -1,0 +1,191 @@
+// The OCI runtime spec (config.json) of a container, built from the CRI
+// request, the pod sandbox and the image config by small pure functions.
+import type { ContainerConfig__Output } from '../generated/runtime/v1/ContainerConfig.ts';
+import type { SandboxRecord } from '../sandbox/record.ts';
+import { clampOom } from '../sandbox/oom.ts';
+import { SpecError } from './errors.ts';
+import { resolveUser, type ResolvedUser } from './user.ts';
+import { capabilities, seccompChoice, apparmorProfile, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from './security.ts';
+import { resourcesToOci } from './resources.ts';
+import { defaultMounts, mergeMounts, requestMounts } from './mounts.ts';
+import { ociSeccomp, type SeccompProfile } from './seccomp.ts';
+
+export { SpecError };
+
+export interface ImageConfig {
+  Env?: string[];
+  Entrypoint?: string[] | null;
+  Cmd?: string[] | null;
+  User?: string;
+  WorkingDir?: string;
+  StopSignal?: string;
+}
+
+export interface HostDevice {
+  path: string;
+  type: 'c' | 'b';
+  major: number;
+  minor: number;
+  fileMode: number;
+  uid: number;
+  gid: number;
+}
+
+export interface HostFacts {
+  cgroupVersion: 'v1' | 'v2';
+  apparmorEnabled: boolean;
+  apparmorDefaultProfile: string;
+  rroSupported: boolean;
+  /** The lowest oom_score_adj the daemon may give, and whether to clamp to it. */
+  oomScoreAdjFloor: number;
+  restrictOomScoreAdj: boolean;
+  seccompDefaultProfile?: object;
+  /** Host device nodes, for privileged containers. */
+  hostDevices: HostDevice[];
+}
+
+export interface SpecInput {
+  containerId: string;
+  config: ContainerConfig__Output;
+  sandbox: SandboxRecord;
+  image: { config: ImageConfig; name: string };
+  rootfs: string;
+  cgroupsPath: string;
+  etcFiles: { passwd?: string; group?: string };
+  host: HostFacts;
+  imageMounts?: Record<string, string>;
+  /** Parsed Localhost seccomp profile, read by the caller. */
+  seccompLocalhost?: object;
+  /** Devices the request names, resolved on the host. */
+  devices?: Array<HostDevice & { containerPath: string; permissions: string }>;
+}
+
+const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** argv as kubelet expects: command replaces Entrypoint (and drops Cmd); args replace Cmd. */
+export function processArgs(command: string[], args: string[], image: ImageConfig): string[] {
+  const argv = command.length ? [...command, ...args] : [...(image.Entrypoint ?? []), ...(args.length ? args : (image.Cmd ?? []))];
+  if (!argv.length) throw new SpecError('no command: the request and the image both leave it empty');
+  return argv;
+}
+
+/** Image env first, the request's values override by name; PATH is always set. */
+export function processEnv(imageEnv: string[] = [], envs: Array<{ key: string; value: string | Uint8Array }> = []): string[] {
+  const values = new Map<string, string>();
+  for (const e of imageEnv) {
+    const eq = e.indexOf('=');
+    values.set(eq < 0 ? e : e.slice(0, eq), eq < 0 ? '' : e.slice(eq + 1));
+  }
+  for (const { key, value } of envs) {
+    if (!key) throw new SpecError('an environment variable has an empty name');
+    values.set(key, typeof value === 'string' ? value : Buffer.from(value).toString('utf8'));
+  }
+  const env = [...values].map(([k, v]) => `${k}=${v}`);
+  return values.has('PATH') ? env : [DEFAULT_PATH, ...env];
+}
+
+export function namespaces(sandbox: SandboxRecord, options: { network?: string; pid?: string; ipc?: string } | null | undefined, cgroupVersion: 'v1' | 'v2'): Array<{ type: string; path?: string }> {
+  const ns: Array<{ type: string; path?: string }> = [{ type: 'mount' }];
+  const join = (type: string, path: string | undefined) => (path ? ns.push({ type, path }) : undefined);
+  if (options?.network !== 'NODE') join('network', sandbox.namespaces.network);
+  if (options?.ipc !== 'NODE') join('ipc', sandbox.namespaces.ipc);
+  join('uts', sandbox.namespaces.uts);
+  switch (options?.pid) {
+    case 'NODE':
+      break;
+    case 'TARGET':
+      throw new SpecError('the TARGET pid namespace mode is not supported; use POD or CONTAINER');
+    case 'POD':
+      if (sandbox.namespaces.pid) ns.push({ type: 'pid', path: sandbox.namespaces.pid });
+      else ns.push({ type: 'pid' });
+      break;
+    default:
+      ns.push({ type: 'pid' });
+  }
+  if (cgroupVersion === 'v2') ns.push({ type: 'cgroup' });
+  return ns;
+}
+
+function userOf(config: ContainerConfig__Output, image: ImageConfig, etc: SpecInput['etcFiles']): ResolvedUser {
+  const sc = config.linux?.security_context;
+  return resolveUser(
+    {
+      runAsUser: sc?.run_as_user ? Number(sc.run_as_user.value) : undefined,
+      runAsGroup: sc?.run_as_group ? Number(sc.run_as_group.value) : undefined,
+      runAsUsername: sc?.run_as_username || undefined,
+      imageUser: image.User,
+      supplementalGroups: (sc?.supplemental_groups ?? []).map(Number),
+      strict: sc?.supplemental_groups_policy === 'Strict',
+    },
+    etc,
+  );
+}
+
+export function buildSpec(input: SpecInput): Record<string, any> {
+  const { config, sandbox, host } = input;
+  const sc = config.linux?.security_context;
+  const privileged = Boolean(sc?.privileged);
+  if (privileged && !sandbox.config.linux?.security_context?.privileged) {
+    throw new SpecError('a privileged container needs a privileged pod sandbox');
+  }
+  const user = userOf(config, input.image.config, input.etcFiles);
+  const caps = capabilities(sc?.capabilities?.add_capabilities ?? [], sc?.capabilities?.drop_capabilities ?? [], privileged);
+  const ambient = (sc?.capabilities?.add_ambient_capabilities ?? []).map((c) => (c.toUpperCase().startsWith('CAP_') ? c.toUpperCase() : `CAP_${c.toUpperCase()}`));
+  const resources = resourcesToOci(config.linux?.resources, host.cgroupVersion);
+  const requestedDevices = input.devices ?? [];
+  const allDevices = privileged ? host.hostDevices.map((d) => ({ ...d, containerPath: d.path, permissions: 'rwm' })) : requestedDevices;
+  const seccomp = seccompChoice(sc?.seccomp, sc?.seccomp_profile_path);
+  const spec: Record<string, any> = {
+    ociVersion: '1.0.2',
+    process: {
+      terminal: Boolean(config.tty),
+      user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids.length ? user.additionalGids : undefined },
+      args: processArgs(config.command ?? [], config.args ?? [], input.image.config),
+      env: processEnv(input.image.config.Env, config.envs),
+      cwd: config.working_dir || input.image.config.WorkingDir || '/',
+      capabilities: { bounding: caps, effective: caps, permitted: caps, ambient: ambient.filter((c) => caps.includes(c)) },
+      noNewPrivileges: Boolean(sc?.no_new_privs) && !privileged,
+      oomScoreAdj: clampOom(config.linux?.resources?.oom_score_adj ?? 0, host.oomScoreAdjFloor, host.restrictOomScoreAdj),
+    },
+    root: { path: input.rootfs, readonly: Boolean(sc?.readonly_rootfs) },
+    mounts: mergeMounts(defaultMounts(privileged, sandbox), requestMounts(config.mounts ?? [], input.imageMounts ?? {}, host.rroSupported)),
+    annotations: {
+      ...config.annotations,
+      'io.kubernetes.cri.container-type': 'container',
+      'io.kubernetes.cri.container-name': config.metadata?.name ?? '',
+      'io.kubernetes.cri.sandbox-id': sandbox.id,
+      'io.kubernetes.cri.sandbox-name': sandbox.config.metadata?.name ?? '',
+      'io.kubernetes.cri.sandbox-namespace': sandbox.config.metadata?.namespace ?? '',
+      'io.kubernetes.cri.sandbox-uid': sandbox.config.metadata?.uid ?? '',
+      'io.kubernetes.cri.image-name': input.image.name,
+    },
+    linux: {
+      cgroupsPath: input.cgroupsPath,
+      namespaces: namespaces(sandbox, sc?.namespace_options, host.cgroupVersion),
+      resources: {
+        ...resources,
+        devices: privileged
+          ? [{ allow: true, access: 'rwm' }]
+          : [{ allow: false, access: 'rwm' }, ...requestedDevices.map((d) => ({ allow: true, type: d.type, major: d.major, minor: d.minor, access: d.permissions || 'rwm' }))],
+      },
+      devices: allDevices.map((d) => ({ path: d.containerPath, type: d.type, major: d.major, minor: d.minor, fileMode: d.fileMode, uid: d.uid, gid: d.gid })),
+      maskedPaths: privileged ? [] : sc?.masked_paths?.length ? sc.masked_paths : DEFAULT_MASKED_PATHS,
+      readonlyPaths: privileged ? [] : sc?.readonly_paths?.length ? sc.readonly_paths : DEFAULT_READONLY_PATHS,
+    },
+  };
+  if (!privileged && seccomp.kind === 'runtime-default' && host.seccompDefaultProfile) spec.linux.seccomp = ociSeccomp(host.seccompDefaultProfile as SeccompProfile, caps);
+  if (!privileged && seccomp.kind === 'localhost') {
+    if (!input.seccompLocalhost) throw new SpecError(`seccomp profile ${seccomp.ref} could not be read`);
+    const local = input.seccompLocalhost as SeccompProfile;
+    spec.linux.seccomp = Array.isArray(local.syscalls) ? ociSeccomp(local, caps) : local;
+  }
+  const apparmor = privileged ? undefined : apparmorProfile(sc?.apparmor, sc?.apparmor_profile ?? '', host.apparmorEnabled, host.apparmorDefaultProfile);
+  if (apparmor) spec.process.apparmorProfile = apparmor;
+  return spec;
+}
+
+/** The effective user for ContainerStatus.user. */
+export function specUser(spec: Record<string, any>): { uid: number; gid: number; supplemental_groups: number[] } {
+  const u = spec.process?.user ?? {};
+  return { uid: u.uid ?? 0, gid: u.gid ?? 0, supplemental_groups: [u.gid ?? 0, ...(u.additionalGids ?? [])] };
+}

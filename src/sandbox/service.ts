@@ -1,0 +1,475 @@
+// The sandbox service: the pod lifecycle (run, stop, remove), its state
+// machine and records, name reservation, status and listing. Namespaces,
+// files, cgroups and CNI are delegated to their own modules.
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import { hostname as osHostname } from 'node:os';
+import { join } from 'node:path';
+import type { Config } from '../config/config.ts';
+import type { Logger } from '../log.ts';
+import type { ContainerStatus } from '../generated/runtime/v1/ContainerStatus.ts';
+import type { LinuxContainerResources__Output } from '../generated/runtime/v1/LinuxContainerResources.ts';
+import type { PodSandbox } from '../generated/runtime/v1/PodSandbox.ts';
+import type { PodSandboxConfig__Output } from '../generated/runtime/v1/PodSandboxConfig.ts';
+import type { PodSandboxFilter__Output } from '../generated/runtime/v1/PodSandboxFilter.ts';
+import type { PodSandboxStatus } from '../generated/runtime/v1/PodSandboxStatus.ts';
+import { RecordStore } from '../store/store.ts';
+import { KeyedLock } from '../store/lock.ts';
+import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../server/errors.ts';
+import { addProcess, cgroupDirs, cgroupFsPath, createCgroup, podCgroupPath, podResources, removeCgroup, writeResources } from '../cgroups/cgroups.ts';
+import { removeTaggedRules } from '../network/iptables.ts';
+import { CniRunner, parseBandwidth, resultIps, type CniCapabilityArgs, type CniPortMapping } from '../network/cni.ts';
+import type { SandboxRecord, SandboxState } from './record.ts';
+import { buildHosts, buildResolvConf, checkHostname, mountShm, podFilePaths, unmount, writePodFiles } from './files.ts';
+import { checkSysctls } from './sysctl.ts';
+import { filterItems } from './filter.ts';
+import { isNamespaceFile, pinNamespaces, unpinNamespaces } from './namespaces.ts';
+import { infraAlive, killInfra, startInfra } from './infra.ts';
+import { clampOomScoreAdj, setRestrictOomScoreAdj } from './oom.ts';
+
+/** What the sandbox service needs from the container service. */
+export interface PodContainers {
+  /** Stops every container of the pod: SIGTERM, then SIGKILL after the timeout. */
+  stopAll(sandboxId: string, timeoutSeconds: number): Promise<void>;
+  /** Removes every container of the pod (stopping running ones first). */
+  removeAll(sandboxId: string): Promise<void>;
+  statuses(sandboxId: string): Promise<ContainerStatus[]>;
+}
+
+const NO_CONTAINERS: PodContainers = {
+  async stopAll() {},
+  async removeAll() {},
+  async statuses() {
+    return [];
+  },
+};
+
+/**
+ * How long containers get to stop gracefully when their pod is stopped. Short:
+ * kubelet has already stopped them with the pod's grace period by then, and
+ * clients such as crictl call with a deadline of a few seconds.
+ */
+const STOP_TIMEOUT_SECONDS = 1;
+/** The infra process's oom_score_adj: the last thing to be killed, as a pause process is. */
+const INFRA_OOM_SCORE_ADJ = -998;
+
+const nowNs = () => Date.now() * 1_000_000;
+
+export interface SandboxStatusResult {
+  status: PodSandboxStatus;
+  info: Record<string, string>;
+  containers_statuses: ContainerStatus[];
+  timestamp: number;
+}
+
+export class SandboxService {
+  private readonly config: Config;
+  private readonly log: Logger;
+  private readonly store: RecordStore<SandboxRecord>;
+  private readonly locks = new KeyedLock();
+  /** Reserved names to the id holding them, until that sandbox is removed. */
+  private readonly names = new Map<string, string>();
+  private containers: PodContainers = NO_CONTAINERS;
+  private podCidr = '';
+
+  constructor(config: Config, log: Logger) {
+    this.config = config;
+    this.log = log.child({ service: 'sandbox' });
+    this.store = new RecordStore<SandboxRecord>(join(config.root, 'sandboxes'));
+    setRestrictOomScoreAdj(config.pod.restrict_oom_score_adj);
+  }
+
+  /** Loads records; sandboxes whose creation a crash interrupted become NOTREADY so they can be removed. */
+  async load(): Promise<void> {
+    for (const record of await this.store.load()) {
+      if (record.name) this.names.set(record.name, record.id);
+      if (record.creating) {
+        record.creating = false;
+        record.state = 'SANDBOX_NOTREADY';
+        await this.store.put(record);
+      }
+    }
+    this.log.info({ sandboxes: this.store.list().length }, 'sandboxes loaded');
+  }
+
+  setContainers(containers: PodContainers): void {
+    this.containers = containers;
+  }
+
+  /** Every sandbox record that is fully created. */
+  records(): SandboxRecord[] {
+    return this.store.list().filter((r) => !r.creating);
+  }
+
+  /** A sandbox by full id or unique prefix. */
+  get(idOrPrefix: string): SandboxRecord | undefined {
+    return this.store.find(idOrPrefix);
+  }
+
+  /** The pod CIDR from UpdateRuntimeConfig, passed to CNI plugins declaring ipRanges. */
+  setPodCidr(cidr: string): void {
+    if (cidr && !/^[0-9a-fA-F.:]+\/\d{1,3}$/.test(cidr)) throw invalidArgument(`invalid pod CIDR ${JSON.stringify(cidr)}`);
+    this.podCidr = cidr;
+    this.log.info({ podCidr: cidr }, 'pod CIDR updated');
+  }
+
+  getPodCidr(): string {
+    return this.podCidr;
+  }
+
+  private cni(): CniRunner {
+    return new CniRunner({ confDir: this.config.cni.conf_dir, binDirs: this.config.cni.bin_dirs });
+  }
+
+  async run(config: PodSandboxConfig__Output, runtimeHandler: string): Promise<string> {
+    const plan = this.plan(config, runtimeHandler);
+    const id = randomBytes(32).toString('hex');
+    const holder = this.names.get(plan.name);
+    if (holder) throw alreadyExists(`pod sandbox name ${plan.name} is reserved by sandbox ${holder}; remove it first or use a new attempt`);
+    this.names.set(plan.name, id);
+    return this.locks.with(id, async () => {
+      const dir = join(this.config.state, 'pods', id);
+      const record: SandboxRecord = {
+        id,
+        name: plan.name,
+        config,
+        state: 'SANDBOX_NOTREADY',
+        creating: true,
+        createdAt: nowNs(),
+        runtimeHandler: plan.handler,
+        namespaces: {},
+        cgroupParent: plan.cgroup(id),
+        dir,
+        files: podFilePaths(dir, !plan.hostIpc),
+        ips: [],
+        networkSetUp: false,
+        resources: { overhead: config.linux?.overhead ?? null, resources: config.linux?.resources ?? null },
+      };
+      try {
+        await this.store.put(record);
+        await this.setUp(record, plan);
+        record.state = 'SANDBOX_READY';
+        record.creating = false;
+        await this.store.put(record);
+      } catch (err) {
+        this.log.warn({ id, err: (err as Error).message }, 'pod sandbox setup failed; undoing it');
+        try {
+          await this.teardown(record);
+          await this.removeFiles(record);
+          await this.store.delete(id);
+          this.names.delete(plan.name);
+        } catch (cleanupErr) {
+          // The record stays (NOTREADY) so that stop/remove can finish the cleanup.
+          record.creating = false;
+          record.state = 'SANDBOX_NOTREADY';
+          await this.store.put(record).catch(() => undefined);
+          this.log.error({ id, err: (cleanupErr as Error).message }, 'undoing a failed pod sandbox left resources; remove the sandbox to retry');
+        }
+        throw err;
+      }
+      this.log.info({ id, name: plan.name, ips: record.ips }, 'pod sandbox ready');
+      return id;
+    });
+  }
+
+  /** Validates a request and works out everything about the pod that does not touch the system. */
+  private plan(config: PodSandboxConfig__Output, runtimeHandler: string) {
+    const md = config.metadata;
+    if (!md || !md.name || !md.namespace || !md.uid) throw invalidArgument('pod sandbox metadata must give name, namespace and uid');
+    for (const [key, value] of [['name', md.name], ['namespace', md.namespace], ['uid', md.uid]] as const) {
+      if (/[\s/;=\0]/.test(value) || value.length > 253) throw invalidArgument(`pod sandbox metadata ${key} ${JSON.stringify(value)} is invalid: no whitespace, '/', ';' or '=' and at most 253 characters`);
+    }
+    if (config.log_directory && (!config.log_directory.startsWith('/') || config.log_directory.split('/').includes('..'))) {
+      throw invalidArgument(`log_directory ${JSON.stringify(config.log_directory)} must be an absolute path without ..`);
+    }
+    const handler = runtimeHandler || this.config.runtime.default_handler;
+    if (!this.config.runtime.handlers[handler]) {
+      throw invalidArgument(`runtime handler ${JSON.stringify(runtimeHandler)} is not configured; configured handlers: ${Object.keys(this.config.runtime.handlers).join(', ')}`);
+    }
+    const ns = config.linux?.security_context?.namespace_options;
+    const hostNetwork = ns?.network === 'NODE';
+    const hostIpc = ns?.ipc === 'NODE';
+    const sharedPid = ns?.pid === 'POD';
+    let sysctls: Array<[string, string]>;
+    try {
+      sysctls = checkSysctls(config.linux?.sysctls ?? {}, { net: !hostNetwork, ipc: !hostIpc });
+    } catch (err) {
+      throw invalidArgument((err as Error).message);
+    }
+    let resolvConf: string | undefined;
+    try {
+      resolvConf = buildResolvConf(config.dns_config);
+    } catch (err) {
+      throw invalidArgument((err as Error).message);
+    }
+    const hostname = config.hostname || (hostNetwork ? osHostname() : md.name.slice(0, 63));
+    try {
+      checkHostname(hostname);
+    } catch (err) {
+      throw invalidArgument((err as Error).message);
+    }
+    const portMappings: CniPortMapping[] = [];
+    for (const pm of config.port_mappings ?? []) {
+      if (pm.container_port <= 0 || pm.container_port > 65535 || pm.host_port < 0 || pm.host_port > 65535) {
+        throw invalidArgument(`invalid port mapping ${pm.host_port}:${pm.container_port}: ports are 1-65535`);
+      }
+      if (pm.host_port > 0) portMappings.push({ hostPort: pm.host_port, containerPort: pm.container_port, protocol: String(pm.protocol || 'TCP').toLowerCase(), ...(pm.host_ip ? { hostIP: pm.host_ip } : {}) });
+    }
+    const driver = this.config.cgroup_driver;
+    const cgroupParent = config.linux?.cgroup_parent ?? '';
+    try {
+      podCgroupPath(cgroupParent, 'x', driver, this.config.default_cgroup_parent);
+    } catch (err) {
+      throw invalidArgument((err as Error).message);
+    }
+    const bandwidth: NonNullable<CniCapabilityArgs['bandwidth']> = {};
+    try {
+      const ingress = config.annotations?.['kubernetes.io/ingress-bandwidth'];
+      const egress = config.annotations?.['kubernetes.io/egress-bandwidth'];
+      // Burst as large as the kernel allows: Kubernetes gives only rates.
+      if (ingress) Object.assign(bandwidth, { ingressRate: parseBandwidth(ingress), ingressBurst: 2 ** 31 - 1 });
+      if (egress) Object.assign(bandwidth, { egressRate: parseBandwidth(egress), egressBurst: 2 ** 31 - 1 });
+    } catch (err) {
+      throw invalidArgument((err as Error).message);
+    }
+    return {
+      name: `${md.name}_${md.namespace}_${md.uid}_${md.attempt}`,
+      handler,
+      hostNetwork,
+      hostIpc,
+      sharedPid,
+      sysctls,
+      resolvConf,
+      hostname,
+      portMappings,
+      bandwidth,
+      cgroup: (id: string) => podCgroupPath(cgroupParent, id, driver, this.config.default_cgroup_parent),
+    };
+  }
+
+  private async setUp(record: SandboxRecord, plan: ReturnType<SandboxService['plan']>): Promise<void> {
+    const { config } = record;
+    await mkdir(record.dir, { recursive: true, mode: 0o755 });
+    // Container logs go under the pod's log directory; kubelet usually makes it, CRI-O and we make sure.
+    if (config.log_directory) await mkdir(config.log_directory, { recursive: true, mode: 0o755 });
+
+    const fsPath = cgroupFsPath(record.cgroupParent, this.config.cgroup_driver);
+    await createCgroup(fsPath);
+    await writeResources(fsPath, podResources(config.linux?.resources ?? null, config.linux?.overhead ?? null));
+
+    const pinned = await pinNamespaces(this.config.state, record.id, {
+      net: !plan.hostNetwork,
+      ipc: !plan.hostIpc,
+      uts: !plan.hostNetwork,
+      hostname: plan.hostname,
+      sysctls: plan.sysctls,
+    });
+    record.namespaces = { ...pinned };
+    await this.store.put(record);
+
+    if (record.files.shm) await mountShm(record.files.shm, this.config.pod.shm_size);
+
+    if (plan.sharedPid) {
+      const infra = await startInfra({
+        infraPath: this.config.pod.infra_path,
+        netns: pinned.network,
+        ipcns: pinned.ipc,
+        utsns: pinned.uts,
+        cgroupProcs: cgroupDirs(fsPath).map((d) => join(d, 'cgroup.procs')),
+        oomScoreAdj: clampOomScoreAdj(INFRA_OOM_SCORE_ADJ),
+      });
+      record.infraPid = infra.pid;
+      record.infraStartTime = infra.startTime;
+      record.infraParentPid = infra.parentPid;
+      record.namespaces.pid = `/proc/${infra.pid}/ns/pid`;
+      await this.store.put(record);
+    }
+
+    if (!plan.hostNetwork) {
+      const md = config.metadata!;
+      const capabilities: CniCapabilityArgs = {
+        portMappings: plan.portMappings,
+        ...(config.dns_config && (config.dns_config.servers.length || config.dns_config.searches.length || config.dns_config.options.length)
+          ? { dns: { servers: config.dns_config.servers, searches: config.dns_config.searches, options: config.dns_config.options } }
+          : {}),
+        ...(this.podCidr ? { ipRanges: [[{ subnet: this.podCidr }]] } : {}),
+        ...(Object.keys(plan.bandwidth).length ? { bandwidth: plan.bandwidth } : {}),
+      };
+      const cni = this.cni();
+      let attachment;
+      try {
+        attachment = await cni.prepare({ namespace: md.namespace, name: md.name, uid: md.uid, sandboxId: record.id }, capabilities);
+      } catch (err) {
+        throw failedPrecondition((err as Error).message);
+      }
+      // Saved before ADD: a plugin failing (or the daemon dying) midway still gets a DEL.
+      record.network = attachment;
+      record.networkSetUp = true;
+      await this.store.put(record);
+      attachment.result = await cni.add(attachment, pinned.network!);
+      record.ips = resultIps(attachment.result);
+      await this.store.put(record);
+    }
+
+    await writePodFiles(record.files, plan.hostname, plan.hostNetwork ? undefined : buildHosts(plan.hostname, record.ips), plan.resolvConf);
+  }
+
+  /** Releases what a running pod holds: infra process, network, /dev/shm, namespaces. */
+  private async teardown(record: SandboxRecord): Promise<void> {
+    const errors: string[] = [];
+    await killInfra(record.infraPid, record.infraStartTime, record.infraParentPid).catch((err) => errors.push(err.message));
+    if (record.networkSetUp && record.network) {
+      const netns = record.namespaces.network && (await isNamespaceFile(record.namespaces.network)) ? record.namespaces.network : '';
+      try {
+        await this.cni().del(record.network, netns);
+        // Without the namespace some plugins cannot find what to remove; the rules they tag are removed here.
+        if (!netns) await removeTaggedRules(record.id);
+        record.networkSetUp = false;
+      } catch (err) {
+        errors.push((err as Error).message);
+      }
+    }
+    if (record.files.shm) await unmount(record.files.shm).catch((err) => errors.push(err.message));
+    // The namespaces go with the network: a stopped pod never runs again, and an
+    // empty network namespace would only hold kernel memory. When DEL failed the
+    // network namespace stays so that a retry can still find the pod's interface.
+    const keepNet = record.networkSetUp;
+    await unpinNamespaces({ ...record.namespaces, network: keepNet ? undefined : record.namespaces.network }).catch((err) => errors.push(err.message));
+    if (errors.length) throw new Error(`tearing down pod sandbox ${record.id}: ${errors.join('; ')}`);
+  }
+
+  private async removeFiles(record: SandboxRecord): Promise<void> {
+    if (record.files.shm) await unmount(record.files.shm);
+    await rm(record.dir, { recursive: true, force: true });
+    await removeCgroup(cgroupFsPath(record.cgroupParent, this.config.cgroup_driver));
+  }
+
+  async stop(id: string): Promise<void> {
+    const found = this.store.find(id);
+    if (!found) return;
+    await this.locks.with(found.id, async () => {
+      const record = this.store.get(found.id);
+      if (!record) return;
+      await this.containers.stopAll(record.id, STOP_TIMEOUT_SECONDS);
+      try {
+        await this.teardown(record);
+      } finally {
+        record.state = 'SANDBOX_NOTREADY';
+        record.stoppedAt ??= nowNs();
+        await this.store.put(record);
+      }
+      this.log.info({ id: record.id }, 'pod sandbox stopped');
+    });
+  }
+
+  async remove(id: string): Promise<void> {
+    const found = this.store.find(id);
+    if (!found) return;
+    await this.locks.with(found.id, async () => {
+      const record = this.store.get(found.id);
+      if (!record) return;
+      await this.containers.stopAll(record.id, 0);
+      await this.containers.removeAll(record.id);
+      await this.teardown(record);
+      record.state = 'SANDBOX_NOTREADY';
+      await this.removeFiles(record);
+      await this.store.delete(record.id);
+      if (record.name && this.names.get(record.name) === record.id) this.names.delete(record.name);
+      this.log.info({ id: record.id }, 'pod sandbox removed');
+    });
+  }
+
+  /** The state as it really is: a READY record whose infra process or netns is gone is NOTREADY. */
+  async liveState(record: SandboxRecord): Promise<SandboxState> {
+    if (record.state !== 'SANDBOX_READY' || record.creating) return 'SANDBOX_NOTREADY';
+    if (record.infraPid && !(await infraAlive(record.infraPid, record.infraStartTime))) return 'SANDBOX_NOTREADY';
+    if (record.namespaces.network && !(await isNamespaceFile(record.namespaces.network))) return 'SANDBOX_NOTREADY';
+    return 'SANDBOX_READY';
+  }
+
+  private require(id: string): SandboxRecord {
+    const record = id ? this.store.find(id) : undefined;
+    if (!record || record.creating) throw notFound(`pod sandbox ${JSON.stringify(id)} not found`);
+    return record;
+  }
+
+  async status(id: string, verbose: boolean): Promise<SandboxStatusResult> {
+    const record = this.require(id);
+    const state = await this.liveState(record);
+    const c = record.config;
+    const ns = c.linux?.security_context?.namespace_options;
+    const [ip, ...additional] = record.ips;
+    const status: PodSandboxStatus = {
+      id: record.id,
+      metadata: c.metadata,
+      state,
+      created_at: record.createdAt,
+      network: { ip: ip ?? '', additional_ips: additional.map((a) => ({ ip: a })) },
+      linux: {
+        namespaces: {
+          options: {
+            network: ns?.network ?? 'POD',
+            pid: ns?.pid ?? 'CONTAINER',
+            ipc: ns?.ipc ?? 'POD',
+            target_id: ns?.target_id ?? '',
+            userns_options: ns?.userns_options ?? null,
+          },
+        },
+      },
+      labels: c.labels ?? {},
+      annotations: c.annotations ?? {},
+      runtime_handler: record.runtimeHandler,
+    };
+    const info: Record<string, string> = {};
+    if (verbose) {
+      info.info = JSON.stringify({
+        pid: record.infraPid ?? 0,
+        processStatus: state === 'SANDBOX_READY' ? 'running' : 'stopped',
+        netNamespaceClosed: !(record.namespaces.network && (await isNamespaceFile(record.namespaces.network))),
+        runtimeHandler: record.runtimeHandler,
+        cgroupParent: record.cgroupParent,
+        namespaces: record.namespaces,
+        files: record.files,
+        ips: record.ips,
+        cniResult: record.network?.result ?? null,
+        cniConfig: record.network?.confFile ?? null,
+        config: c,
+      });
+    }
+    return { status, info, containers_statuses: verbose ? await this.containers.statuses(record.id) : [], timestamp: nowNs() };
+  }
+
+  async list(filter: PodSandboxFilter__Output | null | undefined): Promise<PodSandbox[]> {
+    const items: Array<PodSandbox & { id: string; state: string; labels: Record<string, string> }> = [];
+    for (const record of this.store.list()) {
+      if (record.creating) continue;
+      if (filter?.id && !record.id.startsWith(filter.id)) continue;
+      items.push({
+        id: record.id,
+        metadata: record.config.metadata,
+        state: await this.liveState(record),
+        created_at: record.createdAt,
+        labels: record.config.labels ?? {},
+        annotations: record.config.annotations ?? {},
+        runtime_handler: record.runtimeHandler,
+      });
+    }
+    return filterItems(items, filter).sort((a, b) => Number(a.created_at) - Number(b.created_at));
+  }
+
+  async updateResources(id: string, overhead: LinuxContainerResources__Output | null, resources: LinuxContainerResources__Output | null): Promise<void> {
+    const found = this.require(id);
+    await this.locks.with(found.id, async () => {
+      const record = this.require(found.id);
+      await writeResources(cgroupFsPath(record.cgroupParent, this.config.cgroup_driver), podResources(resources, overhead));
+      record.resources = { overhead, resources };
+      await this.store.put(record);
+    });
+  }
+
+  /** Puts a process into the pod's cgroup (used for processes the pod owns outside containers). */
+  async joinCgroup(id: string, pid: number): Promise<void> {
+    const record = this.require(id);
+    await addProcess(cgroupFsPath(record.cgroupParent, this.config.cgroup_driver), pid);
+  }
+}

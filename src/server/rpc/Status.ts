@@ -1,0 +1,39 @@
+// Status: RuntimeReady and NetworkReady conditions, runtime handlers and features.
+import type { StatusRequest__Output } from '../../generated/runtime/v1/StatusRequest.ts';
+import type { StatusResponse } from '../../generated/runtime/v1/StatusResponse.ts';
+import { access, constants } from 'node:fs/promises';
+import { unary } from '../handler.ts';
+import type { Context } from '../context.ts';
+
+/** RuntimeReady needs the default OCI runtime and conmon to be executable. */
+async function runtimeCondition(ctx: Context) {
+  const needed = [ctx.config.runtime.handlers[ctx.config.runtime.default_handler]!.path, ctx.config.conmon.path];
+  for (const path of needed) {
+    const ok = await access(path, constants.X_OK).then(() => true, () => false);
+    if (!ok) return { type: 'RuntimeReady', status: false, reason: 'RuntimeBinaryMissing', message: `${path} is not an executable; install it or fix the path in the config` };
+  }
+  return { type: 'RuntimeReady', status: true, reason: '', message: '' };
+}
+
+export default unary<StatusRequest__Output, StatusResponse>(async (ctx, req) => {
+  const [runtime, network] = await Promise.all([runtimeCondition(ctx), ctx.network.condition()]);
+  const response: StatusResponse = {
+    status: {
+      conditions: [
+        runtime,
+        { type: 'NetworkReady', status: network.ready, reason: network.reason, message: network.message },
+      ],
+    },
+    runtime_handlers: Object.keys(ctx.config.runtime.handlers).map((name) => ({
+      name,
+      features: { recursive_read_only_mounts: false, user_namespaces: false },
+    })),
+    features: { supplemental_groups_policy: true, user_namespaces_host_network: false, mount_options: true },
+  };
+  if (req.verbose) {
+    response.info = {
+      config: JSON.stringify({ ...ctx.config, registry: { config_path: ctx.config.registry.config_path } }),
+    };
+  }
+  return response;
+});

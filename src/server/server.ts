@@ -1,0 +1,243 @@
+// The gRPC server: loads the CRI proto, binds RuntimeService and
+// ImageService on the unix socket, and wraps every handler with logging,
+// deadline/cancellation signals and error-to-status mapping. RPCs without a
+// handler file answer UNIMPLEMENTED with their name.
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { readdir, mkdir, chmod, chown, rm, stat } from 'node:fs/promises';
+import { createConnection, type Server as NetServer } from 'node:net';
+import { filteredListener } from './authority.ts';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { Context } from './context.ts';
+import type { CallInfo, Handler } from './handler.ts';
+import { deadlineExceeded, toStatus } from './errors.ts';
+import { summarize } from './summary.ts';
+
+const PROTO_FILE = fileURLToPath(new URL('../../proto/api.proto', import.meta.url));
+const RPC_DIR = fileURLToPath(new URL('./rpc/', import.meta.url));
+
+export const LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+};
+
+// RPCs that kubelet calls in a loop; logged at debug so the info log stays readable.
+const POLLED = /^(List|Stream|Version$|Status$|ImageStatus$|ImageFsInfo$|PodSandboxStatus$|ContainerStatus$|ContainerStats$|PodSandboxStats$|RuntimeConfig$)/;
+
+export function loadServices(): { runtime: grpc.ServiceDefinition; image: grpc.ServiceDefinition } {
+  const definition = protoLoader.loadSync(PROTO_FILE, LOADER_OPTIONS);
+  return {
+    runtime: definition['runtime.v1.RuntimeService'] as grpc.ServiceDefinition,
+    image: definition['runtime.v1.ImageService'] as grpc.ServiceDefinition,
+  };
+}
+
+/** Imports every handler file under src/server/rpc; the file name is the RPC name. */
+export async function loadHandlers(dir = RPC_DIR): Promise<Map<string, Handler>> {
+  const handlers = new Map<string, Handler>();
+  for (const name of (await readdir(dir)).sort()) {
+    if (!name.endsWith('.ts') || name.endsWith('.test.ts')) continue;
+    const module = await import(pathToFileURL(join(dir, name)).href);
+    handlers.set(name.slice(0, -3), module.default as Handler);
+  }
+  return handlers;
+}
+
+function callInfo(call: grpc.ServerUnaryCall<any, any> | grpc.ServerWritableStream<any, any>): { info: CallInfo; done: () => void } {
+  const controller = new AbortController();
+  const raw = call.getDeadline();
+  const deadline = raw instanceof Date ? raw.getTime() : Number.isFinite(raw) ? Number(raw) : undefined;
+  let timer: NodeJS.Timeout | undefined;
+  if (deadline !== undefined) {
+    const abort = () => {
+      const err = new Error('the client deadline was exceeded');
+      err.name = 'DeadlineExceeded';
+      controller.abort(err);
+    };
+    const left = deadline - Date.now();
+    if (left <= 0) abort();
+    else timer = setTimeout(abort, left);
+  }
+  const onCancel = () => {
+    if (!controller.signal.aborted) controller.abort(new Error('the client cancelled the call'));
+  };
+  call.on('cancelled', onCancel);
+  return {
+    info: { signal: controller.signal, deadline },
+    done: () => {
+      if (timer) clearTimeout(timer);
+      call.off('cancelled', onCancel);
+    },
+  };
+}
+
+function wrap(ctx: Context, rpc: string, handler: Handler | undefined): grpc.UntypedHandleCall {
+  const level = POLLED.test(rpc) ? 'debug' : 'info';
+  const finish = (start: bigint, err: unknown, response?: unknown) => {
+    const ms = Number(process.hrtime.bigint() - start) / 1e6;
+    if (err) {
+      const { code, details } = toStatus(err);
+      ctx.metrics.observe(rpc, grpc.status[code], ms / 1000);
+      const logLevel = code === grpc.status.INTERNAL ? 'error' : 'warn';
+      ctx.log[logLevel]({ rpc, ms, code: grpc.status[code], err: details }, `${rpc} failed: ${details}`);
+      if (code === grpc.status.INTERNAL && err instanceof Error) ctx.log.debug({ rpc, stack: err.stack }, 'stack');
+      return { code, details };
+    }
+    ctx.metrics.observe(rpc, 'OK', ms / 1000);
+    if (ctx.log.isLevelEnabled('debug')) ctx.log.debug({ rpc, ms, response: summarize(response) }, `${rpc} done`);
+    else ctx.log[level]({ rpc, ms }, `${rpc} done`);
+    return undefined;
+  };
+  const logRequest = (request: unknown) => {
+    if (ctx.log.isLevelEnabled('debug')) ctx.log.debug({ rpc, request: summarize(request) }, `${rpc} request`);
+  };
+
+  if (!handler) {
+    return (call: grpc.ServerUnaryCall<any, any>, callback?: grpc.sendUnaryData<any>) => {
+      const error = { code: grpc.status.UNIMPLEMENTED, details: `${rpc} is not implemented by tscri` };
+      ctx.log.warn({ rpc, code: 'UNIMPLEMENTED' }, error.details);
+      if (callback) callback(error);
+      else (call as unknown as grpc.ServerWritableStream<any, any>).emit('error', error);
+    };
+  }
+
+  if (handler.kind === 'unary') {
+    return (call: grpc.ServerUnaryCall<any, any>, callback: grpc.sendUnaryData<any>) => {
+      const start = process.hrtime.bigint();
+      logRequest(call.request);
+      const { info, done } = callInfo(call);
+      handler.fn(ctx, call.request, info).then(
+        (response) => {
+          done();
+          finish(start, undefined, response);
+          callback(null, response ?? {});
+        },
+        (err) => {
+          done();
+          callback(finish(start, deadlineAware(err, info))!);
+        },
+      );
+    };
+  }
+
+  return (call: grpc.ServerWritableStream<any, any>) => {
+    const start = process.hrtime.bigint();
+    logRequest(call.request);
+    const { info, done } = callInfo(call);
+    const send = (message: unknown) =>
+      new Promise<void>((resolve, reject) => {
+        if (info.signal.aborted) return reject(info.signal.reason);
+        if (call.write(message)) resolve();
+        else call.once('drain', () => resolve());
+      });
+    handler.fn(ctx, call.request, send, info).then(
+      () => {
+        done();
+        finish(start, undefined, { stream: 'ended' });
+        call.end();
+      },
+      (err) => {
+        done();
+        call.emit('error', finish(start, deadlineAware(err, info))!);
+      },
+    );
+  };
+}
+
+// A handler that failed because the call's signal fired reports the signal's
+// reason, so a passed deadline reads DEADLINE_EXCEEDED whatever threw.
+function deadlineAware(err: unknown, info: CallInfo): unknown {
+  const reason = info.signal.reason as Error | undefined;
+  if (!info.signal.aborted || reason?.name !== 'DeadlineExceeded') return err;
+  return deadlineExceeded(`deadline exceeded: ${err instanceof Error ? err.message : String(err)}`);
+}
+
+export interface RunningServer {
+  socket: string;
+  shutdown(graceMs?: number): Promise<void>;
+}
+
+/** Starts serving on the socket; fails clearly if another daemon is listening there. */
+export async function startServer(ctx: Context, socket: string): Promise<RunningServer> {
+  const services = loadServices();
+  const handlers = await loadHandlers();
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': 16 * 1024 * 1024,
+    'grpc.max_send_message_length': 64 * 1024 * 1024,
+  });
+  for (const service of [services.runtime, services.image]) {
+    const implementation: grpc.UntypedServiceImplementation = {};
+    for (const [rpc] of Object.entries(service)) {
+      implementation[rpc] = wrap(ctx, rpc, handlers.get(rpc));
+    }
+    server.addService(service, implementation);
+  }
+  for (const name of handlers.keys()) {
+    if (!(name in services.runtime) && !(name in services.image)) {
+      throw new Error(`handler file ${name}.ts matches no CRI RPC`);
+    }
+  }
+
+  await prepareSocket(socket);
+  const listener = await listenFiltered(server, socket);
+  await chown(socket, 0, 0).catch(() => undefined);
+  await chmod(socket, 0o660);
+
+  return {
+    socket,
+    shutdown: (graceMs = 10_000) =>
+      new Promise<void>((resolve) => {
+        const force = setTimeout(() => server.forceShutdown(), graceMs);
+        listener.close();
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          rm(socket, { force: true }).finally(resolve);
+        });
+      }),
+  };
+}
+
+/** Refuses a socket another daemon serves on; removes a stale socket file. */
+export async function prepareSocket(socket: string): Promise<void> {
+  await mkdir(dirname(socket), { recursive: true, mode: 0o711 });
+  const existing = await stat(socket).catch(() => undefined);
+  if (!existing) return;
+  if (!existing.isSocket()) throw new Error(`${socket} exists and is not a socket; refusing to replace it`);
+  if (await isListening(socket)) {
+    throw new Error(`another process is already serving on ${socket}; stop it or choose another --listen address`);
+  }
+  await rm(socket, { force: true });
+}
+
+function isListening(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const conn = createConnection(socket);
+    conn.once('connect', () => {
+      conn.destroy();
+      resolve(true);
+    });
+    conn.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Listens on the unix socket and hands each connection to gRPC through the
+ * :authority filter (see authority.ts), so older clients are served too.
+ */
+async function listenFiltered(server: grpc.Server, socket: string): Promise<NetServer> {
+  const listener = filteredListener(server);
+  const previousUmask = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      listener.once('error', reject);
+      listener.listen(socket, () => resolve());
+    });
+  } finally {
+    process.umask(previousUmask);
+  }
+  return listener;
+}

@@ -1,0 +1,168 @@
+// Container root filesystems: an overlay mount of the image's snapshots with
+// a writable upper directory (on disk, by default under the snapshot root,
+// so a container's changes survive a daemon restart), and read-only overlays
+// of an image for image volumes. Mounts are made by mount(8) run in the
+// snapshot root so lower dirs can be named relatively (see snapshots.ts).
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, realpath, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { execa } from 'execa';
+import type { SnapshotStore } from './snapshots.ts';
+import { assertSafeId } from '../store/store.ts';
+
+/** The kernel copies overlay mount options into one page, NUL included. */
+const MAX_MOUNT_DATA = 4095;
+
+/** Escapes a path as /proc/self/mountinfo writes it (space, tab, newline, backslash as octal). */
+function mountinfoEscape(path: string): string {
+  return path.replace(/[ \t\n\\]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`);
+}
+
+/** How many mounts sit at target (read from /proc/self/mountinfo). */
+async function mountCount(target: string): Promise<number> {
+  const canonical = await realpath(target).catch(() => resolve(target));
+  const escaped = mountinfoEscape(canonical);
+  const info = await readFile('/proc/self/mountinfo', 'utf8');
+  return info.split('\n').filter((line) => line.split(' ')[4] === escaped).length;
+}
+
+/** Whether target is a mount point. */
+export async function isMounted(target: string): Promise<boolean> {
+  return (await mountCount(target)) > 0;
+}
+
+/** The lowerdir list for chainIds (bottom first): overlay lists the top layer first. */
+function lowerDirs(store: SnapshotStore, chainIds: string[]): string[] {
+  return [...chainIds].reverse().map((c) => store.relativeDir(c));
+}
+
+/** Absolute paths in mount options: ',' and ':' separate options and layers, so they cannot appear. */
+function optionPath(path: string): string {
+  if (/[,:\\]/.test(path)) throw new Error(`cannot mount an overlay using ${JSON.stringify(path)}: paths with ',', ':' or '\\' are not possible in overlay options; choose another root directory`);
+  return path;
+}
+
+/** Overlay's inode index must be off: lower dirs are shared by many mounts with different upper dirs. */
+function extraOptions(): string[] {
+  return existsSync('/sys/module/overlay/parameters/index') ? ['index=off'] : [];
+}
+
+async function mountOverlay(store: SnapshotStore, options: string[], target: string, layers: number): Promise<void> {
+  const data = options.join(',');
+  if (data.length > MAX_MOUNT_DATA) {
+    throw new Error(`cannot mount the root filesystem at ${target}: its ${layers} layers make overlay options of ${data.length} bytes, more than the kernel's ${MAX_MOUNT_DATA}`);
+  }
+  // Relative lowerdir paths are resolved from mount's working directory.
+  const result = await execa('mount', ['-t', 'overlay', 'overlay', '-o', data, target], { cwd: store.root, reject: false });
+  if (result.exitCode !== 0) throw new Error(`cannot mount the root filesystem at ${target}: ${result.stderr.trim() || `mount exited with ${result.exitCode}`}`);
+}
+
+/** Where a container's upper and work dirs live: under workParent, or by default under the snapshot root. */
+function workBase(store: SnapshotStore, containerId: string, workParent?: string): string {
+  return workParent ?? join(store.containersDir, containerId);
+}
+
+/** The writable directory of a container's rootfs. */
+export function upperDir(store: SnapshotStore, containerId: string, workParent?: string): string {
+  return join(workBase(store, containerId, workParent), 'upper');
+}
+
+/** The directories of a container's root filesystem. */
+export interface RootfsDirs {
+  /** The overlay mount point. */
+  rootfs: string;
+  /** The container's writes (overlay upperdir). */
+  upper: string;
+  /** Overlay's scratch directory (workdir). */
+  work: string;
+}
+
+/**
+ * Mounts a container's rootfs at target: the snapshots of chainIds (bottom
+ * first) under an upper dir made in workParent (default: the snapshot
+ * root's containers/<id>), and leases the snapshots to containerId.
+ * Images without layers get an empty lower dir. Calling it again for a
+ * mounted target does nothing.
+ */
+export async function prepareRootfs(store: SnapshotStore, containerId: string, chainIds: string[], target: string, workParent?: string): Promise<RootfsDirs> {
+  assertSafeId(containerId);
+  const base = workBase(store, containerId, workParent);
+  const upper = join(base, 'upper');
+  const work = join(base, 'work');
+  const lowers = chainIds.length ? lowerDirs(store, chainIds) : [store.emptyDir];
+  // A container's changes survive a failed mount (say, after a reboot): only dirs made now are removed.
+  const fresh = !existsSync(upper);
+  await store.retain(containerId, chainIds);
+  try {
+    await mkdir(upper, { recursive: true, mode: 0o755 });
+    await mkdir(work, { recursive: true, mode: 0o700 });
+    await mkdir(target, { recursive: true, mode: 0o755 });
+    const dirs = { rootfs: target, upper, work };
+    if (await isMounted(target)) return dirs;
+    const options = [`lowerdir=${lowers.join(':')}`, `upperdir=${optionPath(resolve(upper))}`, `workdir=${optionPath(resolve(work))}`, ...extraOptions()];
+    await mountOverlay(store, options, target, chainIds.length);
+    return dirs;
+  } catch (err) {
+    if (fresh) {
+      await removeWorkDirs(base, workParent);
+      await store.release(containerId);
+    }
+    throw err;
+  }
+}
+
+/**
+ * Mounts an image read-only at target (image volumes), leasing its
+ * snapshots to ownerId. Idempotent like prepareRootfs.
+ */
+export async function mountReadonlyImage(store: SnapshotStore, ownerId: string, chainIds: string[], target: string): Promise<void> {
+  // Without an upper dir overlay needs two lower dirs: the empty dir makes up the count.
+  const lowers = [...lowerDirs(store, chainIds), store.emptyDir];
+  await store.retain(ownerId, chainIds);
+  try {
+    await mkdir(target, { recursive: true });
+    if (await isMounted(target)) return;
+    if (!chainIds.length) {
+      // Overlay refuses one dir twice; an image without layers is an empty read-only tmpfs.
+      const result = await execa('mount', ['-t', 'tmpfs', '-o', 'ro,mode=0755,size=4k', 'tmpfs', target], { reject: false });
+      if (result.exitCode !== 0) throw new Error(`cannot mount an empty image at ${target}: ${result.stderr.trim()}`);
+      return;
+    }
+    await mountOverlay(store, ['ro', `lowerdir=${lowers.join(':')}`, ...extraOptions()], target, chainIds.length);
+  } catch (err) {
+    await store.release(ownerId);
+    throw err;
+  }
+}
+
+/** Unmounts everything mounted at target, detaching lazily if busy. Idempotent. */
+export async function unmount(target: string): Promise<void> {
+  // Bounded: a mount that cannot go even lazily must not loop forever.
+  for (let i = 0; i < 16 && (await isMounted(target)); i++) {
+    const result = await execa('umount', [target], { reject: false });
+    if (result.exitCode === 0) continue;
+    const lazy = await execa('umount', ['-l', target], { reject: false });
+    if (lazy.exitCode !== 0 && (await isMounted(target))) throw new Error(`cannot unmount ${target}: ${lazy.stderr.trim() || result.stderr.trim()}`);
+  }
+}
+
+async function removeWorkDirs(base: string, workParent?: string): Promise<void> {
+  if (workParent) {
+    // The caller's directory is theirs: only what prepareRootfs made goes.
+    await rm(join(base, 'upper'), { recursive: true, force: true });
+    await rm(join(base, 'work'), { recursive: true, force: true });
+  } else {
+    await rm(base, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Unmounts a container's rootfs, deletes its upper and work dirs and ends
+ * its lease on the snapshots. Idempotent; the target dir itself stays.
+ */
+export async function removeRootfs(store: SnapshotStore, containerId: string, target: string, workParent?: string): Promise<void> {
+  assertSafeId(containerId);
+  await unmount(target);
+  await removeWorkDirs(workBase(store, containerId, workParent), workParent);
+  await store.release(containerId);
+}

@@ -1,0 +1,109 @@
+// The state store: records of sandboxes, containers and images kept under
+// --root, one JSON file per object, plus per-object locks.
+//
+// Why one file per object with atomic replace rather than a database: each
+// write is independent (no global lock, concurrent RPCs on different objects
+// never wait on each other), a crash mid-write leaves either the old or the
+// new file and never a torn one, and an operator can read the state with cat.
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+
+export interface Identified {
+  id: string;
+}
+
+/** Writes a file so that readers and crashes see the old content or the new, never a mix. */
+export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
+  const tmp = `${file}.tmp-${randomBytes(6).toString('hex')}`;
+  const handle = await open(tmp, 'wx', mode);
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    await rename(tmp, file);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  await syncDir(join(file, '..'));
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** A collection of records of one kind, cached in memory and persisted one file each. */
+export class RecordStore<T extends Identified> {
+  readonly dir: string;
+  private readonly records = new Map<string, T>();
+
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  /** Reads every record from disk; leftovers of interrupted writes are removed. */
+  async load(): Promise<T[]> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    this.records.clear();
+    for (const name of await readdir(this.dir)) {
+      const file = join(this.dir, name);
+      if (name.includes('.tmp-')) {
+        await rm(file, { force: true });
+        continue;
+      }
+      if (!name.endsWith('.json')) continue;
+      const record = JSON.parse(await readFile(file, 'utf8')) as T;
+      this.records.set(record.id, record);
+    }
+    return this.list();
+  }
+
+  get(id: string): T | undefined {
+    return this.records.get(id);
+  }
+
+  list(): T[] {
+    return [...this.records.values()];
+  }
+
+  /** Finds a record by its full id or by an unambiguous prefix. */
+  find(idOrPrefix: string): T | undefined {
+    const exact = this.records.get(idOrPrefix);
+    if (exact || !idOrPrefix) return exact;
+    let found: T | undefined;
+    for (const [id, record] of this.records) {
+      if (!id.startsWith(idOrPrefix)) continue;
+      if (found) return undefined;
+      found = record;
+    }
+    return found;
+  }
+
+  async put(record: T): Promise<void> {
+    assertSafeId(record.id);
+    await writeFileAtomic(join(this.dir, `${record.id}.json`), JSON.stringify(record, null, 1));
+    this.records.set(record.id, record);
+  }
+
+  async delete(id: string): Promise<void> {
+    assertSafeId(id);
+    await rm(join(this.dir, `${id}.json`), { force: true });
+    this.records.delete(id);
+  }
+}
+
+/** Ids become file names: only plain names are allowed, never a path. */
+export function assertSafeId(id: string): void {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/.test(id) || id.includes('..')) {
+    throw new Error(`invalid record id ${JSON.stringify(id)}`);
+  }
+}

@@ -1,0 +1,91 @@
+// Starts a real tscri daemon for a test on its own socket, root and state
+// directories, and stops it (SIGTERM) and removes its directories afterwards.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { criClient, type CriCall } from './cri-client.ts';
+
+const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
+
+export interface TestDaemon {
+  dir: string;
+  socket: string;
+  root: string;
+  state: string;
+  call: CriCall;
+  /** Everything the daemon printed so far (its JSON log). */
+  output(): string;
+  process: ChildProcess;
+  /** SIGTERM, wait for exit; returns the exit code. */
+  stop(): Promise<number | null>;
+  /** SIGKILL, wait for exit. */
+  kill(): Promise<void>;
+  /** Stops the daemon and removes its directories. */
+  cleanup(): Promise<void>;
+}
+
+export interface DaemonOptions {
+  /** TOML text for the config file. */
+  config?: string;
+  extraArgs?: string[];
+  /** Reuse directories of an earlier daemon (restart tests). */
+  dir?: string;
+  /** How long to wait for the daemon to serve; slow machines (an emulated VM) need more. */
+  startTimeoutMs?: number;
+}
+
+export async function startDaemon(options: DaemonOptions = {}): Promise<TestDaemon> {
+  const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'tscri-test-')));
+  const socket = join(dir, 'tscri.sock');
+  const root = join(dir, 'root');
+  const state = join(dir, 'state');
+  const configFile = join(dir, 'tscri.toml');
+  await writeFile(configFile, options.config ?? '');
+  const args = [CLI, 'serve', '--config', configFile, '--listen', `unix://${socket}`, '--root', root, '--state', state, '--log-level', 'debug', ...(options.extraArgs ?? [])];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  await waitForSocket(socket, child, () => output, options.startTimeoutMs ?? 20_000);
+  const client = criClient(socket);
+  const daemon: TestDaemon = {
+    dir,
+    socket,
+    root,
+    state,
+    call: client.call,
+    output: () => output,
+    process: child,
+    async stop() {
+      client.close();
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      return exited;
+    },
+    async kill() {
+      client.close();
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+    async cleanup() {
+      await daemon.stop();
+      if (!options.dir) await rm(dir, { recursive: true, force: true });
+    },
+  };
+  return daemon;
+}
+
+async function waitForSocket(socket: string, child: ChildProcess, output: () => string, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (child.exitCode !== null) throw new Error(`tscri exited with ${child.exitCode}:\n${output()}`);
+    if (await stat(socket).then((s) => s.isSocket(), () => false)) {
+      if (output().includes('tscri is serving')) return;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  child.kill('SIGKILL');
+  throw new Error(`tscri did not start serving on ${socket} within ${timeoutMs / 1000} s:\n${output()}`);
+}

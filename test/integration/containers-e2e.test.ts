@@ -1,0 +1,258 @@
+// Containers end to end through the socket: a pod from the real bridge
+// plugin, an image pulled from a loopback registry, runc under conmon; the
+// process, its log, exit code, user, env, security and resources checked
+// on the system; exec, streaming, port-forward, stats and events.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFile, rm, mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { status } from '@grpc/grpc-js';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
+import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { pushBusybox } from '../helpers/images.ts';
+import { makeTestNetwork, type TestNetwork } from '../helpers/cni.ts';
+import { SpdyClient, upgrade } from '../helpers/stream-client.ts';
+import { removeCgroup } from '../../src/cgroups/cgroups.ts';
+
+let registry: TestRegistry;
+let network: TestNetwork;
+let d: TestDaemon;
+let image: string;
+let logDir: string;
+const tag = randomBytes(3).toString('hex');
+const parent = `/tscri-e2e-${tag}`;
+const pods: string[] = [];
+
+before(async () => {
+  registry = await startRegistry();
+  network = await makeTestNetwork();
+  logDir = await mkdtemp(join(tmpdir(), 'tscri-logs-'));
+  d = await startDaemon({ config: `default_cgroup_parent = "${parent}"\n${network.toml}` });
+  await pushBusybox(registry.url, 'e2e/busybox', 'v1', { config: { Env: ['PATH=/bin', 'FROM_IMAGE=yes'], Cmd: ['sh'], WorkingDir: '/' } });
+  image = `${registry.host}/e2e/busybox:v1`;
+  await d.call('PullImage', { image: { image } });
+});
+
+after(async () => {
+  for (const id of pods) await d?.call('RemovePodSandbox', { pod_sandbox_id: id }).catch(() => undefined);
+  await d?.cleanup();
+  await network?.cleanup();
+  await registry?.stop();
+  await removeCgroup(parent).catch(() => undefined);
+  await rm(logDir, { recursive: true, force: true });
+});
+
+async function pod(name: string, extra: Record<string, any> = {}): Promise<{ id: string; config: any }> {
+  const config = {
+    metadata: { name, namespace: 'e2e', uid: `uid-${name}-${tag}`, attempt: 0 },
+    hostname: name,
+    log_directory: join(logDir, name),
+    linux: { security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } } },
+    ...extra,
+  };
+  const { pod_sandbox_id } = await d.call('RunPodSandbox', { config });
+  pods.push(pod_sandbox_id);
+  return { id: pod_sandbox_id, config };
+}
+
+async function run(p: { id: string; config: any }, name: string, cfg: Record<string, any>): Promise<string> {
+  const { container_id } = await d.call('CreateContainer', {
+    pod_sandbox_id: p.id,
+    config: { metadata: { name }, image: { image }, log_path: `${name}.log`, ...cfg },
+    sandbox_config: p.config,
+  });
+  await d.call('StartContainer', { container_id });
+  return container_id;
+}
+
+async function waitExit(id: string): Promise<any> {
+  for (let i = 0; i < 200; i++) {
+    const { status: s } = await d.call('ContainerStatus', { container_id: id });
+    if (s.state === 'CONTAINER_EXITED') return s;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`container ${id} did not exit`);
+}
+
+test('a container runs with the image and request settings, logs, and exits with its code', async () => {
+  const p = await pod('basic');
+  const id = await run(p, 'hello', {
+    command: ['/bin/sh', '-c'],
+    args: ['echo "uid=$(id -u) gid=$(id -g) cwd=$(pwd) from=$FROM_IMAGE req=$FROM_REQUEST host=$(hostname)"; echo err >&2; exit 7'],
+    working_dir: '/tmp',
+    envs: [{ key: 'FROM_REQUEST', value: Buffer.from('set') }],
+    linux: { security_context: { run_as_user: { value: 1000 }, run_as_group: { value: 100 } } },
+  });
+  const s = await waitExit(id);
+  assert.equal(s.exit_code, 7);
+  assert.equal(s.reason, 'Error');
+  assert.equal(s.image_id, (await d.call('ImageStatus', { image: { image } })).image.id);
+  const log = await readFile(join(logDir, 'basic', 'hello.log'), 'utf8');
+  assert.match(log, /^\S+ stdout F uid=1000 gid=100 cwd=\/tmp from=yes req=set host=basic$/m);
+  assert.match(log, /^\S+ stderr F err$/m);
+  await d.call('RemoveContainer', { container_id: id });
+});
+
+test('read-only rootfs, dropped NET_RAW and the default seccomp profile are enforced', async () => {
+  const p = await pod('secure');
+  const id = await run(p, 'locked', {
+    command: ['/bin/sh', '-c', 'touch /x 2>/dev/null && echo rootfs=rw || echo rootfs=ro; grep CapEff /proc/self/status; grep Seccomp: /proc/self/status; sleep 30'],
+    linux: { security_context: { readonly_rootfs: true, capabilities: { drop_capabilities: ['NET_RAW'] }, seccomp: { profile_type: 'RuntimeDefault' } } },
+  });
+  const out = await d.call('ExecSync', { container_id: id, cmd: ['/bin/sh', '-c', 'cat /proc/1/status | grep -E "CapEff|Seccomp:"; touch /y || echo ro'], timeout: 10 });
+  const text = Buffer.from(out.stdout).toString();
+  const capEff = BigInt(`0x${/CapEff:\s+([0-9a-f]+)/.exec(text)![1]}`);
+  assert.equal(capEff & (1n << 13n), 0n, 'CAP_NET_RAW is dropped');
+  assert.notEqual(capEff & (1n << 0n), 0n, 'CAP_CHOWN is kept');
+  assert.match(text, /Seccomp:\s+2/);
+  assert.match(text + Buffer.from(out.stderr).toString(), /ro|Read-only/);
+  await d.call('StopContainer', { container_id: id, timeout: 0 });
+  await d.call('RemoveContainer', { container_id: id });
+});
+
+test('ExecSync returns output and exit code; a timeout answers DEADLINE_EXCEEDED', async () => {
+  const p = await pod('exec');
+  const id = await run(p, 'sleeper', { command: ['sleep', '300'] });
+  const out = await d.call('ExecSync', { container_id: id, cmd: ['sh', '-c', 'echo hi; echo oops >&2; exit 4'], timeout: 10 });
+  assert.equal(Buffer.from(out.stdout).toString(), 'hi\n');
+  assert.equal(Buffer.from(out.stderr).toString(), 'oops\n');
+  assert.equal(out.exit_code, 4);
+  await assert.rejects(d.call('ExecSync', { container_id: id, cmd: ['sleep', '100'], timeout: 1 }), (e: any) => e.code === status.DEADLINE_EXCEEDED);
+  const { stats } = await d.call('ContainerStats', { container_id: id });
+  assert.ok(stats.memory.working_set_bytes.value > 0);
+  assert.ok(stats.cpu.usage_core_nano_seconds.value > 0);
+  assert.equal(typeof stats.writable_layer.used_bytes.value, 'number');
+  await d.call('StopContainer', { container_id: id, timeout: 1 });
+  assert.equal((await d.call('ContainerStatus', { container_id: id })).status.state, 'CONTAINER_EXITED');
+  await d.call('RemoveContainer', { container_id: id });
+  await d.call('RemoveContainer', { container_id: id });
+});
+
+test('streaming exec over SPDY and port-forward to busybox httpd in the pod', async () => {
+  const p = await pod('stream');
+  const id = await run(p, 'web', { command: ['sh', '-c', 'echo served > /var/www/index.html; httpd -f -p 127.0.0.1:8080 -h /var/www'] });
+  const { url } = await d.call('Exec', { container_id: id, cmd: ['sh', '-c', 'echo out; echo err >&2; exit 3'], stdout: true, stderr: true });
+  const up = await upgrade(url, 'SPDY/3.1', ['v4.channel.k8s.io']);
+  const client = new SpdyClient(up.socket!);
+  const error = await client.open({ streamtype: 'error' });
+  const stdout = await client.open({ streamtype: 'stdout' });
+  const stderr = await client.open({ streamtype: 'stderr' });
+  await Promise.all([error.ended, stdout.ended, stderr.ended]);
+  assert.equal(stdout.text(), 'out\n');
+  assert.equal(stderr.text(), 'err\n');
+  assert.deepEqual(JSON.parse(error.text()).details.causes, [{ reason: 'ExitCode', message: '3' }]);
+
+  for (let i = 0; i < 50; i++) {
+    const ready = await d.call('ExecSync', { container_id: id, cmd: ['sh', '-c', 'netstat -ltn | grep -c 8080'], timeout: 5 });
+    if (ready.exit_code === 0) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const pf = await d.call('PortForward', { pod_sandbox_id: p.id, port: [8080] });
+  const pfUp = await upgrade(pf.url, 'SPDY/3.1', ['portforward.k8s.io']);
+  const pfClient = new SpdyClient(pfUp.socket!);
+  await pfClient.open({ streamtype: 'error', port: '8080', requestid: '0' });
+  const data = await pfClient.open({ streamtype: 'data', port: '8080', requestid: '0' });
+  await data.write('GET /index.html HTTP/1.0\r\n\r\n');
+  await data.ended;
+  assert.match(data.text(), /200 OK[\s\S]*served/);
+  pfClient.destroy();
+  await d.call('StopContainer', { container_id: id, timeout: 1 });
+  await d.call('RemoveContainer', { container_id: id });
+});
+
+test('a memory limit that is exceeded reads OOMKilled; limits land in the cgroup', async () => {
+  const p = await pod('oom');
+  const id = await run(p, 'hog', {
+    command: ['sh', '-c', 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; x=$(head -c 80000000 /dev/zero | tr "\\0" a); echo survived'],
+    linux: { resources: { memory_limit_in_bytes: 32 * 1024 * 1024, memory_swap_limit_in_bytes: 32 * 1024 * 1024, cpu_shares: 512, cpu_quota: 50000, cpu_period: 100000 } },
+  });
+  const s = await waitExit(id);
+  assert.equal(s.reason, 'OOMKilled');
+  assert.match(await readFile(join(logDir, 'oom', 'hog.log'), 'utf8'), /33554432/);
+  await d.call('RemoveContainer', { container_id: id });
+});
+
+test('unknown images and pods, and bad requests, get clear errors', async () => {
+  const p = await pod('errors');
+  await assert.rejects(d.call('CreateContainer', { pod_sandbox_id: p.id, config: { metadata: { name: 'x' }, image: { image: 'never/pulled:1' } }, sandbox_config: p.config }), (e: any) => e.code === status.NOT_FOUND);
+  await assert.rejects(d.call('CreateContainer', { pod_sandbox_id: p.id, config: { metadata: { name: 'y' }, image: { image }, linux: { security_context: { run_as_username: 'nobody-here' } } }, sandbox_config: p.config }), (e: any) => e.code === status.INVALID_ARGUMENT && /nobody-here/.test(e.details));
+  await assert.rejects(d.call('Exec', { container_id: 'missing', cmd: ['sh'], stdout: true }), (e: any) => e.code === status.NOT_FOUND);
+  const leftovers = execFileSync('sh', ['-c', `ps -eo args | grep -c "[r]unc init" || true`], { encoding: 'utf8' });
+  assert.equal(leftovers.trim(), '0');
+});
+
+async function spdyExec(containerId: string, cmd: string[], options: { stdin?: boolean; tty?: boolean } = {}) {
+  const { url } = await d.call('Exec', { container_id: containerId, cmd, stdout: true, stderr: !options.tty, stdin: Boolean(options.stdin), tty: Boolean(options.tty) });
+  const up = await upgrade(url, 'SPDY/3.1', ['v4.channel.k8s.io']);
+  const client = new SpdyClient(up.socket!);
+  const error = await client.open({ streamtype: 'error' });
+  const stdin = options.stdin ? await client.open({ streamtype: 'stdin' }) : undefined;
+  const stdout = await client.open({ streamtype: 'stdout' });
+  const stderr = options.tty ? undefined : await client.open({ streamtype: 'stderr' });
+  const resize = options.tty ? await client.open({ streamtype: 'resize' }) : undefined;
+  return { client, error, stdin, stdout, stderr, resize };
+}
+
+test('streaming exec: interactive stdin, terminal resize, 50 at once, and a vanished client leaves no process', { timeout: 120_000 }, async () => {
+  const p = await pod('interactive');
+  const id = await run(p, 'shell', { command: ['sleep', '600'] });
+  const cat = await spdyExec(id, ['cat'], { stdin: true });
+  await cat.stdout.replied;
+  await cat.stdin!.write('echo me\n');
+  await cat.stdin!.end();
+  await cat.error.ended;
+  assert.equal(cat.stdout.text(), 'echo me\n');
+
+  const many = await Promise.all(Array.from({ length: 50 }, async (_, i) => {
+    const s = await spdyExec(id, ['sh', '-c', `echo n${i}`]);
+    await s.error.ended;
+    return s.stdout.text();
+  }));
+  assert.deepEqual(many, Array.from({ length: 50 }, (_, i) => `n${i}\n`));
+
+  const tty = await spdyExec(id, ['sh', '-c', 'sleep 0.5; stty size'], { tty: true });
+  await tty.resize!.write(JSON.stringify({ Width: 120, Height: 40 }) + '\n');
+  await tty.error.ended;
+  assert.match(tty.stdout.text(), /40 120/);
+
+  const gone = await spdyExec(id, ['sleep', '777']);
+  await gone.stdout.replied;
+  for (let i = 0; i < 50; i++) {
+    const ps = await d.call('ExecSync', { container_id: id, cmd: ['sh', '-c', 'ps | grep -c "[s]leep 777"'], timeout: 5 });
+    if (Buffer.from(ps.stdout).toString().trim() === '1') break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  gone.client.destroy();
+  let count = '1';
+  for (let i = 0; i < 50 && count !== '0'; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    const ps = await d.call('ExecSync', { container_id: id, cmd: ['sh', '-c', 'ps | grep -c "[s]leep 777"'], timeout: 5 });
+    count = Buffer.from(ps.stdout).toString().trim();
+  }
+  assert.equal(count, '0', 'the exec process ends with its client');
+  const conmons = execFileSync('sh', ['-c', `ps -eo args | grep -c "[c]onmon.*--exec" || true`], { encoding: 'utf8' }).trim();
+  assert.equal(conmons, '0', 'no exec conmon is left');
+  await d.call('StopContainer', { container_id: id, timeout: 0 });
+  await d.call('RemoveContainer', { container_id: id });
+});
+
+test('attach sees the output of a running container and detaching leaves it running', { timeout: 60_000 }, async () => {
+  const p = await pod('attach');
+  const id = await run(p, 'ticker', { command: ['sh', '-c', 'while true; do echo tick; sleep 0.2; done'] });
+  const { url } = await d.call('Attach', { container_id: id, stdout: true, stderr: true });
+  const up = await upgrade(url, 'SPDY/3.1', ['v4.channel.k8s.io']);
+  const client = new SpdyClient(up.socket!);
+  await client.open({ streamtype: 'error' });
+  const stdout = await client.open({ streamtype: 'stdout' });
+  await client.open({ streamtype: 'stderr' });
+  for (let i = 0; i < 50 && !stdout.text().includes('tick'); i++) await new Promise((r) => setTimeout(r, 100));
+  assert.match(stdout.text(), /tick/);
+  client.destroy();
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal((await d.call('ContainerStatus', { container_id: id })).status.state, 'CONTAINER_RUNNING');
+  await d.call('StopContainer', { container_id: id, timeout: 0 });
+  await d.call('RemoveContainer', { container_id: id });
+});

@@ -1,0 +1,73 @@
+// Cgroup naming and resource files, without touching the system.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { cgroupFsPath, containerCgroupsPath, expandSlice, hierarchies, podCgroupPath, podResources, resourceFiles } from '../../../src/cgroups/cgroups.ts';
+
+test('slices expand into their parents as systemd does', () => {
+  assert.equal(expandSlice('kubepods.slice'), '/kubepods.slice');
+  assert.equal(expandSlice('kubepods-burstable-pod1234.slice'), '/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1234.slice');
+  assert.equal(expandSlice('-.slice'), '/');
+  for (const bad of ['kubepods', 'a--b.slice', '-a.slice', 'a-.slice', 'a/b.slice', '.slice']) assert.throws(() => expandSlice(bad), bad);
+});
+
+test('pod cgroup names for each driver', () => {
+  assert.equal(podCgroupPath('', 'abc', 'cgroupfs', '/tscri'), '/tscri/pod-abc');
+  assert.equal(podCgroupPath('', 'abc', 'cgroupfs', '/tscri/'), '/tscri/pod-abc');
+  assert.equal(podCgroupPath('/kubepods/burstable/pod123', 'abc', 'cgroupfs', '/tscri'), '/kubepods/burstable/pod123');
+  assert.throws(() => podCgroupPath('/kubepods/../../etc', 'abc', 'cgroupfs', '/tscri'), /invalid cgroup path/);
+  assert.throws(() => podCgroupPath('relative', 'abc', 'cgroupfs', '/tscri'), /invalid cgroup path/);
+  assert.throws(() => podCgroupPath('kubepods-pod1.slice', 'abc', 'cgroupfs', '/tscri'), /cgroup_driver/);
+  assert.equal(podCgroupPath('kubepods-besteffort-pod1.slice', 'abc', 'systemd', '/tscri'), 'kubepods-besteffort-pod1.slice');
+  assert.equal(podCgroupPath('', 'abc', 'systemd', '/tscri'), 'tscri-podabc.slice');
+  assert.equal(podCgroupPath('', 'abc', 'systemd', 'machine.slice'), 'machine-podabc.slice');
+  assert.throws(() => podCgroupPath('/kubepods/pod1', 'abc', 'systemd', '/tscri'), /slice/);
+});
+
+test('container cgroupsPath for the OCI spec and its filesystem path', () => {
+  assert.equal(containerCgroupsPath({ cgroupParent: '/tscri/pod-abc' }, 'c1', 'cgroupfs'), '/tscri/pod-abc/ctr-c1');
+  assert.equal(containerCgroupsPath({ cgroupParent: 'kubepods-pod1.slice' }, 'c1', 'systemd'), 'kubepods-pod1.slice:tscri:c1');
+  assert.equal(cgroupFsPath('kubepods-pod1.slice:tscri:c1'), '/kubepods.slice/kubepods-pod1.slice/tscri-c1.scope');
+  assert.equal(cgroupFsPath('kubepods-pod1.slice'), '/kubepods.slice/kubepods-pod1.slice');
+  assert.equal(cgroupFsPath('/tscri/pod-abc'), '/tscri/pod-abc');
+  assert.throws(() => cgroupFsPath('/a/../b'));
+});
+
+test('resource files for cgroup v1 and v2', () => {
+  const r = { cpu_shares: 1024, cpu_period: 100000, cpu_quota: 50000, memory_limit_in_bytes: 1 << 28, cpuset_cpus: '0-1', cpuset_mems: '0', hugepage_limits: [{ page_size: '2MB', limit: 1 << 21 }], unified: { 'memory.high': '1000000' }, memory_swap_limit_in_bytes: 1 << 29 };
+  assert.deepEqual(resourceFiles(r, 'v1'), [
+    ['cpu.shares', '1024'], ['cpu.cfs_period_us', '100000'], ['cpu.cfs_quota_us', '50000'], ['memory.limit_in_bytes', String(1 << 28)],
+    ['memory.memsw.limit_in_bytes', String(1 << 29)], ['cpuset.cpus', '0-1'], ['cpuset.mems', '0'], ['hugetlb.2MB.limit_in_bytes', String(1 << 21)],
+  ]);
+  assert.deepEqual(resourceFiles(r, 'v2'), [
+    ['cpu.weight', '39'], ['cpu.max', '50000 100000'], ['memory.max', String(1 << 28)], ['memory.swap.max', String(1 << 28)],
+    ['cpuset.cpus', '0-1'], ['cpuset.mems', '0'], ['hugetlb.2MB.max', String(1 << 21)], ['memory.high', '1000000'],
+  ]);
+  assert.deepEqual(resourceFiles({ cpu_quota: -1, cpu_period: 100000 }, 'v2'), [['cpu.max', 'max 100000']]);
+  assert.deepEqual(resourceFiles({}, 'v1'), []);
+  assert.throws(() => resourceFiles({ unified: { '../x': '1' } }, 'v2'), /invalid unified/);
+});
+
+test('a pod total adds the sandbox overhead to its containers', () => {
+  const sum = podResources({ cpu_shares: 512, cpu_period: 100000, cpu_quota: 50000, memory_limit_in_bytes: 100 } as any, { cpu_shares: 10, cpu_period: 50000, cpu_quota: 5000, memory_limit_in_bytes: 20 } as any);
+  assert.equal(sum.cpu_shares, 522);
+  assert.equal(sum.cpu_quota, 60000);
+  assert.equal(sum.cpu_period, 100000);
+  assert.equal(sum.memory_limit_in_bytes, 120);
+  // No container memory limit means none for the pod, whatever the overhead.
+  assert.equal(podResources({ memory_limit_in_bytes: 0 } as any, { memory_limit_in_bytes: 20 } as any).memory_limit_in_bytes, 0);
+  assert.deepEqual(podResources(null, null), {});
+});
+
+test('cgroup hierarchies are read from mountinfo', () => {
+  const mountinfo = [
+    '30 25 0:26 / /sys/fs/cgroup/cpu rw,relatime shared:9 - cgroup cgroup rw,cpu',
+    '31 25 0:27 / /sys/fs/cgroup/systemd rw,relatime shared:10 - cgroup cgroup rw,xattr,name=systemd',
+    '32 25 0:28 / /sys/fs/cgroup/unified rw,relatime shared:11 - cgroup2 cgroup2 rw',
+    '33 25 0:29 / /proc rw - proc proc rw',
+  ].join('\n');
+  assert.deepEqual(hierarchies(mountinfo), [
+    { mount: '/sys/fs/cgroup/cpu', version: 'v1', controllers: ['cpu'] },
+    { mount: '/sys/fs/cgroup/systemd', version: 'v1', controllers: ['name=systemd'] },
+    { mount: '/sys/fs/cgroup/unified', version: 'v2', controllers: [] },
+  ]);
+});

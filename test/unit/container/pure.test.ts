@@ -1,0 +1,87 @@
+// Pure parts of the container service: signals, filters, names, log paths,
+// conmon's sync and control messages, output caps.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { exitReason, matchesFilter, reservationName, stopSignal, type ContainerRecord } from '../../../src/container/record.ts';
+import { criLogPath, execProcess } from '../../../src/container/service.ts';
+import { conmonCreateArgs, ctlMessage, CTL_REOPEN_LOG, CTL_RESIZE, parseSyncMessages } from '../../../src/container/conmon.ts';
+import { CappedBuffer } from '../../../src/container/execsync.ts';
+import { runtimeMessage } from '../../../src/container/runtime.ts';
+
+test('stop signal: the request, else the image, else SIGTERM', () => {
+  assert.equal(stopSignal('SIGNAL_SIGINT', 'SIGQUIT'), 'SIGINT');
+  assert.equal(stopSignal('SIGNAL_RUNTIME_DEFAULT', 'SIGQUIT'), 'SIGQUIT');
+  assert.equal(stopSignal(undefined, 'quit'), 'SIGQUIT');
+  assert.equal(stopSignal(undefined, '9'), '9');
+  assert.equal(stopSignal(undefined, ''), 'SIGTERM');
+  assert.equal(stopSignal('SIGNAL_SIGRTMINPLUS3', ''), 'SIGRTMIN+3');
+  assert.equal(stopSignal('SIGNAL_SIGRTMAXMINUS2', ''), 'SIGRTMAX-2');
+});
+
+test('exit reasons', () => {
+  assert.equal(exitReason(0, false), 'Completed');
+  assert.equal(exitReason(2, false), 'Error');
+  assert.equal(exitReason(137, true), 'OOMKilled');
+});
+
+test('filters: id prefix, state, pod id prefix, labels', () => {
+  const r = { id: 'abcdef', sandboxId: 'pod123', state: 'CONTAINER_RUNNING', config: { labels: { a: '1', b: '2' } } } as unknown as ContainerRecord;
+  const f = (x: object) => ({ id: '', state: null, pod_sandbox_id: '', label_selector: {}, ...x });
+  assert.ok(matchesFilter(r, null));
+  assert.ok(matchesFilter(r, f({ id: 'abc' })));
+  assert.ok(!matchesFilter(r, f({ id: 'abd' })));
+  assert.ok(matchesFilter(r, f({ state: { state: 'CONTAINER_RUNNING' } })));
+  assert.ok(!matchesFilter(r, f({ state: { state: 'CONTAINER_EXITED' } })));
+  assert.ok(matchesFilter(r, f({ pod_sandbox_id: 'pod1' })));
+  assert.ok(!matchesFilter(r, f({ pod_sandbox_id: 'pod2' })));
+  assert.ok(matchesFilter(r, f({ label_selector: { a: '1' } })));
+  assert.ok(!matchesFilter(r, f({ label_selector: { a: '1', c: '3' } })));
+});
+
+test('reservation names follow name_pod_namespace_uid_attempt', () => {
+  const name = reservationName({ metadata: { name: 'c', attempt: 2 } } as any, { metadata: { name: 'p', namespace: 'n', uid: 'u', attempt: 0 } } as any);
+  assert.equal(name, 'c_p_n_u_2');
+});
+
+test('log paths stay inside the pod log directory', () => {
+  assert.equal(criLogPath('/var/log/pods/x', 'c/0.log'), '/var/log/pods/x/c/0.log');
+  assert.equal(criLogPath('', 'c/0.log'), '');
+  assert.throws(() => criLogPath('/var/log/pods/x', '../../etc/passwd'));
+  assert.throws(() => criLogPath('/var/log/pods/x', '/etc/passwd'));
+});
+
+test('conmon sync messages and control messages', () => {
+  const { messages, rest } = parseSyncMessages('{"data": 42}\n{"data": -1, "message": "no \\"such\\" file"}\n{"da');
+  assert.deepEqual(messages, [{ data: 42 }, { data: -1, message: 'no "such" file' }]);
+  assert.equal(rest, '{"da');
+  assert.equal(ctlMessage(CTL_REOPEN_LOG), '2 0 0\n');
+  assert.equal(ctlMessage(CTL_RESIZE, 40, 120), '1 40 120\n');
+  assert.equal(ctlMessage(CTL_RESIZE, 4000, -1), '1 1000 0\n');
+});
+
+test('conmon create arguments', () => {
+  const args = conmonCreateArgs({ conmonPath: '/c', runtimePath: '/r', runtimeArgs: ['--root', '/run/x'], id: 'ID', name: 'N', socketDir: '/s', terminal: true, stdin: true, stdinOnce: false, bundle: '/b', exitDir: '/e', logPath: '/l/0.log', systemdCgroup: false });
+  assert.ok(args.includes('--terminal') && args.includes('--stdin') && args.includes('--leave-stdin-open'));
+  assert.ok(args.includes('--runtime-arg=--root') && args.includes('--runtime-arg=/run/x'));
+  assert.equal(args[args.indexOf('--log-path') + 1], 'k8s-file:/l/0.log');
+  assert.equal(args[args.indexOf('--exit-dir') + 1], '/e');
+});
+
+test('exec process keeps the container process but runs the command', () => {
+  const p = execProcess({ args: ['a'], env: ['X=1'], cwd: '/w', terminal: true, consoleSize: { height: 1, width: 1 } }, ['b'], false);
+  assert.deepEqual(p, { args: ['b'], env: ['X=1'], cwd: '/w', terminal: false });
+});
+
+test('capped buffers keep the first bytes only', () => {
+  const b = new CappedBuffer(5);
+  b.push(Buffer.from('abc'));
+  b.push(Buffer.from('defg'));
+  b.push(Buffer.from('h'));
+  assert.equal(b.value().toString(), 'abcde');
+  assert.ok(b.truncated);
+});
+
+test('runtime error messages are reduced to their message', () => {
+  assert.equal(runtimeMessage('time="2024" level=error msg="container \\"x\\" does not exist"\n'), 'container "x" does not exist');
+  assert.equal(runtimeMessage('{"level":"error","msg":"boom"}\n'), 'boom');
+});

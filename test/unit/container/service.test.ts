@@ -1,0 +1,178 @@
+// ContainerService on hand-made bundles: real runc and conmon, with a fake
+// pod, image and rootfs (the busybox tree, read-only) so the lifecycle is
+// tested on its own: create/start/exit, logs, stop with and without a
+// trapped SIGTERM, ExecSync, OOM, restart of the service, removal.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { access, readFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import { status as grpcStatus } from '@grpc/grpc-js';
+import { ContainerService } from '../../../src/container/service.ts';
+import { CriError } from '../../../src/server/errors.ts';
+import { alive, containerConfig, setup, waitState } from './service-fixture.ts';
+
+test('a container runs, logs to the CRI log file and exits with its code', async (t) => {
+  const { service, sandbox, dir } = await setup(t);
+  const id = await service.create(sandbox.id, containerConfig('hello', ['/bin/sh', '-c', 'echo out; echo err >&2; exit 3']), null);
+  const created = (await service.status(id, true)).status;
+  assert.equal(created.state, 'CONTAINER_CREATED');
+  assert.ok(Number(created.created_at) > 0);
+  assert.equal(created.image_id, 'sha256:' + 'b'.repeat(64));
+  assert.equal(created.image?.image, 'busybox');
+  assert.deepEqual(service.list({ id: id.slice(0, 8), state: null, pod_sandbox_id: '', label_selector: {} }).map((c) => c.id), [id]);
+  assert.deepEqual(service.list({ id: '', state: { state: 'CONTAINER_RUNNING' }, pod_sandbox_id: '', label_selector: {} }), []);
+  assert.deepEqual(service.list({ id: '', state: null, pod_sandbox_id: '', label_selector: { app: 'other' } }), []);
+
+  await service.start(id);
+  await waitState(service, id, 'CONTAINER_EXITED');
+  const { status, info } = await service.status(id, true);
+  assert.equal(status.exit_code, 3);
+  assert.equal(status.reason, 'Error');
+  assert.ok(Number(status.finished_at) >= Number(status.started_at));
+  assert.equal(status.log_path, join(dir, 'logs', 'hello.log'));
+  assert.ok(JSON.parse(info.info!).runtimeSpec.process.args.includes('/bin/sh'));
+  const log = await readFile(join(dir, 'logs', 'hello.log'), 'utf8');
+  assert.match(log, /stdout F out\n/);
+  assert.match(log, /stderr F err\n/);
+
+  await service.remove(id);
+  await service.remove(id);
+  assert.throws(() => service.get(id), (e: CriError) => e.code === grpcStatus.NOT_FOUND);
+  await access(join(dir, 'logs', 'hello.log'));
+});
+
+test('names are reserved until removal; unknown pods and images are refused', async (t) => {
+  const { service, sandbox } = await setup(t);
+  const id = await service.create(sandbox.id, containerConfig('one', ['/bin/true']), null);
+  await assert.rejects(service.create(sandbox.id, containerConfig('one', ['/bin/true']), null), (e: CriError) => e.code === grpcStatus.ALREADY_EXISTS && e.message.includes(id));
+  await assert.rejects(service.create('nope', containerConfig('two', ['/bin/true']), null), (e: CriError) => e.code === grpcStatus.NOT_FOUND);
+  await assert.rejects(service.create(sandbox.id, { ...containerConfig('two', ['/bin/true']), image: { image: 'missing' } }, null), (e: CriError) => e.code === grpcStatus.NOT_FOUND && /pull/.test(e.message));
+  await service.remove(id);
+  const again = await service.create(sandbox.id, containerConfig('one', ['/bin/true']), null);
+  assert.notEqual(again, id);
+});
+
+test('stop honours a trapped SIGTERM with SIGKILL after the timeout; a handled SIGTERM exits cleanly', async (t) => {
+  const { service, sandbox } = await setup(t);
+  const stubborn = await service.create(sandbox.id, containerConfig('stubborn', ['/bin/sh', '-c', 'trap "" TERM; echo ready; while true; do sleep 0.1; done']), null);
+  const polite = await service.create(sandbox.id, containerConfig('polite', ['/bin/sh', '-c', 'trap "exit 0" TERM; while true; do sleep 0.1; done']), null);
+  await service.start(stubborn);
+  await service.start(polite);
+  assert.equal(service.get(stubborn).state, 'CONTAINER_RUNNING');
+  await new Promise((r) => setTimeout(r, 300));
+  await Promise.all([service.stop(stubborn, 1), service.stop(polite, 30)]);
+  assert.equal(service.get(stubborn).state, 'CONTAINER_EXITED');
+  assert.equal(service.get(stubborn).exitCode, 137);
+  assert.equal(service.get(polite).exitCode, 0);
+  assert.equal(service.get(polite).reason, 'Completed');
+  await service.stop(stubborn, 1);
+  await service.stop('no-such-container', 1);
+});
+
+test('ExecSync returns output and exit code, and a timed-out command is killed', async (t) => {
+  const { service, sandbox } = await setup(t);
+  const id = await service.create(sandbox.id, containerConfig('exec', ['/bin/sh', '-c', 'while true; do sleep 1; done'], { envs: [{ key: 'GREETING', value: 'hi' }] }), null);
+  await service.start(id);
+  const result = await service.execSync(id, ['/bin/sh', '-c', 'echo $GREETING; echo bad >&2; exit 4'], 10);
+  assert.equal(result.stdout.toString(), 'hi\n');
+  assert.equal(result.stderr.toString(), 'bad\n');
+  assert.equal(result.exitCode, 4);
+  await assert.rejects(service.execSync(id, ['/bin/sh', '-c', 'sleep 30'], 1), (e: CriError) => e.code === grpcStatus.DEADLINE_EXCEEDED);
+  const ps = await service.execSync(id, ['/bin/ps', '-o', 'args'], 10);
+  assert.doesNotMatch(ps.stdout.toString(), /sleep 30/);
+  assert.equal(service.get(id).state, 'CONTAINER_RUNNING');
+});
+
+test('a memory limit that is exceeded reads OOMKilled', async (t) => {
+  const { service, sandbox } = await setup(t);
+  const linux = { resources: { memory_limit_in_bytes: 16 * 1024 * 1024 }, security_context: null };
+  const id = await service.create(sandbox.id, containerConfig('hog', ['/bin/sh', '-c', 'x=$(head -c 200000000 /dev/zero | tr "\\0" a); echo survived'], { linux }), null);
+  await service.start(id);
+  await waitState(service, id, 'CONTAINER_EXITED');
+  assert.equal(service.get(id).reason, 'OOMKilled');
+  assert.notEqual(service.get(id).exitCode, 0);
+});
+
+test('containers survive a restart of the service, and exits while it was down are picked up', async (t) => {
+  const env = await setup(t);
+  const { service, sandbox } = env;
+  const keeps = await service.create(sandbox.id, containerConfig('keeps', ['/bin/sh', '-c', 'while true; do sleep 0.1; done']), null);
+  const dies = await service.create(sandbox.id, containerConfig('dies', ['/bin/sh', '-c', 'read x; exit 5'], { stdin: true, stdin_once: true }), null);
+  await service.start(keeps);
+  await service.start(dies);
+  const pid = service.get(keeps).pid;
+  service.close();
+  // While the service is down, one container ends.
+  await service.runtimeFor('').kill(dies, 'SIGKILL');
+  await new Promise((r) => setTimeout(r, 500));
+
+  const next = new ContainerService(env.deps);
+  env.service = next;
+  await next.load();
+  assert.equal(next.get(keeps).state, 'CONTAINER_RUNNING');
+  assert.ok(alive(pid));
+  assert.equal(next.get(dies).state, 'CONTAINER_EXITED');
+  assert.equal(next.get(dies).exitCode, 137);
+  await next.stop(keeps, 0);
+  assert.equal(next.get(keeps).state, 'CONTAINER_EXITED');
+  assert.ok(!alive(pid));
+});
+
+test('removal leaves no conmon, runtime state or bundle behind', async (t) => {
+  const { service, sandbox } = await setup(t);
+  const id = await service.create(sandbox.id, containerConfig('gone', ['/bin/sh', '-c', 'while true; do sleep 0.1; done']), null);
+  await service.start(id);
+  const bundle = service.get(id).bundle;
+  const conmonPid = Number(await readFile(join(bundle, 'conmon.pid'), 'utf8'));
+  assert.ok(alive(conmonPid));
+  await service.remove(id);
+  for (let i = 0; i < 100 && alive(conmonPid); i++) await new Promise((r) => setTimeout(r, 20));
+  assert.ok(!alive(conmonPid), 'conmon left');
+  assert.equal(await service.runtimeFor('').state(id), undefined);
+  await assert.rejects(access(bundle));
+});
+
+test('ReopenContainerLog makes conmon write to a fresh file after rotation', async (t) => {
+  const { service, sandbox, dir } = await setup(t);
+  const id = await service.create(sandbox.id, containerConfig('ticker', ['/bin/sh', '-c', 'while true; do echo tick; sleep 0.1; done']), null);
+  await service.start(id);
+  const log = join(dir, 'logs', 'ticker.log');
+  await new Promise((r) => setTimeout(r, 300));
+  await rename(log, `${log}.1`);
+  await service.reopenLog(id);
+  for (let i = 0; i < 100 && !(await readFile(log, 'utf8').catch(() => '')).includes('tick'); i++) await new Promise((r) => setTimeout(r, 20));
+  assert.match(await readFile(log, 'utf8'), /stdout F tick/);
+  await service.stop(id, 0);
+  await assert.rejects(service.reopenLog(id), (e: CriError) => e.code === grpcStatus.FAILED_PRECONDITION);
+});
+
+test('UpdateContainerResources changes the cgroup limit of a running container', async (t) => {
+  const { service, sandbox } = await setup(t);
+  const id = await service.create(sandbox.id, containerConfig('limited', ['/bin/sh', '-c', 'while true; do sleep 1; done']), null);
+  await service.start(id);
+  await service.update(id, { memory_limit_in_bytes: 64 * 1024 * 1024 } as any);
+  const cgroup = service.get(id).cgroupsPath;
+  const v1 = `/sys/fs/cgroup/memory${cgroup}/memory.limit_in_bytes`;
+  const v2 = `/sys/fs/cgroup/unified${cgroup}/memory.max`;
+  const value = await readFile(v1, 'utf8').catch(() => readFile(v2, 'utf8'));
+  assert.equal(value.trim(), String(64 * 1024 * 1024));
+  assert.equal((await service.status(id, false)).status.resources?.linux?.memory_limit_in_bytes, 64 * 1024 * 1024);
+});
+
+test('the lifecycle publishes created, started, stopped and deleted events', async (t) => {
+  const { service, sandbox } = await setup(t);
+  const subscription = service.events.subscribe();
+  const id = await service.create(sandbox.id, containerConfig('events', ['/bin/sh', '-c', 'exit 0']), null);
+  await service.start(id);
+  await waitState(service, id, 'CONTAINER_EXITED');
+  await service.remove(id);
+  const seen = [];
+  for (let i = 0; i < 4; i++) {
+    const event = await subscription.next();
+    assert.equal(event!.containerId, id);
+    assert.equal(event!.sandboxId, sandbox.id);
+    seen.push(event!.type);
+  }
+  assert.deepEqual(seen, ['CONTAINER_CREATED_EVENT', 'CONTAINER_STARTED_EVENT', 'CONTAINER_STOPPED_EVENT', 'CONTAINER_DELETED_EVENT']);
+  service.events.unsubscribe(subscription);
+});

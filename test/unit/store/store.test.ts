@@ -1,0 +1,99 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { RecordStore, assertSafeId, writeFileAtomic } from '../../../src/store/store.ts';
+import { KeyedLock } from '../../../src/store/lock.ts';
+
+interface Thing {
+  id: string;
+  value: number;
+}
+
+async function tempDir(t: { after: (fn: () => Promise<void>) => void }) {
+  const dir = await mkdtemp(join(tmpdir(), 'tscri-store-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+test('records survive a reload', async (t) => {
+  const dir = await tempDir(t);
+  const store = new RecordStore<Thing>(dir);
+  await store.load();
+  await store.put({ id: 'a1', value: 1 });
+  await store.put({ id: 'b2', value: 2 });
+  await store.put({ id: 'a1', value: 3 });
+  await store.delete('b2');
+  const again = new RecordStore<Thing>(dir);
+  assert.deepEqual(await again.load(), [{ id: 'a1', value: 3 }]);
+});
+
+test('leftovers of an interrupted write are ignored and removed at load', async (t) => {
+  const dir = await tempDir(t);
+  const store = new RecordStore<Thing>(dir);
+  await store.load();
+  await store.put({ id: 'x', value: 1 });
+  // A crash between writing the temporary file and renaming it leaves this behind.
+  await writeFile(join(dir, 'x.json.tmp-abc123'), '{"id":"x","val');
+  const again = new RecordStore<Thing>(dir);
+  assert.deepEqual(await again.load(), [{ id: 'x', value: 1 }]);
+  assert.deepEqual(await readdir(dir), ['x.json']);
+});
+
+test('find accepts a unique prefix only', async (t) => {
+  const store = new RecordStore<Thing>(await tempDir(t));
+  await store.load();
+  await store.put({ id: 'abc1', value: 1 });
+  await store.put({ id: 'abd2', value: 2 });
+  assert.equal(store.find('abc')?.value, 1);
+  assert.equal(store.find('ab'), undefined);
+  assert.equal(store.find('abd2')?.value, 2);
+  assert.equal(store.find(''), undefined);
+});
+
+test('ids that are paths are refused', async (t) => {
+  const store = new RecordStore<Thing>(await tempDir(t));
+  await store.load();
+  for (const id of ['../evil', 'a/b', '', '.hidden', 'a..b']) {
+    await assert.rejects(store.put({ id, value: 0 }), /invalid record id/);
+  }
+  assert.doesNotThrow(() => assertSafeId('sha256:' + 'a'.repeat(64)));
+});
+
+test('writeFileAtomic replaces content whole', async (t) => {
+  const dir = await tempDir(t);
+  const file = join(dir, 'f');
+  await writeFileAtomic(file, 'one');
+  await writeFileAtomic(file, 'two');
+  assert.deepEqual(await readdir(dir), ['f']);
+});
+
+test('KeyedLock serialises one key and lets other keys run', async () => {
+  const lock = new KeyedLock();
+  const events: string[] = [];
+  let releaseA!: () => void;
+  const gateA = new Promise<void>((r) => (releaseA = r));
+  const first = lock.with('a', async () => {
+    events.push('a1 start');
+    await gateA;
+    events.push('a1 end');
+  });
+  const second = lock.with('a', async () => {
+    events.push('a2');
+  });
+  await lock.with('b', async () => {
+    events.push('b');
+  });
+  assert.deepEqual(events, ['a1 start', 'b']);
+  releaseA();
+  await Promise.all([first, second]);
+  assert.deepEqual(events, ['a1 start', 'b', 'a1 end', 'a2']);
+  assert.equal(lock.isHeld('a'), false);
+});
+
+test('KeyedLock releases after a failure', async () => {
+  const lock = new KeyedLock();
+  await assert.rejects(lock.with('k', async () => { throw new Error('boom'); }), /boom/);
+  assert.equal(await lock.with('k', async () => 42), 42);
+});
