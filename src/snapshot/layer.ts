@@ -20,6 +20,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
 import { extract, type Header as Headers } from 'tar-stream';
+import { TarEnd } from './tar-end.ts';
 import { S_IFBLK, S_IFCHR, S_IFIFO, SyscallError, lsetxattr, mknod } from './syscalls.ts';
 
 const WHITEOUT_PREFIX = '.wh.';
@@ -190,7 +191,7 @@ export async function applyLayer(input: Readable, mediaType: string, dir: string
         },
       );
     });
-    await pipeline([source, ...(stage ? [stage] : []), counter, tar], { signal });
+    await pipeline([source, ...(stage ? [stage] : []), counter, new TarEnd(), tar], { signal });
     unpacker.finishDirectories();
     return { diffId: `sha256:${hash.digest('hex')}`, size };
   } catch (err) {

@@ -308,6 +308,16 @@ test('an abort stops the unpack and closes the input', async (t) => {
   assert.ok(other.destroyed);
 });
 
+test('bytes after the end of the archive are ignored but count in the diff id', async (t) => {
+  const tar = Buffer.concat([await tarOf([{ name: 'a.txt', body: 'content' }, { name: 'big', body: 'y'.repeat(5000) }]), Buffer.from('trailing garbage that is not a tar header')]);
+  const { snap } = await dirs(t);
+  const result = await applyLayer(Readable.from([gzipSync(tar)]), `${TAR}+gzip`, snap);
+  assert.equal(result.diffId, sha(tar));
+  assert.equal(result.size, tar.length);
+  assert.equal(await readFile(join(snap, 'a.txt'), 'utf8'), 'content');
+  assert.equal((await stat(join(snap, 'big'))).size, 5000);
+});
+
 test('a layer that is not a tar fails', async (t) => {
   const { snap } = await dirs(t);
   await assert.rejects(applyLayer(Readable.from([Buffer.alloc(600, 0x41)]), TAR, snap));
