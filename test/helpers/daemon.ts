@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { criClient, type CriCall } from './cri-client.ts';
 
 const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
+/** The V8 flags bin/tscri runs the daemon with. */
+const NODE_FLAGS = ['--max-semi-space-size=2'];
 
 export interface TestDaemon {
   dir: string;
@@ -43,7 +45,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<TestDaem
   const state = join(dir, 'state');
   const configFile = join(dir, 'tscri.toml');
   await writeFile(configFile, options.config ?? '');
-  const args = [CLI, 'serve', '--config', configFile, '--listen', `unix://${socket}`, '--root', root, '--state', state, '--log-level', 'debug', ...(options.extraArgs ?? [])];
+  const args = [...NODE_FLAGS, CLI, 'serve', '--config', configFile, '--listen', `unix://${socket}`, '--root', root, '--state', state, '--log-level', 'debug', ...(options.extraArgs ?? [])];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
