@@ -46,6 +46,8 @@ export interface SpecRequest {
   /** The rootfs directory (already mounted). */
   rootfs: string;
   cgroupsPath: string;
+  /** For the TARGET pid mode: the target container's pid namespace file. */
+  targetPidNamespace?: string;
 }
 
 export interface ContainerDeps {
@@ -151,6 +153,21 @@ export class ContainerService {
   // ---- lookups ----
 
   /** A container by full id or unique prefix, else NOT_FOUND. */
+  /**
+   * The pid namespace a TARGET-mode container joins: that of the running
+   * container named by target_id in the same pod (kubectl debug --target).
+   */
+  private targetPidNamespace(config: ContainerConfig__Output, sandboxId: string): string | undefined {
+    const options = config.linux?.security_context?.namespace_options;
+    if (options?.pid !== 'TARGET') return undefined;
+    if (!options.target_id) throw invalidArgument('the TARGET pid namespace mode needs namespace_options.target_id');
+    const target = this.find(options.target_id);
+    if (!target) throw notFound(`target container ${options.target_id} not found`);
+    if (target.sandboxId !== sandboxId) throw invalidArgument(`target container ${target.id} belongs to another pod sandbox`);
+    if (target.state !== 'CONTAINER_RUNNING' || !target.pid) throw failedPrecondition(`target container ${target.id} is not running; its pid namespace can only be joined while it runs`);
+    return `/proc/${target.pid}/ns/pid`;
+  }
+
   get(id: string): ContainerRecord {
     if (!id) throw invalidArgument('container_id is required');
     const r = this.store.find(id);
@@ -195,6 +212,7 @@ export class ContainerService {
     const image = await this.deps.resolveImage(ref);
     if (!image) throw notFound(`image ${JSON.stringify(ref)} is not present on this node; pull it first`);
     const logPath = criLogPath(sandbox.config.log_directory, config.log_path);
+    const targetPidNamespace = this.targetPidNamespace(config, sandbox.id);
 
     const name = reservationName(config, sandbox.config);
     const holder = this.names.get(name);
@@ -236,7 +254,7 @@ export class ContainerService {
         await mkdir(rootfs, { recursive: true, mode: 0o755 });
         await this.deps.prepareRootfs(id, image.chainIds, rootfs);
         record.rootfsPrepared = true;
-        const spec = await this.deps.makeSpec({ id, config, sandbox, image, rootfs, cgroupsPath: record.cgroupsPath });
+        const spec = await this.deps.makeSpec({ id, config, sandbox, image, rootfs, cgroupsPath: record.cgroupsPath, targetPidNamespace });
         record.user = userOf(spec);
         await writeFileAtomic(bundleFiles(bundle).config, JSON.stringify(spec));
         if (logPath) await mkdir(dirname(logPath), { recursive: true });

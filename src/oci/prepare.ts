@@ -84,5 +84,6 @@ export async function makeSpec(req: SpecRequest, sources: SpecSources): Promise<
     imageMounts: await mountImageVolumes(req, sources),
     seccompLocalhost: await localhostSeccomp(req),
     devices: requestedDevices(req),
+    targetPidNamespace: req.targetPidNamespace,
   });
 }

@@ -58,6 +58,8 @@ export interface SpecInput {
   seccompLocalhost?: object;
   /** Devices the request names, resolved on the host. */
   devices?: Array<HostDevice & { containerPath: string; permissions: string }>;
+  /** The pid namespace of the target container, for the TARGET pid mode. */
+  targetPidNamespace?: string;
 }
 
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -84,7 +86,17 @@ export function processEnv(imageEnv: string[] = [], envs: Array<{ key: string; v
   return values.has('PATH') ? env : [DEFAULT_PATH, ...env];
 }
 
-export function namespaces(sandbox: SandboxRecord, options: { network?: string; pid?: string; ipc?: string } | null | undefined, cgroupVersion: 'v1' | 'v2'): Array<{ type: string; path?: string }> {
+/**
+ * The namespaces a container joins or gets. targetPidNamespace is the pid
+ * namespace file of the container named by target_id (TARGET mode, which
+ * kubelet uses for ephemeral debug containers); the caller resolves it.
+ */
+export function namespaces(
+  sandbox: SandboxRecord,
+  options: { network?: string; pid?: string; ipc?: string } | null | undefined,
+  cgroupVersion: 'v1' | 'v2',
+  targetPidNamespace?: string,
+): Array<{ type: string; path?: string }> {
   const ns: Array<{ type: string; path?: string }> = [{ type: 'mount' }];
   const join = (type: string, path: string | undefined) => (path ? ns.push({ type, path }) : undefined);
   if (options?.network !== 'NODE') join('network', sandbox.namespaces.network);
@@ -94,7 +106,9 @@ export function namespaces(sandbox: SandboxRecord, options: { network?: string; 
     case 'NODE':
       break;
     case 'TARGET':
-      throw new SpecError('the TARGET pid namespace mode is not supported; use POD or CONTAINER');
+      if (!targetPidNamespace) throw new SpecError('the TARGET pid namespace mode needs the running target container named by target_id');
+      ns.push({ type: 'pid', path: targetPidNamespace });
+      break;
     case 'POD':
       if (sandbox.namespaces.pid) ns.push({ type: 'pid', path: sandbox.namespaces.pid });
       else ns.push({ type: 'pid' });
@@ -161,7 +175,7 @@ export function buildSpec(input: SpecInput): Record<string, any> {
     },
     linux: {
       cgroupsPath: input.cgroupsPath,
-      namespaces: namespaces(sandbox, sc?.namespace_options, host.cgroupVersion),
+      namespaces: namespaces(sandbox, sc?.namespace_options, host.cgroupVersion, input.targetPidNamespace),
       resources: {
         ...resources,
         devices: privileged

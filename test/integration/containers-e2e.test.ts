@@ -184,6 +184,26 @@ test('unknown images and pods, and bad requests, get clear errors', async () => 
   assert.equal(leftovers.trim(), '0');
 });
 
+test('a container in TARGET pid mode sees the processes of its target, as kubectl debug --target needs', async () => {
+  const p = await pod('target');
+  const app = await run(p, 'app', { command: ['sleep', '4242'] });
+  const ns = (pid: string) => ({ linux: { security_context: { namespace_options: { network: 'POD', pid, ipc: 'POD', target_id: pid === 'TARGET' ? app : '' } } } });
+  const debug = await run(p, 'debug', { command: ['sleep', '600'], ...ns('TARGET') });
+  const ps = await d.call('ExecSync', { container_id: debug, cmd: ['ps', '-o', 'args'], timeout: 10 });
+  assert.match(Buffer.from(ps.stdout).toString(), /sleep 4242/);
+  const create = (name: string, extra: object) => d.call('CreateContainer', { pod_sandbox_id: p.id, config: { metadata: { name }, image: { image }, command: ['true'], ...extra }, sandbox_config: p.config });
+  const noTarget = { linux: { security_context: { namespace_options: { pid: 'TARGET' } } } };
+  await assert.rejects(create('t1', noTarget), (e: any) => e.code === status.INVALID_ARGUMENT && /target_id/.test(e.details));
+  const unknown = { linux: { security_context: { namespace_options: { pid: 'TARGET', target_id: 'feedbeef' } } } };
+  await assert.rejects(create('t2', unknown), (e: any) => e.code === status.NOT_FOUND && /feedbeef/.test(e.details));
+  await d.call('StopContainer', { container_id: app, timeout: 0 });
+  await assert.rejects(create('t3', ns('TARGET')), (e: any) => e.code === status.FAILED_PRECONDITION && /not running/.test(e.details));
+  for (const id of [debug, app]) {
+    await d.call('StopContainer', { container_id: id, timeout: 0 });
+    await d.call('RemoveContainer', { container_id: id });
+  }
+});
+
 async function spdyExec(containerId: string, cmd: string[], options: { stdin?: boolean; tty?: boolean } = {}) {
   const { url } = await d.call('Exec', { container_id: containerId, cmd, stdout: true, stderr: !options.tty, stdin: Boolean(options.stdin), tty: Boolean(options.tty) });
   const up = await upgrade(url, 'SPDY/3.1', ['v4.channel.k8s.io']);

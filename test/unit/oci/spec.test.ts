@@ -97,6 +97,7 @@ test('pid namespace modes and host namespaces', () => {
   assert.ok(namespaces(sandbox(), { network: 'NODE', ipc: 'NODE' }, 'v2').every((n) => n.type !== 'network' && n.type !== 'ipc'));
   assert.ok(namespaces(sandbox(), {}, 'v2').some((n) => n.type === 'cgroup'));
   assert.throws(() => namespaces(sandbox(), { pid: 'TARGET' }, 'v1'), SpecError);
+  assert.deepEqual(namespaces(sb, { pid: 'TARGET' }, 'v1', '/proc/42/ns/pid').find((n) => n.type === 'pid'), { type: 'pid', path: '/proc/42/ns/pid' });
 });
 
 test('privileged containers get every capability and device, no masks, no seccomp', () => {
