@@ -5,6 +5,7 @@
 // <state>/containers/<id>, since mounts and conmon do not survive a reboot
 // either. Operations on one container are serialised by a KeyedLock; exits
 // arrive from the exit directory watcher and never wait on that lock.
+import { mergeResources } from '../oci/resources.ts';
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants, readFileSync } from 'node:fs';
 import { access, mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
@@ -480,7 +481,7 @@ export class ContainerService {
       } catch (err) {
         throw internal(`cannot update the resources of container ${r.id}: ${(err as Error).message}`);
       }
-      r.resources = { ...(r.resources ?? {}), ...resources } as ContainerRecord['resources'];
+      r.resources = mergeResources(r.resources, resources) as ContainerRecord['resources'];
       await this.persist(r);
     });
   }

@@ -73,3 +73,20 @@ export function ociToCriResources(r: LinuxContainerResources__Output | null | un
     memory_swap_limit_in_bytes: r.memory_swap_limit_in_bytes,
   };
 }
+
+/**
+ * The resources a container has after UpdateContainerResources: fields the
+ * update leaves at zero or empty keep their value (as containerd and runc
+ * treat them), unified keys are merged.
+ */
+export function mergeResources(current: LinuxContainerResources | null | undefined, update: LinuxContainerResources__Output): LinuxContainerResources {
+  const merged: LinuxContainerResources = { ...(current ?? {}) };
+  const scalars = ['cpu_period', 'cpu_quota', 'cpu_shares', 'memory_limit_in_bytes', 'oom_score_adj', 'cpuset_cpus', 'cpuset_mems', 'memory_swap_limit_in_bytes'] as const;
+  for (const key of scalars) {
+    const value = update[key];
+    if (value) (merged as Record<string, unknown>)[key] = value;
+  }
+  if (update.hugepage_limits?.length) merged.hugepage_limits = update.hugepage_limits;
+  if (Object.keys(update.unified ?? {}).length) merged.unified = { ...(current?.unified ?? {}), ...update.unified };
+  return merged;
+}

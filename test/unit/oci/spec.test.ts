@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { buildSpec, processArgs, processEnv, namespaces, type SpecInput } from '../../../src/oci/spec.ts';
 import { resolveUser } from '../../../src/oci/user.ts';
 import { capabilities, DEFAULT_CAPABILITIES, apparmorProfile, seccompChoice } from '../../../src/oci/security.ts';
-import { resourcesToOci, sharesToWeight } from '../../../src/oci/resources.ts';
+import { mergeResources, resourcesToOci, sharesToWeight } from '../../../src/oci/resources.ts';
 import { requestMounts, mergeMounts, defaultMounts } from '../../../src/oci/mounts.ts';
 import { ociSeccomp } from '../../../src/oci/seccomp.ts';
 import { SpecError } from '../../../src/oci/errors.ts';
@@ -173,4 +173,18 @@ test('oom_score_adj is clamped to the daemon floor; readonly rootfs and no_new_p
   assert.equal(spec.process.oomScoreAdj, -500);
   assert.equal(spec.root.readonly, true);
   assert.equal(spec.process.noNewPrivileges, true);
+});
+
+test('an update keeps the fields it leaves at zero and merges unified keys', () => {
+  const current = { cpu_shares: 256, memory_limit_in_bytes: 64, cpuset_cpus: '0', unified: { 'memory.high': '50' } };
+  const update = { cpu_shares: 0, cpu_quota: 50000, cpu_period: 100000, memory_limit_in_bytes: 128, cpuset_cpus: '', hugepage_limits: [], unified: { 'memory.swap.max': '0' } } as any;
+  assert.deepEqual(mergeResources(current, update), {
+    cpu_shares: 256,
+    cpu_quota: 50000,
+    cpu_period: 100000,
+    memory_limit_in_bytes: 128,
+    cpuset_cpus: '0',
+    unified: { 'memory.high': '50', 'memory.swap.max': '0' },
+  });
+  assert.deepEqual(mergeResources(null, { memory_limit_in_bytes: 1 } as any), { memory_limit_in_bytes: 1 });
 });
