@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { cgroupVersion } from '../cgroups/cgroups.ts';
 import type { Config } from '../config/config.ts';
 import type { HostDevice, HostFacts } from './spec.ts';
+import { capabilitiesInMask } from './security.ts';
 
 export const SHIPPED_SECCOMP_PROFILE = fileURLToPath(new URL('../../runtime/seccomp.json', import.meta.url));
 
@@ -57,6 +58,12 @@ function read(path: string): string {
   }
 }
 
+/** The daemon's own capability bounding set; undefined (all known) when it cannot be read. */
+function boundingCapabilities(): string[] | undefined {
+  const mask = /^CapBnd:\s*([0-9a-f]+)$/m.exec(read('/proc/self/status'))?.[1];
+  return mask ? capabilitiesInMask(mask) : undefined;
+}
+
 export function detectHostFacts(config: Config): HostFacts {
   const profileFile = config.security.seccomp_profile || SHIPPED_SECCOMP_PROFILE;
   return {
@@ -68,5 +75,6 @@ export function detectHostFacts(config: Config): HostFacts {
     restrictOomScoreAdj: config.pod.restrict_oom_score_adj,
     seccompDefaultProfile: JSON.parse(readFileSync(profileFile, 'utf8')),
     hostDevices: hostDevices(),
+    boundingCapabilities: boundingCapabilities(),
   };
 }

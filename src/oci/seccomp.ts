@@ -1,32 +1,79 @@
-// tscri's seccomp profile format (runtime/seccomp.json) to the OCI
-// linux.seccomp object for one container: architectures for this host, and
-// capability-conditional entries kept or dropped for the container's caps.
+// Seccomp profiles to the OCI linux.seccomp object for one container. Three
+// shapes are read: tscri's own (runtime/seccomp.json: architectures per
+// arch, includesCaps/excludesCaps/arches on entries), the Docker/containerd
+// format that Kubernetes Localhost profiles use (archMap, `name` or `names`,
+// includes/excludes with caps and arches), and plain OCI. Entries are kept
+// or dropped for the host architecture and the container's capabilities.
+
+interface Conditions {
+  caps?: string[];
+  arches?: string[];
+}
 
 interface ProfileSyscall {
-  names: string[];
+  name?: string;
+  names?: string[];
   action: string;
   errnoRet?: number;
   args?: Array<{ index: number; value: number; valueTwo?: number; op: string }>;
   includesCaps?: string[];
   excludesCaps?: string[];
   arches?: string[];
+  includes?: Conditions;
+  excludes?: Conditions;
 }
 
 export interface SeccompProfile {
   defaultAction: string;
   defaultErrnoRet?: number;
-  architectures: Record<string, string[]> | string[];
-  syscalls: ProfileSyscall[];
+  architectures?: Record<string, string[]> | string[];
+  archMap?: Array<{ architecture: string; subArchitectures?: string[] }>;
+  syscalls?: ProfileSyscall[];
+  flags?: string[];
+  listenerPath?: string;
+  listenerMetadata?: string;
 }
 
 const NODE_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', ia32: 'x86', arm: 'arm' };
+const SCMP_ARCH: Record<string, string> = { amd64: 'SCMP_ARCH_X86_64', arm64: 'SCMP_ARCH_AARCH64', x86: 'SCMP_ARCH_X86', arm: 'SCMP_ARCH_ARM' };
+
+function architecturesFor(profile: SeccompProfile, arch: string): string[] {
+  if (profile.archMap?.length) {
+    const native = profile.archMap.find((a) => a.architecture === SCMP_ARCH[arch]);
+    return native ? [native.architecture, ...(native.subArchitectures ?? [])] : [];
+  }
+  if (Array.isArray(profile.architectures)) return profile.architectures;
+  return profile.architectures?.[arch] ?? [];
+}
+
+function applies(s: ProfileSyscall, caps: string[], arch: string): boolean {
+  const includesCaps = [...(s.includesCaps ?? []), ...(s.includes?.caps ?? [])];
+  const excludesCaps = [...(s.excludesCaps ?? []), ...(s.excludes?.caps ?? [])];
+  const arches = s.arches ?? s.includes?.arches;
+  if (!includesCaps.every((c) => caps.includes(c))) return false;
+  if (excludesCaps.some((c) => caps.includes(c))) return false;
+  if (arches?.length && !arches.includes(arch)) return false;
+  if (s.excludes?.arches?.includes(arch)) return false;
+  return true;
+}
 
 export function ociSeccomp(profile: SeccompProfile, caps: string[], arch = NODE_ARCH[process.arch] ?? process.arch): Record<string, unknown> {
-  const architectures = Array.isArray(profile.architectures) ? profile.architectures : (profile.architectures[arch] ?? []);
-  const syscalls = profile.syscalls
-    .filter((s) => (s.includesCaps ?? []).every((c) => caps.includes(c)))
-    .filter((s) => !(s.excludesCaps ?? []).some((c) => caps.includes(c)))
-    .filter((s) => !s.arches || s.arches.includes(arch))
-    .map(({ names, action, errnoRet, args }) => ({ names, action, ...(errnoRet !== undefined ? { errnoRet } : {}), ...(args ? { args } : {}) }));
-  return { defaultAction: profile.defaultAction, ...(profile.defaultErrnoRet !== undefined ? { defaultErrnoRet: profile.defaultErrnoRet } : {}), architectures, syscalls };
+  const syscalls = (profile.syscalls ?? [])
+    .filter((s) => applies(s, caps, arch))
+    .map((s) => ({
+      names: s.names?.length ? s.names : s.name ? [s.name] : [],
+      action: s.action,
+      ...(s.errnoRet !== undefined ? { errnoRet: s.errnoRet } : {}),
+      ...(s.args ? { args: s.args } : {}),
+    }))
+    .filter((s) => s.names.length > 0);
+  return {
+    defaultAction: profile.defaultAction,
+    ...(profile.defaultErrnoRet !== undefined ? { defaultErrnoRet: profile.defaultErrnoRet } : {}),
+    architectures: architecturesFor(profile, arch),
+    ...(profile.flags?.length ? { flags: profile.flags } : {}),
+    ...(profile.listenerPath ? { listenerPath: profile.listenerPath } : {}),
+    ...(profile.listenerMetadata ? { listenerMetadata: profile.listenerMetadata } : {}),
+    syscalls,
+  };
 }

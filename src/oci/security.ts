@@ -30,16 +30,28 @@ function normalizeCap(name: string): string {
   return upper === 'ALL' ? 'ALL' : cap;
 }
 
-/** The capability set: defaults, minus drops, plus adds; ALL works on either side. */
-export function capabilities(add: string[] = [], drop: string[] = [], privileged = false): string[] {
-  if (privileged) return [...ALL_CAPABILITIES];
+/**
+ * The capability set: defaults, minus drops, plus adds; ALL works on either
+ * side. "All" (privileged, or ALL added) means every capability the daemon
+ * itself may pass on, as containerd does: asking runc for one outside its
+ * bounding set fails the container.
+ */
+export function capabilities(add: string[] = [], drop: string[] = [], privileged = false, available: readonly string[] = ALL_CAPABILITIES): string[] {
+  const all = ALL_CAPABILITIES.filter((c) => available.includes(c));
+  if (privileged) return all;
   const adds = add.map(normalizeCap);
   const drops = drop.map(normalizeCap);
   const unique = (list: string[]) => [...new Set(list)].filter((c) => c !== 'ALL');
   // Dropping ALL keeps exactly what is added; otherwise drops win over the defaults and adds.
-  if (drops.includes('ALL')) return adds.includes('ALL') ? [...ALL_CAPABILITIES] : unique(adds);
-  const caps = adds.includes('ALL') ? [...ALL_CAPABILITIES] : unique([...DEFAULT_CAPABILITIES, ...adds]);
+  if (drops.includes('ALL')) return adds.includes('ALL') ? all : unique(adds);
+  const caps = adds.includes('ALL') ? all : unique([...DEFAULT_CAPABILITIES, ...adds]);
   return caps.filter((c) => !drops.includes(c));
+}
+
+/** Capability names from a /proc/<pid>/status mask such as CapBnd (hex). */
+export function capabilitiesInMask(hex: string): string[] {
+  const mask = BigInt(`0x${hex.trim() || '0'}`);
+  return ALL_CAPABILITIES.filter((_, bit) => (mask >> BigInt(bit)) & 1n);
 }
 
 export interface ProfileChoice {
@@ -58,7 +70,8 @@ export function seccompChoice(profile: { profile_type?: string; localhost_ref?: 
   }
   if (deprecated === 'runtime/default' || deprecated === 'docker/default') return { kind: 'runtime-default' };
   if (deprecated.startsWith('localhost/')) return { kind: 'localhost', ref: deprecated.slice('localhost/'.length) };
-  return { kind: 'unconfined' };
+  if (deprecated === '' || deprecated === 'unconfined') return { kind: 'unconfined' };
+  throw new SpecError(`seccomp_profile_path ${JSON.stringify(deprecated)} is not one of "", "unconfined", "runtime/default", "docker/default" or "localhost/<path>"`);
 }
 
 /** The AppArmor profile name for the OCI spec; undefined means none. */

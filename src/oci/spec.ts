@@ -42,6 +42,8 @@ export interface HostFacts {
   seccompDefaultProfile?: object;
   /** Host device nodes, for privileged containers. */
   hostDevices: HostDevice[];
+  /** The daemon's capability bounding set: what "all capabilities" can mean here. */
+  boundingCapabilities?: string[];
 }
 
 export interface SpecInput {
@@ -122,6 +124,8 @@ export function namespaces(
 
 function userOf(config: ContainerConfig__Output, image: ImageConfig, etc: SpecInput['etcFiles']): ResolvedUser {
   const sc = config.linux?.security_context;
+  // A group alone would pair with whatever user the image names: refused, as containerd and CRI-O do.
+  if (sc?.run_as_group && !sc.run_as_user && !sc.run_as_username) throw new SpecError('run_as_group is set without run_as_user or run_as_username');
   return resolveUser(
     {
       runAsUser: sc?.run_as_user ? Number(sc.run_as_user.value) : undefined,
@@ -143,7 +147,7 @@ export function buildSpec(input: SpecInput): Record<string, any> {
     throw new SpecError('a privileged container needs a privileged pod sandbox');
   }
   const user = userOf(config, input.image.config, input.etcFiles);
-  const caps = capabilities(sc?.capabilities?.add_capabilities ?? [], sc?.capabilities?.drop_capabilities ?? [], privileged);
+  const caps = capabilities(sc?.capabilities?.add_capabilities ?? [], sc?.capabilities?.drop_capabilities ?? [], privileged, host.boundingCapabilities);
   const ambient = (sc?.capabilities?.add_ambient_capabilities ?? []).map((c) => (c.toUpperCase().startsWith('CAP_') ? c.toUpperCase() : `CAP_${c.toUpperCase()}`));
   const resources = resourcesToOci(config.linux?.resources, host.cgroupVersion);
   const requestedDevices = input.devices ?? [];
@@ -191,7 +195,8 @@ export function buildSpec(input: SpecInput): Record<string, any> {
   if (!privileged && seccomp.kind === 'localhost') {
     if (!input.seccompLocalhost) throw new SpecError(`seccomp profile ${seccomp.ref} could not be read`);
     const local = input.seccompLocalhost as SeccompProfile;
-    spec.linux.seccomp = Array.isArray(local.syscalls) ? ociSeccomp(local, caps) : local;
+    if (typeof local?.defaultAction !== 'string') throw new SpecError(`seccomp profile ${seccomp.ref} has no defaultAction; it is not a seccomp profile`);
+    spec.linux.seccomp = ociSeccomp(local, caps);
   }
   const apparmor = privileged ? undefined : apparmorProfile(sc?.apparmor, sc?.apparmor_profile ?? '', host.apparmorEnabled, host.apparmorDefaultProfile);
   if (apparmor) spec.process.apparmorProfile = apparmor;

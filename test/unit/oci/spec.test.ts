@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildSpec, processArgs, processEnv, namespaces, type SpecInput } from '../../../src/oci/spec.ts';
 import { resolveUser } from '../../../src/oci/user.ts';
-import { capabilities, DEFAULT_CAPABILITIES, apparmorProfile, seccompChoice } from '../../../src/oci/security.ts';
+import { capabilities, capabilitiesInMask, DEFAULT_CAPABILITIES, apparmorProfile, seccompChoice } from '../../../src/oci/security.ts';
 import { mergeResources, resourcesToOci, sharesToWeight } from '../../../src/oci/resources.ts';
 import { requestMounts, mergeMounts, defaultMounts } from '../../../src/oci/mounts.ts';
 import { ociSeccomp } from '../../../src/oci/seccomp.ts';
@@ -60,6 +60,17 @@ test('users resolve through the container /etc/passwd and /etc/group', () => {
   assert.throws(() => resolveUser({ runAsUsername: 'ghost' }, { passwd, group }), /ghost/);
   assert.throws(() => resolveUser({ imageUser: 'user:nogroup' }, { passwd, group }), /nogroup/);
   assert.equal(resolveUser({}, {}).uid, 0);
+  assert.throws(() => buildSpec(input({ linux: { security_context: { run_as_group: { value: 7 } } } })), /run_as_group is set without run_as_user/);
+});
+
+test('all capabilities means those in the daemon bounding set', () => {
+  const bounding = capabilitiesInMask('000001fffeffffff');
+  assert.equal(bounding.length, 40);
+  assert.ok(!bounding.includes('CAP_SYS_RESOURCE'));
+  assert.deepEqual(capabilities([], [], true, bounding), bounding);
+  assert.deepEqual(capabilities(['ALL'], [], false, bounding), bounding);
+  assert.deepEqual(capabilities(['ALL'], ['NET_RAW'], false, bounding), bounding.filter((c) => c !== 'CAP_NET_RAW'));
+  assert.equal(capabilitiesInMask('0').length, 0);
 });
 
 test('capabilities: defaults, add, drop and ALL', () => {
@@ -124,6 +135,33 @@ test('seccomp modes and capability-conditional entries', () => {
   assert.deepEqual(plain.architectures, ['SCMP_ARCH_X86_64']);
   const admin = ociSeccomp(profile, ['CAP_SYS_ADMIN'], 'amd64') as any;
   assert.deepEqual(admin.syscalls.map((s: any) => s.names[0]), ['read', 'mount']);
+});
+
+test('Localhost profiles in the Docker format: archMap, name or names, includes and excludes', () => {
+  const docker = {
+    defaultAction: 'SCMP_ACT_ALLOW',
+    archMap: [{ architecture: 'SCMP_ARCH_X86_64', subArchitectures: ['SCMP_ARCH_X86', 'SCMP_ARCH_X32'] }, { architecture: 'SCMP_ARCH_AARCH64', subArchitectures: ['SCMP_ARCH_ARM'] }],
+    syscalls: [
+      { name: 'sethostname', action: 'SCMP_ACT_ERRNO' },
+      { names: ['chmod', 'fchmodat'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 },
+      { names: ['mount'], action: 'SCMP_ACT_ALLOW', includes: { caps: ['CAP_SYS_ADMIN'] } },
+      { names: ['ptrace'], action: 'SCMP_ACT_ALLOW', excludes: { arches: ['amd64'] } },
+      { names: ['arch_prctl'], action: 'SCMP_ACT_ALLOW', includes: { arches: ['amd64'] } },
+    ],
+  };
+  const out = ociSeccomp(docker, ['CAP_CHOWN'], 'amd64') as any;
+  assert.deepEqual(out.architectures, ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32']);
+  assert.deepEqual(out.syscalls, [
+    { names: ['sethostname'], action: 'SCMP_ACT_ERRNO' },
+    { names: ['chmod', 'fchmodat'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 },
+    { names: ['arch_prctl'], action: 'SCMP_ACT_ALLOW' },
+  ]);
+  // Plain OCI: architectures as a list, passed through.
+  assert.deepEqual((ociSeccomp({ defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_X86_64'] }, [], 'amd64') as any).architectures, ['SCMP_ARCH_X86_64']);
+  // The deprecated path field takes only the documented forms.
+  assert.deepEqual(seccompChoice(null, 'localhost//etc/p.json'), { kind: 'localhost', ref: '/etc/p.json' });
+  assert.deepEqual(seccompChoice(null, 'unconfined'), { kind: 'unconfined' });
+  assert.throws(() => seccompChoice(null, '/etc/p.json'), /localhost\/<path>/);
 });
 
 test('AppArmor: a named profile on a host without AppArmor is an error; RuntimeDefault is skipped', () => {
