@@ -7,6 +7,7 @@
 // of its own that the exec'd process inherits, so a timeout kills the whole
 // group at once. Nothing has to outlive tscri for a synchronous call.
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { constants as osConstants } from 'node:os';
@@ -67,36 +68,34 @@ export async function execSync(
   const stdout = new CappedBuffer(EXEC_OUTPUT_LIMIT);
   const stderr = new CappedBuffer(EXEC_OUTPUT_LIMIT);
   const child = runtime.spawnExec(id, processFile, pidFile);
+  const closed = new Promise<number>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (exitCode, sig) => resolve(exitCode ?? 128 + signalNumber(sig)));
+  });
+  closed.catch(() => undefined);
   child.stdin.end();
   child.stdout.on('data', (d: Buffer) => stdout.push(d));
   child.stderr.on('data', (d: Buffer) => stderr.push(d));
 
   let why: 'timeout' | 'aborted' | undefined;
+  // The command is killed before runc, so that runc (its parent) reaps it:
+  // killed together, the command would be orphaned and linger as a zombie
+  // that the next exec sees (kubelet and critest look for it). runc itself
+  // is killed only if it does not end by itself soon after.
   const killAll = async () => {
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // the group is already gone
-    }
-    // A process that left runc's group is still named in the pid file.
     const pid = await readPidFile(pidFile);
-    if (pid) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
+    for (const member of [...groupMembers(child.pid!), ...(pid ? [pid] : [])]) {
+      if (member !== child.pid) kill(member);
     }
+    const ended = await Promise.race([closed.then(() => true, () => true), delay(RUNC_GRACE_MS).then(() => false)]);
+    if (!ended) kill(-child.pid!);
   };
   const timer = timeoutSeconds > 0 ? setTimeout(() => ((why = 'timeout'), void killAll()), timeoutSeconds * 1000) : undefined;
   const onAbort = () => ((why ??= 'aborted'), void killAll());
   signal?.addEventListener('abort', onAbort, { once: true });
 
   try {
-    const code = await new Promise<number>((resolve, reject) => {
-      child.once('error', reject);
-      child.once('close', (exitCode, sig) => resolve(exitCode ?? 128 + signalNumber(sig)));
-    });
+    const code = await closed;
     if (why === 'timeout') throw deadlineExceeded(`command ${JSON.stringify(processSpec.args)} timed out after ${timeoutSeconds}s and was killed`);
     if (why === 'aborted') throw signal!.reason ?? new Error('the call was cancelled');
     return { stdout: stdout.value(), stderr: stderr.value(), exitCode: code };
@@ -106,6 +105,36 @@ export async function execSync(
     await rm(processFile, { force: true });
     await rm(pidFile, { force: true });
   }
+}
+
+/** How long runc gets to reap its killed command and exit before it is killed too. */
+const RUNC_GRACE_MS = 2000;
+
+const delay = (ms: number) => new Promise((r) => setTimeout(r, ms).unref());
+
+function kill(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+/** Processes of a process group, from /proc (the group runc leads and the command joins). */
+export function groupMembers(pgid: number): number[] {
+  const members: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      // Fields after the command name (which may hold spaces and parentheses): state ppid pgrp ...
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[2]) === pgid) members.push(Number(name));
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return members;
 }
 
 function signalNumber(sig: NodeJS.Signals | null): number {
