@@ -491,6 +491,10 @@ export class ContainerService {
     const r = this.get(id);
     if (r.state !== 'CONTAINER_RUNNING') throw failedPrecondition(`container ${r.id} is ${stateWord(r.state)}; only a running container's log can be reopened`);
     await writeCtl(r.bundle, ctlMessage(CTL_REOPEN_LOG));
+    // kubelet (and critest) look for the new file as soon as the call returns.
+    if (r.logPath && !(await appears(r.logPath, REOPEN_WAIT_MS))) {
+      throw internal(`conmon did not reopen the log file ${r.logPath} of container ${r.id} within ${REOPEN_WAIT_MS / 1000} s`);
+    }
   }
 
   async execSync(id: string, cmd: string[], timeoutSeconds: number, signal?: AbortSignal): Promise<ExecSyncResult> {
@@ -554,6 +558,18 @@ function stateWord(state: string): string {
 
 function nowNs(): number {
   return Date.now() * 1e6;
+}
+
+const REOPEN_WAIT_MS = 5000;
+
+/** Whether a file exists within a time limit (polled; conmon creates it asynchronously). */
+async function appears(path: string, limitMs: number): Promise<boolean> {
+  const until = Date.now() + limitMs;
+  for (;;) {
+    if (await access(path).then(() => true, () => false)) return true;
+    if (Date.now() > until) return false;
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
 
 /** Whether pid is conmon for this container (pids are reused). */

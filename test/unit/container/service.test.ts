@@ -2,6 +2,7 @@
 // pod, image and rootfs (the busybox tree, read-only) so the lifecycle is
 // tested on its own: create/start/exit, logs, stop with and without a
 // trapped SIGTERM, ExecSync, OOM, restart of the service, removal.
+import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { access, readFile, rename } from 'node:fs/promises';
@@ -139,7 +140,9 @@ test('ReopenContainerLog makes conmon write to a fresh file after rotation', asy
   const log = join(dir, 'logs', 'ticker.log');
   await new Promise((r) => setTimeout(r, 300));
   await rename(log, `${log}.1`);
+  // Quiet container or not, the new file exists when the call returns.
   await service.reopenLog(id);
+  assert.ok(existsSync(log), 'the new log file exists when ReopenContainerLog returns');
   for (let i = 0; i < 100 && !(await readFile(log, 'utf8').catch(() => '')).includes('tick'); i++) await new Promise((r) => setTimeout(r, 20));
   assert.match(await readFile(log, 'utf8'), /stdout F tick/);
   await service.stop(id, 0);
