@@ -82,3 +82,15 @@ export function mergeMounts(defaults: OciMount[], requested: OciMount[]): OciMou
   const depth = (m: OciMount) => m.destination.split('/').length;
   return [...defaults.filter((m) => !taken.has(m.destination)), ...[...requested].sort((a, b) => depth(a) - depth(b))];
 }
+
+/**
+ * The propagation of the container's root mount. A bidirectional mount
+ * needs a shared root, or mounts made in the container never reach the
+ * host; a host-to-container one needs at least a slave root. Undefined
+ * leaves runc's default (rslave).
+ */
+export function rootfsPropagation(mounts: Mount__Output[]): string | undefined {
+  if (mounts.some((m) => m.propagation === 'PROPAGATION_BIDIRECTIONAL')) return 'rshared';
+  if (mounts.some((m) => m.propagation === 'PROPAGATION_HOST_TO_CONTAINER')) return 'rslave';
+  return undefined;
+}

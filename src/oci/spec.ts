@@ -7,7 +7,7 @@ import { SpecError } from './errors.ts';
 import { resolveUser, type ResolvedUser } from './user.ts';
 import { capabilities, seccompChoice, apparmorProfile, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from './security.ts';
 import { resourcesToOci } from './resources.ts';
-import { defaultMounts, mergeMounts, requestMounts } from './mounts.ts';
+import { defaultMounts, mergeMounts, requestMounts, rootfsPropagation } from './mounts.ts';
 import { ociSeccomp, type SeccompProfile } from './seccomp.ts';
 
 export { SpecError };
@@ -179,6 +179,7 @@ export function buildSpec(input: SpecInput): Record<string, any> {
     },
     linux: {
       cgroupsPath: input.cgroupsPath,
+      ...(rootfsPropagation(config.mounts ?? []) ? { rootfsPropagation: rootfsPropagation(config.mounts ?? []) } : {}),
       namespaces: namespaces(sandbox, sc?.namespace_options, host.cgroupVersion, input.targetPidNamespace),
       resources: {
         ...resources,

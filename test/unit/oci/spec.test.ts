@@ -171,6 +171,14 @@ test('AppArmor: a named profile on a host without AppArmor is an error; RuntimeD
   assert.equal(apparmorProfile({ profile_type: 'RuntimeDefault' }, '', true, ''), 'tscri-default');
 });
 
+test('a bidirectional mount makes the root shared; host-to-container makes it a slave', () => {
+  const m = (propagation: string) => ({ container_path: '/data', host_path: '/srv', propagation }) as any;
+  const spec = (mounts: any[]) => buildSpec(input({ mounts })).linux.rootfsPropagation;
+  assert.equal(spec([m('PROPAGATION_PRIVATE'), m('PROPAGATION_BIDIRECTIONAL')]), 'rshared');
+  assert.equal(spec([m('PROPAGATION_HOST_TO_CONTAINER')]), 'rslave');
+  assert.equal(spec([m('PROPAGATION_PRIVATE')]), undefined);
+});
+
 test('request mounts: read-only, recursive read-only, propagation, image sub paths', () => {
   const m = (x: Record<string, any>) => ({ container_path: '/data', host_path: '/srv/data', readonly: false, propagation: 'PROPAGATION_PRIVATE', recursive_read_only: false, mount_options: [], image: null, image_sub_path: '', ...x }) as any;
   assert.deepEqual(requestMounts([m({ readonly: true })], {}, true)[0]!.options, ['rbind', 'rprivate', 'ro']);
