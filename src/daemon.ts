@@ -23,6 +23,7 @@ import { ImageService } from './image/service.ts';
 import { detectHostFacts } from './oci/host.ts';
 import { makeSpec, removeImageVolumes } from './oci/prepare.ts';
 import { resourcesToOci } from './oci/resources.ts';
+import { applyRootfsDiff } from './checkpoint/rootfs-diff.ts';
 
 export async function packageVersion(): Promise<string> {
   const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8'));
@@ -48,9 +49,10 @@ export async function runDaemon(config: Config, flags: Flags = {}): Promise<void
       log,
       sandboxes,
       resolveImage: async (ref) => images.resolve(ref),
-      prepareRootfs: async (id, chainIds, dir) => {
-        await prepareRootfs(snapshots, id, chainIds, dir);
+      prepareRootfs: async (id, chainIds, dir, rootfsDiff) => {
+        await prepareRootfs(snapshots, id, chainIds, dir, undefined, rootfsDiff ? (upper) => applyRootfsDiff(rootfsDiff, upper) : undefined);
       },
+      upperDir: (id) => upperDir(snapshots, id),
       removeRootfs: async (id, dir) => {
         await removeImageVolumes(snapshots, id, dir);
         await removeRootfs(snapshots, id, dir);

@@ -37,6 +37,8 @@ export interface ConmonCreateOptions extends ConmonCommon {
   /** Close the container's stdin when the first attached client detaches. */
   stdinOnce: boolean;
   systemdCgroup: boolean;
+  /** A CRIU image directory: conmon runs `runc restore` from it instead of `runc create`. */
+  restorePath?: string;
 }
 
 export interface ConmonExecOptions extends ConmonCommon {
@@ -84,6 +86,7 @@ export function conmonCreateArgs(o: ConmonCreateOptions): string[] {
   ];
   if (o.stdin && !o.stdinOnce) args.push('--leave-stdin-open');
   if (o.systemdCgroup) args.push('--systemd-cgroup');
+  if (o.restorePath) args.push('--restore', o.restorePath);
   return args;
 }
 

@@ -46,6 +46,21 @@ export interface ContainerRecord {
   rootfsPrepared: boolean;
   /** Image chain ids the rootfs was made from. */
   chainIds: string[];
+  /** Set while a container made from a checkpoint archive waits for StartContainer, which restores it. */
+  restore?: RestoreSource;
+  /** When StartContainer restored the container from a checkpoint (nanoseconds); absent otherwise. */
+  restoredAt?: number;
+  /** The checkpoint archive a restored container came from. */
+  restoredFrom?: string;
+}
+
+export interface RestoreSource {
+  /** The checkpoint archive. */
+  archive: string;
+  /** The id of the container that was checkpointed. */
+  originalId: string;
+  /** When it was checkpointed (ISO 8601, from config.dump). */
+  checkpointedAt: string;
 }
 
 /** The unique name kubelet's containers get, as CRI-O and containerd form it. */
@@ -113,6 +128,9 @@ export function verboseInfo(r: ContainerRecord, spec: unknown): Record<string, s
       cgroupsPath: r.cgroupsPath,
       config: r.config,
       runtimeSpec: spec,
+      restored: Boolean(r.restoredAt),
+      ...(r.restoredAt ? { restoredAt: new Date(Math.floor(r.restoredAt / 1e6)).toISOString(), restoredFrom: r.restoredFrom ?? '' } : {}),
+      ...(r.restore ? { restoreFrom: r.restore.archive, checkpointedAt: r.restore.checkpointedAt } : {}),
     }),
   };
 }

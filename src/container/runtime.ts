@@ -101,6 +101,49 @@ export class OciRuntime {
     await this.run(['update', '--resources', '-', id], JSON.stringify(resources));
   }
 
+  /** Freezes every process of the container (the cgroup freezer). */
+  async pause(id: string): Promise<void> {
+    await this.run(['pause', id]);
+  }
+
+  async resume(id: string): Promise<void> {
+    await this.run(['resume', id]);
+  }
+
+  /**
+   * `runc checkpoint --leave-running`: CRIU writes the container's process
+   * images to imagePath and its log and statistics to workPath, and the
+   * container keeps running. runc runs in its own process group, so an
+   * abort (deadline, cancelled call) kills runc and CRIU together.
+   */
+  checkpoint(id: string, imagePath: string, workPath: string, signal: AbortSignal): Promise<void> {
+    const args = [...this.globalArgs(), 'checkpoint', '--leave-running', '--image-path', imagePath, '--work-path', workPath, id];
+    return new Promise((resolve, reject) => {
+      signal.throwIfAborted();
+      const child = spawn(this.path, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+      let stderr = '';
+      child.stderr!.on('data', (d) => (stderr += d));
+      const onAbort = () => {
+        try {
+          process.kill(-child.pid!, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      child.once('error', (err) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      });
+      child.once('close', (code) => {
+        signal.removeEventListener('abort', onAbort);
+        if (signal.aborted) return reject(signal.reason);
+        if (code === 0) return resolve();
+        reject(new RuntimeError(`${this.path} checkpoint failed: ${runtimeMessage(stderr) || `exit code ${code}`}`, stderr, code));
+      });
+    });
+  }
+
   /** Starts `runc exec` in the foreground, in its own process group, with piped stdio. */
   spawnExec(id: string, processFile: string, pidFile: string) {
     return spawn(this.path, [...this.globalArgs(), 'exec', '--process', processFile, '--pid-file', pidFile, id], {

@@ -28,6 +28,7 @@ import { ExitWatcher, readExitFile, type ExitInfo } from './exits.ts';
 import { exitReason, matchesFilter, reservationName, stopSignal, toContainer, toStatus, verboseInfo, type ContainerRecord } from './record.ts';
 import { ContainerEvents } from './events.ts';
 import { execSync, type ExecSyncResult } from './execsync.ts';
+import { checkpointToArchive, criuInstalled, isArchivePath, planRestore, restoreDir, restoreLogTail, unpackForRestore, validateLocation } from './checkpoint.ts';
 
 /** What CreateContainer needs to know about an image. */
 export interface ResolvedImage {
@@ -56,10 +57,16 @@ export interface ContainerDeps {
   log: Logger;
   sandbox(id: string): SandboxRecord | undefined;
   resolveImage(ref: string): Promise<ResolvedImage | undefined>;
-  /** Mounts the container's rootfs (image layers + a writable upper dir) at dir. */
-  prepareRootfs(containerId: string, chainIds: string[], dir: string): Promise<void>;
+  /**
+   * Mounts the container's rootfs (image layers + a writable upper dir) at
+   * dir; rootfsDiff (a checkpoint's rootfs-diff.tar) is unpacked into a new
+   * upper dir first.
+   */
+  prepareRootfs(containerId: string, chainIds: string[], dir: string, rootfsDiff?: string): Promise<void>;
   /** Unmounts and deletes what prepareRootfs made. */
   removeRootfs(containerId: string, dir: string): Promise<void>;
+  /** The container's writable (overlay upper) directory. */
+  upperDir(containerId: string): string;
   /** Builds the OCI runtime spec (config.json). */
   makeSpec(request: SpecRequest): Promise<Record<string, any>>;
   /** The container's cgroup path for the runtime. */
@@ -200,17 +207,24 @@ export class ContainerService {
 
   // ---- create ----
 
-  async create(sandboxId: string, config: ContainerConfig__Output | null, sandboxConfig: unknown): Promise<string> {
-    if (!config) throw invalidArgument('config is required');
+  async create(sandboxId: string, request: ContainerConfig__Output | null, sandboxConfig: unknown): Promise<string> {
+    if (!request) throw invalidArgument('config is required');
+    let config = request;
     if (!config.metadata?.name) throw invalidArgument('config.metadata.name is required');
     if (!sandboxId) throw invalidArgument('pod_sandbox_id is required');
     const sandbox = this.deps.sandbox(sandboxId);
     if (!sandbox) throw notFound(`pod sandbox ${sandboxId} not found`);
     if (sandbox.state !== 'SANDBOX_READY') throw failedPrecondition(`pod sandbox ${sandbox.id} is not ready; create containers in a running pod`);
     void sandboxConfig;
-    const ref = config.image?.image ?? '';
+    let ref = config.image?.image ?? '';
     if (!ref) throw invalidArgument('config.image.image is required');
-    const image = await this.deps.resolveImage(ref);
+    // An image that is the path of a checkpoint archive makes a container that StartContainer restores.
+    const restore = (await isArchivePath(ref)) ? await planRestore(ref, config, (r) => this.deps.resolveImage(r)) : undefined;
+    if (restore) {
+      config = restore.config;
+      ref = restore.imageRef;
+    }
+    const image = restore?.image ?? (await this.deps.resolveImage(ref));
     if (!image) throw notFound(`image ${JSON.stringify(ref)} is not present on this node; pull it first`);
     const logPath = criLogPath(sandbox.config.log_directory, config.log_path);
     const targetPidNamespace = this.targetPidNamespace(config, sandbox.id);
@@ -249,20 +263,24 @@ export class ContainerService {
       cgroupsPath: this.deps.cgroupsPath(sandbox, id),
       rootfsPrepared: false,
       chainIds: image.chainIds,
+      ...(restore ? { restore: { archive: restore.archive, originalId: restore.dump.id ?? '', checkpointedAt: restore.dump.checkpointedTime ?? '' } } : {}),
     };
     return this.ops.with(id, async () => {
       try {
         await mkdir(rootfs, { recursive: true, mode: 0o755 });
-        await this.deps.prepareRootfs(id, image.chainIds, rootfs);
+        const rootfsDiff = restore ? await unpackForRestore(restore.archive, bundle) : undefined;
+        await this.deps.prepareRootfs(id, image.chainIds, rootfs, rootfsDiff);
+        if (rootfsDiff) await rm(rootfsDiff, { force: true });
         record.rootfsPrepared = true;
         const spec = await this.deps.makeSpec({ id, config, sandbox, image, rootfs, cgroupsPath: record.cgroupsPath, targetPidNamespace });
         record.user = userOf(spec);
         await writeFileAtomic(bundleFiles(bundle).config, JSON.stringify(spec));
         if (logPath) await mkdir(dirname(logPath), { recursive: true });
-        record.pid = await this.startConmon(record, runtime, spec);
+        // A restored container's process comes into being at StartContainer (runc restore).
+        if (!restore) record.pid = await this.startConmon(record, runtime, spec);
         record.createdAt = nowNs();
         await this.store.put(record);
-        this.log.info({ id, name, pid: record.pid }, 'container created');
+        this.log.info({ id, name, pid: record.pid, restoreFrom: restore?.archive }, 'container created');
         this.events.publish('CONTAINER_CREATED_EVENT', id, record.sandboxId);
         return id;
       } catch (err) {
@@ -272,7 +290,7 @@ export class ContainerService {
     });
   }
 
-  private async startConmon(r: ContainerRecord, runtime: OciRuntime, spec: Record<string, any>): Promise<number> {
+  private async startConmon(r: ContainerRecord, runtime: OciRuntime, spec: Record<string, any>, restorePath?: string): Promise<number> {
     const args = conmonCreateArgs({
       conmonPath: this.deps.config.conmon.path,
       runtimePath: runtime.path,
@@ -288,6 +306,7 @@ export class ContainerService {
       stdinOnce: r.config.stdin_once,
       systemdCgroup: runtime.systemdCgroup,
       logLevel: this.deps.config.log_level,
+      restorePath,
     });
     const conmon = spawnConmon(this.deps.config.conmon.path, args, r.bundle, false);
     try {
@@ -315,6 +334,7 @@ export class ContainerService {
     await this.ops.with(r.id, async () => {
       if (r.state !== 'CONTAINER_CREATED') throw failedPrecondition(`container ${r.id} is ${stateWord(r.state)}; only a created container can be started`);
       const runtime = this.runtimeFor(r.runtimeHandler);
+      if (r.restore) return this.restoreLocked(r, runtime);
       try {
         await runtime.start(r.id);
       } catch (err) {
@@ -331,6 +351,54 @@ export class ContainerService {
     });
   }
 
+  /** StartContainer of a container made from a checkpoint: conmon runs `runc restore` from its CRIU images. */
+  private async restoreLocked(r: ContainerRecord, runtime: OciRuntime): Promise<void> {
+    const spec = JSON.parse(await readFile(bundleFiles(r.bundle).config, 'utf8'));
+    const from = r.restore!;
+    try {
+      r.pid = await this.startConmon(r, runtime, spec, join(restoreDir(r.bundle), 'checkpoint'));
+    } catch (err) {
+      await runtime.delete(r.id).catch(() => undefined);
+      const criu = await restoreLogTail(r.bundle);
+      throw internal(`cannot restore container ${r.id} from ${from.archive}: ${(err as Error).message}${criu ? ` (criu: ${criu})` : ''}`);
+    }
+    const now = nowNs();
+    // The exit watcher may already have seen a restored process end.
+    if (r.state === 'CONTAINER_CREATED') r.state = 'CONTAINER_RUNNING';
+    r.startedAt = now;
+    r.restoredAt = now;
+    r.restoredFrom = from.archive;
+    delete r.restore;
+    await this.persist(r);
+    await rm(restoreDir(r.bundle), { recursive: true, force: true });
+    this.log.info({ id: r.id, pid: r.pid, archive: from.archive, originalId: from.originalId }, 'container restored from a checkpoint');
+    this.events.publish('CONTAINER_STARTED_EVENT', r.id, r.sandboxId);
+  }
+
+  // ---- checkpoint ----
+
+  /** CheckpointContainer: the running container's processes and file changes into an archive; it keeps running. */
+  async checkpoint(id: string, location: string, timeoutSeconds: number, signal?: AbortSignal): Promise<void> {
+    const r = this.get(id);
+    await validateLocation(location);
+    if (!(await criuInstalled())) throw failedPrecondition('checkpointing needs criu, which is not installed on this node (Debian: apt-get install criu)');
+    await this.ops.with(r.id, async () => {
+      if (r.state !== 'CONTAINER_RUNNING') throw failedPrecondition(`container ${r.id} is ${stateWord(r.state)}; only a running container can be checkpointed`);
+      const started = Date.now();
+      await checkpointToArchive({
+        record: r,
+        runtime: this.runtimeFor(r.runtimeHandler),
+        workRoot: join(this.deps.config.root, 'checkpoints'),
+        upper: this.deps.upperDir(r.id),
+        location,
+        timeoutSeconds,
+        signal,
+        log: this.log,
+      });
+      this.log.info({ id: r.id, location, ms: Date.now() - started }, 'container checkpointed');
+    });
+  }
+
   /** Stops a container: its stop signal, then SIGKILL after timeoutSeconds. Idempotent. */
   async stop(id: string, timeoutSeconds: number): Promise<void> {
     const r = this.find(id);
@@ -340,6 +408,8 @@ export class ContainerService {
 
   private async stopLocked(r: ContainerRecord, timeoutSeconds: number): Promise<void> {
     if (r.state === 'CONTAINER_EXITED') return;
+    // A container waiting to be restored has no process and no runtime state yet.
+    if (r.restore && r.state === 'CONTAINER_CREATED') return this.settleWithoutExitFile(r, 0, 'the container was stopped before it was restored');
     const runtime = this.runtimeFor(r.runtimeHandler);
     if (timeoutSeconds > 0 && r.state === 'CONTAINER_RUNNING') {
       const signal = stopSignal(r.config.stop_signal, r.imageStopSignal);
@@ -423,6 +493,7 @@ export class ContainerService {
   /** At start: an exit file was handled by scan(); otherwise ask the runtime whether the process lives. */
   private async reconcile(r: ContainerRecord): Promise<void> {
     if (r.state === 'CONTAINER_EXITED') return;
+    if (r.restore && r.state === 'CONTAINER_CREATED') return;
     const runtime = this.runtimeFor(r.runtimeHandler);
     const state = await runtime.state(r.id);
     if (!state) return this.settleWithoutExitFile(r, 255, 'the container is gone from the runtime (was the host restarted?)');

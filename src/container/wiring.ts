@@ -16,6 +16,7 @@ export interface ContainerWiring {
   resolveImage?: ContainerDeps['resolveImage'];
   prepareRootfs?: ContainerDeps['prepareRootfs'];
   removeRootfs?: ContainerDeps['removeRootfs'];
+  upperDir?: ContainerDeps['upperDir'];
   makeSpec?: ContainerDeps['makeSpec'];
   ociResources?: ContainerDeps['ociResources'];
   cgroupsPath?: ContainerDeps['cgroupsPath'];
@@ -33,6 +34,7 @@ export function containerDeps(w: ContainerWiring): ContainerDeps {
     resolveImage: w.resolveImage ?? (async () => missing('image storage')()),
     prepareRootfs: w.prepareRootfs ?? (async () => missing('the snapshot store')()),
     removeRootfs: w.removeRootfs ?? (async () => undefined),
+    upperDir: w.upperDir ?? missing('the snapshot store'),
     makeSpec: w.makeSpec ?? (async () => missing('the OCI spec builder')()),
     ociResources: w.ociResources ?? missing('resource conversion'),
     cgroupsPath: w.cgroupsPath ?? ((sandbox, id) => containerCgroupsPath(sandbox, id, w.config.cgroup_driver)),

@@ -81,10 +81,19 @@ export interface RootfsDirs {
  * Mounts a container's rootfs at target: the snapshots of chainIds (bottom
  * first) under an upper dir made in workParent (default: the snapshot
  * root's containers/<id>), and leases the snapshots to containerId.
+ * populate, when given, fills a new upper dir before the mount (a restored
+ * container's changes).
  * Images without layers get an empty lower dir. Calling it again for a
  * mounted target does nothing.
  */
-export async function prepareRootfs(store: SnapshotStore, containerId: string, chainIds: string[], target: string, workParent?: string): Promise<RootfsDirs> {
+export async function prepareRootfs(
+  store: SnapshotStore,
+  containerId: string,
+  chainIds: string[],
+  target: string,
+  workParent?: string,
+  populate?: (upper: string) => Promise<void>,
+): Promise<RootfsDirs> {
   assertSafeId(containerId);
   const base = workBase(store, containerId, workParent);
   const upper = join(base, 'upper');
@@ -95,6 +104,8 @@ export async function prepareRootfs(store: SnapshotStore, containerId: string, c
   await store.retain(containerId, chainIds);
   try {
     await mkdir(upper, { recursive: true, mode: 0o755 });
+    // Filled before the mount: overlay must not see its upper dir change under it.
+    if (fresh && populate) await populate(upper);
     await mkdir(work, { recursive: true, mode: 0o700 });
     await mkdir(target, { recursive: true, mode: 0o755 });
     const dirs = { rootfs: target, upper, work };

@@ -47,6 +47,7 @@ export async function setup(t: any): Promise<Env> {
     resolveImage: async (ref) => (ref === 'busybox' ? { id: 'sha256:' + 'b'.repeat(64), repo_tags: ['busybox:latest'], repo_digests: [], config: { config: {} }, chainIds: [] } : undefined),
     prepareRootfs: async () => undefined,
     removeRootfs: async () => undefined,
+    upperDir: (id) => join(dir, 'upper-' + id),
     makeSpec: async (req) => {
       const bundle = join(dir, 'spec-' + req.id);
       execFileSync('mkdir', ['-p', bundle]);
