@@ -1,6 +1,7 @@
 // Starts a real tscri daemon for a test on its own socket, root and state
 // directories, and stops it (SIGTERM) and removes its directories afterwards.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -88,6 +89,24 @@ async function waitForSocket(socket: string, child: ChildProcess, output: () => 
     }
     await new Promise((r) => setTimeout(r, 50));
   }
+  const where = stuckAt(child.pid!);
   child.kill('SIGKILL');
-  throw new Error(`tscri did not start serving on ${socket} within ${timeoutMs / 1000} s:\n${output()}`);
+  throw new Error(`tscri did not start serving on ${socket} within ${timeoutMs / 1000} s:\n${output()}\n${where}`);
+}
+
+/** Where a process that does not progress waits: its threads' states and kernel wait channels, and its children. */
+function stuckAt(pid: number): string {
+  const lines: string[] = [];
+  try {
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      const read = (f: string) => { try { return readFileSync(`/proc/${pid}/task/${task}/${f}`, 'utf8').trim(); } catch { return '?'; } };
+      const state = /^State:\s*(.*)$/m.exec(read('status'))?.[1] ?? '?';
+      lines.push(`thread ${task} ${read('comm')}: ${state}, waiting in ${read('wchan')}`);
+    }
+    const children = execFileSync('ps', ['--ppid', String(pid), '-o', 'pid,stat,wchan:32,args'], { encoding: 'utf8' });
+    lines.push(`children:\n${children}`);
+  } catch (err) {
+    lines.push(`(could not inspect process ${pid}: ${(err as Error).message})`);
+  }
+  return lines.join('\n');
 }

@@ -4,22 +4,17 @@
 // containers for kubelet's NoSwap and LimitedSwap settings.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { dirname, join } from 'node:path';
+import { runVmScript, vmSkip } from '../helpers/vm.ts';
 
-const REPO = fileURLToPath(new URL('../..', import.meta.url));
-const RUN_IN_VM = join(dirname(REPO.replace(/\/$/, '')), 'shared', 'vm', 'run-in-vm');
 const SCRIPT = fileURLToPath(new URL('../vm/cgroupv2-swap.ts', import.meta.url));
 const MiB = 1024 * 1024;
 
-test('NoSwap and LimitedSwap land in cgroup v2 files; swap is used up to the limit', { skip: existsSync(RUN_IN_VM) ? false : `no VM runner at ${RUN_IN_VM}` }, (t) => {
-  const result = spawnSync(RUN_IN_VM, ['--mem', '2G', '--swap', '512M', '--timeout', '900', '--workdir', REPO, '--', process.execPath, SCRIPT], { encoding: 'utf8', timeout: 1_000_000 });
-  for (const l of `${result.stdout}\n${result.stderr}`.split('\n')) if (l.startsWith('vm: ')) t.diagnostic(l);
-  const line = result.stdout.split('\n').find((l) => l.startsWith('RESULT '));
-  assert.ok(line, `no result from the VM (exit ${result.status}):\n${result.stdout.slice(-3000)}\n${result.stderr.slice(-3000)}`);
-  const r = JSON.parse(line!.slice('RESULT '.length));
+test('NoSwap and LimitedSwap land in cgroup v2 files; swap is used up to the limit', { skip: vmSkip }, (t) => {
+  const run = runVmScript(SCRIPT, ['--mem', '2G', '--swap', '512M']);
+  for (const note of run.notes) t.diagnostic(note);
+  assert.ok(run.result, run.failure);
+  const r = run.result!;
   assert.equal(r.error, undefined, r.error);
   assert.deepEqual(r.noSwap, { 'memory.max': String(64 * MiB), 'memory.swap.max': '0', 'cpu.max': '50000 100000', 'cpu.weight': '20', 'pids.max': 'max' });
   assert.equal(r.limitedSwap['memory.swap.max'], String(32 * MiB));

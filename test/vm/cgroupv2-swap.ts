@@ -20,7 +20,7 @@ process.env.TMPDIR = scratch;
 const results: Record<string, unknown> = {};
 const registry = await startRegistry({ startTimeoutMs: 600_000 });
 phase('registry serving');
-const d = await startDaemon({ config: 'default_cgroup_parent = "/tscri-vm"\n[cni]\nconf_dir = "/nonexistent"\n', startTimeoutMs: 600_000 });
+const d = await startDaemon({ config: 'default_cgroup_parent = "/tscri-vm"\n[cni]\nconf_dir = "/nonexistent"\n', startTimeoutMs: 180_000 });
 phase('tscri serving');
 try {
   await pushBusybox(registry.url, 'vm/busybox', 'v1');
