@@ -7,6 +7,7 @@ import { RegistryError } from './registry.ts';
 import { DigestMismatchError } from './content.ts';
 import { PullTimeoutError } from './service.ts';
 import { LayerError } from '../snapshot/layer.ts';
+import { TooLargeError } from './body.ts';
 
 /** The cause of an abort (stream pipelines wrap the signal's reason in an AbortError). */
 function unwrap(err: unknown): unknown {
@@ -17,13 +18,16 @@ function unwrap(err: unknown): unknown {
 export function pullError(image: string, thrown: unknown): unknown {
   const err = unwrap(thrown);
   if (err instanceof CriError) return err;
-  const message = (err as Error)?.message ?? String(err);
-  if (err instanceof ReferenceError) return new CriError(status.INVALID_ARGUMENT, message);
+  const reason = (err as Error)?.message ?? String(err);
+  // Every message names the image once.
+  const message = reason.startsWith('cannot pull ') ? reason : `cannot pull ${image}: ${reason}`;
+  if (err instanceof ReferenceError) return new CriError(status.INVALID_ARGUMENT, reason);
   if (err instanceof NotFoundError) return new CriError(status.NOT_FOUND, message);
-  if (err instanceof PullStalledError || err instanceof PullTimeoutError) return new CriError(status.DEADLINE_EXCEEDED, `cannot pull ${image}: ${message}`);
-  if (err instanceof RegistryError && err.status === 401) return new CriError(status.UNAUTHENTICATED, `cannot pull ${image}: ${message}`);
+  if (err instanceof PullStalledError || err instanceof PullTimeoutError) return new CriError(status.DEADLINE_EXCEEDED, message);
+  if (err instanceof RegistryError && err.status === 401) return new CriError(status.UNAUTHENTICATED, message);
   if (err instanceof RegistryError) return new CriError(status.UNAVAILABLE, message);
-  if (err instanceof DigestMismatchError) return new CriError(status.DATA_LOSS, `cannot pull ${image}: ${message}`);
-  if (err instanceof LayerError) return new CriError(status.FAILED_PRECONDITION, `cannot pull ${image}: a layer is unsafe: ${message}`);
+  if (err instanceof TooLargeError) return new CriError(status.RESOURCE_EXHAUSTED, message);
+  if (err instanceof DigestMismatchError) return new CriError(status.DATA_LOSS, message);
+  if (err instanceof LayerError) return new CriError(status.FAILED_PRECONDITION, `cannot pull ${image}: a layer is unsafe: ${reason}`);
   return thrown;
 }

@@ -10,6 +10,7 @@ import type { SnapshotStore } from '../snapshot/snapshots.ts';
 import { chainIds } from '../snapshot/snapshots.ts';
 import { endpointsFor } from './hosts.ts';
 import { RegistryClient, RegistryError, backoff, sleep, type Credentials } from './registry.ts';
+import { CONFIG_LIMIT, MANIFEST_LIMIT, TooLargeError, errorReason, formatSize, readBody } from './body.ts';
 import { formatReference, repository, type ImageReference } from './reference.ts';
 import { DigestMismatchError, type ContentStore } from './content.ts';
 import { choosePlatform, hostPlatform, type ImageRecord } from './record.ts';
@@ -32,6 +33,8 @@ export interface PullContext {
   content: ContentStore;
   snapshots: SnapshotStore;
   signal: AbortSignal;
+  /** Epoch ms by which the pull must end (Infinity when nothing limits it). */
+  deadline?: () => number;
   credentials: (host: string) => Credentials;
   /** Records what this pull created, so a failed pull can remove it. */
   created: { blobs: Set<string>; chains: Set<string> };
@@ -74,6 +77,12 @@ class Stall {
     this.timer = setTimeout(() => this.controller.abort(new PullStalledError(this.message)), this.ms);
   };
 
+  /** Stops the timer while tscri itself waits (arm() starts it again). */
+  pause = (): void => {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  };
+
   clear(): void {
     if (this.timer) clearTimeout(this.timer);
   }
@@ -85,30 +94,30 @@ class Stall {
 }
 
 async function fetchManifest(client: RegistryClient, reference: string, ctx: PullContext): Promise<{ body: Buffer; mediaType: string; digest: string }> {
-  const stall = new Stall(ctx, `manifest ${reference}`, client.endpoint.host);
+  const host = client.endpoint.host;
+  const stall = new Stall(ctx, `manifest ${reference}`, host);
   try {
-    const res = await client.get(`manifests/${reference}`, { accept: MANIFEST_TYPES.join(', ') }, stall.signal);
+    const res = await client.get(`manifests/${reference}`, { headers: { accept: MANIFEST_TYPES.join(', ') }, signal: stall.signal, progress: stall });
     if (res.status === 404) {
       await res.body?.cancel();
       throw new NotFoundError(`manifest ${reference} not found`);
     }
     if (res.status === 401 || res.status === 403) {
-      await res.body?.cancel();
-      throw new RegistryError(`registry ${client.endpoint.host} refused access to the image (${res.status}); check the credentials`, 401);
+      const reason = await errorReason(res, stall.arm);
+      throw new RegistryError(`registry ${host} refused access to the image (${res.status}${reason ? `: ${reason}` : ''}); check the credentials`, 401);
     }
     if (!res.ok) {
-      await res.body?.cancel();
-      throw new RegistryError(`registry ${client.endpoint.host} answered ${res.status} for manifest ${reference}`, res.status);
+      const reason = await errorReason(res, stall.arm);
+      throw new RegistryError(`registry ${host} answered ${res.status} for manifest ${reference}${reason ? `: ${reason}` : ''}`, res.status);
     }
-    const body = Buffer.from(await res.arrayBuffer());
-    if (body.length > 4 * 1024 * 1024) throw new RegistryError('manifest is larger than 4 MiB');
+    const body = await readBody(res, MANIFEST_LIMIT, `manifest ${reference} from ${host}`, stall.arm);
     const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
     if (reference.startsWith('sha256:') && digest !== reference) throw new DigestMismatchError(`manifest content does not match its digest ${reference}`);
     let parsed: any;
     try {
       parsed = JSON.parse(body.toString('utf8'));
     } catch {
-      throw new RegistryError(`registry ${client.endpoint.host} sent a manifest that is not JSON for ${reference}`);
+      throw new RegistryError(`registry ${host} sent a manifest that is not JSON for ${reference}`);
     }
     const mediaType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
     return { body, mediaType: parsed.mediaType || mediaType, digest };
@@ -130,8 +139,9 @@ async function resolve(ref: ImageReference, ctx: PullContext): Promise<Resolved>
   if (!endpoints.length) throw new RegistryError(`no host configured for ${ref.domain} can ${wanted} images; check ${ctx.config.registry.config_path}/${ref.domain}/hosts.toml`);
   const failures: string[] = [];
   let notFound = 0;
+  let stalled = false;
   for (const endpoint of endpoints) {
-    const client = new RegistryClient(endpoint, ref.path, ctx.credentials(endpoint.host), ctx.signal);
+    const client = new RegistryClient(endpoint, ref.path, ctx.credentials(endpoint.host), ctx.signal, ctx.deadline);
     try {
       let { body, mediaType, digest } = await fetchManifest(client, ref.digest ?? ref.tag!, ctx);
       let manifest = JSON.parse(body.toString('utf8'));
@@ -150,14 +160,18 @@ async function resolve(ref: ImageReference, ctx: PullContext): Promise<Resolved>
       }
       return { client, manifest, manifestDigest: digest };
     } catch (err) {
-      if (ctx.signal.aborted || err instanceof PlatformError || err instanceof DigestMismatchError) throw err;
+      if (ctx.signal.aborted || err instanceof PlatformError || err instanceof DigestMismatchError || err instanceof TooLargeError) throw err;
       if (err instanceof NotFoundError) notFound++;
-      failures.push(`${endpoint.host}: ${(err as Error).message}`);
+      // A mirror that stalls is passed over like one that fails; the pull then reports the stall.
+      if (err instanceof PullStalledError) stalled = true;
+      const message = (err as Error).message ?? String(err);
+      failures.push(message.includes(endpoint.host) ? message : `${endpoint.host}: ${message}`);
       ctx.log.debug({ endpoint: endpoint.url, err: (err as Error).message }, 'endpoint failed; trying the next');
     }
   }
-  const message = `cannot pull ${formatReference(ref)}: ${failures.join('; ')}`;
+  const message = failures.join('; ');
   if (notFound === failures.length) throw new NotFoundError(message);
+  if (stalled) throw new PullStalledError(message);
   throw new RegistryError(message, failures.some((f) => /credentials|refused access/.test(f)) ? 401 : undefined);
 }
 
@@ -186,10 +200,10 @@ async function download(client: RegistryClient, digest: string, size: number | u
       const stall = new Stall(ctx, `blob ${digest}`, client.endpoint.host);
       try {
         await writer.fetch(async (offset) => {
-          const res = await client.get(`blobs/${digest}`, offset ? { range: `bytes=${offset}-` } : {}, stall.signal);
+          const res = await client.get(`blobs/${digest}`, { headers: offset ? { range: `bytes=${offset}-` } : {}, signal: stall.signal, progress: stall });
           if (!res.ok || !res.body) {
-            await res.body?.cancel();
-            throw new RegistryError(`registry ${client.endpoint.host} answered ${res.status} for blob ${digest}`, res.status);
+            const reason = await errorReason(res, stall.arm);
+            throw new RegistryError(`registry ${client.endpoint.host} answered ${res.status} for blob ${digest}${reason ? `: ${reason}` : ''}`, res.status);
           }
           const start = res.status === 206 ? rangeStart(res.headers.get('content-range')) ?? 0 : 0;
           return { stream: Readable.fromWeb(res.body as any), offset: start };
@@ -198,7 +212,8 @@ async function download(client: RegistryClient, digest: string, size: number | u
       } catch (err) {
         if (stall.fired) throw stall.error(err);
         if (ctx.signal.aborted || err instanceof DigestMismatchError) throw err;
-        if (err instanceof RegistryError && err.status && err.status < 500 && err.status !== 429) throw err;
+        // The client already retried what the registry refused (5xx, 429): only interrupted transfers are tried again here.
+        if (err instanceof RegistryError || err instanceof TooLargeError) throw err;
         lastError = err;
         ctx.log.debug({ blob: digest, attempt, err: (err as Error).message }, 'blob transfer failed; retrying');
       } finally {
@@ -223,7 +238,10 @@ async function bounded<T>(items: T[], limit: number, fn: (item: T) => Promise<vo
 export async function pullImage(ref: ImageReference, ctx: PullContext): Promise<Omit<ImageRecord, 'repoTags' | 'repoDigests' | 'pinned' | 'pulledAt'> & { repository: string }> {
   const { client, manifest, manifestDigest } = await resolve(ref, ctx);
   if (!manifest.config?.digest || !Array.isArray(manifest.layers)) throw new RegistryError(`manifest of ${formatReference(ref)} is not an image manifest`);
-  await download(client, manifest.config.digest, manifest.config.size, ctx);
+  const configSize = manifest.config.size;
+  if (!Number.isSafeInteger(configSize) || configSize < 0) throw new RegistryError(`the manifest of ${formatReference(ref)} gives no valid size for its config`);
+  if (configSize > CONFIG_LIMIT) throw new TooLargeError(`the image config ${manifest.config.digest} declares ${configSize} bytes, more than the ${formatSize(CONFIG_LIMIT)} tscri accepts`);
+  await download(client, manifest.config.digest, configSize, ctx);
   const config = JSON.parse(await readAll(ctx.content.read(manifest.config.digest)));
   const diffIds: string[] = config.rootfs?.diff_ids ?? [];
   const layers: ImageRecord['layers'] = manifest.layers.map((l: any) => ({ digest: String(l.digest), mediaType: String(l.mediaType ?? ''), size: Number(l.size ?? 0) }));

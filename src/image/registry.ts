@@ -1,11 +1,13 @@
 // A client of the OCI distribution API for one repository on one endpoint:
 // anonymous, basic and bearer-token authentication (token cached per scope),
-// retries with backoff on server and connection errors, TLS settings from
-// hosts.toml. Credentials never appear in errors or logs.
+// retries with backoff on server and connection errors (honouring
+// Retry-After), TLS settings from hosts.toml. Credentials never appear in
+// errors or logs.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Agent, fetch, type Dispatcher, type Response } from 'undici';
 import type { RegistryEndpoint } from './hosts.ts';
+import { TOKEN_LIMIT, TooLargeError, errorReason, quote, readBody } from './body.ts';
 
 export interface Credentials {
   username?: string;
@@ -22,9 +24,28 @@ export class RegistryError extends Error {
   }
 }
 
+/**
+ * What a request reports while it runs: arm() whenever the registry sends
+ * something (an answer, a chunk), pause() while tscri itself waits (a
+ * Retry-After), so a stall timer measures only the registry's silence.
+ */
+export interface Progress {
+  arm(): void;
+  pause(): void;
+}
+
+export interface RequestOptions {
+  headers?: Record<string, string>;
+  /** Bounds this request; default: the client's (the pull's). */
+  signal?: AbortSignal;
+  progress?: Progress;
+}
+
 const tokenCache = new Map<string, { token: string; expires: number }>();
 const agents = new Map<string, Dispatcher>();
 const RETRIES = 3;
+/** The longest Retry-After tscri waits; a registry asking for more fails the pull at once. */
+export const RETRY_AFTER_MAX_MS = 60_000;
 
 /** A connection pool with the endpoint's TLS settings (shared by endpoints with the same settings). */
 function agentFor(endpoint: RegistryEndpoint): Dispatcher | undefined {
@@ -77,6 +98,18 @@ export const sleep = (ms: number, signal?: AbortSignal) =>
     }, { once: true });
   });
 
+/**
+ * The wait a Retry-After header asks for, in milliseconds (delta-seconds or
+ * an HTTP date); undefined when absent or unreadable.
+ */
+export function retryAfter(header: string | null, now = Date.now()): number | undefined {
+  const value = header?.trim();
+  if (!value) return undefined;
+  if (/^\d+$/.test(value)) return Number(value) * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
 const CERTIFICATE_ERRORS = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ERR_TLS_CERT_ALTNAME_INVALID/;
 
 /** The system error code behind a fetch failure (fetch wraps it in `cause`). */
@@ -92,45 +125,75 @@ export class RegistryClient {
   private readonly repo: string;
   private readonly credentials: Credentials;
   private readonly signal?: AbortSignal;
+  private readonly deadline: () => number;
   private authorization: string | undefined;
   private baseUrl: string;
 
-  constructor(endpoint: RegistryEndpoint, repo: string, credentials: Credentials, signal?: AbortSignal) {
+  /** deadline: epoch milliseconds by which the pull must end (Infinity when none). */
+  constructor(endpoint: RegistryEndpoint, repo: string, credentials: Credentials, signal?: AbortSignal, deadline: () => number = () => Infinity) {
     this.endpoint = endpoint;
     this.repo = repo;
     this.credentials = credentials;
     this.signal = signal;
+    this.deadline = deadline;
     this.baseUrl = endpoint.url;
   }
 
   /**
    * GET a path under /v2/<repo>/, authenticating on a 401 challenge and
-   * retrying server errors, rate limits and connection failures with backoff.
-   * `signal` (default: the pull's) bounds this request.
+   * retrying server errors, rate limits and connection failures with backoff
+   * (or after the Retry-After the registry asks for, within the pull's deadline).
    */
-  async get(path: string, headers: Record<string, string> = {}, signal: AbortSignal | undefined = this.signal): Promise<Response> {
+  async get(path: string, options: RequestOptions = {}): Promise<Response> {
+    const { headers = {}, signal = this.signal, progress } = options;
     let lastError: unknown;
+    let wait = 0;
     for (let attempt = 0; attempt < RETRIES; attempt++) {
-      if (attempt) await sleep(backoff(attempt), signal);
+      if (attempt) {
+        // tscri waits here, not the registry: the stall timer stops meanwhile.
+        progress?.pause();
+        await sleep(wait || backoff(attempt), signal);
+        progress?.arm();
+      }
       try {
         let res = await this.send(path, headers, signal);
+        progress?.arm();
         if (res.status === 401) {
           await res.body?.cancel();
-          await this.authenticate(res.headers.get('www-authenticate') ?? '', signal);
+          await this.authenticate(res.headers.get('www-authenticate') ?? '', signal, progress);
           res = await this.send(path, headers, signal);
+          progress?.arm();
         }
         if (res.status >= 500 || res.status === 429) {
-          await res.body?.cancel();
-          lastError = new RegistryError(`registry ${this.endpoint.host} answered ${res.status} for ${this.repo}/${path}`, res.status);
+          wait = this.retryWait(res, path);
+          const reason = await errorReason(res, progress?.arm);
+          lastError = new RegistryError(`registry ${this.endpoint.host} answered ${res.status} for ${this.repo}/${path}${reason ? `: ${reason}` : ''}`, res.status);
           continue;
         }
         return res;
       } catch (err) {
-        if (signal?.aborted || err instanceof RegistryError) throw err;
+        // Only failures to connect or transfer are retried.
+        if (signal?.aborted || err instanceof RegistryError || err instanceof TooLargeError) throw err;
         lastError = err;
+        wait = 0;
       }
     }
     throw lastError instanceof RegistryError ? lastError : new RegistryError(`cannot reach registry ${this.endpoint.host}: ${(lastError as Error)?.message ?? lastError}`);
+  }
+
+  /**
+   * How long to wait before retrying a 429 or 5xx answer: its Retry-After,
+   * if any (0: the usual backoff). A wait longer than RETRY_AFTER_MAX_MS or
+   * past the pull's deadline fails now, naming it.
+   */
+  private retryWait(res: Response, path: string): number {
+    const ms = retryAfter(res.headers.get('retry-after'));
+    if (ms === undefined) return 0;
+    const seconds = Math.ceil(ms / 1000);
+    const asks = `registry ${this.endpoint.host} answered ${res.status} for ${this.repo}/${path} and asks to retry after ${seconds}s`;
+    if (ms > RETRY_AFTER_MAX_MS) throw new RegistryError(`${asks}, longer than tscri waits (${RETRY_AFTER_MAX_MS / 1000}s); try again later`, res.status);
+    if (Date.now() + ms > this.deadline()) throw new RegistryError(`${asks}, past the pull's deadline`, res.status);
+    return ms;
   }
 
   private async send(path: string, headers: Record<string, string>, signal: AbortSignal | undefined): Promise<Response> {
@@ -158,7 +221,7 @@ export class RegistryClient {
     }
   }
 
-  private async authenticate(header: string, signal: AbortSignal | undefined): Promise<void> {
+  private async authenticate(header: string, signal: AbortSignal | undefined, progress: Progress | undefined): Promise<void> {
     const { scheme, params } = parseChallenge(header);
     const creds = this.credentials;
     if (scheme === 'basic') {
@@ -166,7 +229,7 @@ export class RegistryClient {
       this.authorization = `Basic ${Buffer.from(`${creds.username}:${creds.password ?? ''}`).toString('base64')}`;
       return;
     }
-    if (scheme !== 'bearer') throw new RegistryError(`registry ${this.endpoint.host} asks for unsupported authentication ${JSON.stringify(scheme)}`, 401);
+    if (scheme !== 'bearer') throw new RegistryError(`registry ${this.endpoint.host} asks for unsupported authentication ${JSON.stringify(quote(scheme))}`, 401);
     if (creds.registryToken) {
       this.authorization = `Bearer ${creds.registryToken}`;
       return;
@@ -180,12 +243,12 @@ export class RegistryClient {
       this.authorization = `Bearer ${cached.token}`;
       return;
     }
-    const token = await this.fetchToken(params.realm ?? '', params.service ?? '', scope, signal);
+    const token = await this.fetchToken(params.realm ?? '', params.service ?? '', scope, signal, progress);
     tokenCache.set(key, { token: token.token, expires: Date.now() + Math.max(30, token.expiresIn - 10) * 1000 });
     this.authorization = `Bearer ${token.token}`;
   }
 
-  private async fetchToken(realm: string, service: string, scope: string, signal: AbortSignal | undefined): Promise<{ token: string; expiresIn: number }> {
+  private async fetchToken(realm: string, service: string, scope: string, signal: AbortSignal | undefined, progress: Progress | undefined): Promise<{ token: string; expiresIn: number }> {
     if (!/^https?:\/\//.test(realm)) throw new RegistryError(`registry ${this.endpoint.host} gave an invalid token realm`, 401);
     const creds = this.credentials;
     let res: Response;
@@ -200,17 +263,25 @@ export class RegistryClient {
       if (creds.username) headers.authorization = `Basic ${Buffer.from(`${creds.username}:${creds.password ?? ''}`).toString('base64')}`;
       res = await fetch(url, { headers, signal, dispatcher: agentFor(this.endpoint) });
     }
+    progress?.arm();
     if (res.status === 401 || res.status === 403) {
       await res.body?.cancel();
       throw new RegistryError(`the token service of ${this.endpoint.host} refused the credentials for ${this.repo}`, 401);
     }
     if (!res.ok) {
-      await res.body?.cancel();
-      throw new RegistryError(`the token service of ${this.endpoint.host} answered ${res.status}`, res.status);
+      const reason = await errorReason(res, progress?.arm);
+      throw new RegistryError(`the token service of ${this.endpoint.host} answered ${res.status}${reason ? `: ${reason}` : ''}`, res.status);
     }
-    const json = (await res.json()) as { token?: string; access_token?: string; expires_in?: number };
-    const token = json.token ?? json.access_token;
+    const body = await readBody(res, TOKEN_LIMIT, `the token response of ${this.endpoint.host}`, progress?.arm);
+    let json: { token?: unknown; access_token?: unknown; expires_in?: unknown };
+    try {
+      json = JSON.parse(body.toString('utf8'));
+    } catch {
+      throw new RegistryError(`the token service of ${this.endpoint.host} answered with something that is not JSON`);
+    }
+    const token = typeof json?.token === 'string' && json.token ? json.token : typeof json?.access_token === 'string' ? json.access_token : '';
     if (!token) throw new RegistryError(`the token service of ${this.endpoint.host} returned no token`);
-    return { token, expiresIn: json.expires_in ?? 60 };
+    const expiresIn = typeof json.expires_in === 'number' && Number.isFinite(json.expires_in) ? json.expires_in : 60;
+    return { token, expiresIn };
   }
 }

@@ -18,6 +18,16 @@ import type { ImageRecord } from './record.ts';
 /** The pull did not finish within [image] pull_timeout_seconds. */
 export class PullTimeoutError extends Error {}
 
+/** One pull under way, shared by the callers asking for the same reference. */
+interface SharedPull {
+  promise: Promise<string>;
+  controller: AbortController;
+  waiters: number;
+  /** Epoch ms by which the pull must end: the pull timeout, or the latest deadline of its callers. */
+  timeoutAt: number;
+  callerDeadline: number;
+}
+
 export interface PullAuth {
   username?: string;
   password?: string;
@@ -46,7 +56,7 @@ export class ImageService {
   readonly snapshots: SnapshotStore;
   readonly content: ContentStore;
   private readonly store: RecordStore<ImageRecord>;
-  private readonly inflight = new Map<string, { promise: Promise<string>; controller: AbortController; waiters: number }>();
+  private readonly inflight = new Map<string, SharedPull>();
   private readonly lock = new KeyedLock();
   /** What each running pull relies on; garbage collection keeps it. */
   private readonly active = new Set<{ blobs: Set<string>; chains: Set<string> }>();
@@ -99,21 +109,27 @@ export class ImageService {
     return r && { id: r.id, repo_tags: r.repoTags, repo_digests: r.repoDigests, config: r.config, chainIds: r.chainIds };
   }
 
-  /** Pulls ref (sharing the work with a concurrent pull of the same reference); returns the image id. */
-  pull(refText: string, auth: Credentials | undefined, signal: AbortSignal): Promise<string> {
+  /**
+   * Pulls ref (sharing the work with a concurrent pull of the same
+   * reference); returns the image id. deadline: the caller's, in epoch ms.
+   */
+  pull(refText: string, auth: Credentials | undefined, signal: AbortSignal, deadline = Infinity): Promise<string> {
     const ref = parseReference(refText);
     const key = formatReference(ref);
     if (signal.aborted) return Promise.reject(signal.reason);
     // A pull with its own credentials does not share another caller's result.
     const shareKey = auth ? undefined : key;
     let entry = shareKey ? this.inflight.get(shareKey) : undefined;
-    if (!entry) {
+    if (entry) {
+      entry.callerDeadline = Math.max(entry.callerDeadline, deadline);
+    } else {
       const controller = new AbortController();
       const seconds = this.config.image.pull_timeout_seconds;
       const timer = seconds > 0 ? setTimeout(() => controller.abort(new PullTimeoutError(`the pull of ${key} did not finish within ${seconds}s ([image] pull_timeout_seconds)`)), seconds * 1000) : undefined;
-      const promise = this.doPull(ref, key, auth, controller.signal);
-      void promise.finally(() => clearTimeout(timer)).catch(() => undefined);
-      entry = { controller, waiters: 0, promise };
+      const created: SharedPull = { controller, waiters: 0, promise: Promise.resolve(''), timeoutAt: seconds > 0 ? Date.now() + seconds * 1000 : Infinity, callerDeadline: deadline };
+      created.promise = this.doPull(ref, key, auth, controller.signal, () => Math.min(created.timeoutAt, created.callerDeadline));
+      void created.promise.finally(() => clearTimeout(timer)).catch(() => undefined);
+      entry = created;
       if (shareKey) {
         this.inflight.set(shareKey, entry);
         void entry.promise.finally(() => this.inflight.delete(shareKey)).catch(() => undefined);
@@ -129,7 +145,7 @@ export class ImageService {
     return abortable(shared.promise, signal);
   }
 
-  private async doPull(ref: ReturnType<typeof parseReference>, key: string, auth: Credentials | undefined, signal: AbortSignal): Promise<string> {
+  private async doPull(ref: ReturnType<typeof parseReference>, key: string, auth: Credentials | undefined, signal: AbortSignal, deadline: () => number): Promise<string> {
     const created = { blobs: new Set<string>(), chains: new Set<string>() };
     const using = { blobs: new Set<string>(), chains: new Set<string>() };
     const started = Date.now();
@@ -141,6 +157,7 @@ export class ImageService {
         content: this.content,
         snapshots: this.snapshots,
         signal,
+        deadline,
         created,
         using,
         credentials: (host) => auth ?? this.configuredCredentials(host, ref.domain),

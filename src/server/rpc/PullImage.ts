@@ -10,7 +10,7 @@ export default unary<PullImageRequest__Output, PullImageResponse>(async (ctx, re
   const image = req.image?.image ?? '';
   if (!image) throw invalidArgument('image.image is required');
   try {
-    return { image_ref: await ctx.images.pull(image, credentialsFrom(req.auth), call.signal) };
+    return { image_ref: await ctx.images.pull(image, credentialsFrom(req.auth), call.signal, call.deadline) };
   } catch (err) {
     throw pullError(image, err);
   }

@@ -9,7 +9,7 @@ import { ContentStore, DigestMismatchError } from '../../../src/image/content.ts
 import { credentialsFrom } from '../../../src/image/service.ts';
 import { parseChallenge } from '../../../src/image/registry.ts';
 import { rangeStart } from '../../../src/image/pull.ts';
-import { sha256 } from './fake-registry.ts';
+import { sha256 } from '../../helpers/fake-registry.ts';
 
 async function store(t: { after(fn: () => unknown): void }) {
   const dir = await mkdtemp(join(tmpdir(), 'tscri-content-unit-'));

@@ -15,7 +15,7 @@ import { pullImage, PullStalledError, NotFoundError, type PullContext } from '..
 import { parseReference } from '../../../src/image/reference.ts';
 import { RegistryError, type Credentials } from '../../../src/image/registry.ts';
 import { SnapshotStore } from '../../../src/snapshot/snapshots.ts';
-import { FakeRegistry } from './fake-registry.ts';
+import { FakeRegistry } from '../../helpers/fake-registry.ts';
 
 const cleanups: Array<() => Promise<unknown>> = [];
 after(async () => {
@@ -246,4 +246,14 @@ test('a missing image is NotFoundError; an index without the host platform says 
   const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: arm.manifestDigest, size: 1, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } }] }));
   reg.manifests.set('p/arm:idx', { body: index, mediaType: 'application/vnd.oci.image.index.v1+json' });
   if (process.arch === 'x64') await assert.rejects(pullImage(parseReference(`${reg.host}/p/arm:idx`), ctx), /has no linux\/amd64 variant \(it offers linux\/arm64\/v8\)/);
+});
+
+test('a blob the registry keeps refusing with 503 is asked three times in all, not once per retry layer', async () => {
+  const reg = await fake();
+  const img = await reg.addImage('r/refuse', 'v1', files);
+  const big = img.layerDigests[1]!;
+  reg.hook = (req, res) => (req.url?.endsWith(big) ? (res.writeHead(503).end(), true) : false);
+  const { ctx } = await setup();
+  await assert.rejects(pullImage(parseReference(`${reg.host}/r/refuse:v1`), ctx), (e: any) => e instanceof RegistryError && e.status === 503);
+  assert.equal(reg.blobRequests(big).length, 3);
 });
