@@ -1,0 +1,12 @@
+// Original file: proto/nri.proto
+
+
+export interface ContainerEviction {
+  'container_id'?: (string);
+  'reason'?: (string);
+}
+
+export interface ContainerEviction__Output {
+  'container_id': (string);
+  'reason': (string);
+}

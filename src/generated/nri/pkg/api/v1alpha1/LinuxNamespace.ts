@@ -1,0 +1,12 @@
+// Original file: proto/nri.proto
+
+
+export interface LinuxNamespace {
+  'type'?: (string);
+  'path'?: (string);
+}
+
+export interface LinuxNamespace__Output {
+  'type': (string);
+  'path': (string);
+}

@@ -1,0 +1,10 @@
+// Original file: proto/nri.proto
+
+
+export interface OptionalString {
+  'value'?: (string);
+}
+
+export interface OptionalString__Output {
+  'value': (string);
+}

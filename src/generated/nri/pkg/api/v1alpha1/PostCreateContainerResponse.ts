@@ -1,0 +1,8 @@
+// Original file: proto/nri.proto
+
+
+export interface PostCreateContainerResponse {
+}
+
+export interface PostCreateContainerResponse__Output {
+}

@@ -1,0 +1,8 @@
+// Original file: proto/nri.proto
+
+
+export interface PostUpdatePodSandboxResponse {
+}
+
+export interface PostUpdatePodSandboxResponse__Output {
+}

@@ -1,0 +1,8 @@
+// Original file: proto/nri.proto
+
+
+export interface RunPodSandboxResponse {
+}
+
+export interface RunPodSandboxResponse__Output {
+}

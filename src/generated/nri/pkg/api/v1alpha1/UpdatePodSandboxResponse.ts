@@ -1,0 +1,8 @@
+// Original file: proto/nri.proto
+
+
+export interface UpdatePodSandboxResponse {
+}
+
+export interface UpdatePodSandboxResponse__Output {
+}
