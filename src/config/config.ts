@@ -17,6 +17,19 @@ export interface RegistryAuth {
   identity_token: string;
 }
 
+export interface NriSettings {
+  enable: boolean;
+  socket_path: string;
+  plugin_path: string;
+  plugin_config_path: string;
+  /** Seconds a plugin has to register after it connects or is started. */
+  registration_timeout: number;
+  /** Seconds a plugin has to answer one request. */
+  request_timeout: number;
+  /** Serve only pre-installed plugins; accept no connections on socket_path. */
+  disable_connections: boolean;
+}
+
 export interface Config {
   listen: string;
   root: string;
@@ -58,6 +71,7 @@ export interface Config {
     apparmor_default_profile: string;
   };
   metrics: { address: string };
+  nri: NriSettings;
 }
 
 export function defaultConfig(): Config {
@@ -83,6 +97,15 @@ export function defaultConfig(): Config {
     stream: { address: '127.0.0.1', port: 0, tls_cert: '', tls_key: '', token_timeout_seconds: 60 },
     security: { seccomp_profile: '', apparmor_default_profile: '' },
     metrics: { address: '' },
+    nri: {
+      enable: false,
+      socket_path: '/var/run/nri/nri.sock',
+      plugin_path: '/opt/nri/plugins',
+      plugin_config_path: '/etc/nri/conf.d',
+      registration_timeout: 5,
+      request_timeout: 2,
+      disable_connections: false,
+    },
   };
 }
 
@@ -180,6 +203,12 @@ function validate(config: Config): void {
   }
   for (const [name, handler] of Object.entries(config.runtime.handlers)) {
     if (!handler.path) throw new ConfigError(`runtime.handlers.${name}.path is empty`);
+  }
+  if (!(config.nri.registration_timeout > 0) || !(config.nri.request_timeout > 0)) {
+    throw new ConfigError('nri.registration_timeout and nri.request_timeout must be positive numbers of seconds');
+  }
+  if (!config.nri.socket_path.startsWith('/')) {
+    throw new ConfigError(`nri.socket_path must be an absolute path, got ${config.nri.socket_path}`);
   }
   if (config.image.max_concurrent_downloads < 1) {
     throw new ConfigError('image.max_concurrent_downloads must be at least 1');
