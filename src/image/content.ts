@@ -1,17 +1,17 @@
-// The content store: blobs named by their sha256 digest under
-// <root>/content/blobs/sha256/. A blob is written to a temporary file while
-// its digest and size are checked, and renamed into place only if both match.
+// The content store: blobs named by their digest under
+// <root>/content/blobs/<algorithm>/<hex> (sha256 or sha512). A blob is
+// written to a temporary file while its digest and size are checked, and
+// renamed into place only if both match.
 // An interrupted download keeps its partial file so the next attempt can
 // continue from where it stopped (an HTTP range request).
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { KeyedLock } from '../store/lock.ts';
-
-export const DIGEST = /^sha256:[a-f0-9]{64}$/;
+import { ALGORITHM_NAMES, algorithmOf, digestProblem, encodedOf, hasherFor } from './digest.ts';
 
 export class DigestMismatchError extends Error {
   override name = 'DigestMismatchError';
@@ -19,7 +19,7 @@ export class DigestMismatchError extends Error {
 
 /** Passes bytes through, failing at the end if their digest or count differs from what was expected. */
 export function verifier(digest: string, size: number | undefined, onProgress?: () => void): Transform {
-  const hash = createHash('sha256');
+  const { hash, result } = hasherFor(digest);
   let count = 0;
   return new Transform({
     transform(chunk: Buffer, _enc, cb) {
@@ -30,7 +30,7 @@ export function verifier(digest: string, size: number | undefined, onProgress?: 
       cb(null, chunk);
     },
     flush(cb) {
-      const actual = `sha256:${hash.digest('hex')}`;
+      const actual = result();
       if (size !== undefined && size >= 0 && count !== size) return cb(new DigestMismatchError(`blob ${digest} has ${count} bytes, ${size} were declared`));
       if (actual !== digest) return cb(new DigestMismatchError(`blob content does not match its digest: expected ${digest}, got ${actual}`));
       cb();
@@ -77,7 +77,7 @@ export class BlobWriter {
       await truncate(this.tmp, 0).catch(() => undefined);
     }
     // The digest covers the whole blob: on a resumed transfer, hash what is already on disk first.
-    const hash = createHash('sha256');
+    const { hash, result } = hasherFor(this.digest);
     if (offset) for await (const chunk of createReadStream(this.tmp)) hash.update(chunk as Buffer);
     const limit = this.size === undefined ? Infinity : this.size;
     let count = offset;
@@ -98,7 +98,7 @@ export class BlobWriter {
     }
     // A short body is an interrupted transfer: keep the bytes for the next attempt.
     if (this.size !== undefined && count < this.size) throw new Error(`the transfer of blob ${this.digest} stopped after ${count} of ${this.size} bytes`);
-    const actual = `sha256:${hash.digest('hex')}`;
+    const actual = result();
     if (this.size !== undefined && this.size >= 0 && count !== this.size) {
       await this.discard();
       throw new DigestMismatchError(`blob ${this.digest} has ${count} bytes, ${this.size} were declared`);
@@ -116,24 +116,31 @@ export class BlobWriter {
 }
 
 export class ContentStore {
+  /** The directory of every blob (one subdirectory per digest algorithm). */
+  readonly root: string;
+  /** The directory of sha256 blobs. */
   readonly dir: string;
   private readonly lock = new KeyedLock();
 
   constructor(root: string) {
-    this.dir = join(root, 'blobs', 'sha256');
+    this.root = join(root, 'blobs');
+    this.dir = join(this.root, 'sha256');
   }
 
-  /** Creates the directory and removes partial files an earlier run left. */
+  /** Creates the directories and removes partial files an earlier run left. */
   async load(): Promise<void> {
-    await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    for (const name of await readdir(this.dir)) {
-      if (name.includes('.tmp-')) await rm(join(this.dir, name), { force: true });
+    for (const algorithm of ALGORITHM_NAMES) {
+      const dir = join(this.root, algorithm);
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      for (const name of await readdir(dir)) {
+        if (name.includes('.tmp-')) await rm(join(dir, name), { force: true });
+      }
     }
   }
 
   path(digest: string): string {
-    if (!DIGEST.test(digest)) throw new Error(`invalid digest ${JSON.stringify(digest)}`);
-    return join(this.dir, digest.slice('sha256:'.length));
+    if (digestProblem(digest)) throw new Error(`invalid digest ${JSON.stringify(digest)}`);
+    return join(this.root, algorithmOf(digest), encodedOf(digest));
   }
 
   async has(digest: string): Promise<boolean> {
@@ -172,6 +179,12 @@ export class ContentStore {
   }
 
   async list(): Promise<string[]> {
-    return (await readdir(this.dir)).filter((n) => /^[a-f0-9]{64}$/.test(n)).map((n) => `sha256:${n}`);
+    const digests: string[] = [];
+    for (const algorithm of ALGORITHM_NAMES) {
+      for (const name of await readdir(join(this.root, algorithm))) {
+        if (!digestProblem(`${algorithm}:${name}`)) digests.push(`${algorithm}:${name}`);
+      }
+    }
+    return digests;
   }
 }

@@ -8,6 +8,7 @@ import { DigestMismatchError } from './content.ts';
 import { PullTimeoutError } from './service.ts';
 import { LayerError } from '../snapshot/layer.ts';
 import { TooLargeError } from './body.ts';
+import { ImageFormatError } from './validate.ts';
 
 /** The cause of an abort (stream pipelines wrap the signal's reason in an AbortError). */
 function unwrap(err: unknown): unknown {
@@ -27,7 +28,8 @@ export function pullError(image: string, thrown: unknown): unknown {
   if (err instanceof RegistryError && err.status === 401) return new CriError(status.UNAUTHENTICATED, message);
   if (err instanceof RegistryError) return new CriError(status.UNAVAILABLE, message);
   if (err instanceof TooLargeError) return new CriError(status.RESOURCE_EXHAUSTED, message);
+  if (err instanceof ImageFormatError) return new CriError(status.FAILED_PRECONDITION, message);
   if (err instanceof DigestMismatchError) return new CriError(status.DATA_LOSS, message);
-  if (err instanceof LayerError) return new CriError(status.FAILED_PRECONDITION, `cannot pull ${image}: a layer is unsafe: ${reason}`);
+  if (err instanceof LayerError) return new CriError(status.FAILED_PRECONDITION, message);
   return thrown;
 }

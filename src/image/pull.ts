@@ -2,18 +2,20 @@
 // (mirrors first), choose the host's platform from an index, fetch and
 // verify the config and layers (bounded concurrency, progress deadline),
 // and unpack each layer once into its snapshot.
-import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Logger } from '../log.ts';
 import type { Config } from '../config/config.ts';
 import type { SnapshotStore } from '../snapshot/snapshots.ts';
 import { chainIds } from '../snapshot/snapshots.ts';
+import { LayerError, declaredCompression } from '../snapshot/layer.ts';
 import { endpointsFor } from './hosts.ts';
 import { RegistryClient, RegistryError, backoff, sleep, type Credentials } from './registry.ts';
 import { CONFIG_LIMIT, MANIFEST_LIMIT, TooLargeError, errorReason, formatSize, readBody } from './body.ts';
 import { formatReference, repository, type ImageReference } from './reference.ts';
 import { DigestMismatchError, type ContentStore } from './content.ts';
 import { choosePlatform, hostPlatform, type ImageRecord } from './record.ts';
+import { algorithmOf, digestOf, digestProblem, isDigest } from './digest.ts';
+import { ImageFormatError, checkConfig, checkIndex, checkManifest } from './validate.ts';
 
 const MANIFEST_TYPES = [
   'application/vnd.oci.image.manifest.v1+json',
@@ -93,7 +95,20 @@ class Stall {
   }
 }
 
-async function fetchManifest(client: RegistryClient, reference: string, ctx: PullContext): Promise<{ body: Buffer; mediaType: string; digest: string }> {
+/** A manifest or index as fetched: parsed, with the digest it is known by. */
+interface Fetched {
+  doc: Record<string, any>;
+  mediaType: string;
+  digest: string;
+}
+
+/**
+ * Fetches a manifest or index by tag or digest. Content named by a digest
+ * must match it (in that digest's algorithm) and, when a descriptor named
+ * it, its size; content fetched by tag must match the Docker-Content-Digest
+ * the registry sends with it. By tag its digest is the sha256 of its bytes.
+ */
+async function fetchManifest(client: RegistryClient, reference: string, ctx: PullContext, declaredSize?: number): Promise<Fetched> {
   const host = client.endpoint.host;
   const stall = new Stall(ctx, `manifest ${reference}`, host);
   try {
@@ -111,21 +126,54 @@ async function fetchManifest(client: RegistryClient, reference: string, ctx: Pul
       throw new RegistryError(`registry ${host} answered ${res.status} for manifest ${reference}${reason ? `: ${reason}` : ''}`, res.status);
     }
     const body = await readBody(res, MANIFEST_LIMIT, `manifest ${reference} from ${host}`, stall.arm);
-    const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
-    if (reference.startsWith('sha256:') && digest !== reference) throw new DigestMismatchError(`manifest content does not match its digest ${reference}`);
-    let parsed: any;
-    try {
-      parsed = JSON.parse(body.toString('utf8'));
-    } catch {
-      throw new RegistryError(`registry ${host} sent a manifest that is not JSON for ${reference}`);
+    const byDigest = isDigest(reference);
+    if (byDigest && digestOf(body, algorithmOf(reference)) !== reference) throw new DigestMismatchError(`manifest content does not match its digest ${reference}`);
+    if (declaredSize !== undefined && body.length !== declaredSize) throw new DigestMismatchError(`manifest ${reference} has ${body.length} bytes, ${declaredSize} were declared`);
+    const announced = res.headers.get('docker-content-digest');
+    if (!byDigest && announced) {
+      const problem = digestProblem(announced);
+      if (problem) throw new ImageFormatError(`the Docker-Content-Digest registry ${host} sent for manifest ${reference} ${problem}`);
+      if (digestOf(body, algorithmOf(announced)) !== announced) throw new DigestMismatchError(`manifest ${reference} does not match the digest ${announced} registry ${host} announced for it`);
     }
-    const mediaType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
-    return { body, mediaType: parsed.mediaType || mediaType, digest };
+    let doc: unknown;
+    try {
+      doc = JSON.parse(body.toString('utf8'));
+    } catch {
+      throw new ImageFormatError(`registry ${host} sent a manifest for ${reference} that is not JSON`);
+    }
+    if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new ImageFormatError(`registry ${host} sent a manifest for ${reference} that is not a JSON object`);
+    const parsed = doc as Record<string, any>;
+    const contentType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
+    const mediaType = typeof parsed.mediaType === 'string' && parsed.mediaType ? parsed.mediaType : contentType;
+    return { doc: parsed, mediaType, digest: byDigest ? reference : digestOf(body) };
   } catch (err) {
     throw stall.error(err);
   } finally {
     stall.clear();
   }
+}
+
+const isIndex = (f: Fetched) => INDEX_TYPES.has(f.mediaType) || Array.isArray(f.doc.manifests);
+
+/** Errors about the content itself: every endpoint would serve the same, so none is tried after them. */
+function isContentError(err: unknown): boolean {
+  return err instanceof PlatformError || err instanceof DigestMismatchError || err instanceof TooLargeError || err instanceof ImageFormatError;
+}
+
+/** Picks the host's manifest from an index and fetches it. */
+async function fromIndex(client: RegistryClient, index: Fetched, ref: ImageReference, ctx: PullContext): Promise<Fetched> {
+  checkIndex(index.doc, `the index of ${formatReference(ref)}`);
+  const manifests = index.doc.manifests as Array<{ digest: string; size: number; mediaType?: string; platform?: { os?: string; architecture?: string; variant?: string } }>;
+  const chosen = choosePlatform(manifests);
+  if (!chosen) {
+    const host = hostPlatform();
+    const offered = manifests.map((m) => `${m.platform?.os}/${m.platform?.architecture}${m.platform?.variant ? `/${m.platform.variant}` : ''}`).join(', ');
+    throw new PlatformError(`image ${formatReference(ref)} has no ${host.os}/${host.architecture}${host.variant ? `/${host.variant}` : ''} variant (it offers ${offered || 'none'})`);
+  }
+  if (chosen.size > MANIFEST_LIMIT) throw new TooLargeError(`manifest ${chosen.digest} declares ${chosen.size} bytes, more than the ${formatSize(MANIFEST_LIMIT)} tscri accepts`);
+  const manifest = await fetchManifest(client, chosen.digest, ctx, chosen.size);
+  if (isIndex(manifest)) throw new ImageFormatError(`the index of ${formatReference(ref)} names another index (${chosen.digest}) for this platform; nested indexes are not supported`);
+  return manifest;
 }
 
 /**
@@ -143,24 +191,13 @@ async function resolve(ref: ImageReference, ctx: PullContext): Promise<Resolved>
   for (const endpoint of endpoints) {
     const client = new RegistryClient(endpoint, ref.path, ctx.credentials(endpoint.host), ctx.signal, ctx.deadline);
     try {
-      let { body, mediaType, digest } = await fetchManifest(client, ref.digest ?? ref.tag!, ctx);
-      let manifest = JSON.parse(body.toString('utf8'));
-      if (INDEX_TYPES.has(mediaType) || Array.isArray(manifest.manifests)) {
-        const chosen = choosePlatform(manifest.manifests ?? []);
-        if (!chosen) {
-          const host = hostPlatform();
-          const offered = (manifest.manifests ?? []).map((m: any) => `${m.platform?.os}/${m.platform?.architecture}${m.platform?.variant ? `/${m.platform.variant}` : ''}`).join(', ');
-          throw new PlatformError(`image ${formatReference(ref)} has no ${host.os}/${host.architecture}${host.variant ? `/${host.variant}` : ''} variant (it offers ${offered || 'none'})`);
-        }
-        const indexDigest = digest;
-        ({ body, mediaType, digest } = await fetchManifest(client, chosen.digest, ctx));
-        manifest = JSON.parse(body.toString('utf8'));
-        // The repo digest is the digest the reference resolves to: the index's.
-        return { client, manifest, manifestDigest: indexDigest };
-      }
-      return { client, manifest, manifestDigest: digest };
+      const top = await fetchManifest(client, ref.digest ?? ref.tag!, ctx);
+      // The repo digest is the digest the reference resolves to: the index's, when there is one.
+      const manifest = isIndex(top) ? await fromIndex(client, top, ref, ctx) : top;
+      checkManifest(manifest.doc, `the manifest of ${formatReference(ref)}`);
+      return { client, manifest: manifest.doc, manifestDigest: top.digest };
     } catch (err) {
-      if (ctx.signal.aborted || err instanceof PlatformError || err instanceof DigestMismatchError || err instanceof TooLargeError) throw err;
+      if (ctx.signal.aborted || isContentError(err)) throw err;
       if (err instanceof NotFoundError) notFound++;
       // A mirror that stalls is passed over like one that fails; the pull then reports the stall.
       if (err instanceof PullStalledError) stalled = true;
@@ -236,16 +273,19 @@ async function bounded<T>(items: T[], limit: number, fn: (item: T) => Promise<vo
 
 /** Pulls ref; returns the image record (not yet stored). */
 export async function pullImage(ref: ImageReference, ctx: PullContext): Promise<Omit<ImageRecord, 'repoTags' | 'repoDigests' | 'pinned' | 'pulledAt'> & { repository: string }> {
+  const name = formatReference(ref);
+  // Digests, sizes and types of the manifest were checked by resolve().
   const { client, manifest, manifestDigest } = await resolve(ref, ctx);
-  if (!manifest.config?.digest || !Array.isArray(manifest.layers)) throw new RegistryError(`manifest of ${formatReference(ref)} is not an image manifest`);
-  const configSize = manifest.config.size;
-  if (!Number.isSafeInteger(configSize) || configSize < 0) throw new RegistryError(`the manifest of ${formatReference(ref)} gives no valid size for its config`);
-  if (configSize > CONFIG_LIMIT) throw new TooLargeError(`the image config ${manifest.config.digest} declares ${configSize} bytes, more than the ${formatSize(CONFIG_LIMIT)} tscri accepts`);
-  await download(client, manifest.config.digest, configSize, ctx);
-  const config = JSON.parse(await readAll(ctx.content.read(manifest.config.digest)));
-  const diffIds: string[] = config.rootfs?.diff_ids ?? [];
-  const layers: ImageRecord['layers'] = manifest.layers.map((l: any) => ({ digest: String(l.digest), mediaType: String(l.mediaType ?? ''), size: Number(l.size ?? 0) }));
-  if (diffIds.length !== layers.length) throw new RegistryError(`image ${formatReference(ref)} lists ${layers.length} layers but its config has ${diffIds.length} diff ids`);
+  const configDigest: string = manifest.config.digest;
+  const configSize: number = manifest.config.size;
+  if (configSize > CONFIG_LIMIT) throw new TooLargeError(`the image config ${configDigest} declares ${configSize} bytes, more than the ${formatSize(CONFIG_LIMIT)} tscri accepts`);
+  const layers: ImageRecord['layers'] = manifest.layers.map((l: { digest: string; mediaType?: string; size: number }) => ({ digest: l.digest, mediaType: l.mediaType ?? '', size: l.size }));
+  // A layer tscri cannot unpack fails the pull before anything is downloaded.
+  layers.forEach((l) => declaredCompression(l.mediaType));
+  await download(client, configDigest, configSize, ctx);
+  const config = parseConfig(await readAll(ctx.content.read(configDigest)), configDigest);
+  const diffIds: string[] = config.rootfs.diff_ids;
+  if (diffIds.length !== layers.length) throw new ImageFormatError(`image ${name} lists ${layers.length} layers but its config has ${diffIds.length} diff ids`);
   const chains = chainIds(diffIds);
   await bounded(layers.map((layer, i) => ({ layer, i })), ctx.config.image.max_concurrent_downloads, async ({ layer, i }) => {
     const chain = chains[i]!;
@@ -253,13 +293,15 @@ export async function pullImage(ref: ImageReference, ctx: PullContext): Promise<
     if (ctx.snapshots.has(chain)) return;
     await download(client, layer.digest, layer.size, ctx);
     const existed = ctx.snapshots.has(chain);
-    await ctx.snapshots.ensure(chain, diffIds[i]!, async () => ({ stream: ctx.content.read(layer.digest), mediaType: layer.mediaType }), ctx.signal);
+    await ctx.snapshots.ensure(chain, diffIds[i]!, async () => ({ stream: ctx.content.read(layer.digest), mediaType: layer.mediaType }), ctx.signal).catch((err: unknown) => {
+      throw err instanceof LayerError ? new LayerError(`layer ${layer.digest}: ${err.message}`) : err;
+    });
     if (!existed) ctx.created.chains.add(chain);
   });
   return {
-    id: manifest.config.digest,
+    id: configDigest,
     repository: repository(ref),
-    size: layers.reduce((sum, l) => sum + l.size, 0) + Number(manifest.config.size ?? 0),
+    size: layers.reduce((sum, l) => sum + l.size, 0) + configSize,
     config,
     manifestDigest,
     layers,
@@ -267,6 +309,18 @@ export async function pullImage(ref: ImageReference, ctx: PullContext): Promise<
     chainIds: chains,
     annotations: manifest.annotations ?? {},
   };
+}
+
+/** The image config from its blob: JSON of the types the image spec gives each field tscri reads. */
+function parseConfig(text: string, digest: string): any {
+  let config: unknown;
+  try {
+    config = JSON.parse(text);
+  } catch {
+    throw new ImageFormatError(`the image config ${digest} is not valid JSON`);
+  }
+  checkConfig(config, `the image config ${digest}:`);
+  return config;
 }
 
 async function readAll(stream: Readable): Promise<string> {

@@ -51,7 +51,7 @@ export function hostPlatform(): { os: string; architecture: string; variant?: st
 }
 
 /** Picks the manifest for the host from an index; undefined when none fits. */
-export function choosePlatform(manifests: Array<{ digest: string; mediaType?: string; platform?: { os?: string; architecture?: string; variant?: string } }>, host = hostPlatform()) {
+export function choosePlatform<T extends { platform?: { os?: string; architecture?: string; variant?: string } }>(manifests: T[], host = hostPlatform()): T | undefined {
   const candidates = manifests.filter((m) => m.platform?.os === host.os && m.platform?.architecture === host.architecture);
   return candidates.find((m) => !host.variant || !m.platform?.variant || m.platform.variant === host.variant) ?? candidates[0];
 }

@@ -1,5 +1,6 @@
 // Image references as kubelet and crictl write them, normalised the way
 // Docker and containerd do: `busybox` is docker.io/library/busybox:latest.
+import { digestProblem } from './digest.ts';
 
 export interface ImageReference {
   /** Registry host, with port if any (docker.io for Docker Hub). */
@@ -12,8 +13,8 @@ export interface ImageReference {
 
 const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const TAG = /^[\w][\w.-]{0,127}$/;
-const DIGEST = /^sha256:[a-f0-9]{64}$/;
-export const IMAGE_ID = /^(sha256:)?[a-f0-9]{64}$/;
+/** An image id: a config digest, or the hex of a sha256 one alone. */
+export const IMAGE_ID = /^(sha256:)?[a-f0-9]{64}$|^sha512:[a-f0-9]{128}$/;
 
 export class ReferenceError extends Error {}
 
@@ -27,7 +28,8 @@ export function parseReference(input: string): ImageReference {
   if (at >= 0) {
     digest = rest.slice(at + 1);
     rest = rest.slice(0, at);
-    if (!DIGEST.test(digest)) throw new ReferenceError(`invalid digest in image reference ${JSON.stringify(input)}: want sha256:<64 hex digits>`);
+    const problem = digestProblem(digest);
+    if (problem) throw new ReferenceError(`the digest in image reference ${JSON.stringify(input)} ${problem}`);
   }
   let tag: string | undefined;
   const colon = rest.lastIndexOf(':');
@@ -65,5 +67,5 @@ export function formatReference(ref: ImageReference): string {
 
 /** A full image id (sha256:...) when the input is one, with or without the prefix. */
 export function asImageId(input: string): string | undefined {
-  return IMAGE_ID.test(input) ? (input.startsWith('sha256:') ? input : `sha256:${input}`) : undefined;
+  return IMAGE_ID.test(input) ? (input.includes(':') ? input : `sha256:${input}`) : undefined;
 }

@@ -13,7 +13,8 @@ import { ContentStore } from './content.ts';
 import { asImageId, formatReference, parseReference, repository } from './reference.ts';
 import { pullImage } from './pull.ts';
 import type { Credentials } from './registry.ts';
-import type { ImageRecord } from './record.ts';
+import { toCriImage, type ImageRecord } from './record.ts';
+import { checkRecord } from './validate.ts';
 
 /** The pull did not finish within [image] pull_timeout_seconds. */
 export class PullTimeoutError extends Error {}
@@ -72,7 +73,16 @@ export class ImageService {
   /** Reads the image records, then frees what an interrupted pull or removal left unreferenced. */
   async load(): Promise<void> {
     await this.content.load();
-    await this.store.load();
+    // A record that cannot be used (edited by hand, or written by a version
+    // that stored wrongly typed configs) is skipped, so it never breaks the
+    // listing of the others; pulling the image again replaces it.
+    await this.store.load({
+      check: (value) => {
+        checkRecord(value, 'image record');
+        toCriImage(value as ImageRecord);
+      },
+      onInvalid: (file, err) => this.log.warn({ file, err: err.message }, 'image record skipped: it cannot be read; pull the image again'),
+    });
     await this.collectGarbage();
   }
 
@@ -85,8 +95,8 @@ export class ImageService {
     if (!ref) return undefined;
     const id = asImageId(ref);
     if (id) return this.store.get(id);
-    if (/^(sha256:)?[a-f0-9]{12,63}$/.test(ref)) {
-      const byPrefix = this.store.find(ref.startsWith('sha256:') ? ref : `sha256:${ref}`);
+    if (/^(sha256:)?[a-f0-9]{12,63}$|^sha512:[a-f0-9]{12,127}$/.test(ref)) {
+      const byPrefix = this.store.find(ref.includes(':') ? ref : `sha256:${ref}`);
       if (byPrefix) return byPrefix;
     }
     let parsed;
@@ -280,7 +290,7 @@ export class ImageService {
   }
 
   async fsUsage(): Promise<{ images: { bytes: number; inodes: number }; containers: { bytes: number; inodes: number } }> {
-    const [snapshots, content, containers] = await Promise.all([this.snapshots.usage(), diskUsage(this.content.dir), diskUsage(this.snapshots.containersDir)]);
+    const [snapshots, content, containers] = await Promise.all([this.snapshots.usage(), diskUsage(this.content.root), diskUsage(this.snapshots.containersDir)]);
     return {
       images: { bytes: snapshots.bytes - containers.bytes + content.bytes, inodes: snapshots.inodes - containers.inodes + content.inodes },
       containers,

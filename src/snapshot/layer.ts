@@ -32,7 +32,7 @@ const XATTR_PREFIX = 'SCHILY.xattr.';
 export class LayerError extends Error {}
 
 export interface ApplyResult {
-  /** sha256 of the uncompressed tar, `sha256:<hex>`: the layer's diff id. */
+  /** The digest of the uncompressed tar (`sha256:<hex>`, or sha512): the layer's diff id. */
   diffId: string;
   /** Bytes of the uncompressed tar. */
   size: number;
@@ -155,8 +155,14 @@ async function peek(input: Readable, n: number): Promise<{ head: Buffer; source:
   });
 }
 
-/** Unpacks a layer into dir (which should be empty); returns the uncompressed digest and size. */
-export async function applyLayer(input: Readable, mediaType: string, dir: string, signal?: AbortSignal): Promise<ApplyResult> {
+/** Digest algorithms a diff id may use. */
+export type DiffIdAlgorithm = 'sha256' | 'sha512';
+
+/**
+ * Unpacks a layer into dir (which should be empty); returns the uncompressed
+ * digest (in the algorithm given: the one of the expected diff id) and size.
+ */
+export async function applyLayer(input: Readable, mediaType: string, dir: string, signal?: AbortSignal, algorithm: DiffIdAlgorithm = 'sha256'): Promise<ApplyResult> {
   // The input (often a network or file stream) is closed on abort and on any
   // failure, even while the pipeline below has not started reading it.
   const onAbort = () => input.destroy(signal?.reason instanceof Error ? signal.reason : new Error('layer unpack aborted'));
@@ -166,7 +172,7 @@ export async function applyLayer(input: Readable, mediaType: string, dir: string
     const { head, source } = await peek(input, 4);
     signal?.throwIfAborted();
     const stage = decompressor(head, mediaType);
-    const hash = createHash('sha256');
+    const hash = createHash(algorithm);
     let size = 0;
     const counter = new Transform({
       transform(chunk: Buffer, _enc, cb) {
@@ -177,6 +183,13 @@ export async function applyLayer(input: Readable, mediaType: string, dir: string
     });
     const unpacker = new Unpacker(dir);
     const tar = extract();
+    // The pipeline reports the first stream to close, often with only
+    // "Premature close": the failures that caused it are kept to report.
+    const failures: { entry?: Error; decompress?: Error } = {};
+    // zlib and zstd errors carry codes of their own (Z_DATA_ERROR, ZSTD_error_...); others are passed on to them.
+    stage?.on('error', (err: NodeJS.ErrnoException) => {
+      if (/^(Z_|ZSTD_|ERR_ZLIB|ERR_ZSTD)/.test(String(err.code))) failures.decompress ??= err;
+    });
     // Errors reach the caller through the pipeline; tar-stream's streams may
     // emit them once more after the pipeline let go, which must not crash.
     tar.on('error', () => undefined);
@@ -187,19 +200,41 @@ export async function applyLayer(input: Readable, mediaType: string, dir: string
         () => next(),
         (err) => {
           body.resume();
-          next(entryError(header.name, err));
+          failures.entry ??= entryError(header.name, err);
+          next(failures.entry);
         },
       );
     });
-    await pipeline([source, ...(stage ? [stage] : []), counter, new TarEnd(), tar], { signal });
+    try {
+      await pipeline([source, ...(stage ? [stage] : []), counter, new TarEnd(), tar], { signal });
+    } catch (err) {
+      throw unpackError(err, failures, detectCompression(head));
+    }
     unpacker.finishDirectories();
-    return { diffId: `sha256:${hash.digest('hex')}`, size };
+    return { diffId: `${algorithm}:${hash.digest('hex')}`, size };
   } catch (err) {
     if (!input.destroyed) input.destroy();
     throw err;
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }
+}
+
+/**
+ * What a failed unpack reports: the entry that could not be written (a
+ * full disk, say), a corrupt compressed stream or a malformed tar as a
+ * LayerError, or an error reading the input as it is.
+ */
+function unpackError(err: unknown, failures: { entry?: Error; decompress?: Error }, compression: Compression): unknown {
+  if (err instanceof Error && err.name === 'AbortError') return err;
+  if (failures.entry) return failures.entry;
+  if (failures.decompress) return new LayerError(`the layer's ${compression} data is corrupt (${failures.decompress.message})`);
+  if (err instanceof LayerError) return err;
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return err;
+  // tar-stream's messages go on with a guess ("Maybe ... it needs to be gunzipped?"): the first sentence says it.
+  const reason = String((err as Error)?.message ?? err).split(/\.\s/)[0]!.replace(/\.$/, '').toLowerCase();
+  return new LayerError(`the layer is not a valid tar archive (${reason})`);
 }
 
 /**

@@ -205,7 +205,7 @@ export class SnapshotStore {
     try {
       await mkdir(join(tmp, 'fs'), { recursive: true, mode: 0o755 });
       const { stream, mediaType } = await open();
-      const { diffId, size } = await applyLayer(stream, mediaType, join(tmp, 'fs'), signal);
+      const { diffId, size } = await applyLayer(stream, mediaType, join(tmp, 'fs'), signal, expectedDiffId.startsWith('sha512:') ? 'sha512' : 'sha256');
       if (diffId !== expectedDiffId) throw new LayerError(`layer content ${diffId} does not match the image config's diff id ${expectedDiffId}`);
       const info: SnapshotInfo = { chainId, diffId, size };
       // Measured now, once: ImageFsInfo, asked for every few seconds, then never walks the layers.

@@ -50,8 +50,13 @@ export class RecordStore<T extends Identified> {
     this.dir = dir;
   }
 
-  /** Reads every record from disk; leftovers of interrupted writes are removed. */
-  async load(): Promise<T[]> {
+  /**
+   * Reads every record from disk; leftovers of interrupted writes are
+   * removed. With `check`, a record file that is not JSON, names another id
+   * than its file, or fails check() is left on disk unread and reported to
+   * onInvalid; without it such a file fails the load.
+   */
+  async load(options: { check?: (value: unknown) => void; onInvalid?: (file: string, err: Error) => void } = {}): Promise<T[]> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     this.records.clear();
     for (const name of await readdir(this.dir)) {
@@ -61,8 +66,20 @@ export class RecordStore<T extends Identified> {
         continue;
       }
       if (!name.endsWith('.json')) continue;
-      const record = JSON.parse(await readFile(file, 'utf8')) as T;
-      this.records.set(record.id, record);
+      const text = await readFile(file, 'utf8');
+      if (!options.check) {
+        const record = JSON.parse(text) as T;
+        this.records.set(record.id, record);
+        continue;
+      }
+      try {
+        const record = JSON.parse(text) as T;
+        options.check(record);
+        if (`${record.id}.json` !== name) throw new Error(`it holds the record ${JSON.stringify(String(record.id)).slice(0, 100)}`);
+        this.records.set(record.id, record);
+      } catch (err) {
+        options.onInvalid?.(file, err as Error);
+      }
     }
     return this.list();
   }
@@ -101,9 +118,9 @@ export class RecordStore<T extends Identified> {
   }
 }
 
-/** Ids become file names: only plain names are allowed, never a path. */
+/** Ids become file names: only plain names are allowed, never a path (long enough for a sha512 digest). */
 export function assertSafeId(id: string): void {
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/.test(id) || id.includes('..')) {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$/.test(id) || id.includes('..')) {
     throw new Error(`invalid record id ${JSON.stringify(id)}`);
   }
 }

@@ -41,6 +41,27 @@ test('leftovers of an interrupted write are ignored and removed at load', async 
   assert.deepEqual(await readdir(dir), ['x.json']);
 });
 
+test('with a check, records that are not JSON, name another id or fail it are skipped and reported', async (t) => {
+  const dir = await tempDir(t);
+  const store = new RecordStore<Thing>(dir);
+  await store.load();
+  await store.put({ id: 'good', value: 1 });
+  await writeFile(join(dir, 'torn.json'), '{"id":"torn","val');
+  await writeFile(join(dir, 'moved.json'), '{"id":"good","value":9}');
+  await writeFile(join(dir, 'typed.json'), '{"id":"typed","value":"nine"}');
+  const skipped: string[] = [];
+  const again = new RecordStore<Thing>(dir);
+  const loaded = await again.load({
+    check: (v) => {
+      if (typeof (v as Thing).value !== 'number') throw new Error('value must be a number');
+    },
+    onInvalid: (file) => skipped.push(file.slice(dir.length + 1)),
+  });
+  assert.deepEqual(loaded, [{ id: 'good', value: 1 }]);
+  assert.deepEqual(skipped.sort(), ['moved.json', 'torn.json', 'typed.json']);
+  assert.deepEqual((await readdir(dir)).sort(), ['good.json', 'moved.json', 'torn.json', 'typed.json'], 'skipped files stay for an operator to read');
+});
+
 test('find accepts a unique prefix only', async (t) => {
   const store = new RecordStore<Thing>(await tempDir(t));
   await store.load();
@@ -59,6 +80,8 @@ test('ids that are paths are refused', async (t) => {
     await assert.rejects(store.put({ id, value: 0 }), /invalid record id/);
   }
   assert.doesNotThrow(() => assertSafeId('sha256:' + 'a'.repeat(64)));
+  assert.doesNotThrow(() => assertSafeId('sha512:' + 'a'.repeat(128)));
+  assert.throws(() => assertSafeId('a'.repeat(201)), /invalid record id/);
 });
 
 test('writeFileAtomic replaces content whole', async (t) => {
