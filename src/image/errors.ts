@@ -9,6 +9,7 @@ import { PullTimeoutError } from './service.ts';
 import { LayerError } from '../snapshot/layer.ts';
 import { TooLargeError } from './body.ts';
 import { ImageFormatError } from './validate.ts';
+import { diskFullCode } from '../store/disk-full.ts';
 
 /** The cause of an abort (stream pipelines wrap the signal's reason in an AbortError). */
 function unwrap(err: unknown): unknown {
@@ -16,7 +17,8 @@ function unwrap(err: unknown): unknown {
   return err;
 }
 
-export function pullError(image: string, thrown: unknown): unknown {
+/** root: where images are stored, named when the disk is full. */
+export function pullError(image: string, thrown: unknown, root = ''): unknown {
   const err = unwrap(thrown);
   if (err instanceof CriError) return err;
   const reason = (err as Error)?.message ?? String(err);
@@ -31,5 +33,10 @@ export function pullError(image: string, thrown: unknown): unknown {
   if (err instanceof ImageFormatError) return new CriError(status.FAILED_PRECONDITION, message);
   if (err instanceof DigestMismatchError) return new CriError(status.DATA_LOSS, message);
   if (err instanceof LayerError) return new CriError(status.FAILED_PRECONDITION, message);
+  const full = diskFullCode(err);
+  if (full) {
+    const what = full === 'EDQUOT' ? 'the disk quota' : 'the disk';
+    return new CriError(status.RESOURCE_EXHAUSTED, `cannot pull ${image}: ${what}${root ? ` of ${root}` : ''} is full (${full}): ${reason}`);
+  }
   return thrown;
 }

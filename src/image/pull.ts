@@ -8,6 +8,7 @@ import type { Config } from '../config/config.ts';
 import type { SnapshotStore } from '../snapshot/snapshots.ts';
 import { chainIds } from '../snapshot/snapshots.ts';
 import { LayerError, declaredCompression } from '../snapshot/layer.ts';
+import { diskFullCode } from '../store/disk-full.ts';
 import { endpointsFor } from './hosts.ts';
 import { RegistryClient, RegistryError, backoff, sleep, type Credentials } from './registry.ts';
 import { CONFIG_LIMIT, MANIFEST_LIMIT, TooLargeError, errorReason, formatSize, readBody } from './body.ts';
@@ -250,7 +251,7 @@ async function download(client: RegistryClient, digest: string, size: number | u
         if (stall.fired) throw stall.error(err);
         if (ctx.signal.aborted || err instanceof DigestMismatchError) throw err;
         // The client already retried what the registry refused (5xx, 429): only interrupted transfers are tried again here.
-        if (err instanceof RegistryError || err instanceof TooLargeError) throw err;
+        if (err instanceof RegistryError || err instanceof TooLargeError || diskFullCode(err)) throw err;
         lastError = err;
         ctx.log.debug({ blob: digest, attempt, err: (err as Error).message }, 'blob transfer failed; retrying');
       } finally {

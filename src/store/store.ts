@@ -18,15 +18,16 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
   const tmp = `${file}.tmp-${randomBytes(6).toString('hex')}`;
   const handle = await open(tmp, 'wx', mode);
   try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
     await rename(tmp, file);
   } catch (err) {
-    await rm(tmp, { force: true });
+    // A failed write (a full disk, say) leaves nothing behind: the old file stays as it was.
+    await rm(tmp, { force: true }).catch(() => undefined);
     throw err;
   }
   await syncDir(join(file, '..'));

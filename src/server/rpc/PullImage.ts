@@ -12,6 +12,6 @@ export default unary<PullImageRequest__Output, PullImageResponse>(async (ctx, re
   try {
     return { image_ref: await ctx.images.pull(image, credentialsFrom(req.auth), call.signal, call.deadline) };
   } catch (err) {
-    throw pullError(image, err);
+    throw pullError(image, err, ctx.config.root);
   }
 });

@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RecordStore, assertSafeId, writeFileAtomic } from '../../../src/store/store.ts';
 import { KeyedLock } from '../../../src/store/lock.ts';
+import { mountTmpfs } from '../../helpers/tmpfs.ts';
 
 interface Thing {
   id: string;
@@ -82,6 +83,22 @@ test('ids that are paths are refused', async (t) => {
   assert.doesNotThrow(() => assertSafeId('sha256:' + 'a'.repeat(64)));
   assert.doesNotThrow(() => assertSafeId('sha512:' + 'a'.repeat(128)));
   assert.throws(() => assertSafeId('a'.repeat(201)), /invalid record id/);
+});
+
+test('a write that fails on a full disk leaves the old file and no temporary file', async (t) => {
+  const fs = await mountTmpfs(64 * 1024);
+  t.after(() => fs.remove());
+  const file = join(fs.dir, 'record.json');
+  await writeFileAtomic(file, 'old');
+  await assert.rejects(writeFileAtomic(file, Buffer.alloc(1024 * 1024, 1)), { code: 'ENOSPC' });
+  assert.deepEqual(await readdir(fs.dir), ['record.json']);
+  assert.equal(await readFile(file, 'utf8'), 'old');
+  const store = new RecordStore<Thing & { pad: string }>(join(fs.dir, 'store'));
+  await store.load();
+  await store.put({ id: 'a', value: 1, pad: '' });
+  await assert.rejects(store.put({ id: 'a', value: 2, pad: 'x'.repeat(1024 * 1024) }), { code: 'ENOSPC' });
+  assert.equal(store.get('a')?.value, 1, 'memory keeps what the disk has');
+  assert.deepEqual(await readdir(store.dir), ['a.json']);
 });
 
 test('writeFileAtomic replaces content whole', async (t) => {
