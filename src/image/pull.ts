@@ -263,13 +263,30 @@ async function download(client: RegistryClient, digest: string, size: number | u
   if (created) ctx.created.blobs.add(digest);
 }
 
-/** Runs fn over items with at most limit running at once. */
-async function bounded<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+/**
+ * Runs fn over items with at most limit running at once. The first failure
+ * aborts the signal given to the others, and is thrown once every running
+ * call has settled: nothing keeps writing after the caller cleans up.
+ */
+async function bounded<T>(items: T[], limit: number, signal: AbortSignal, fn: (item: T, signal: AbortSignal) => Promise<void>): Promise<void> {
+  const controller = new AbortController();
+  const each = AbortSignal.any([signal, controller.signal]);
   let next = 0;
+  let failure: { err: unknown } | undefined;
   const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) await fn(items[next++]!);
+    while (next < items.length && !failure) {
+      try {
+        await fn(items[next++]!, each);
+      } catch (err) {
+        if (!failure) {
+          failure = { err };
+          controller.abort(err);
+        }
+      }
+    }
   });
   await Promise.all(workers);
+  if (failure) throw failure.err;
 }
 
 /** Pulls ref; returns the image record (not yet stored). */
@@ -288,13 +305,14 @@ export async function pullImage(ref: ImageReference, ctx: PullContext): Promise<
   const diffIds: string[] = config.rootfs.diff_ids;
   if (diffIds.length !== layers.length) throw new ImageFormatError(`image ${name} lists ${layers.length} layers but its config has ${diffIds.length} diff ids`);
   const chains = chainIds(diffIds);
-  await bounded(layers.map((layer, i) => ({ layer, i })), ctx.config.image.max_concurrent_downloads, async ({ layer, i }) => {
+  await bounded(layers.map((layer, i) => ({ layer, i })), ctx.config.image.max_concurrent_downloads, ctx.signal, async ({ layer, i }, signal) => {
+    const layerCtx = { ...ctx, signal };
     const chain = chains[i]!;
     ctx.using.chains.add(chain);
     if (ctx.snapshots.has(chain)) return;
-    await download(client, layer.digest, layer.size, ctx);
+    await download(client, layer.digest, layer.size, layerCtx);
     const existed = ctx.snapshots.has(chain);
-    await ctx.snapshots.ensure(chain, diffIds[i]!, async () => ({ stream: ctx.content.read(layer.digest), mediaType: layer.mediaType }), ctx.signal).catch((err: unknown) => {
+    await ctx.snapshots.ensure(chain, diffIds[i]!, async () => ({ stream: ctx.content.read(layer.digest), mediaType: layer.mediaType }), signal).catch((err: unknown) => {
       throw err instanceof LayerError ? new LayerError(`layer ${layer.digest}: ${err.message}`) : err;
     });
     if (!existed) ctx.created.chains.add(chain);

@@ -257,3 +257,21 @@ test('a blob the registry keeps refusing with 503 is asked three times in all, n
   await assert.rejects(pullImage(parseReference(`${reg.host}/r/refuse:v1`), ctx), (e: any) => e instanceof RegistryError && e.status === 503);
   assert.equal(reg.blobRequests(big).length, 3);
 });
+
+test('when one layer fails, the others stop before the pull reports it: nothing is written afterwards', async () => {
+  const reg = await fake();
+  const img = await reg.addImage('r/sibling', 'v1', [[{ name: 'bad', body: 'bad' }], [{ name: 'slow', body: randomBytes(100_000) }]]);
+  const [bad, slow] = img.layerDigests as [string, string];
+  reg.hook = (req, res, f) => {
+    if (req.url?.endsWith(bad)) return void res.writeHead(200).end(Buffer.alloc(f.blobs.get(bad)!.length)), true;
+    if (req.url?.endsWith(slow)) return f.trickle(res, f.blobs.get(slow)!, {}, 10_000, 100), true;
+    return false;
+  };
+  const { ctx, content, blobsDir } = await setup();
+  await assert.rejects(pullImage(parseReference(`${reg.host}/r/sibling:v1`), ctx), { name: 'DigestMismatchError' });
+  const settled = await readdir(blobsDir);
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.deepEqual(await readdir(blobsDir), settled, 'nothing changes after the pull failed');
+  assert.equal(await content.has(slow), false);
+  assert.deepEqual(settled.filter((n) => n.includes('.tmp-')), []);
+});
