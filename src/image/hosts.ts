@@ -20,6 +20,12 @@ export interface RegistryEndpoint {
   headers: Record<string, string>;
   /** Also try plain HTTP when HTTPS fails (loopback registries without TLS). */
   httpFallback: boolean;
+  /**
+   * Whether this is the registry's own server (the registry itself, or the
+   * `server` of its own hosts.toml), to which its credentials may go.
+   * Mirrors and anything from _default/hosts.toml are not.
+   */
+  ownServer: boolean;
 }
 
 function baseUrl(url: string): string {
@@ -35,7 +41,7 @@ function isLoopback(host: string): boolean {
 /** The upstream URL of a registry host when nothing is configured. */
 export function defaultEndpoint(host: string): RegistryEndpoint {
   const server = host === 'docker.io' ? 'registry-1.docker.io' : host;
-  return { url: `https://${server}/v2`, host: server, capabilities: ['pull', 'resolve'], skipVerify: false, headers: {}, httpFallback: isLoopback(host) };
+  return { url: `https://${server}/v2`, host: server, capabilities: ['pull', 'resolve'], skipVerify: false, headers: {}, httpFallback: isLoopback(host), ownServer: true };
 }
 
 function asStrings(value: unknown): string[] | undefined {
@@ -62,11 +68,11 @@ function headersOf(value: unknown): Record<string, string> {
  * Parses one hosts.toml text into endpoints (mirrors first, then the server).
  * Relative certificate paths are relative to the file's directory (`dir`).
  */
-export function parseHostsToml(text: string, host: string, dir = '/'): RegistryEndpoint[] {
+export function parseHostsToml(text: string, host: string, dir = '/', own = true): RegistryEndpoint[] {
   const doc = parseToml(text) as Record<string, any>;
   const endpoints: RegistryEndpoint[] = [];
   const resolve = (p: string) => (isAbsolute(p) ? p : join(dir, p));
-  const entry = (url: string, settings: Record<string, any>): RegistryEndpoint => ({
+  const entry = (url: string, settings: Record<string, any>, ownServer: boolean): RegistryEndpoint => ({
     url: baseUrl(url),
     host: new URL(url).host,
     capabilities: asStrings(settings.capabilities) ?? ['pull', 'resolve'],
@@ -75,11 +81,12 @@ export function parseHostsToml(text: string, host: string, dir = '/'): RegistryE
     client: clientPair(settings.client, resolve),
     headers: { ...headersOf(doc.header), ...headersOf(settings.header) },
     httpFallback: false,
+    ownServer,
   });
   for (const [url, settings] of Object.entries((doc.host ?? {}) as Record<string, Record<string, any>>)) {
-    endpoints.push(entry(url.includes('://') ? url : `https://${url}`, settings));
+    endpoints.push(entry(url.includes('://') ? url : `https://${url}`, settings, false));
   }
-  if (typeof doc.server === 'string') endpoints.push(entry(doc.server, doc));
+  if (typeof doc.server === 'string') endpoints.push(entry(doc.server, doc, own));
   else endpoints.push(defaultEndpoint(host));
   return endpoints;
 }
@@ -92,7 +99,8 @@ export async function endpointsFor(configPath: string, host: string): Promise<Re
       if (dir.includes('/') || dir.includes('..')) continue;
       const file = join(configPath, dir, 'hosts.toml');
       const text = await readFile(file, 'utf8').catch(() => undefined);
-      if (text !== undefined) return parseHostsToml(text, host, dirname(file));
+      // A server named in _default/hosts.toml serves every registry: it is not any one registry's own.
+      if (text !== undefined) return parseHostsToml(text, host, dirname(file), dir !== '_default');
     }
   }
   return [defaultEndpoint(host)];

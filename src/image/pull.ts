@@ -9,7 +9,7 @@ import type { SnapshotStore } from '../snapshot/snapshots.ts';
 import { chainIds } from '../snapshot/snapshots.ts';
 import { LayerError, declaredCompression } from '../snapshot/layer.ts';
 import { diskFullCode } from '../store/disk-full.ts';
-import { endpointsFor } from './hosts.ts';
+import { endpointsFor, type RegistryEndpoint } from './hosts.ts';
 import { RegistryClient, RegistryError, backoff, sleep, type Credentials } from './registry.ts';
 import { CONFIG_LIMIT, MANIFEST_LIMIT, TooLargeError, errorReason, formatSize, readBody } from './body.ts';
 import { formatReference, repository, type ImageReference } from './reference.ts';
@@ -38,7 +38,8 @@ export interface PullContext {
   signal: AbortSignal;
   /** Epoch ms by which the pull must end (Infinity when nothing limits it). */
   deadline?: () => number;
-  credentials: (host: string) => Credentials;
+  /** The credentials for one endpoint (credentials.ts decides which may go where). */
+  credentials: (endpoint: RegistryEndpoint) => Credentials;
   /** Records what this pull created, so a failed pull can remove it. */
   created: { blobs: Set<string>; chains: Set<string> };
   /** Blobs and snapshots this pull relies on, which garbage collection must keep while it runs. */
@@ -190,7 +191,7 @@ async function resolve(ref: ImageReference, ctx: PullContext): Promise<Resolved>
   let notFound = 0;
   let stalled = false;
   for (const endpoint of endpoints) {
-    const client = new RegistryClient(endpoint, ref.path, ctx.credentials(endpoint.host), ctx.signal, ctx.deadline);
+    const client = new RegistryClient(endpoint, ref.path, ctx.credentials(endpoint), ctx.signal, ctx.deadline);
     try {
       const top = await fetchManifest(client, ref.digest ?? ref.tag!, ctx);
       // The repo digest is the digest the reference resolves to: the index's, when there is one.

@@ -14,6 +14,8 @@ export interface Credentials {
   password?: string;
   identityToken?: string;
   registryToken?: string;
+  /** The registry these were given for (a pull request's server_address), when it says. */
+  serverAddress?: string;
 }
 
 export class RegistryError extends Error {
@@ -236,7 +238,7 @@ export class RegistryClient {
     }
     const scope = params.scope ?? `repository:${this.repo}:pull`;
     // Keyed by a hash of the credentials too, so a token is never reused for someone else's (or wrong) credentials.
-    const who = createHash('sha256').update(JSON.stringify([creds.username, creds.password, creds.identityToken])).digest('hex');
+    const who = createHash('sha256').update(JSON.stringify([creds.username ?? '', creds.password ?? '', creds.identityToken ?? ''])).digest('hex');
     const key = [params.realm, params.service, scope, who].join('|');
     const cached = tokenCache.get(key);
     if (cached && cached.expires > Date.now()) {

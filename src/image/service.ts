@@ -13,6 +13,7 @@ import { ContentStore } from './content.ts';
 import { asImageId, formatReference, parseReference, repository } from './reference.ts';
 import { pullImage } from './pull.ts';
 import type { Credentials } from './registry.ts';
+import { credentialsFor } from './credentials.ts';
 import { toCriImage, type ImageRecord } from './record.ts';
 import { checkRecord } from './validate.ts';
 
@@ -35,6 +36,7 @@ export interface PullAuth {
   auth?: string;
   identity_token?: string;
   registry_token?: string;
+  server_address?: string;
 }
 
 /** Credentials from a PullImageRequest's AuthConfig (auth is base64 user:password). */
@@ -48,7 +50,8 @@ export function credentialsFrom(auth: PullAuth | null | undefined): Credentials 
     password = colon >= 0 ? decoded.slice(colon + 1) : '';
   }
   const creds: Credentials = { username: username || undefined, password: password || undefined, identityToken: auth.identity_token || undefined, registryToken: auth.registry_token || undefined };
-  return Object.values(creds).some(Boolean) ? creds : undefined;
+  if (!Object.values(creds).some(Boolean)) return undefined;
+  return auth.server_address ? { ...creds, serverAddress: auth.server_address } : creds;
 }
 
 export class ImageService {
@@ -170,7 +173,7 @@ export class ImageService {
         deadline,
         created,
         using,
-        credentials: (host) => auth ?? this.configuredCredentials(host, ref.domain),
+        credentials: (endpoint) => credentialsFor(endpoint, ref.domain, { requested: auth, configured: this.config.registry.auths, decode: credentialsFrom }),
       });
       // The record is written last and atomically: until then no half image is visible.
       await this.lock.with('records', async () => {
@@ -208,14 +211,6 @@ export class ImageService {
         return false;
       }
     });
-  }
-
-  private configuredCredentials(...hosts: string[]): Credentials {
-    for (const host of hosts) {
-      const a = this.config.registry.auths[host];
-      if (a) return credentialsFrom(a) ?? {};
-    }
-    return {};
   }
 
   /** Removes the tag from any other image holding it. */

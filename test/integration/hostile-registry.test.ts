@@ -6,7 +6,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
@@ -323,4 +325,71 @@ test('a stored record that cannot be rendered is skipped with a warning after a 
     assert.match(current.output(), new RegExp(`"file":"[^"]*${id}\\.json".*image record skipped`));
   }
   assert.equal((await current.call('StreamImages', {}))[0].images.length, 1);
+});
+
+test('credentials go only to the registry they were given for: a mirror that asks gets none, unless configured for it by name', async (t) => {
+  const upstream = await new FakeRegistry().start();
+  const greedy = await new FakeRegistry().start();
+  const trusted = await new FakeRegistry().start();
+  const hosts = await mkdtemp(join(tmpdir(), 'tscri-hosts-'));
+  const md = await startDaemon({
+    config: [
+      '[registry]',
+      `config_path = "${hosts}"`,
+      '[registry.auths."victim.local"]',
+      'username = "u"',
+      'password = "configured"',
+      `[registry.auths."${trusted.host}"]`,
+      'username = "m"',
+      'password = "mirror-own"',
+      '',
+    ].join('\n'),
+  });
+  t.after(async () => {
+    await md.cleanup();
+    for (const r of [upstream, greedy, trusted]) await r.stop();
+    await rm(hosts, { recursive: true, force: true });
+  });
+  const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+  const requireBasic = (allowed: string[]) => (req: IncomingMessage, res: ServerResponse) => {
+    if (allowed.includes(String(req.headers.authorization))) return false;
+    return void res.writeHead(401, { 'www-authenticate': 'Basic realm="registry"' }).end(), true;
+  };
+  upstream.hook = requireBasic([basic('u', 'configured'), basic('u', 'requested')]);
+  // The greedy mirror asks for basic credentials, or for a bearer token from a realm of its own.
+  let bearer = false;
+  greedy.hook = (req, res, f) => {
+    if (req.url?.startsWith('/token')) return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"token":"anonymous"}'), true;
+    bearer = !bearer;
+    return void res.writeHead(401, { 'www-authenticate': bearer ? `Bearer realm="${f.url}/token",service="greedy"` : 'Basic realm="greedy"' }).end(), true;
+  };
+  trusted.hook = requireBasic([basic('m', 'mirror-own')]);
+  for (const [name, mirror] of [['victim.local', greedy], ['trusted.local', trusted]] as const) {
+    await mkdir(join(hosts, name));
+    await writeFile(join(hosts, name, 'hosts.toml'), `server = "http://${upstream.host}"\n[host."http://${mirror.host}"]\ncapabilities = ["pull", "resolve"]\n`);
+  }
+  const a = await upstream.addImage('app', 'v1', files, { config: { Env: ['MIRRORS=1'] } });
+  await trusted.addImage('app', 'v1', files, { config: { Env: ['MIRRORS=1'] } });
+  const pullFrom = (ref: string, auth?: object) => md.call('PullImage', { image: { image: ref }, ...(auth ? { auth } : {}) });
+  assert.equal((await pullFrom('victim.local/app:v1')).image_ref, a.configDigest);
+  await md.call('RemoveImage', { image: { image: a.configDigest } });
+  assert.equal((await pullFrom('victim.local/app:v1', { username: 'u', password: 'requested' })).image_ref, a.configDigest);
+  await md.call('RemoveImage', { image: { image: a.configDigest } });
+  // Credentials the request gives for another registry are not used for this one (the configured ones are).
+  const withRequested = () => upstream.requests.filter((r) => r.headers.authorization === basic('u', 'requested')).length;
+  const before = withRequested();
+  assert.equal((await pullFrom('victim.local/app:v1', { username: 'u', password: 'requested', server_address: 'https://elsewhere.example/v1/' })).image_ref, a.configDigest);
+  assert.equal(withRequested(), before);
+  await md.call('RemoveImage', { image: { image: a.configDigest } });
+  assert.ok(greedy.requests.length >= 4, 'the mirror was asked first');
+  assert.ok(greedy.requests.some((r) => r.url.startsWith('/token')), 'and sent to its token realm');
+  // It only ever sees the anonymous token it handed out itself.
+  assert.deepEqual(greedy.requests.map((r) => r.headers.authorization).filter((h) => h && h !== 'Bearer anonymous'), [], 'the greedy mirror never got credentials');
+  assert.ok(upstream.requests.some((r) => r.headers.authorization === basic('u', 'configured')));
+  assert.ok(upstream.requests.some((r) => r.headers.authorization === basic('u', 'requested')));
+  // A mirror configured by its own name gets its own credentials, never the registry's.
+  assert.equal((await pullFrom('trusted.local/app:v1', { username: 'u', password: 'requested' })).image_ref, a.configDigest);
+  const sent = new Set(trusted.requests.map((r) => r.headers.authorization).filter(Boolean));
+  assert.deepEqual([...sent], [basic('m', 'mirror-own')]);
+  assert.ok(!md.output().includes('mirror-own') && !md.output().includes('requested"'), 'no credential reaches the log');
 });
