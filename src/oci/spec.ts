@@ -13,12 +13,12 @@ import { ociSeccomp, type SeccompProfile } from './seccomp.ts';
 export { SpecError };
 
 export interface ImageConfig {
-  Env?: string[];
+  Env?: string[] | null;
   Entrypoint?: string[] | null;
   Cmd?: string[] | null;
-  User?: string;
-  WorkingDir?: string;
-  StopSignal?: string;
+  User?: string | null;
+  WorkingDir?: string | null;
+  StopSignal?: string | null;
 }
 
 export interface HostDevice {
@@ -74,9 +74,10 @@ export function processArgs(command: string[], args: string[], image: ImageConfi
 }
 
 /** Image env first, the request's values override by name; PATH is always set. */
-export function processEnv(imageEnv: string[] = [], envs: Array<{ key: string; value: string | Uint8Array }> = []): string[] {
+export function processEnv(imageEnv: string[] | null = [], envs: Array<{ key: string; value: string | Uint8Array }> = []): string[] {
   const values = new Map<string, string>();
-  for (const e of imageEnv) {
+  // Docker writes "Env": null for an image without environment.
+  for (const e of imageEnv ?? []) {
     const eq = e.indexOf('=');
     values.set(eq < 0 ? e : e.slice(0, eq), eq < 0 ? '' : e.slice(eq + 1));
   }
@@ -131,7 +132,7 @@ function userOf(config: ContainerConfig__Output, image: ImageConfig, etc: SpecIn
       runAsUser: sc?.run_as_user ? Number(sc.run_as_user.value) : undefined,
       runAsGroup: sc?.run_as_group ? Number(sc.run_as_group.value) : undefined,
       runAsUsername: sc?.run_as_username || undefined,
-      imageUser: image.User,
+      imageUser: image.User ?? undefined,
       supplementalGroups: (sc?.supplemental_groups ?? []).map(Number),
       strict: sc?.supplemental_groups_policy === 'Strict',
     },

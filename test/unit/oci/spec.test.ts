@@ -46,6 +46,7 @@ test('command and args merge with the image Entrypoint and Cmd as kubelet expect
 test('request env overrides the image env, and PATH is always present', () => {
   assert.deepEqual(processEnv(['A=1', 'PATH=/bin'], [{ key: 'A', value: '2' }, { key: 'B', value: Buffer.from('x=y') }]), ['A=2', 'PATH=/bin', 'B=x=y']);
   assert.match(processEnv([], [])[0]!, /^PATH=/);
+  assert.match(processEnv(null, [])[0]!, /^PATH=/);
 });
 
 test('users resolve through the container /etc/passwd and /etc/group', () => {
