@@ -42,6 +42,7 @@ export async function runDaemon(config: Config, flags: Flags = {}): Promise<void
   const images = new ImageService(config, log, snapshots);
   await images.load();
   const host = detectHostFacts(config);
+  if (host.hugetlb && !host.hugetlb.controller && host.hugetlb.pageSizes.length) log.warn('the hugetlb cgroup controller is not available to containers here; hugepage limits are not applied');
   const sandboxes = new SandboxService(config, log);
   await sandboxes.load();
   const containers = new ContainerService(containerDeps({
@@ -58,7 +59,7 @@ export async function runDaemon(config: Config, flags: Flags = {}): Promise<void
         await removeRootfs(snapshots, id, dir);
       },
       makeSpec: (req) => makeSpec(req, { host, snapshots, resolveImage: (ref) => images.resolve(ref) }),
-      ociResources: (resources) => resourcesToOci(resources, host.cgroupVersion),
+      ociResources: (resources) => resourcesToOci(resources, host.cgroupVersion, host.hugetlb),
     }));
   await containers.load();
   // Leases of containers (and their image volumes, "<id>-volN") that no longer exist would keep their layers forever.

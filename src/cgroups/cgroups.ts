@@ -2,7 +2,7 @@
 // (slice expansion as runc does it), creating a pod cgroup in every mounted
 // hierarchy (cgroup v1, hybrid, or v2), writing resource limits, placing a
 // process, and removing a cgroup tree.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { appendFile, mkdir, readdir, readFile, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LinuxContainerResources__Output } from '../generated/runtime/v1/LinuxContainerResources.ts';
@@ -113,6 +113,54 @@ export function hierarchies(mountinfo = readFileSync('/proc/self/mountinfo', 'ut
     }
   }
   return found;
+}
+
+/**
+ * Whether containers can be given hugetlb limits: on cgroup v1 and hybrid
+ * hosts (where runc uses only the v1 hierarchies) a v1 hierarchy must hold the
+ * hugetlb controller; on v2 hosts the root must offer it.
+ */
+export function hugetlbControllerAvailable(all: Hierarchy[] = hierarchies(), v2RootControllers?: string): boolean {
+  const v1 = all.filter((h) => h.version === 'v1');
+  if (v1.length) return v1.some((h) => h.controllers.includes('hugetlb'));
+  if (!all.some((h) => h.version === 'v2' && h.mount === CGROUP_ROOT)) return false;
+  const controllers = v2RootControllers ?? (() => {
+    try {
+      return readFileSync(join(CGROUP_ROOT, 'cgroup.controllers'), 'utf8');
+    } catch {
+      return '';
+    }
+  })();
+  return controllers.split(/\s+/).includes('hugetlb');
+}
+
+/**
+ * The huge page sizes the kernel offers, named as runc and kubelet name them
+ * ("2MB", "1GB"), from /sys/kernel/mm/hugepages/hugepages-<n>kB.
+ */
+export function hugePageSizes(entries?: string[]): string[] {
+  let names = entries;
+  if (!names) {
+    try {
+      names = readdirSync('/sys/kernel/mm/hugepages');
+    } catch {
+      names = [];
+    }
+  }
+  const sizes: string[] = [];
+  for (const name of names) {
+    const m = /^hugepages-(\d+)kB$/.exec(name);
+    if (!m) continue;
+    let value = Number(m[1]);
+    const units = ['KB', 'MB', 'GB', 'TB', 'PB'];
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+      value /= 1024;
+      unit++;
+    }
+    sizes.push(`${value}${units[unit]}`);
+  }
+  return sizes;
 }
 
 /**

@@ -6,7 +6,7 @@ import { readdirSync, readFileSync, lstatSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cgroupVersion } from '../cgroups/cgroups.ts';
+import { cgroupVersion, hugePageSizes, hugetlbControllerAvailable } from '../cgroups/cgroups.ts';
 import type { Config } from '../config/config.ts';
 import type { HostDevice, HostFacts } from './spec.ts';
 import { capabilitiesInMask } from './security.ts';
@@ -76,5 +76,6 @@ export function detectHostFacts(config: Config): HostFacts {
     seccompDefaultProfile: JSON.parse(readFileSync(profileFile, 'utf8')),
     hostDevices: hostDevices(),
     boundingCapabilities: boundingCapabilities(),
+    hugetlb: { controller: hugetlbControllerAvailable(), pageSizes: hugePageSizes() },
   };
 }

@@ -28,7 +28,35 @@ function pageSize(size: string): string {
   return `${m[1]}${m[2]!.toUpperCase()}B`;
 }
 
-export function resourcesToOci(r: LinuxContainerResources__Output | null | undefined, cgroupVersion: 'v1' | 'v2'): OciResources {
+/** What the node offers for hugepage limits; without it, limits pass through unchecked. */
+export interface HugetlbSupport {
+  /** Whether the hugetlb controller is there for containers' cgroups. */
+  controller: boolean;
+  /** The page sizes the kernel has ("2MB", "1GB"); empty means unknown. */
+  pageSizes: string[];
+}
+
+/**
+ * The hugepage limits runc gets. kubelet sends one for every page size of the
+ * node, 0 when the pod asks for none. Where the hugetlb controller is missing
+ * (a hybrid host's hugetlb lives in the unified hierarchy, which runc does not
+ * use for limits) they are dropped, as containerd does, since runc would fail
+ * the container. A size the kernel does not have is refused when it asks for
+ * pages and dropped when its limit is 0.
+ */
+function hugepageLimits(limits: Array<{ page_size: string; limit: number }>, support: HugetlbSupport | undefined): OciResources['hugepageLimits'] {
+  const out = limits.map((h) => ({ pageSize: pageSize(h.page_size), limit: h.limit }));
+  if (!support) return out;
+  if (!support.controller) return [];
+  if (!support.pageSizes.length) return out;
+  return out.filter((h) => {
+    if (support.pageSizes.includes(h.pageSize)) return true;
+    if (h.limit > 0) throw new SpecError(`hugepage size ${h.pageSize} is not offered by this node's kernel (it has ${support.pageSizes.join(', ')})`);
+    return false;
+  });
+}
+
+export function resourcesToOci(r: LinuxContainerResources__Output | null | undefined, cgroupVersion: 'v1' | 'v2', hugetlb?: HugetlbSupport): OciResources {
   const out: OciResources = {};
   if (!r) return out;
   const cpu: NonNullable<OciResources['cpu']> = {};
@@ -47,7 +75,10 @@ export function resourcesToOci(r: LinuxContainerResources__Output | null | undef
     memory.swap = r.memory_swap_limit_in_bytes;
   }
   if (Object.keys(memory).length) out.memory = memory;
-  if (r.hugepage_limits?.length) out.hugepageLimits = r.hugepage_limits.map((h) => ({ pageSize: pageSize(h.page_size), limit: h.limit }));
+  if (r.hugepage_limits?.length) {
+    const limits = hugepageLimits(r.hugepage_limits, hugetlb);
+    if (limits?.length) out.hugepageLimits = limits;
+  }
   const unified = Object.entries(r.unified ?? {});
   if (unified.length) {
     if (cgroupVersion !== 'v2') throw new SpecError(`unified cgroup settings (${unified.map(([k]) => k).join(', ')}) need a cgroup v2 host; this node uses cgroup v1`);

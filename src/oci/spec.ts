@@ -6,7 +6,7 @@ import { clampOom } from '../sandbox/oom.ts';
 import { SpecError } from './errors.ts';
 import { resolveUser, type ResolvedUser } from './user.ts';
 import { capabilities, seccompChoice, apparmorProfile, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from './security.ts';
-import { resourcesToOci } from './resources.ts';
+import { resourcesToOci, type HugetlbSupport } from './resources.ts';
 import { defaultMounts, mergeMounts, requestMounts, rootfsPropagation } from './mounts.ts';
 import { ociSeccomp, type SeccompProfile } from './seccomp.ts';
 
@@ -44,6 +44,8 @@ export interface HostFacts {
   hostDevices: HostDevice[];
   /** The daemon's capability bounding set: what "all capabilities" can mean here. */
   boundingCapabilities?: string[];
+  /** The hugetlb controller and page sizes; absent means hugepage limits pass through. */
+  hugetlb?: HugetlbSupport;
 }
 
 export interface SpecInput {
@@ -150,7 +152,7 @@ export function buildSpec(input: SpecInput): Record<string, any> {
   const user = userOf(config, input.image.config, input.etcFiles);
   const caps = capabilities(sc?.capabilities?.add_capabilities ?? [], sc?.capabilities?.drop_capabilities ?? [], privileged, host.boundingCapabilities);
   const ambient = (sc?.capabilities?.add_ambient_capabilities ?? []).map((c) => (c.toUpperCase().startsWith('CAP_') ? c.toUpperCase() : `CAP_${c.toUpperCase()}`));
-  const resources = resourcesToOci(config.linux?.resources, host.cgroupVersion);
+  const resources = resourcesToOci(config.linux?.resources, host.cgroupVersion, host.hugetlb);
   const requestedDevices = input.devices ?? [];
   const allDevices = privileged ? host.hostDevices.map((d) => ({ ...d, containerPath: d.path, permissions: 'rwm' })) : requestedDevices;
   const seccomp = seccompChoice(sc?.seccomp, sc?.seccomp_profile_path);

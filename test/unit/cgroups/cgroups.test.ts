@@ -1,7 +1,7 @@
 // Cgroup naming and resource files, without touching the system.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cgroupFsPath, containerCgroupsPath, expandSlice, hierarchies, podCgroupPath, podResources, resourceFiles } from '../../../src/cgroups/cgroups.ts';
+import { cgroupFsPath, containerCgroupsPath, expandSlice, hierarchies, hugePageSizes, hugetlbControllerAvailable, podCgroupPath, podResources, resourceFiles } from '../../../src/cgroups/cgroups.ts';
 
 test('slices expand into their parents as systemd does', () => {
   assert.equal(expandSlice('kubepods.slice'), '/kubepods.slice');
@@ -70,4 +70,21 @@ test('cgroup hierarchies are read from mountinfo', () => {
     { mount: '/sys/fs/cgroup/systemd', version: 'v1', controllers: ['name=systemd'] },
     { mount: '/sys/fs/cgroup/unified', version: 'v2', controllers: [] },
   ]);
+});
+
+test('the hugetlb controller is there for v1 hierarchies, and at the v2 root only on v2 hosts', () => {
+  const v1 = (controllers: string[]) => ({ mount: `/sys/fs/cgroup/${controllers[0]}`, version: 'v1' as const, controllers });
+  const unifiedHybrid = { mount: '/sys/fs/cgroup/unified', version: 'v2' as const, controllers: [] };
+  const unifiedRoot = { mount: '/sys/fs/cgroup', version: 'v2' as const, controllers: [] };
+  // Hybrid with hugetlb only in the unified hierarchy: runc cannot use it.
+  assert.equal(hugetlbControllerAvailable([v1(['memory']), v1(['cpu']), unifiedHybrid], 'hugetlb'), false);
+  assert.equal(hugetlbControllerAvailable([v1(['memory']), v1(['hugetlb']), unifiedHybrid]), true);
+  assert.equal(hugetlbControllerAvailable([unifiedRoot], 'cpuset cpu io memory hugetlb pids'), true);
+  assert.equal(hugetlbControllerAvailable([unifiedRoot], 'cpuset cpu io memory pids'), false);
+  assert.equal(hugetlbControllerAvailable([]), false);
+});
+
+test('huge page sizes are named as runc and kubelet name them', () => {
+  assert.deepEqual(hugePageSizes(['hugepages-2048kB', 'hugepages-1048576kB', 'hugepages-64kB', 'other']), ['2MB', '1GB', '64KB']);
+  assert.deepEqual(hugePageSizes([]), []);
 });

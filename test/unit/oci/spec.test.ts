@@ -215,6 +215,20 @@ test('resources: cpu, memory, swap on v1 and v2, unified, hugepages', () => {
   assert.equal(sharesToWeight(262144), 10000);
 });
 
+test('hugepage limits for every page size, as kubelet sends them, follow the node', () => {
+  const kubelet = { hugepage_limits: [{ page_size: '2MB', limit: 0 }, { page_size: '1GB', limit: 0 }] } as any;
+  const both = { controller: true, pageSizes: ['2MB', '1GB'] };
+  assert.deepEqual(resourcesToOci(kubelet, 'v2', both).hugepageLimits, [{ pageSize: '2MB', limit: 0 }, { pageSize: '1GB', limit: 0 }]);
+  // No hugetlb controller for runc (a hybrid host): dropped, or runc fails the container.
+  assert.equal(resourcesToOci(kubelet, 'v1', { controller: false, pageSizes: ['2MB', '1GB'] }).hugepageLimits, undefined);
+  // A size the kernel lacks: dropped at 0, refused when pages are asked for.
+  assert.deepEqual(resourcesToOci(kubelet, 'v2', { controller: true, pageSizes: ['2MB'] }).hugepageLimits, [{ pageSize: '2MB', limit: 0 }]);
+  assert.throws(() => resourcesToOci({ hugepage_limits: [{ page_size: '1GB', limit: 1 << 30 }] } as any, 'v2', { controller: true, pageSizes: ['2MB'] }), (e: any) => e instanceof SpecError && /1GB is not offered/.test(e.message));
+  assert.throws(() => resourcesToOci({ hugepage_limits: [{ page_size: '../2MB', limit: 0 }] } as any, 'v2', both), SpecError);
+  const spec = buildSpec({ ...input({ linux: { resources: kubelet } }), host: { ...input().host, hugetlb: { controller: false, pageSizes: ['2MB', '1GB'] } } });
+  assert.equal(spec.linux.resources.hugepageLimits, undefined);
+});
+
 test('oom_score_adj is clamped to the daemon floor; readonly rootfs and no_new_privs land', () => {
   const spec = buildSpec({ ...input({ linux: { resources: { oom_score_adj: -998 }, security_context: { readonly_rootfs: true, no_new_privs: true } } }), host: { ...input().host, oomScoreAdjFloor: -500 } });
   assert.equal(spec.process.oomScoreAdj, -500);
