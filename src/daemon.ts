@@ -1,8 +1,8 @@
 // The daemon: prepares directories, builds the services, serves the socket
 // and shuts down gracefully on SIGTERM/SIGINT without touching containers.
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createLogger } from './log.ts';
+import { createLogger, type Logger } from './log.ts';
 import { loadConfig, socketPath, type Config, type Flags } from './config/config.ts';
 import { applyReload } from './config/reload.ts';
 import { prepareSocket, startServer } from './server/server.ts';
@@ -32,11 +32,45 @@ export async function packageVersion(): Promise<string> {
 
 export async function runDaemon(config: Config, flags: Flags = {}): Promise<void> {
   const log = createLogger(config.log_level);
-  await mkdir(config.root, { recursive: true, mode: 0o700 });
-  await mkdir(config.state, { recursive: true, mode: 0o711 });
-  // Before touching any state: a second daemon must not start on a busy socket.
-  await prepareSocket(socketPath(config.listen));
+  // Directories this start creates; a start that is refused removes them again.
+  const created: string[] = [];
+  const made = (dir: string | undefined) => {
+    if (dir) created.push(dir);
+  };
+  let started;
+  try {
+    // Before touching any state: a second daemon must not start on a busy socket.
+    made(await prepareSocket(socketPath(config.listen)));
+    made(await mkdir(config.root, { recursive: true, mode: 0o700 }));
+    made(await mkdir(config.state, { recursive: true, mode: 0o711 }));
+    started = await startServices(config, log);
+  } catch (err) {
+    await removeCreated(created, log);
+    throw err;
+  }
+  const { ctx, server, metricsServer, streams, containers } = started;
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, 'shutting down: no new calls, finishing in-flight calls; containers keep running');
+      server.shutdown().then(resolve);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => reload(ctx, flags));
+  });
+  process.removeAllListeners('SIGHUP');
+  await metricsServer?.close();
+  await streams.close();
+  containers.close();
+  log.info('tscri stopped');
+  log.flush();
+}
 
+/** Loads the state, builds the services and starts serving. */
+async function startServices(config: Config, log: Logger) {
   const snapshots = new SnapshotStore(join(config.root, 'snapshots'));
   await snapshots.load();
   const images = new ImageService(config, log, snapshots);
@@ -107,29 +141,28 @@ export async function runDaemon(config: Config, flags: Flags = {}): Promise<void
     }),
   };
 
-  const server = await startServer(ctx, socketPath(config.listen));
+  // The socket comes last: a start refused before it leaves no socket behind.
   const metricsServer = config.metrics.address ? await serveMetrics(ctx.metrics, config.metrics.address) : undefined;
+  const server = await startServer(ctx, socketPath(config.listen));
   if (metricsServer) log.info({ address: config.metrics.address, port: metricsServer.port }, 'serving Prometheus metrics at /metrics');
   log.info({ socket: server.socket, root: config.root, state: config.state, version: ctx.version }, 'tscri is serving');
+  return { ctx, server, metricsServer, streams, containers };
+}
 
-  await new Promise<void>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      log.info({ signal }, 'shutting down: no new calls, finishing in-flight calls; containers keep running');
-      server.shutdown().then(resolve);
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.on('SIGHUP', () => reload(ctx, flags));
-  });
-  process.removeAllListeners('SIGHUP');
-  await metricsServer?.close();
-  await streams.close();
-  containers.close();
-  log.info('tscri stopped');
-  log.flush();
+/**
+ * Removes the directories a refused start created (nothing in them predates
+ * this start), unless something is mounted below them.
+ */
+async function removeCreated(dirs: string[], log: Logger): Promise<void> {
+  const mounts = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  const mountPoints = mounts.split('\n').map((l) => l.split(' ')[4]).filter((m): m is string => Boolean(m));
+  for (const dir of dirs.reverse()) {
+    if (mountPoints.some((m) => m === dir || m.startsWith(dir + '/'))) {
+      log.warn({ dir }, 'not removing a directory this start created: something is mounted below it');
+      continue;
+    }
+    await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+  }
 }
 
 /** SIGHUP: re-reads the config file and takes over what can change safely. */

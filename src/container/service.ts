@@ -7,7 +7,7 @@
 // arrive from the exit directory watcher and never wait on that lock.
 import { mergeResources } from '../oci/resources.ts';
 import { randomBytes } from 'node:crypto';
-import { constants as fsConstants, readFileSync } from 'node:fs';
+import { constants as fsConstants, existsSync, readFileSync } from 'node:fs';
 import { access, mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
 import type { Logger } from '../log.ts';
@@ -594,6 +594,12 @@ export class ContainerService {
   async removeAll(sandboxId: string): Promise<void> {
     const ids = this.store.list().filter((r) => r.sandboxId === sandboxId).map((r) => r.id);
     await Promise.all(ids.map((id) => this.remove(id)));
+  }
+
+  /** The pid of the pod's earliest running container whose process is alive. */
+  runningPid(sandboxId: string): number | undefined {
+    const running = this.store.list().filter((r) => r.sandboxId === sandboxId && r.state === 'CONTAINER_RUNNING' && r.pid > 0).sort((a, b) => a.createdAt - b.createdAt);
+    return running.find((r) => existsSync(`/proc/${r.pid}`))?.pid;
   }
 
   async statuses(sandboxId: string): Promise<ContainerStatus[]> {

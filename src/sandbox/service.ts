@@ -34,6 +34,8 @@ export interface PodContainers {
   /** Removes every container of the pod (stopping running ones first). */
   removeAll(sandboxId: string): Promise<void>;
   statuses(sandboxId: string): Promise<ContainerStatus[]>;
+  /** The pid of a running container of the pod (in the pod's namespaces), if any. */
+  runningPid?(sandboxId: string): number | undefined;
 }
 
 const NO_CONTAINERS: PodContainers = {
@@ -422,8 +424,14 @@ export class SandboxService {
     };
     const info: Record<string, string> = {};
     if (verbose) {
+      // crictl inspectp and nsenter-based tools read info.pid: the infra
+      // process when the pod has one, else a running container of the pod
+      // (which is in the pod's network, IPC and UTS namespaces), else 0 (the
+      // namespace files in `namespaces` are then the way in: nsenter --net=FILE).
+      const pid = record.infraPid ?? this.containers.runningPid?.(record.id) ?? 0;
       info.info = JSON.stringify({
-        pid: record.infraPid ?? 0,
+        pid,
+        pidOf: record.infraPid && pid === record.infraPid ? 'infra' : pid ? 'container' : 'none',
         processStatus: state === 'SANDBOX_READY' ? 'running' : 'stopped',
         netNamespaceClosed: !(record.namespaces.network && (await isNamespaceFile(record.namespaces.network))),
         runtimeHandler: record.runtimeHandler,

@@ -201,16 +201,20 @@ export async function startServer(ctx: Context, socket: string): Promise<Running
   };
 }
 
-/** Refuses a socket another daemon serves on; removes a stale socket file. */
-export async function prepareSocket(socket: string): Promise<void> {
-  await mkdir(dirname(socket), { recursive: true, mode: 0o711 });
+/**
+ * Refuses a socket another daemon serves on; removes a stale socket file.
+ * Returns the first directory it had to create, if any.
+ */
+export async function prepareSocket(socket: string): Promise<string | undefined> {
+  const created = await mkdir(dirname(socket), { recursive: true, mode: 0o711 });
   const existing = await stat(socket).catch(() => undefined);
-  if (!existing) return;
+  if (!existing) return created;
   if (!existing.isSocket()) throw new Error(`${socket} exists and is not a socket; refusing to replace it`);
   if (await isListening(socket)) {
     throw new Error(`another process is already serving on ${socket}; stop it or choose another --listen address`);
   }
   await rm(socket, { force: true });
+  return created;
 }
 
 function isListening(socket: string): Promise<boolean> {

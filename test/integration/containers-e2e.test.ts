@@ -279,3 +279,21 @@ test('attach sees the output of a running container and detaching leaves it runn
   await d.call('StopContainer', { container_id: id, timeout: 0 });
   await d.call('RemoveContainer', { container_id: id });
 });
+
+test('verbose PodSandboxStatus (crictl inspectp) gives a pid in the pod\'s namespaces when the pod has no infra process', async () => {
+  const p = await pod('inspectp');
+  const info = async () => JSON.parse((await d.call('PodSandboxStatus', { pod_sandbox_id: p.id, verbose: true })).info.info);
+  const empty = await info();
+  assert.equal(empty.pid, 0, 'no process yet: the namespace files are the way in');
+  assert.equal(empty.pidOf, 'none');
+  assert.ok(empty.namespaces.network.startsWith(d.state));
+  const id = await run(p, 'sleeper', { command: ['sleep', '600'] });
+  const running = await info();
+  assert.ok(running.pid > 0);
+  assert.equal(running.pidOf, 'container');
+  const { statSync } = await import('node:fs');
+  assert.equal(statSync(`/proc/${running.pid}/ns/net`).ino, statSync(empty.namespaces.network).ino, 'the pid is in the pod\'s network namespace');
+  await d.call('StopContainer', { container_id: id, timeout: 0 });
+  assert.equal((await info()).pid, 0);
+  await d.call('RemoveContainer', { container_id: id });
+});

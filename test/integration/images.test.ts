@@ -74,13 +74,14 @@ test('a multi-layer image is pulled, listed and inspected; whiteouts are applied
   assert.equal((await d.call('ImageStatus', { image: { image: image.id } })).image.id, image.id);
   assert.equal((await d.call('ImageStatus', { image: { image: `${registry.host}/test/busybox@${pushed.manifestDigest}` } })).image.id, image.id);
   const verbose = await d.call('ImageStatus', { image: { image: ref }, verbose: true });
-  assert.equal(JSON.parse(verbose.info.info).chainIds.length, 2);
+  assert.equal(JSON.parse(verbose.info.info).layerChainIDs.length, 2);
+  assert.equal(JSON.parse(verbose.info.info).chainID, JSON.parse(verbose.info.info).layerChainIDs[1], 'chainID names the top layer as containerd does');
   const { images } = await d.call('ListImages', {});
   assert.ok(images.some((i: any) => i.id === image.id));
   assert.deepEqual((await d.call('ListImages', { filter: { image: { image: ref } } })).images.map((i: any) => i.id), [image.id]);
   assert.equal((await d.call('StreamImages', {}))[0].images.length, images.length);
   // The files are in the layer snapshots; the top one carries the whiteout and opaque dir for overlay.
-  const [bottom, top] = JSON.parse(verbose.info.info).chainIds as string[];
+  const [bottom, top] = JSON.parse(verbose.info.info).layerChainIDs as string[];
   const base = await snapshotOf(bottom!);
   assert.ok((await stat(join(base, 'bin/busybox'))).size > 500_000);
   assert.equal((await stat(join(base, 'home/user'))).uid, 1000);
@@ -388,7 +389,7 @@ test('a daemon killed at any point of a pull shows no half image, and the next p
     }
     assert.equal((await cd.call('PullImage', { image: { image: ref } })).image_ref, pushed.configDigest);
     const { image } = await cd.call('ImageStatus', { image: { image: ref }, verbose: true });
-    assert.equal(JSON.parse((await cd.call('ImageStatus', { image: { image: ref }, verbose: true })).info.info).chainIds.length, 3);
+    assert.equal(JSON.parse((await cd.call('ImageStatus', { image: { image: ref }, verbose: true })).info.info).layerChainIDs.length, 3);
     assert.equal(image.id, pushed.configDigest);
     await cd.call('RemoveImage', { image: { image: ref } });
     assert.deepEqual(await leftovers(), { blobs: [], snapshots: [] });

@@ -2,7 +2,9 @@
 // UNIMPLEMENTED for RPCs without a handler, socket handling and shutdown.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -62,6 +64,21 @@ test('a second daemon on a busy socket fails clearly', async (t) => {
   assert.equal(result.status, 1);
   assert.match(result.stderr, /already serving on/);
   assert.equal((await d.call('Version', {})).runtime_name, 'tscri');
+  assert.ok(!existsSync(join(d.dir, 'r2')) && !existsSync(join(d.dir, 's2')), 'the refused start left no root or state directory');
+});
+
+test('a start refused after it made its directories removes them and leaves no socket', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'tscri-refused-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const busy = createServer();
+  await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', () => resolve()));
+  t.after(() => busy.close());
+  const port = (busy.address() as { port: number }).port;
+  await writeFile(join(dir, 'c.toml'), `[metrics]\naddress = "127.0.0.1:${port}"\n`);
+  const result = spawnSync(process.execPath, [CLI, 'serve', '--config', join(dir, 'c.toml'), '--listen', `unix://${join(dir, 'run', 'tscri.sock')}`, '--root', join(dir, 'lib', 'root'), '--state', join(dir, 'run', 'state')], { encoding: 'utf8', timeout: 20_000 });
+  assert.equal(result.status, 1);
+  assert.match(result.stderr, /EADDRINUSE/);
+  assert.deepEqual((await readdir(dir)).sort(), ['c.toml'], 'root, state and socket directories are gone');
 });
 
 test('a bad config file stops the daemon before it serves', async (t) => {
