@@ -124,6 +124,13 @@ test('ExecSync returns output and exit code; a timeout answers DEADLINE_EXCEEDED
   // Gone at once, not even a zombie: the next exec must not see it (critest checks this).
   const left = await d.call('ExecSync', { container_id: id, cmd: ['sh', '-c', 'ps -o stat,args | grep "[s]leep 100" || true'], timeout: 10 });
   assert.equal(Buffer.from(left.stdout).toString(), '');
+  // A shell's children go too, even when one leaves the exec's session.
+  await assert.rejects(
+    d.call('ExecSync', { container_id: id, cmd: ['sh', '-c', 'sleep 31 & setsid sleep 32 & sleep 33'], timeout: 1 }),
+    (e: any) => e.code === status.DEADLINE_EXCEEDED && /timed out/.test(e.details),
+  );
+  const children = await d.call('ExecSync', { container_id: id, cmd: ['sh', '-c', 'ps -o stat,args | grep "[s]leep 3[123]" || true'], timeout: 10 });
+  assert.equal(Buffer.from(children.stdout).toString(), '');
   const { stats } = await d.call('ContainerStats', { container_id: id });
   assert.ok(stats.memory.working_set_bytes.value > 0);
   assert.ok(stats.cpu.usage_core_nano_seconds.value > 0);

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { exitReason, matchesFilter, reservationName, stopSignal, type ContainerRecord } from '../../../src/container/record.ts';
 import { criLogPath, execProcess } from '../../../src/container/service.ts';
 import { conmonCreateArgs, ctlMessage, CTL_REOPEN_LOG, CTL_RESIZE, parseSyncMessages } from '../../../src/container/conmon.ts';
-import { CappedBuffer } from '../../../src/container/execsync.ts';
+import { CappedBuffer, commandProcesses } from '../../../src/container/execsync.ts';
 import { runtimeMessage } from '../../../src/container/runtime.ts';
 
 test('stop signal: the request, else the image, else SIGTERM', () => {
@@ -84,4 +84,34 @@ test('capped buffers keep the first bytes only', () => {
 test('runtime error messages are reduced to their message', () => {
   assert.equal(runtimeMessage('time="2024" level=error msg="container \\"x\\" does not exist"\n'), 'container "x" does not exist');
   assert.equal(runtimeMessage('{"level":"error","msg":"boom"}\n'), 'boom');
+});
+
+test('commandProcesses: descendants, then session and group members re-parented elsewhere; children before the command', () => {
+  const table = [
+    { pid: 1, state: 'S', ppid: 0, pgrp: 1, session: 1 },
+    { pid: 100, state: 'S', ppid: 1, pgrp: 100, session: 100 }, // runc, not part of the command
+    { pid: 200, state: 'S', ppid: 150, pgrp: 200, session: 200 }, // container init
+    { pid: 300, state: 'S', ppid: 100, pgrp: 300, session: 300 }, // the command (sh -c), a session leader
+    { pid: 301, state: 'S', ppid: 300, pgrp: 300, session: 300 }, // sleep &
+    { pid: 302, state: 'S', ppid: 200, pgrp: 300, session: 300 }, // orphan re-parented to the container's init
+    { pid: 303, state: 'S', ppid: 300, pgrp: 303, session: 303 }, // setsid child
+    { pid: 304, state: 'S', ppid: 200, pgrp: 303, session: 303 }, // its orphan
+    { pid: 305, state: 'S', ppid: 304, pgrp: 305, session: 303 }, // grandchild in a group of its own
+    { pid: 400, state: 'S', ppid: 200, pgrp: 200, session: 200 }, // the container's own process
+  ];
+  const found = commandProcesses(300, table);
+  assert.deepEqual([...found].sort(), [301, 302, 303, 304, 305, 300].sort());
+  assert.equal(found.at(-1), 300);
+  assert.ok(found.indexOf(305) < found.indexOf(304));
+  assert.deepEqual(commandProcesses(999, table), []);
+});
+
+test('commandProcesses: a command that is not a session leader does not take its parent session along', () => {
+  const table = [
+    { pid: 100, state: 'S', ppid: 1, pgrp: 100, session: 100 },
+    { pid: 300, state: 'S', ppid: 100, pgrp: 100, session: 100 },
+    { pid: 301, state: 'S', ppid: 300, pgrp: 100, session: 100 },
+    { pid: 101, state: 'S', ppid: 1, pgrp: 100, session: 100 },
+  ];
+  assert.deepEqual(commandProcesses(300, table), [301, 300]);
 });
