@@ -16,7 +16,7 @@ import { StatsService } from './container/stats.ts';
 import { StreamServer } from './stream/server.ts';
 import { containerStreams } from './container/exec.ts';
 import { dialInNetns } from './stream/netns-dial.ts';
-import { notFound } from './server/errors.ts';
+import { notFound } from './errors.ts';
 import { SnapshotStore } from './snapshot/snapshots.ts';
 import { prepareRootfs, removeRootfs, upperDir } from './snapshot/rootfs.ts';
 import { ImageService } from './image/service.ts';

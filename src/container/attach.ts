@@ -4,7 +4,7 @@
 // stream (2 stdout, 3 stderr); input packets are raw stdin bytes. Terminal
 // resizes go through the `ctl` fifo. Detaching leaves the container running.
 import type { StreamBackend, StreamIO } from '../stream/backend.ts';
-import { failedPrecondition } from '../server/errors.ts';
+import { failedPrecondition } from '../errors.ts';
 import { CTL_RESIZE, ctlMessage } from './conmon.ts';
 import { SeqpacketSocket } from './seqpacket.ts';
 import { writeCtl, type ContainerService } from './service.ts';

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { delimiter, dirname, isAbsolute, join } from 'node:path';
 import type { Logger } from '../log.ts';
 import type { ContainerConfig__Output } from '../generated/runtime/v1/ContainerConfig.ts';
-import { deadlineExceeded, internal, invalidArgument, notFound } from '../server/errors.ts';
+import { deadlineExceeded, internal, invalidArgument, notFound } from '../errors.ts';
 import {
   ArchiveError, CHECKPOINT_DIR, CONFIG_DUMP, DUMP_LOG, ROOTFS_DIFF, SPEC_DUMP, STATS_DUMP,
   extractForRestore, readArchiveMetadata, writeArchive,

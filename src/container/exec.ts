@@ -10,7 +10,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StreamBackend, StreamIO } from '../stream/backend.ts';
 import { writeFileAtomic } from '../store/store.ts';
-import { internal, invalidArgument } from '../server/errors.ts';
+import { internal, invalidArgument } from '../errors.ts';
 import { conmonExecArgs, firstSyncMessage, spawnConmon } from './conmon.ts';
 import { SeqpacketSocket } from './seqpacket.ts';
 import { execProcess, type ContainerService } from './service.ts';

@@ -13,7 +13,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { constants as osConstants } from 'node:os';
 import { writeFileAtomic } from '../store/store.ts';
-import { deadlineExceeded } from '../server/errors.ts';
+import { deadlineExceeded } from '../errors.ts';
 import type { OciRuntime } from './runtime.ts';
 import { readPidFile } from './conmon.ts';
 

@@ -14,7 +14,7 @@ import type { Logger } from '../log.ts';
 import type { Config } from '../config/config.ts';
 import { RecordStore, writeFileAtomic } from '../store/store.ts';
 import { KeyedLock } from '../store/lock.ts';
-import { alreadyExists, CriError, failedPrecondition, internal, invalidArgument, notFound } from '../server/errors.ts';
+import { alreadyExists, DomainError, failedPrecondition, internal, invalidArgument, notFound } from '../errors.ts';
 import type { SandboxRecord } from '../sandbox/record.ts';
 import type { ContainerConfig__Output } from '../generated/runtime/v1/ContainerConfig.ts';
 import type { ContainerFilter__Output } from '../generated/runtime/v1/ContainerFilter.ts';
@@ -285,7 +285,7 @@ export class ContainerService {
         return id;
       } catch (err) {
         await this.discard(record, runtime);
-        throw err instanceof CriError ? err : internal(`cannot create container ${name}: ${(err as Error).message}`);
+        throw err instanceof DomainError ? err : internal(`cannot create container ${name}: ${(err as Error).message}`);
       }
     });
   }

@@ -4,7 +4,7 @@
 import type { Config } from '../config/config.ts';
 import type { Logger } from '../log.ts';
 import type { SandboxRecord } from '../sandbox/record.ts';
-import { failedPrecondition } from '../server/errors.ts';
+import { failedPrecondition } from '../errors.ts';
 import { containerCgroupsPath } from '../cgroups/cgroups.ts';
 import type { ContainerDeps } from './service.ts';
 

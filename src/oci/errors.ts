@@ -1,10 +1,9 @@
 // A request that cannot become a valid OCI spec: reported as INVALID_ARGUMENT.
-import { status } from '@grpc/grpc-js';
-import { CriError } from '../server/errors.ts';
+import { DomainError } from '../errors.ts';
 
-export class SpecError extends CriError {
+export class SpecError extends DomainError {
   constructor(message: string) {
-    super(status.INVALID_ARGUMENT, message);
+    super('InvalidArgument', message);
     this.name = 'SpecError';
   }
 }

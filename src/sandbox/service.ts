@@ -15,7 +15,7 @@ import type { PodSandboxFilter__Output } from '../generated/runtime/v1/PodSandbo
 import type { PodSandboxStatus } from '../generated/runtime/v1/PodSandboxStatus.ts';
 import { RecordStore } from '../store/store.ts';
 import { KeyedLock } from '../store/lock.ts';
-import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../server/errors.ts';
+import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../errors.ts';
 import { addProcess, cgroupDirs, cgroupFsPath, createCgroup, podCgroupPath, podResources, removeCgroup, writeResources } from '../cgroups/cgroups.ts';
 import { removeTaggedRules } from '../network/iptables.ts';
 import { CniRunner, parseBandwidth, resultIps, type CniCapabilityArgs, type CniPortMapping } from '../network/cni.ts';

@@ -11,7 +11,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Context } from './context.ts';
 import type { CallInfo, Handler } from './handler.ts';
-import { deadlineExceeded, toStatus } from './errors.ts';
+import { deadlineExceeded } from '../errors.ts';
+import { toStatus } from './errors.ts';
 import { summarize } from './summary.ts';
 
 const PROTO_FILE = fileURLToPath(new URL('../../proto/api.proto', import.meta.url));

@@ -1,7 +1,7 @@
 // Checks shared by the Exec and Attach RPCs before a streaming URL is handed out.
 import type { Context } from '../server/context.ts';
 import type { ContainerRecord } from '../container/record.ts';
-import { failedPrecondition, invalidArgument, notFound } from '../server/errors.ts';
+import { failedPrecondition, invalidArgument, notFound } from '../errors.ts';
 
 export function validateStreams(req: { stdin: boolean; stdout: boolean; stderr: boolean; tty: boolean }): void {
   if (!req.stdin && !req.stdout && !req.stderr) throw invalidArgument('one of stdin, stdout or stderr must be set');

@@ -2,7 +2,7 @@
 import type { ContainerStatsRequest__Output } from '../../generated/runtime/v1/ContainerStatsRequest.ts';
 import type { ContainerStatsResponse } from '../../generated/runtime/v1/ContainerStatsResponse.ts';
 import { unary } from '../handler.ts';
-import { invalidArgument, notFound } from '../errors.ts';
+import { invalidArgument, notFound } from '../../errors.ts';
 
 export default unary<ContainerStatsRequest__Output, ContainerStatsResponse>(async (ctx, req) => {
   if (!req.container_id) throw invalidArgument('container_id is required');

@@ -2,7 +2,7 @@
 import type { ExecRequest__Output } from '../../generated/runtime/v1/ExecRequest.ts';
 import type { ExecResponse } from '../../generated/runtime/v1/ExecResponse.ts';
 import { unary } from '../handler.ts';
-import { invalidArgument } from '../errors.ts';
+import { invalidArgument } from '../../errors.ts';
 import { requireRunning, validateStreams } from '../../stream/validate.ts';
 
 export default unary<ExecRequest__Output, ExecResponse>(async (ctx, req) => {

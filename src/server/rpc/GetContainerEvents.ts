@@ -3,7 +3,7 @@
 import type { GetEventsRequest__Output } from '../../generated/runtime/v1/GetEventsRequest.ts';
 import type { ContainerEventResponse } from '../../generated/runtime/v1/ContainerEventResponse.ts';
 import { serverStream } from '../handler.ts';
-import { resourceExhausted } from '../errors.ts';
+import { resourceExhausted } from '../../errors.ts';
 import type { Context } from '../context.ts';
 import type { LifecycleEvent } from '../../container/events.ts';
 

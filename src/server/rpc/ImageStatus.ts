@@ -4,7 +4,7 @@
 import type { ImageStatusRequest__Output } from '../../generated/runtime/v1/ImageStatusRequest.ts';
 import type { ImageStatusResponse } from '../../generated/runtime/v1/ImageStatusResponse.ts';
 import { unary } from '../handler.ts';
-import { invalidArgument } from '../errors.ts';
+import { invalidArgument } from '../../errors.ts';
 import { toCriImage } from '../../image/record.ts';
 
 export default unary<ImageStatusRequest__Output, ImageStatusResponse>(async (ctx, req) => {

@@ -2,7 +2,7 @@
 import type { PodSandboxStatsRequest__Output } from '../../generated/runtime/v1/PodSandboxStatsRequest.ts';
 import type { PodSandboxStatsResponse } from '../../generated/runtime/v1/PodSandboxStatsResponse.ts';
 import { unary } from '../handler.ts';
-import { invalidArgument, notFound } from '../errors.ts';
+import { invalidArgument, notFound } from '../../errors.ts';
 
 export default unary<PodSandboxStatsRequest__Output, PodSandboxStatsResponse>(async (ctx, req) => {
   if (!req.pod_sandbox_id) throw invalidArgument('pod_sandbox_id is required');

@@ -2,7 +2,7 @@
 import type { PortForwardRequest__Output } from '../../generated/runtime/v1/PortForwardRequest.ts';
 import type { PortForwardResponse } from '../../generated/runtime/v1/PortForwardResponse.ts';
 import { unary } from '../handler.ts';
-import { failedPrecondition, invalidArgument, notFound } from '../errors.ts';
+import { failedPrecondition, invalidArgument, notFound } from '../../errors.ts';
 import { validPort } from '../../stream/netns-dial.ts';
 
 export default unary<PortForwardRequest__Output, PortForwardResponse>(async (ctx, req) => {

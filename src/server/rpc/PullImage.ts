@@ -2,7 +2,7 @@
 import type { PullImageRequest__Output } from '../../generated/runtime/v1/PullImageRequest.ts';
 import type { PullImageResponse } from '../../generated/runtime/v1/PullImageResponse.ts';
 import { unary } from '../handler.ts';
-import { invalidArgument } from '../errors.ts';
+import { invalidArgument } from '../../errors.ts';
 import { credentialsFrom } from '../../image/service.ts';
 import { pullError } from '../../image/errors.ts';
 

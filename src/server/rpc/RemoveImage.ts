@@ -2,7 +2,7 @@
 import type { RemoveImageRequest__Output } from '../../generated/runtime/v1/RemoveImageRequest.ts';
 import type { RemoveImageResponse } from '../../generated/runtime/v1/RemoveImageResponse.ts';
 import { unary } from '../handler.ts';
-import { invalidArgument } from '../errors.ts';
+import { invalidArgument } from '../../errors.ts';
 
 export default unary<RemoveImageRequest__Output, RemoveImageResponse>(async (ctx, req) => {
   const ref = req.image?.image ?? '';

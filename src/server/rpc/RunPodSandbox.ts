@@ -1,7 +1,7 @@
 // RunPodSandbox: creates and starts a pod sandbox; answers its id.
 import type { RunPodSandboxRequest__Output } from '../../generated/runtime/v1/RunPodSandboxRequest.ts';
 import type { RunPodSandboxResponse } from '../../generated/runtime/v1/RunPodSandboxResponse.ts';
-import { invalidArgument } from '../errors.ts';
+import { invalidArgument } from '../../errors.ts';
 import { unary } from '../handler.ts';
 
 export default unary<RunPodSandboxRequest__Output, RunPodSandboxResponse>(async (ctx, req) => {

@@ -1,7 +1,7 @@
 // StopPodSandbox: stops the pod's containers and releases its network; idempotent.
 import type { StopPodSandboxRequest__Output } from '../../generated/runtime/v1/StopPodSandboxRequest.ts';
 import type { StopPodSandboxResponse } from '../../generated/runtime/v1/StopPodSandboxResponse.ts';
-import { invalidArgument } from '../errors.ts';
+import { invalidArgument } from '../../errors.ts';
 import { unary } from '../handler.ts';
 
 export default unary<StopPodSandboxRequest__Output, StopPodSandboxResponse>(async (ctx, req) => {

@@ -1,7 +1,7 @@
 // UpdatePodSandboxResources: new limits for the pod cgroup.
 import type { UpdatePodSandboxResourcesRequest__Output } from '../../generated/runtime/v1/UpdatePodSandboxResourcesRequest.ts';
 import type { UpdatePodSandboxResourcesResponse } from '../../generated/runtime/v1/UpdatePodSandboxResourcesResponse.ts';
-import { invalidArgument } from '../errors.ts';
+import { invalidArgument } from '../../errors.ts';
 import { unary } from '../handler.ts';
 
 export default unary<UpdatePodSandboxResourcesRequest__Output, UpdatePodSandboxResourcesResponse>(async (ctx, req) => {

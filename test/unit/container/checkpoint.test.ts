@@ -12,7 +12,8 @@ import { pipeline } from 'node:stream/promises';
 import { execFileSync } from 'node:child_process';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { extract } from 'tar-stream';
-import { CriError } from '../../../src/server/errors.ts';
+import { DomainError } from '../../../src/errors.ts';
+import { toStatus } from '../../../src/server/errors.ts';
 import { mknod, S_IFCHR } from '../../../src/snapshot/syscalls.ts';
 import { alive, containerConfig, setup, waitState, type Env } from './service-fixture.ts';
 
@@ -59,7 +60,7 @@ async function tarNames(file: string): Promise<Map<string, string>> {
   return names;
 }
 
-const code = (c: grpcStatus, re: RegExp) => (e: unknown) => e instanceof CriError && e.code === c && re.test(e.message);
+const code = (c: grpcStatus, re: RegExp) => (e: unknown) => e instanceof DomainError && toStatus(e).code === c && re.test(e.message);
 
 test('CheckpointContainer refuses unknown containers, bad locations and containers that do not run', async (t) => {
   const env = await setup(t);

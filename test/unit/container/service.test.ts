@@ -9,7 +9,7 @@ import { access, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { ContainerService } from '../../../src/container/service.ts';
-import { CriError } from '../../../src/server/errors.ts';
+import { toStatus } from '../../../src/server/errors.ts';
 import { alive, containerConfig, setup, waitState } from './service-fixture.ts';
 
 test('a container runs, logs to the CRI log file and exits with its code', async (t) => {
@@ -38,16 +38,16 @@ test('a container runs, logs to the CRI log file and exits with its code', async
 
   await service.remove(id);
   await service.remove(id);
-  assert.throws(() => service.get(id), (e: CriError) => e.code === grpcStatus.NOT_FOUND);
+  assert.throws(() => service.get(id), (e: Error) => toStatus(e).code === grpcStatus.NOT_FOUND);
   await access(join(dir, 'logs', 'hello.log'));
 });
 
 test('names are reserved until removal; unknown pods and images are refused', async (t) => {
   const { service, sandbox } = await setup(t);
   const id = await service.create(sandbox.id, containerConfig('one', ['/bin/true']), null);
-  await assert.rejects(service.create(sandbox.id, containerConfig('one', ['/bin/true']), null), (e: CriError) => e.code === grpcStatus.ALREADY_EXISTS && e.message.includes(id));
-  await assert.rejects(service.create('nope', containerConfig('two', ['/bin/true']), null), (e: CriError) => e.code === grpcStatus.NOT_FOUND);
-  await assert.rejects(service.create(sandbox.id, { ...containerConfig('two', ['/bin/true']), image: { image: 'missing' } }, null), (e: CriError) => e.code === grpcStatus.NOT_FOUND && /pull/.test(e.message));
+  await assert.rejects(service.create(sandbox.id, containerConfig('one', ['/bin/true']), null), (e: Error) => toStatus(e).code === grpcStatus.ALREADY_EXISTS && e.message.includes(id));
+  await assert.rejects(service.create('nope', containerConfig('two', ['/bin/true']), null), (e: Error) => toStatus(e).code === grpcStatus.NOT_FOUND);
+  await assert.rejects(service.create(sandbox.id, { ...containerConfig('two', ['/bin/true']), image: { image: 'missing' } }, null), (e: Error) => toStatus(e).code === grpcStatus.NOT_FOUND && /pull/.test(e.message));
   await service.remove(id);
   const again = await service.create(sandbox.id, containerConfig('one', ['/bin/true']), null);
   assert.notEqual(again, id);
@@ -78,7 +78,7 @@ test('ExecSync returns output and exit code, and a timed-out command is killed',
   assert.equal(result.stdout.toString(), 'hi\n');
   assert.equal(result.stderr.toString(), 'bad\n');
   assert.equal(result.exitCode, 4);
-  await assert.rejects(service.execSync(id, ['/bin/sh', '-c', 'sleep 30'], 1), (e: CriError) => e.code === grpcStatus.DEADLINE_EXCEEDED);
+  await assert.rejects(service.execSync(id, ['/bin/sh', '-c', 'sleep 30'], 1), (e: Error) => toStatus(e).code === grpcStatus.DEADLINE_EXCEEDED);
   const ps = await service.execSync(id, ['/bin/ps', '-o', 'args'], 10);
   assert.doesNotMatch(ps.stdout.toString(), /sleep 30/);
   assert.equal(service.get(id).state, 'CONTAINER_RUNNING');
@@ -146,7 +146,7 @@ test('ReopenContainerLog makes conmon write to a fresh file after rotation', asy
   for (let i = 0; i < 100 && !(await readFile(log, 'utf8').catch(() => '')).includes('tick'); i++) await new Promise((r) => setTimeout(r, 20));
   assert.match(await readFile(log, 'utf8'), /stdout F tick/);
   await service.stop(id, 0);
-  await assert.rejects(service.reopenLog(id), (e: CriError) => e.code === grpcStatus.FAILED_PRECONDITION);
+  await assert.rejects(service.reopenLog(id), (e: Error) => toStatus(e).code === grpcStatus.FAILED_PRECONDITION);
 });
 
 test('UpdateContainerResources changes the cgroup limit of a running container', async (t) => {
