@@ -220,6 +220,21 @@ export async function addProcess(fsPath: string, pid: number): Promise<void> {
   for (const dir of cgroupDirs(fsPath)) await appendFile(join(dir, 'cgroup.procs'), `${pid}\n`);
 }
 
+/**
+ * A hugepage size as cgroup file names carry it ("2MB", "1GB"), from the
+ * names Kubernetes sends ("2Mi", "2MB", "1G"); anything else is refused.
+ */
+export function hugepageSizeName(size: string): string {
+  const m = /^([1-9][0-9]{0,5})([KMG])(?:i|iB|B)?$/i.exec(String(size));
+  if (!m) throw new Error(`invalid hugepage size ${JSON.stringify(String(size).slice(0, 64))}: expected a size such as 2MB or 1GB`);
+  return `${m[1]}${m[2]!.toUpperCase()}B`;
+}
+
+/** Whether a name is one file of a cgroup directory ("memory.max"): no path, no dot-files. */
+export function isCgroupFileName(name: string): boolean {
+  return /^[a-z][a-z0-9_]*(\.[A-Za-z0-9_]+)+$/.test(name);
+}
+
 /** Resource settings as cgroup files for one version; pure, so it can be checked without root. */
 export function resourceFiles(r: Partial<LinuxContainerResources__Output>, version: CgroupVersion): Array<[string, string]> {
   const files: Array<[string, string]> = [];
@@ -236,7 +251,7 @@ export function resourceFiles(r: Partial<LinuxContainerResources__Output>, versi
     if (swap > 0) files.push(['memory.memsw.limit_in_bytes', String(swap)]);
     if (r.cpuset_cpus) files.push(['cpuset.cpus', r.cpuset_cpus]);
     if (r.cpuset_mems) files.push(['cpuset.mems', r.cpuset_mems]);
-    for (const h of r.hugepage_limits ?? []) files.push([`hugetlb.${h.page_size}.limit_in_bytes`, String(h.limit)]);
+    for (const h of r.hugepage_limits ?? []) files.push([`hugetlb.${hugepageSizeName(h.page_size)}.limit_in_bytes`, String(h.limit)]);
   } else {
     // The shares→weight mapping runc uses, so a pod's weight matches its containers'.
     if (shares > 0) files.push(['cpu.weight', String(Math.floor(1 + ((Math.max(2, Math.min(shares, 262144)) - 2) * 9999) / 262142))]);
@@ -245,13 +260,20 @@ export function resourceFiles(r: Partial<LinuxContainerResources__Output>, versi
     if (swap > 0 && memory > 0) files.push(['memory.swap.max', String(Math.max(0, swap - memory))]);
     if (r.cpuset_cpus) files.push(['cpuset.cpus', r.cpuset_cpus]);
     if (r.cpuset_mems) files.push(['cpuset.mems', r.cpuset_mems]);
-    for (const h of r.hugepage_limits ?? []) files.push([`hugetlb.${h.page_size}.max`, String(h.limit)]);
+    for (const h of r.hugepage_limits ?? []) files.push([`hugetlb.${hugepageSizeName(h.page_size)}.max`, String(h.limit)]);
   }
   for (const [key, value] of Object.entries(r.unified ?? {})) {
-    if (!/^[a-z0-9_]+\.[a-z0-9_.]+$/.test(key)) throw new Error(`invalid unified cgroup key ${JSON.stringify(key)}`);
+    if (!isCgroupFileName(key)) throw new Error(`invalid unified cgroup key ${JSON.stringify(key.slice(0, 64))}`);
     if (version === 'v2') files.push([key, value]);
   }
   return files;
+}
+
+/** Refuses resources that cannot be written as cgroup files on either version (hugepage sizes, unified keys). */
+export function checkResources(r: Partial<LinuxContainerResources__Output> | null | undefined): void {
+  if (!r) return;
+  resourceFiles(r, 'v1');
+  resourceFiles(r, 'v2');
 }
 
 /** A pod's total: its containers' resources plus the sandbox overhead. */
@@ -275,6 +297,8 @@ export async function writeResources(fsPath: string, resources: Partial<LinuxCon
   const version = cgroupVersion();
   const files = resourceFiles(resources, version);
   if (!files.length) return;
+  const bad = files.find(([file]) => !isCgroupFileName(file));
+  if (bad) throw new Error(`refusing to write ${JSON.stringify(bad[0].slice(0, 64))}: not a cgroup file name`);
   for (const dir of cgroupDirs(fsPath)) {
     for (const [file, value] of files) {
       const target = join(dir, file);

@@ -6,6 +6,7 @@
 import type { LinuxContainerResources__Output } from '../generated/runtime/v1/LinuxContainerResources.ts';
 import type { LinuxContainerResources } from '../generated/runtime/v1/LinuxContainerResources.ts';
 import { SpecError } from './errors.ts';
+import { hugepageSizeName } from '../cgroups/cgroups.ts';
 
 export interface OciResources {
   cpu?: { shares?: number; quota?: number; period?: number; cpus?: string; mems?: string };
@@ -23,9 +24,11 @@ export function sharesToWeight(shares: number): number {
 
 /** Kubernetes hugepage size names ("2MB", "1GB") as the OCI spec wants them. */
 function pageSize(size: string): string {
-  const m = /^(\d+)([KMG])i?B?$/i.exec(size);
-  if (!m) throw new SpecError(`invalid hugepage size ${JSON.stringify(size)}`);
-  return `${m[1]}${m[2]!.toUpperCase()}B`;
+  try {
+    return hugepageSizeName(size);
+  } catch (err) {
+    throw new SpecError((err as Error).message);
+  }
 }
 
 /** What the node offers for hugepage limits; without it, limits pass through unchecked. */

@@ -16,7 +16,7 @@ import type { PodSandboxStatus } from '../generated/runtime/v1/PodSandboxStatus.
 import { RecordStore } from '../store/store.ts';
 import { KeyedLock } from '../store/lock.ts';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../errors.ts';
-import { addProcess, cgroupDirs, cgroupFsPath, createCgroup, podCgroupPath, podResources, removeCgroup, writeResources } from '../cgroups/cgroups.ts';
+import { addProcess, cgroupDirs, cgroupFsPath, checkResources, createCgroup, podCgroupPath, podResources, removeCgroup, writeResources } from '../cgroups/cgroups.ts';
 import { removeTaggedRules } from '../network/iptables.ts';
 import { CniRunner, parseBandwidth, resultIps, type CniCapabilityArgs, type CniPortMapping } from '../network/cni.ts';
 import type { SandboxRecord, SandboxState } from './record.ts';
@@ -26,6 +26,16 @@ import { filterItems } from './filter.ts';
 import { isNamespaceFile, pinNamespaces, unpinNamespaces } from './namespaces.ts';
 import { infraAlive, killInfra, startInfra } from './infra.ts';
 import { clampOomScoreAdj, setRestrictOomScoreAdj } from './oom.ts';
+
+/** Pod resources and overhead that cannot become cgroup files are the client's error. */
+function checkPodResources(resources: LinuxContainerResources__Output | null | undefined, overhead: LinuxContainerResources__Output | null | undefined): void {
+  try {
+    checkResources(resources);
+    checkResources(overhead);
+  } catch (err) {
+    throw invalidArgument((err as Error).message);
+  }
+}
 
 /** What the sandbox service needs from the container service. */
 export interface PodContainers {
@@ -217,6 +227,7 @@ export class SandboxService {
       }
       if (pm.host_port > 0) portMappings.push({ hostPort: pm.host_port, containerPort: pm.container_port, protocol: String(pm.protocol || 'TCP').toLowerCase(), ...(pm.host_ip ? { hostIP: pm.host_ip } : {}) });
     }
+    checkPodResources(config.linux?.resources, config.linux?.overhead);
     const driver = this.config.cgroup_driver;
     const cgroupParent = config.linux?.cgroup_parent ?? '';
     try {
@@ -467,6 +478,7 @@ export class SandboxService {
 
   async updateResources(id: string, overhead: LinuxContainerResources__Output | null, resources: LinuxContainerResources__Output | null): Promise<void> {
     const found = this.require(id);
+    checkPodResources(resources, overhead);
     await this.locks.with(found.id, async () => {
       const record = this.require(found.id);
       await writeResources(cgroupFsPath(record.cgroupParent, this.config.cgroup_driver), podResources(resources, overhead));

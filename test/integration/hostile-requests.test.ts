@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { startDaemon } from '../helpers/daemon.ts';
@@ -62,4 +63,53 @@ test('every RPC answers empty and escaping requests with a status and the daemon
   const version = await d.call('Version', {});
   assert.equal(version.runtime_name, 'tscri');
   assert.doesNotMatch(d.output(), /uncaught|unhandled/i);
+});
+
+const CGROUP_V1 = ['cpu', 'cpuacct', 'cpuset', 'memory', 'devices', 'freezer', 'blkio', 'pids', 'systemd', 'hugetlb', 'unified'];
+
+/** A daemon with a cgroup parent of its own (removed afterwards) for pods in the host network. */
+async function podDaemon(t: any) {
+  const parent = `/tscri-hostile-${randomBytes(4).toString('hex')}`;
+  const d = await startDaemon({ config: `default_cgroup_parent = "${parent}"\n` });
+  t.after(async () => {
+    const { items } = await d.call('ListPodSandbox', {}).catch(() => ({ items: [] }));
+    for (const item of items) await d.call('RemovePodSandbox', { pod_sandbox_id: item.id }).catch(() => undefined);
+    await d.cleanup();
+    for (const c of CGROUP_V1) await rmdir(`/sys/fs/cgroup/${c}${parent}`).catch(() => undefined);
+  });
+  return d;
+}
+
+function hostPod(name: string, linux: Record<string, any> = {}) {
+  return {
+    metadata: { name, namespace: 'hostile', uid: `uid-${randomBytes(4).toString('hex')}`, attempt: 0 },
+    linux: { security_context: { namespace_options: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } }, ...linux },
+  };
+}
+
+test('hugepage page sizes that climb out of the pod cgroup are refused and write nothing', { timeout: 60_000 }, async (t) => {
+  const d = await podDaemon(t);
+  const victim = `/tmp/tscri-hugepage-${randomBytes(4).toString('hex')}`;
+  await writeFile(`${victim}.limit_in_bytes`, 'untouched');
+  await writeFile(`${victim}.max`, 'untouched');
+  t.after(() => Promise.all([rm(`${victim}.limit_in_bytes`, { force: true }), rm(`${victim}.max`, { force: true })]));
+  const pageSize = `/../../../../../../../../..${victim}`;
+  const hostile = { hugepage_limits: [{ page_size: pageSize, limit: 4096 }] };
+
+  const err = await d.call('RunPodSandbox', { config: hostPod('hugepage-run', { resources: hostile }) }).catch((e: any) => e);
+  assert.equal(err.code, status.INVALID_ARGUMENT, err.details);
+  assert.match(err.details, /hugepage size/);
+  const err2 = await d.call('RunPodSandbox', { config: hostPod('hugepage-overhead', { overhead: hostile }) }).catch((e: any) => e);
+  assert.equal(err2.code, status.INVALID_ARGUMENT, err2.details);
+
+  const { pod_sandbox_id } = await d.call('RunPodSandbox', { config: hostPod('hugepage-update') });
+  const err3 = await d.call('UpdatePodSandboxResources', { pod_sandbox_id, resources: hostile }).catch((e: any) => e);
+  assert.equal(err3.code, status.INVALID_ARGUMENT, err3.details);
+  const err4 = await d.call('UpdatePodSandboxResources', { pod_sandbox_id, overhead: { unified: { '../../x': '1' } } }).catch((e: any) => e);
+  assert.equal(err4.code, status.INVALID_ARGUMENT, err4.details);
+
+  assert.equal(await readFile(`${victim}.limit_in_bytes`, 'utf8'), 'untouched');
+  assert.equal(await readFile(`${victim}.max`, 'utf8'), 'untouched');
+  // A well-formed size is still accepted.
+  await d.call('UpdatePodSandboxResources', { pod_sandbox_id, resources: { hugepage_limits: [{ page_size: '2MB', limit: 2 << 20 }] } });
 });

@@ -1,7 +1,7 @@
 // Cgroup naming and resource files, without touching the system.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cgroupFsPath, containerCgroupsPath, expandSlice, hierarchies, hugePageSizes, hugetlbControllerAvailable, podCgroupPath, podResources, resourceFiles } from '../../../src/cgroups/cgroups.ts';
+import { checkResources, cgroupFsPath, containerCgroupsPath, expandSlice, hierarchies, hugePageSizes, hugepageSizeName, hugetlbControllerAvailable, isCgroupFileName, podCgroupPath, podResources, resourceFiles } from '../../../src/cgroups/cgroups.ts';
 
 test('slices expand into their parents as systemd does', () => {
   assert.equal(expandSlice('kubepods.slice'), '/kubepods.slice');
@@ -87,4 +87,19 @@ test('the hugetlb controller is there for v1 hierarchies, and at the v2 root onl
 test('huge page sizes are named as runc and kubelet name them', () => {
   assert.deepEqual(hugePageSizes(['hugepages-2048kB', 'hugepages-1048576kB', 'hugepages-64kB', 'other']), ['2MB', '1GB', '64KB']);
   assert.deepEqual(hugePageSizes([]), []);
+});
+
+test('hugepage sizes and cgroup file names: only plain names reach the cgroup directory', () => {
+  assert.equal(hugepageSizeName('2MB'), '2MB');
+  assert.equal(hugepageSizeName('2Mi'), '2MB');
+  assert.equal(hugepageSizeName('1g'), '1GB');
+  assert.equal(hugepageSizeName('64KiB'), '64KB');
+  for (const bad of ['', '2', 'MB', '../../etc/passwd', '2MB/../../x', '/../../tmp/x', '2MB\0', '0MB', '2TB', '1'.repeat(10) + 'MB']) {
+    assert.throws(() => hugepageSizeName(bad), /invalid hugepage size/, bad);
+    assert.throws(() => resourceFiles({ hugepage_limits: [{ page_size: bad, limit: 1 }] }, 'v1'), /invalid hugepage size/, bad);
+    assert.throws(() => checkResources({ hugepage_limits: [{ page_size: bad, limit: 1 }] }), /invalid hugepage size/, bad);
+  }
+  for (const good of ['memory.max', 'hugetlb.2MB.limit_in_bytes', 'memory.memsw.limit_in_bytes', 'io.bfq.weight', 'cpu.cfs_quota_us']) assert.ok(isCgroupFileName(good), good);
+  for (const bad of ['', 'memory', '../memory.max', 'a/b.c', '.memory.max', 'memory..max', 'memory.max/', 'memory.max\0', 'Memory.max']) assert.ok(!isCgroupFileName(bad), bad);
+  assert.throws(() => checkResources({ unified: { 'memory..max': '1' } }), /invalid unified/);
 });
