@@ -1,7 +1,7 @@
 // Gathers what buildSpec needs beyond the request: the container's
 // /etc/passwd and /etc/group (read inside its rootfs), requested devices,
 // a Localhost seccomp profile, and image volumes mounted read-only.
-import { readFile, readdir, rm } from 'node:fs/promises';
+import { open, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { SpecRequest } from '../container/service.ts';
 import type { SnapshotStore } from '../snapshot/snapshots.ts';
@@ -10,6 +10,7 @@ import { buildSpec, SpecError, type HostFacts } from './spec.ts';
 import { readInRoot } from './rootfs-files.ts';
 import { deviceAt } from './host.ts';
 import { seccompChoice } from './security.ts';
+import { seccompProfileProblem } from './seccomp.ts';
 
 export interface SpecSources {
   host: HostFacts;
@@ -62,12 +63,47 @@ async function localhostSeccomp(req: SpecRequest): Promise<object | undefined> {
   const sc = req.config.linux?.security_context;
   const choice = seccompChoice(sc?.seccomp, sc?.seccomp_profile_path);
   if (choice.kind !== 'localhost') return undefined;
-  if (!choice.ref?.startsWith('/')) throw new SpecError(`seccomp profile ${JSON.stringify(choice.ref)} must be an absolute path on the node`);
+  return readLocalhostProfile(choice.ref ?? '');
+}
+
+/** The largest Localhost seccomp profile read (containerd's default profile is about 20 KiB). */
+export const MAX_SECCOMP_PROFILE_BYTES = 1 << 20;
+
+/**
+ * A Localhost seccomp profile from the node. Errors name the file and what is
+ * wrong with it but never quote it: the path may name any file on the node.
+ */
+export async function readLocalhostProfile(ref: string): Promise<object> {
+  const shown = JSON.stringify(ref.slice(0, 256));
+  if (!ref.startsWith('/') || ref.includes('\0')) throw new SpecError(`seccomp profile ${shown} must be an absolute path on the node`);
+  let text: string;
+  let handle;
   try {
-    return JSON.parse(await readFile(choice.ref, 'utf8'));
+    handle = await open(ref, 'r');
+    const info = await handle.stat();
+    if (!info.isFile()) throw new SpecError(`seccomp profile ${shown} is not a regular file`);
+    if (info.size > MAX_SECCOMP_PROFILE_BYTES) throw new SpecError(`seccomp profile ${shown} is larger than ${MAX_SECCOMP_PROFILE_BYTES >> 10} KiB; it is not a seccomp profile`);
+    const buffer = Buffer.alloc(MAX_SECCOMP_PROFILE_BYTES + 1);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    if (bytesRead > MAX_SECCOMP_PROFILE_BYTES) throw new SpecError(`seccomp profile ${shown} is larger than ${MAX_SECCOMP_PROFILE_BYTES >> 10} KiB; it is not a seccomp profile`);
+    text = buffer.subarray(0, bytesRead).toString('utf8');
   } catch (err) {
-    throw new SpecError(`cannot read seccomp profile ${choice.ref}: ${(err as Error).message}`);
+    if (err instanceof SpecError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new SpecError(`cannot read seccomp profile ${shown}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code ?? 'read error'}`);
+  } finally {
+    await handle?.close();
   }
+  let profile: unknown;
+  try {
+    profile = JSON.parse(text);
+  } catch {
+    // The parser's message quotes the file; it is not passed on.
+    throw new SpecError(`seccomp profile ${shown} is not JSON; it is not a seccomp profile`);
+  }
+  const problem = seccompProfileProblem(profile);
+  if (problem) throw new SpecError(`seccomp profile ${shown} is not a seccomp profile: ${problem}`);
+  return profile as object;
 }
 
 export async function makeSpec(req: SpecRequest, sources: SpecSources): Promise<Record<string, any>> {

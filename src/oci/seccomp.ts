@@ -57,6 +57,42 @@ function applies(s: ProfileSyscall, caps: string[], arch: string): boolean {
   return true;
 }
 
+const isStrings = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === 'string');
+
+/**
+ * What makes a parsed document unusable as a seccomp profile, or undefined
+ * when it has the shape ociSeccomp reads. Says which field, never its value.
+ */
+export function seccompProfileProblem(p: unknown): string | undefined {
+  if (!p || typeof p !== 'object' || Array.isArray(p)) return 'it is not a JSON object';
+  const profile = p as Record<string, unknown>;
+  if (typeof profile.defaultAction !== 'string') return 'defaultAction is missing or not a string';
+  if (profile.architectures !== undefined && !isStrings(profile.architectures)) {
+    const arches = profile.architectures;
+    if (!arches || typeof arches !== 'object' || Array.isArray(arches) || !Object.values(arches).every(isStrings)) return 'architectures is neither a list nor a map of lists of names';
+  }
+  if (profile.archMap !== undefined && (!Array.isArray(profile.archMap) || !profile.archMap.every((a) => a && typeof a === 'object' && typeof a.architecture === 'string' && (a.subArchitectures === undefined || isStrings(a.subArchitectures))))) {
+    return 'archMap is not a list of architectures';
+  }
+  if (profile.flags !== undefined && !isStrings(profile.flags)) return 'flags is not a list of names';
+  if (profile.syscalls === undefined) return undefined;
+  if (!Array.isArray(profile.syscalls)) return 'syscalls is not a list';
+  for (const [i, s] of profile.syscalls.entries()) {
+    if (!s || typeof s !== 'object') return `syscalls[${i}] is not an object`;
+    if (typeof s.action !== 'string') return `syscalls[${i}].action is missing or not a string`;
+    if (s.name !== undefined && typeof s.name !== 'string') return `syscalls[${i}].name is not a string`;
+    if (s.names !== undefined && !isStrings(s.names)) return `syscalls[${i}].names is not a list of names`;
+    if (s.args !== undefined && !Array.isArray(s.args)) return `syscalls[${i}].args is not a list`;
+    for (const key of ['includesCaps', 'excludesCaps', 'arches'] as const) if (s[key] !== undefined && !isStrings(s[key])) return `syscalls[${i}].${key} is not a list of names`;
+    for (const key of ['includes', 'excludes'] as const) {
+      const c = s[key];
+      if (c === undefined) continue;
+      if (!c || typeof c !== 'object' || (c.caps !== undefined && !isStrings(c.caps)) || (c.arches !== undefined && !isStrings(c.arches))) return `syscalls[${i}].${key} is not an object of caps and arches`;
+    }
+  }
+  return undefined;
+}
+
 export function ociSeccomp(profile: SeccompProfile, caps: string[], arch = NODE_ARCH[process.arch] ?? process.arch): Record<string, unknown> {
   const syscalls = (profile.syscalls ?? [])
     .filter((s) => applies(s, caps, arch))

@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFile, rm, mkdtemp } from 'node:fs/promises';
+import { readFile, rm, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -192,6 +192,29 @@ test('unknown images and pods, and bad requests, get clear errors', async () => 
   await assert.rejects(d.call('Exec', { container_id: 'missing', cmd: ['sh'], stdout: true }), (e: any) => e.code === status.NOT_FOUND);
   const leftovers = execFileSync('sh', ['-c', `ps -eo args | grep -c "[r]unc init" || true`], { encoding: 'utf8' });
   assert.equal(leftovers.trim(), '0');
+});
+
+test('a Localhost seccomp profile that is not a profile is refused without quoting the file', async (t) => {
+  const p = await pod('seccomp-local');
+  const dir = await mkdtemp(join(tmpdir(), 'tscri-seccomp-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const secret = `root:SECRET-${tag}:19000:0:99999:7:::`;
+  const files = {
+    shadowLike: [join(dir, 'shadow'), `${secret}\n`],
+    jsonButNotProfile: [join(dir, 'doc.json'), JSON.stringify({ password: secret })],
+    wrongTypes: [join(dir, 'typed.json'), JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: { names: secret } })],
+  } as const;
+  for (const [path, body] of Object.values(files)) await writeFile(path, body);
+  for (const ref of [...Object.values(files).map(([path]) => path), dir, '/dev/zero', join(dir, 'missing')]) {
+    const err = await d.call('CreateContainer', {
+      pod_sandbox_id: p.id,
+      config: { metadata: { name: `local-${randomBytes(2).toString('hex')}` }, image: { image }, linux: { security_context: { seccomp: { profile_type: 'Localhost', localhost_ref: ref } } } },
+      sandbox_config: p.config,
+    }).catch((e: any) => e);
+    assert.equal(err.code, status.INVALID_ARGUMENT, `${ref}: ${err.details}`);
+    assert.match(err.details, /seccomp profile/);
+    assert.doesNotMatch(err.details, /SECRET|root:/, `${ref}: ${err.details}`);
+  }
 });
 
 test('a container in TARGET pid mode sees the processes of its target, as kubectl debug --target needs', async () => {

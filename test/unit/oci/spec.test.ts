@@ -249,3 +249,29 @@ test('an update keeps the fields it leaves at zero and merges unified keys', () 
   });
   assert.deepEqual(mergeResources(null, { memory_limit_in_bytes: 1 } as any), { memory_limit_in_bytes: 1 });
 });
+
+test('Localhost seccomp profiles: shape checked, errors never quote the file', async () => {
+  const { mkdtemp, writeFile, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { readLocalhostProfile } = await import('../../../src/oci/prepare.ts');
+  const { seccompProfileProblem } = await import('../../../src/oci/seccomp.ts');
+  const dir = await mkdtemp(join(tmpdir(), 'tscri-seccomp-unit-'));
+  try {
+    const good = join(dir, 'good.json');
+    await writeFile(good, JSON.stringify({ defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW' }] }));
+    assert.equal((await readLocalhostProfile(good) as any).defaultAction, 'SCMP_ACT_ERRNO');
+    for (const body of ['secret-password\n', '{"secret-password": 1', JSON.stringify(['secret-password']), JSON.stringify({ defaultAction: 'secret-password', syscalls: [{ names: 'secret-password', action: 'x' }] })]) {
+      const path = join(dir, 'bad');
+      await writeFile(path, body);
+      await assert.rejects(readLocalhostProfile(path), (e: any) => e.name === 'SpecError' && /seccomp profile/.test(e.message) && !/secret-password/.test(e.message));
+    }
+    await assert.rejects(readLocalhostProfile('relative.json'), /absolute path/);
+    await assert.rejects(readLocalhostProfile(dir), /not a regular file/);
+    await assert.rejects(readLocalhostProfile(join(dir, 'none')), /no such file/);
+    assert.equal(seccompProfileProblem({ defaultAction: 'SCMP_ACT_ALLOW', architectures: { amd64: ['SCMP_ARCH_X86_64'] } }), undefined);
+    assert.match(seccompProfileProblem({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ action: 'A', args: 'x' }] })!, /args/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
