@@ -3,6 +3,7 @@
 // files, cgroups and CNI are delegated to their own modules.
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import type { Config } from '../config/config.ts';
@@ -225,6 +226,7 @@ export class SandboxService {
       if (pm.container_port <= 0 || pm.container_port > 65535 || pm.host_port < 0 || pm.host_port > 65535) {
         throw invalidArgument(`invalid port mapping ${pm.host_port}:${pm.container_port}: ports are 1-65535`);
       }
+      if (pm.host_ip && !isIP(pm.host_ip)) throw invalidArgument(`port mapping host_ip ${JSON.stringify(pm.host_ip.slice(0, 64))} is not an IP address`);
       if (pm.host_port > 0) portMappings.push({ hostPort: pm.host_port, containerPort: pm.container_port, protocol: String(pm.protocol || 'TCP').toLowerCase(), ...(pm.host_ip ? { hostIP: pm.host_ip } : {}) });
     }
     checkPodResources(config.linux?.resources, config.linux?.overhead);

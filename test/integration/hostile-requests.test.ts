@@ -113,3 +113,21 @@ test('hugepage page sizes that climb out of the pod cgroup are refused and write
   // A well-formed size is still accepted.
   await d.call('UpdatePodSandboxResources', { pod_sandbox_id, resources: { hugepage_limits: [{ page_size: '2MB', limit: 2 << 20 }] } });
 });
+
+test('a port mapping whose host_ip is not an IP address is refused', { timeout: 60_000 }, async (t) => {
+  const d = await podDaemon(t);
+  for (const hostIp of ['localhost', '10.0.0.1; iptables -F', '../../etc', '1.2.3.4.5', '::g', 'x'.repeat(100_000)]) {
+    for (const network of ['NODE', 'POD']) {
+      const config = hostPod(`ports-${randomBytes(2).toString('hex')}`);
+      config.linux.security_context.namespace_options.network = network;
+      (config as any).port_mappings = [{ protocol: 'TCP', container_port: 80, host_port: 8080, host_ip: hostIp }];
+      const err = await d.call('RunPodSandbox', { config }).catch((e: any) => e);
+      assert.equal(err.code, status.INVALID_ARGUMENT, `${hostIp.slice(0, 20)} (${network}): ${err.details}`);
+      assert.match(err.details, /host_ip/);
+      assert.ok(err.details.length < 300, 'the message does not carry the whole input back');
+    }
+  }
+  const ok = hostPod('ports-ok');
+  (ok as any).port_mappings = [{ protocol: 'TCP', container_port: 80, host_port: 8080, host_ip: '127.0.0.1' }, { protocol: 'UDP', container_port: 53, host_port: 5353, host_ip: '::1' }];
+  await d.call('RunPodSandbox', { config: ok });
+});
