@@ -6,13 +6,13 @@ import { diskUsage } from '../snapshot/usage.ts';
 import type { ContainerStats } from '../generated/runtime/v1/ContainerStats.ts';
 import type { PodSandboxStats } from '../generated/runtime/v1/PodSandboxStats.ts';
 import type { NetworkUsage } from '../generated/runtime/v1/NetworkUsage.ts';
-import type { Metric } from '../generated/runtime/v1/Metric.ts';
 import type { MetricDescriptor } from '../generated/runtime/v1/MetricDescriptor.ts';
 import type { PodSandboxMetrics } from '../generated/runtime/v1/PodSandboxMetrics.ts';
 import type { SandboxRecord } from '../sandbox/record.ts';
 import { matchesLabels } from '../sandbox/filter.ts';
 import { cgroupFsPath, type CgroupDriver } from '../cgroups/cgroups.ts';
-import { readCgroupUsage, type CgroupUsage } from '../cgroups/stats.ts';
+import { readCgroupDetail, readCgroupUsage, type CgroupUsage } from '../cgroups/stats.ts';
+import { blockDeviceNames, containerMetrics, filesystemOf, metricDescriptors, parseNetDevCounters, podMetrics, processCounts, readMaxOpenFiles, type ContainerFacts } from './metrics.ts';
 import type { ContainerRecord } from './record.ts';
 
 export interface StatsSources {
@@ -108,43 +108,45 @@ export class StatsService {
   }
 
   descriptors(): MetricDescriptor[] {
-    return METRICS.map(({ name, help }) => ({ name, help, label_keys: [] }));
+    return metricDescriptors();
   }
 
-  /** The same numbers as the stats, as named metrics per pod and container. */
+  /** cAdvisor-named metrics per pod (network) and per running container (everything else). */
   async podMetrics(): Promise<PodSandboxMetrics[]> {
-    const pods = await this.podStats();
-    return pods.map((pod) => ({
-      pod_sandbox_id: pod.attributes!.id!,
-      metrics: [],
-      container_metrics: (pod.linux?.containers ?? []).map((c) => ({ container_id: c.attributes!.id!, metrics: toMetrics(c) })),
-    }));
+    const now = nowNanos();
+    const containers = this.sources.containers();
+    return Promise.all(
+      this.sources.sandboxes().map(async (pod) => {
+        const running = containers.filter((c) => c.sandboxId === pod.id && c.state === 'CONTAINER_RUNNING');
+        const container_metrics = await Promise.all(running.map(async (c) => ({ container_id: c.id, metrics: containerMetrics(c, pod, await this.containerFacts(c, now), now) })));
+        const pid = pod.infraPid || running.find((c) => c.pid)?.pid;
+        const netDev = pid && pod.namespaces.network ? await readFile(`/proc/${pid}/net/dev`, 'utf8').catch(() => '') : '';
+        const interfaces = parseNetDevCounters(netDev).filter((i) => i.name !== 'lo');
+        return { pod_sandbox_id: pod.id, metrics: podMetrics(pod, { interfaces }, now), container_metrics };
+      }),
+    );
   }
-}
 
-const METRICS: Array<{ name: string; help: string; type: 'COUNTER' | 'GAUGE'; value: (s: ContainerStats) => unknown }> = [
-  { name: 'container_cpu_usage_seconds_total', help: 'Cumulative CPU time consumed, in seconds (whole seconds).', type: 'COUNTER', value: (s) => secs(s.cpu?.usage_core_nano_seconds?.value) },
-  { name: 'container_memory_usage_bytes', help: 'Current memory usage, including caches.', type: 'GAUGE', value: (s) => s.memory?.usage_bytes?.value },
-  { name: 'container_memory_working_set_bytes', help: 'Memory usage minus inactive file pages.', type: 'GAUGE', value: (s) => s.memory?.working_set_bytes?.value },
-  { name: 'container_memory_rss', help: 'Anonymous memory (RSS).', type: 'GAUGE', value: (s) => s.memory?.rss_bytes?.value },
-  { name: 'container_memory_swap', help: 'Swap in use.', type: 'GAUGE', value: (s) => s.swap?.swap_usage_bytes?.value },
-  { name: 'container_fs_usage_bytes', help: 'Bytes used by the writable layer.', type: 'GAUGE', value: (s) => s.writable_layer?.used_bytes?.value },
-  { name: 'container_fs_inodes_total', help: 'Inodes used by the writable layer.', type: 'GAUGE', value: (s) => s.writable_layer?.inodes_used?.value },
-];
-
-function secs(nanos: unknown): number | undefined {
-  return typeof nanos === 'number' ? Math.floor(nanos / 1e9) : undefined;
-}
-
-function toMetrics(stats: ContainerStats): Metric[] {
-  const at = stats.cpu?.timestamp ?? nowNanos();
-  const metrics: Metric[] = [];
-  for (const m of METRICS) {
-    const value = m.value(stats);
-    if (typeof value !== 'number') continue;
-    metrics.push({ name: m.name, timestamp: at, metric_type: m.type, label_values: [], value: { value } });
+  private async containerFacts(r: ContainerRecord, now: number): Promise<ContainerFacts> {
+    const cgroup = r.cgroupsPath ? await readCgroupDetail(cgroupFsPath(r.cgroupsPath)).catch(() => undefined) : undefined;
+    const writable = this.sources.writableDir(r);
+    const [processes, maxOpenFiles, layer, fs, deviceNames] = await Promise.all([
+      cgroup ? processCounts(cgroup.procs) : undefined,
+      readMaxOpenFiles(r.pid),
+      writable ? diskUsage(writable) : undefined,
+      writable ? filesystemOf(writable) : undefined,
+      blockDeviceNames(cgroup?.io ?? []),
+    ]);
+    return {
+      cgroup,
+      processes,
+      maxOpenFiles,
+      fs: fs ? { ...fs, usageBytes: layer?.bytes ?? 0 } : undefined,
+      deviceNames,
+      startedAt: Math.floor((r.startedAt || r.createdAt) / 1e9),
+      now: Math.floor(now / 1e9),
+    };
   }
-  return metrics;
 }
 
 function matchesContainer(r: ContainerRecord, filter: StatsFilter): boolean {

@@ -185,6 +185,46 @@ test('a memory limit that is exceeded reads OOMKilled; limits land in the cgroup
   await d.call('RemoveContainer', { container_id: id });
 });
 
+test('metrics: cAdvisor-named samples of a running container and of the pod network, lined up with their descriptors', async () => {
+  const p = await pod('metrics');
+  const limit = 64 * 1024 * 1024;
+  const id = await run(p, 'worker', {
+    command: ['sh', '-c', 'sleep 300 & exec sleep 301'],
+    linux: { resources: { memory_limit_in_bytes: limit, memory_swap_limit_in_bytes: limit, cpu_shares: 512, cpu_quota: 20000, cpu_period: 100000 } },
+  });
+  await d.call('ExecSync', { container_id: id, cmd: ['sh', '-c', 'mkdir -p /var/lib/t && for i in 1 2 3; do echo hi > /var/lib/t/f$i; done; ping -c 1 -W 1 ' + network.gateway + ' || true'], timeout: 10 });
+  const keys = new Map<string, string[]>((await d.call('ListMetricDescriptors', {})).descriptors.map((m: any) => [m.name, m.label_keys]));
+  const all = (await d.call('ListPodSandboxMetrics', {})).pod_metrics.find((m: any) => m.pod_sandbox_id === p.id);
+  assert.ok(all, 'the pod is listed');
+  const ours = all.container_metrics.find((c: any) => c.container_id === id);
+  const metrics = [...all.metrics, ...ours.metrics];
+  for (const m of metrics) assert.equal(m.label_values.length, keys.get(m.name)?.length, `${m.name} has one value per label key`);
+  const value = (name: string, extra: string[] = []) => {
+    const m = metrics.find((x: any) => x.name === name && extra.every((e, i) => x.label_values[5 + i] === e));
+    assert.ok(m, `${name} ${extra.join(',')} is reported`);
+    return Number(m.value.value);
+  };
+  assert.deepEqual(ours.metrics[0].label_values.slice(0, 5), [id, image, 'e2e', 'metrics', 'worker']);
+  assert.equal(value('container_spec_memory_limit_bytes'), limit);
+  assert.equal(value('container_spec_cpu_quota'), 20000);
+  assert.equal(value('container_spec_cpu_period'), 100000);
+  assert.ok(value('container_spec_cpu_shares') > 0);
+  assert.equal(value('container_processes'), 2);
+  assert.ok(value('container_threads') >= 2);
+  assert.ok(value('container_file_descriptors') >= 3, 'stdio of each process');
+  assert.ok(value('container_memory_usage_bytes') > 0);
+  assert.ok(value('container_fs_usage_bytes') > 0, 'the files written are in the writable layer');
+  assert.ok(value('container_fs_limit_bytes') > value('container_fs_usage_bytes'));
+  const now = Date.now() / 1000;
+  assert.ok(Math.abs(value('container_start_time_seconds') - now) < 600);
+  assert.ok(value('container_network_transmit_packets_total', ['eth0']) >= 1, 'the pod network is reported per interface');
+  assert.equal(metrics.some((m: any) => m.label_values.includes('lo')), false, 'loopback is left out');
+  await d.call('StopContainer', { container_id: id, timeout: 1 });
+  const after = (await d.call('ListPodSandboxMetrics', {})).pod_metrics.find((m: any) => m.pod_sandbox_id === p.id);
+  assert.equal(after.container_metrics.some((c: any) => c.container_id === id), false, 'a stopped container has no samples');
+  await d.call('RemoveContainer', { container_id: id });
+});
+
 test('unknown images and pods, and bad requests, get clear errors', async () => {
   const p = await pod('errors');
   await assert.rejects(d.call('CreateContainer', { pod_sandbox_id: p.id, config: { metadata: { name: 'x' }, image: { image: 'never/pulled:1' } }, sandbox_config: p.config }), (e: any) => e.code === status.NOT_FOUND);
