@@ -626,7 +626,7 @@ export function criLogPath(logDirectory: string, logPath: string): string {
 function userOf(spec: Record<string, any>): ContainerUser | null {
   const u = spec.process?.user;
   if (!u) return null;
-  return { linux: { uid: u.uid ?? 0, gid: u.gid ?? 0, supplemental_groups: u.additionalGids ?? [] } };
+  return { linux: { uid: u.uid ?? 0, gid: u.gid ?? 0, supplemental_groups: u.additionalGids ?? [u.gid ?? 0] } };
 }
 
 function stateWord(state: string): string {

@@ -160,7 +160,7 @@ export function buildSpec(input: SpecInput): Record<string, any> {
     ociVersion: '1.0.2',
     process: {
       terminal: Boolean(config.tty),
-      user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids.length ? user.additionalGids : undefined },
+      user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
       args: processArgs(config.command ?? [], config.args ?? [], input.image.config),
       env: processEnv(input.image.config.Env, config.envs),
       cwd: config.working_dir || input.image.config.WorkingDir || '/',
@@ -210,5 +210,5 @@ export function buildSpec(input: SpecInput): Record<string, any> {
 /** The effective user for ContainerStatus.user. */
 export function specUser(spec: Record<string, any>): { uid: number; gid: number; supplemental_groups: number[] } {
   const u = spec.process?.user ?? {};
-  return { uid: u.uid ?? 0, gid: u.gid ?? 0, supplemental_groups: [u.gid ?? 0, ...(u.additionalGids ?? [])] };
+  return { uid: u.uid ?? 0, gid: u.gid ?? 0, supplemental_groups: u.additionalGids ?? [u.gid ?? 0] };
 }

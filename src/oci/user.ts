@@ -1,7 +1,8 @@
 // Resolving the container's user: run_as_user/run_as_group/run_as_username
 // or the image's User ("name", "uid", "uid:gid", "name:group"), through the
 // container's own /etc/passwd and /etc/group; supplemental groups from the
-// image's /etc/group unless the Strict policy says not to.
+// image's /etc/group unless the Strict policy says not to. The primary group
+// is always the first supplementary group.
 import { SpecError } from './errors.ts';
 
 export interface ResolvedUser {
@@ -94,5 +95,7 @@ export function resolveUser(req: UserRequest, etc: { passwd?: string; group?: st
   const extra = new Set<number>();
   if (!req.strict && name) for (const g of groups) if (g.members.includes(name) && g.gid !== primary) extra.add(g.gid);
   for (const g of req.supplementalGroups ?? []) if (g !== primary) extra.add(g);
-  return { uid, gid: primary, additionalGids: [...extra].sort((a, b) => a - b), username: name };
+  // The primary group leads the supplementary groups, as containerd and CRI-O set them:
+  // the kernel's group list is all a process checks file access against after setgroups.
+  return { uid, gid: primary, additionalGids: [primary, ...[...extra].sort((a, b) => a - b)], username: name };
 }

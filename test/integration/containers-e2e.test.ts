@@ -96,6 +96,20 @@ test('a container runs with the image and request settings, logs, and exits with
   await d.call('RemoveContainer', { container_id: id });
 });
 
+test('the primary group is a supplementary group of the process and of ContainerStatus.user', async () => {
+  const p = await pod('groups');
+  const id = await run(p, 'ids', {
+    command: ['sh', '-c', 'grep ^Groups: /proc/self/status; sleep 30'],
+    linux: { security_context: { run_as_user: { value: 4321 }, run_as_group: { value: 3000 }, supplemental_groups: [4000, 2000] } },
+  });
+  const out = await d.call('ExecSync', { container_id: id, cmd: ['sh', '-c', 'grep ^Groups: /proc/self/status'], timeout: 10 });
+  assert.match(Buffer.from(out.stdout).toString(), /^Groups:\s+2000 3000 4000\s*$/m);
+  const { status: s } = await d.call('ContainerStatus', { container_id: id });
+  assert.deepEqual(s.user.linux, { uid: 4321, gid: 3000, supplemental_groups: [3000, 2000, 4000] });
+  await d.call('StopContainer', { container_id: id, timeout: 0 });
+  await d.call('RemoveContainer', { container_id: id });
+});
+
 test('read-only rootfs, dropped NET_RAW and the default seccomp profile are enforced', async () => {
   const p = await pod('secure');
   const id = await run(p, 'locked', {

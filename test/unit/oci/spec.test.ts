@@ -50,12 +50,12 @@ test('request env overrides the image env, and PATH is always present', () => {
 });
 
 test('users resolve through the container /etc/passwd and /etc/group', () => {
-  assert.deepEqual(resolveUser({ imageUser: 'user' }, { passwd, group }), { uid: 1000, gid: 1000, additionalGids: [29, 100], username: 'user' });
-  assert.deepEqual(resolveUser({ imageUser: 'user' }, { passwd, group }).additionalGids, [29, 100]);
-  assert.deepEqual(resolveUser({ imageUser: 'user', strict: true, supplementalGroups: [5] }, { passwd, group }).additionalGids, [5]);
+  assert.deepEqual(resolveUser({ imageUser: 'user' }, { passwd, group }), { uid: 1000, gid: 1000, additionalGids: [1000, 29, 100], username: 'user' });
+  assert.deepEqual(resolveUser({ imageUser: 'user' }, { passwd, group }).additionalGids, [1000, 29, 100]);
+  assert.deepEqual(resolveUser({ imageUser: 'user', strict: true, supplementalGroups: [5] }, { passwd, group }).additionalGids, [1000, 5]);
   assert.equal(resolveUser({ imageUser: '33:www' }, { passwd, group }).gid, 33);
   assert.equal(resolveUser({ imageUser: 'web:users' }, { passwd, group }).gid, 100);
-  assert.deepEqual(resolveUser({ runAsUser: 4242 }, { passwd, group }), { uid: 4242, gid: 0, additionalGids: [], username: '' });
+  assert.deepEqual(resolveUser({ runAsUser: 4242 }, { passwd, group }), { uid: 4242, gid: 0, additionalGids: [0], username: '' });
   assert.equal(resolveUser({ runAsUser: 1000, runAsGroup: 7 }, { passwd, group }).gid, 7);
   assert.equal(resolveUser({ runAsUsername: 'web' }, { passwd, group }).uid, 33);
   assert.throws(() => resolveUser({ runAsUsername: 'ghost' }, { passwd, group }), /ghost/);
