@@ -104,10 +104,16 @@ export function namespaces(
 ): Array<{ type: string; path?: string }> {
   const ns: Array<{ type: string; path?: string }> = [{ type: 'mount' }];
   const join = (type: string, path: string | undefined) => (path ? ns.push({ type, path }) : undefined);
-  if (options?.network !== 'NODE') join('network', sandbox.namespaces.network);
-  if (options?.ipc !== 'NODE') join('ipc', sandbox.namespaces.ipc);
+  // Network, IPC and UTS are the pod's whatever the container asks, as with
+  // containerd: a container of a pod with its own network never lands in the
+  // node's, and one of a host-network pod shares the node's.
+  join('network', sandbox.namespaces.network);
+  join('ipc', sandbox.namespaces.ipc);
   join('uts', sandbox.namespaces.uts);
-  switch (options?.pid) {
+  // The node's pid namespace only in a pod that has it; elsewhere NODE follows the pod.
+  const podPid = sandbox.config.linux?.security_context?.namespace_options?.pid;
+  const pid = options?.pid === 'NODE' && podPid !== 'NODE' ? (sandbox.namespaces.pid ? 'POD' : 'CONTAINER') : options?.pid;
+  switch (pid) {
     case 'NODE':
       break;
     case 'TARGET':

@@ -9,6 +9,7 @@ import { readFile, rm, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { readlinkSync, statSync } from 'node:fs';
 import { status } from '@grpc/grpc-js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
@@ -269,6 +270,23 @@ test('a Localhost seccomp profile that is not a profile is refused without quoti
     assert.match(err.details, /seccomp profile/);
     assert.doesNotMatch(err.details, /SECRET|root:/, `${ref}: ${err.details}`);
   }
+});
+
+test('a container asking for the node network, IPC or pid in a pod that has its own stays in the pod', async () => {
+  const p = await pod('ns-follow');
+  const id = await run(p, 'wants-host', {
+    command: ['/bin/sleep', '30'],
+    linux: { security_context: { namespace_options: { network: 'NODE', ipc: 'NODE', pid: 'NODE' } } },
+  });
+  const out = await d.call('ExecSync', { container_id: id, cmd: ['/bin/sh', '-c', 'for n in net ipc pid; do readlink /proc/self/ns/$n; done'], timeout: 10 });
+  const [net, ipc, pid] = Buffer.from(out.stdout).toString().trim().split('\n');
+  assert.notEqual(net, readlinkSync('/proc/self/ns/net'), 'not in the node network');
+  assert.notEqual(ipc, readlinkSync('/proc/self/ns/ipc'), 'not in the node IPC namespace');
+  assert.notEqual(pid, readlinkSync('/proc/self/ns/pid'), 'not in the node pid namespace');
+  const { info } = await d.call('PodSandboxStatus', { pod_sandbox_id: p.id, verbose: true });
+  assert.equal(net, `net:[${statSync(JSON.parse(info.info).namespaces.network).ino}]`, 'in the pod network');
+  await d.call('StopContainer', { container_id: id, timeout: 0 });
+  await d.call('RemoveContainer', { container_id: id });
 });
 
 test('a container in TARGET pid mode sees the processes of its target, as kubectl debug --target needs', async () => {

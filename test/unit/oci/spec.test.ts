@@ -105,8 +105,16 @@ test('a default container joins the pod namespaces and gets containerd defaults'
 test('pid namespace modes and host namespaces', () => {
   const sb = sandbox({ namespaces: { pid: '/proc/9/ns/pid' } });
   assert.deepEqual(namespaces(sb, { pid: 'POD' }, 'v1').find((n) => n.type === 'pid'), { type: 'pid', path: '/proc/9/ns/pid' });
-  assert.equal(namespaces(sb, { pid: 'NODE' }, 'v1').find((n) => n.type === 'pid'), undefined);
-  assert.ok(namespaces(sandbox(), { network: 'NODE', ipc: 'NODE' }, 'v2').every((n) => n.type !== 'network' && n.type !== 'ipc'));
+  const hostPidPod = sandbox({ namespaces: {}, config: { metadata: {}, linux: { security_context: { namespace_options: { pid: 'NODE' } } } } });
+  assert.equal(namespaces(hostPidPod, { pid: 'NODE' }, 'v1').find((n) => n.type === 'pid'), undefined);
+  // A container cannot ask for more of the node than its pod has: it follows the pod.
+  assert.deepEqual(namespaces(sb, { pid: 'NODE' }, 'v1').find((n) => n.type === 'pid'), { type: 'pid', path: '/proc/9/ns/pid' });
+  assert.deepEqual(namespaces(sandbox(), { pid: 'NODE' }, 'v1').find((n) => n.type === 'pid'), { type: 'pid' });
+  const own = namespaces(sandbox(), { network: 'NODE', ipc: 'NODE' }, 'v2');
+  assert.deepEqual(own.find((n) => n.type === 'network'), { type: 'network', path: '/run/ns/net' });
+  assert.deepEqual(own.find((n) => n.type === 'ipc'), { type: 'ipc', path: '/run/ns/ipc' });
+  const hostPod = sandbox({ namespaces: {} });
+  assert.ok(namespaces(hostPod, { network: 'POD', ipc: 'POD' }, 'v2').every((n) => n.type !== 'network' && n.type !== 'ipc'));
   assert.ok(namespaces(sandbox(), {}, 'v2').some((n) => n.type === 'cgroup'));
   assert.throws(() => namespaces(sandbox(), { pid: 'TARGET' }, 'v1'), SpecError);
   assert.deepEqual(namespaces(sb, { pid: 'TARGET' }, 'v1', '/proc/42/ns/pid').find((n) => n.type === 'pid'), { type: 'pid', path: '/proc/42/ns/pid' });
