@@ -3,7 +3,7 @@
 // bundle). conmon prefixes each output packet with one byte naming the
 // stream (2 stdout, 3 stderr); input packets are raw stdin bytes. Terminal
 // resizes go through the `ctl` fifo. Detaching leaves the container running.
-import type { StreamBackend, StreamIO } from '../stream/backend.ts';
+import type { ContainerStreams, StreamIO } from './stream-io.ts';
 import { failedPrecondition } from '../errors.ts';
 import { CTL_RESIZE, ctlMessage } from './conmon.ts';
 import { SeqpacketSocket } from './seqpacket.ts';
@@ -50,7 +50,7 @@ export function pipeAttachSocket(socket: SeqpacketSocket, io: StreamIO, signal: 
   });
 }
 
-export function attachBackend(containers: ContainerService): Pick<StreamBackend, 'attach'> {
+export function attachBackend(containers: ContainerService): Pick<ContainerStreams, 'attach'> {
   return {
     async attach(containerId: string, io: StreamIO, signal: AbortSignal): Promise<void> {
       const r = containers.get(containerId);

@@ -19,7 +19,7 @@ import { excludedPaths, writeRootfsDiff } from '../checkpoint/rootfs-diff.ts';
 import type { OciRuntime } from './runtime.ts';
 import { bundleFiles } from './conmon.ts';
 import type { ContainerRecord } from './record.ts';
-import type { ResolvedImage } from './service.ts';
+import type { ResolvedImage } from '../oci/request.ts';
 
 /** Whether the criu binary runc calls is on PATH. */
 export async function criuInstalled(path = process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'): Promise<boolean> {

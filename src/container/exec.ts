@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { StreamBackend, StreamIO } from '../stream/backend.ts';
+import type { ContainerStreams, StreamIO } from './stream-io.ts';
 import { writeFileAtomic } from '../store/store.ts';
 import { internal, invalidArgument } from '../errors.ts';
 import { conmonExecArgs, firstSyncMessage, spawnConmon } from './conmon.ts';
@@ -92,7 +92,7 @@ export async function execStreaming(containers: ContainerService, conmonPath: st
 }
 
 /** The exec and attach half of the streaming server's backend. */
-export function containerStreams(containers: ContainerService, conmonPath: string): Pick<StreamBackend, 'exec' | 'attach'> {
+export function containerStreams(containers: ContainerService, conmonPath: string): ContainerStreams {
   return {
     exec: (containerId, cmd, io, signal) => execStreaming(containers, conmonPath, containerId, cmd, io, signal),
     ...attachBackend(containers),

@@ -14,6 +14,7 @@ import type { Logger } from '../log.ts';
 import type { Config } from '../config/config.ts';
 import { RecordStore, writeFileAtomic } from '../store/store.ts';
 import { KeyedLock } from '../store/lock.ts';
+import type { ResolvedImage, SpecRequest } from '../oci/request.ts';
 import { alreadyExists, DomainError, failedPrecondition, internal, invalidArgument, notFound } from '../errors.ts';
 import type { SandboxRecord } from '../sandbox/record.ts';
 import type { ContainerConfig__Output } from '../generated/runtime/v1/ContainerConfig.ts';
@@ -31,26 +32,7 @@ import { execSync, type ExecSyncResult } from './execsync.ts';
 import { checkpointToArchive, criuInstalled, isArchivePath, planRestore, restoreDir, restoreLogTail, unpackForRestore, validateLocation } from './checkpoint.ts';
 
 /** What CreateContainer needs to know about an image. */
-export interface ResolvedImage {
-  id: string;
-  repo_tags: string[];
-  repo_digests: string[];
-  /** The OCI image config ({ config: { Env, Cmd, StopSignal... } }). */
-  config: any;
-  chainIds: string[];
-}
-
-export interface SpecRequest {
-  id: string;
-  config: ContainerConfig__Output;
-  sandbox: SandboxRecord;
-  image: ResolvedImage;
-  /** The rootfs directory (already mounted). */
-  rootfs: string;
-  cgroupsPath: string;
-  /** For the TARGET pid mode: the target container's pid namespace file. */
-  targetPidNamespace?: string;
-}
+export type { ResolvedImage, SpecRequest } from '../oci/request.ts';
 
 export interface ContainerDeps {
   config: Config;

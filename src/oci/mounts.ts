@@ -3,7 +3,7 @@
 // mounts with their read-only, recursive read-only and propagation options.
 import { isAbsolute, normalize, join } from 'node:path';
 import type { Mount__Output } from '../generated/runtime/v1/Mount.ts';
-import type { SandboxRecord } from '../sandbox/record.ts';
+import type { SpecSandbox } from './request.ts';
 import { SpecError } from './errors.ts';
 
 export interface OciMount {
@@ -13,7 +13,7 @@ export interface OciMount {
   options?: string[];
 }
 
-export function defaultMounts(privileged: boolean, sandbox: SandboxRecord): OciMount[] {
+export function defaultMounts(privileged: boolean, sandbox: SpecSandbox): OciMount[] {
   const ro = privileged ? [] : ['ro'];
   const mounts: OciMount[] = [
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },

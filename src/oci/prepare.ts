@@ -3,7 +3,7 @@
 // a Localhost seccomp profile, and image volumes mounted read-only.
 import { open, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { SpecRequest } from '../container/service.ts';
+import type { SpecRequest } from './request.ts';
 import type { SnapshotStore } from '../snapshot/snapshots.ts';
 import { mountReadonlyImage, unmount } from '../snapshot/rootfs.ts';
 import { buildSpec, SpecError, type HostFacts } from './spec.ts';

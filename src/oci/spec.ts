@@ -1,8 +1,8 @@
 // The OCI runtime spec (config.json) of a container, built from the CRI
 // request, the pod sandbox and the image config by small pure functions.
 import type { ContainerConfig__Output } from '../generated/runtime/v1/ContainerConfig.ts';
-import type { SandboxRecord } from '../sandbox/record.ts';
-import { clampOom } from '../sandbox/oom.ts';
+import type { SpecSandbox } from './request.ts';
+import { clampOom } from './oom.ts';
 import { SpecError } from './errors.ts';
 import { resolveUser, type ResolvedUser } from './user.ts';
 import { capabilities, seccompChoice, apparmorProfile, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from './security.ts';
@@ -51,7 +51,7 @@ export interface HostFacts {
 export interface SpecInput {
   containerId: string;
   config: ContainerConfig__Output;
-  sandbox: SandboxRecord;
+  sandbox: SpecSandbox;
   image: { config: ImageConfig; name: string };
   rootfs: string;
   cgroupsPath: string;
@@ -97,7 +97,7 @@ export function processEnv(imageEnv: string[] | null = [], envs: Array<{ key: st
  * kubelet uses for ephemeral debug containers); the caller resolves it.
  */
 export function namespaces(
-  sandbox: SandboxRecord,
+  sandbox: SpecSandbox,
   options: { network?: string; pid?: string; ipc?: string } | null | undefined,
   cgroupVersion: 'v1' | 'v2',
   targetPidNamespace?: string,

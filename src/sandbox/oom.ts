@@ -2,6 +2,7 @@
 // its parent's score, so requested values are raised to the daemon's own
 // rather than failing every pod and container.
 import { readFileSync } from 'node:fs';
+import { clampOom } from '../oci/oom.ts';
 
 let own: number | undefined;
 let capable: boolean | undefined;
@@ -25,12 +26,6 @@ let restrictSetting = true;
 /** Set from the [pod] restrict_oom_score_adj config key. */
 export function setRestrictOomScoreAdj(value: boolean): void {
   restrictSetting = value;
-}
-
-/** The pure rule: within [-1000, 1000] and, when restricted, not below the floor. */
-export function clampOom(value: number, floor: number, restrict: boolean): number {
-  const bounded = Math.max(-1000, Math.min(1000, Math.trunc(value)));
-  return restrict ? Math.max(bounded, floor) : bounded;
 }
 
 /** An oom_score_adj the daemon can actually give a process it starts. */

@@ -2,7 +2,7 @@
 import type { AttachRequest__Output } from '../../generated/runtime/v1/AttachRequest.ts';
 import type { AttachResponse } from '../../generated/runtime/v1/AttachResponse.ts';
 import { unary } from '../handler.ts';
-import { requireRunning, validateStreams } from '../../stream/validate.ts';
+import { requireRunning, validateStreams } from '../stream-checks.ts';
 
 export default unary<AttachRequest__Output, AttachResponse>(async (ctx, req) => {
   validateStreams(req);

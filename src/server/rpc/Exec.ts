@@ -3,7 +3,7 @@ import type { ExecRequest__Output } from '../../generated/runtime/v1/ExecRequest
 import type { ExecResponse } from '../../generated/runtime/v1/ExecResponse.ts';
 import { unary } from '../handler.ts';
 import { invalidArgument } from '../../errors.ts';
-import { requireRunning, validateStreams } from '../../stream/validate.ts';
+import { requireRunning, validateStreams } from '../stream-checks.ts';
 
 export default unary<ExecRequest__Output, ExecResponse>(async (ctx, req) => {
   if (!req.cmd.length) throw invalidArgument('cmd is required');

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { buildHosts, buildResolvConf, checkHostname } from '../../../src/sandbox/files.ts';
 import { checkSysctls, sysctlNamespace, sysctlPath } from '../../../src/sandbox/sysctl.ts';
 import { filterItems, matchesLabels } from '../../../src/sandbox/filter.ts';
-import { clampOom, clampOomScoreAdj } from '../../../src/sandbox/oom.ts';
+import { clampOomScoreAdj } from '../../../src/sandbox/oom.ts';
+import { clampOom } from '../../../src/oci/oom.ts';
 import { readFileSync } from 'node:fs';
 
 test('resolv.conf from dns_config: search, nameservers, options; nothing asked means the host file', () => {

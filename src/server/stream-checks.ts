@@ -1,5 +1,5 @@
 // Checks shared by the Exec and Attach RPCs before a streaming URL is handed out.
-import type { Context } from '../server/context.ts';
+import type { Context } from './context.ts';
 import type { ContainerRecord } from '../container/record.ts';
 import { failedPrecondition, invalidArgument, notFound } from '../errors.ts';
 

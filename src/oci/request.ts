@@ -1,0 +1,34 @@
+// What an OCI spec is built from: the container request, the pod it joins and the
+// image it runs. The container service fills these in; the oci folder only reads them.
+import type { ContainerConfig__Output } from '../generated/runtime/v1/ContainerConfig.ts';
+import type { PodSandboxConfig__Output } from '../generated/runtime/v1/PodSandboxConfig.ts';
+
+/** The parts of a pod sandbox a container's spec depends on. */
+export interface SpecSandbox {
+  id: string;
+  config: PodSandboxConfig__Output;
+  /** Pinned namespace files; absent means the host's namespace is used. */
+  namespaces: { network?: string; ipc?: string; uts?: string; pid?: string };
+  files: { hostname: string; hosts: string; resolvConf: string; shm?: string };
+}
+
+export interface ResolvedImage {
+  id: string;
+  repo_tags: string[];
+  repo_digests: string[];
+  /** The OCI image config ({ config: { Env, Cmd, StopSignal... } }). */
+  config: any;
+  chainIds: string[];
+}
+
+export interface SpecRequest {
+  id: string;
+  config: ContainerConfig__Output;
+  sandbox: SpecSandbox;
+  image: ResolvedImage;
+  /** The rootfs directory (already mounted). */
+  rootfs: string;
+  cgroupsPath: string;
+  /** For the TARGET pid mode: the target container's pid namespace file. */
+  targetPidNamespace?: string;
+}
