@@ -69,15 +69,46 @@ export function validConfigDump(raw: unknown): ConfigDump {
   if (!c.containerConfig || typeof c.containerConfig !== 'object') {
     throw new RestoreError('config.dump of the checkpoint archive has no containerConfig (was it written by tscri?)');
   }
+  for (const key of ['id', 'name', 'rootfsImage', 'rootfsImageRef', 'rootfsImageName', 'checkpointedTime'] as const) {
+    if (c[key] !== undefined && typeof c[key] !== 'string') throw new RestoreError(`config.dump of the checkpoint archive: ${key} is not a string`);
+  }
+  const problem = containerConfigProblem(c.containerConfig);
+  if (problem) throw new RestoreError(`config.dump of the checkpoint archive: containerConfig.${problem}`);
   return c as ConfigDump;
+}
+
+const isStrings = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === 'string');
+
+/** What in an archived ContainerConfig a restore cannot use, or undefined. */
+function containerConfigProblem(c: Record<string, any>): string | undefined {
+  for (const key of ['command', 'args'] as const) if (c[key] !== undefined && c[key] !== null && !isStrings(c[key])) return `${key} is not a list of strings`;
+  if (c.working_dir !== undefined && c.working_dir !== null && typeof c.working_dir !== 'string') return 'working_dir is not a string';
+  if (c.envs !== undefined && c.envs !== null && (!Array.isArray(c.envs) || !c.envs.every((e) => e && typeof e === 'object' && typeof e.key === 'string' && (typeof e.value === 'string' || e.value === undefined)))) {
+    return 'envs is not a list of key/value strings';
+  }
+  if (c.mounts !== undefined && c.mounts !== null && (!Array.isArray(c.mounts) || !c.mounts.every((m) => m && typeof m === 'object' && typeof m.container_path === 'string'))) {
+    return 'mounts is not a list of mounts with a container_path';
+  }
+  for (const key of ['tty', 'stdin', 'stdin_once'] as const) if (c[key] !== undefined && c[key] !== null && typeof c[key] !== 'boolean') return `${key} is not a boolean`;
+  if (c.stop_signal !== undefined && c.stop_signal !== null && typeof c.stop_signal !== 'string' && typeof c.stop_signal !== 'number') return 'stop_signal is not a signal';
+  const r = c.linux?.resources;
+  if (r === undefined || r === null) return undefined;
+  if (typeof r !== 'object') return 'linux.resources is not an object';
+  for (const key of ['cpu_period', 'cpu_quota', 'cpu_shares', 'memory_limit_in_bytes', 'oom_score_adj', 'memory_swap_limit_in_bytes']) {
+    if (r[key] !== undefined && r[key] !== null && !Number.isSafeInteger(Number(r[key]))) return `linux.resources.${key} is not a number`;
+  }
+  for (const key of ['cpuset_cpus', 'cpuset_mems']) if (r[key] !== undefined && r[key] !== null && typeof r[key] !== 'string') return `linux.resources.${key} is not a string`;
+  if (r.hugepage_limits !== undefined && r.hugepage_limits !== null && (!Array.isArray(r.hugepage_limits) || !r.hugepage_limits.every((h: any) => h && typeof h.page_size === 'string'))) {
+    return 'linux.resources.hugepage_limits is not a list of limits';
+  }
+  if (r.unified !== undefined && r.unified !== null && (typeof r.unified !== 'object' || !Object.values(r.unified).every((v) => typeof v === 'string'))) return 'linux.resources.unified is not a map of strings';
+  return undefined;
 }
 
 /** The image names to try for a restore, most specific first. */
 export function imageCandidates(dump: ConfigDump): string[] {
   return [...new Set([dump.rootfsImageName, dump.rootfsImage, dump.rootfsImageRef].filter((s): s is string => Boolean(s)))];
 }
-
-const HASH_ANNOTATION = 'io.kubernetes.container.hash';
 
 /**
  * Each mount the checkpointed container had must be asked for again, at the
@@ -96,27 +127,36 @@ function restoreMounts(archived: Mount__Output[], requested: Mount__Output[]): M
 }
 
 /**
- * The configuration of a restored container: the archived one (command,
- * environment, working dir, tty, devices) with the request's metadata,
- * labels, log path and mounts; the request's resources and security context
- * when it sets them; the archived annotations with the request's container
- * hash, so kubelet does not think the container changed.
+ * The configuration of a restored container. From the archive: what the
+ * processes were started with (command, args, environment, working dir,
+ * tty and stdin, stop signal) and resources when the request sets none.
+ * From the request only: metadata, labels, annotations, log path, mounts,
+ * devices and CDI devices, and the whole security context (privilege,
+ * capabilities, seccomp, AppArmor, user, namespaces): an archive is a file
+ * anyone may have written, and must not grant what the request did not ask for.
  */
 export function restoredConfig(archived: ContainerConfig__Output, request: ContainerConfig__Output, image: string): ContainerConfig__Output {
-  const annotations = { ...(archived.annotations ?? {}) };
-  const hash = request.annotations?.[HASH_ANNOTATION];
-  if (hash !== undefined) annotations[HASH_ANNOTATION] = hash;
-  const linux = archived.linux ? { ...archived.linux } : null;
-  if (linux && request.linux?.resources) linux.resources = request.linux.resources;
-  if (linux && request.linux?.security_context) linux.security_context = request.linux.security_context;
   return {
-    ...archived,
     metadata: request.metadata,
-    image: { ...(archived.image ?? request.image!), image },
+    image: { ...(request.image ?? archived.image!), image },
+    command: archived.command ?? [],
+    args: archived.args ?? [],
+    working_dir: archived.working_dir ?? '',
+    envs: archived.envs ?? [],
+    tty: Boolean(archived.tty),
+    stdin: Boolean(archived.stdin),
+    stdin_once: Boolean(archived.stdin_once),
+    stop_signal: archived.stop_signal,
     labels: request.labels ?? {},
-    annotations,
+    annotations: request.annotations ?? {},
     log_path: request.log_path,
     mounts: restoreMounts(archived.mounts ?? [], request.mounts ?? []),
-    linux: linux ?? request.linux,
+    devices: request.devices ?? [],
+    CDI_devices: request.CDI_devices ?? [],
+    linux: {
+      resources: request.linux?.resources ?? archived.linux?.resources ?? null,
+      security_context: request.linux?.security_context ?? null,
+    },
+    windows: null,
   };
 }

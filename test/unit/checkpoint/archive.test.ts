@@ -13,7 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import { extract, pack } from 'tar-stream';
 import { ArchiveError, extractForRestore, readArchiveMetadata, writeArchive } from '../../../src/checkpoint/archive.ts';
 import { applyRootfsDiff, excludedPaths, writeRootfsDiff } from '../../../src/checkpoint/rootfs-diff.ts';
-import { RestoreError, restoredConfig } from '../../../src/checkpoint/metadata.ts';
+import { RestoreError, restoredConfig, validConfigDump } from '../../../src/checkpoint/metadata.ts';
 import { lgetxattr, lsetxattr, mknod, S_IFCHR } from '../../../src/snapshot/syscalls.ts';
 import { LayerError } from '../../../src/snapshot/layer.ts';
 import { containerConfig } from '../container/service-fixture.ts';
@@ -156,6 +156,59 @@ test('archives without metadata, or with entries that leave the restore director
   assert.equal(existsSync(marker), false);
 });
 
+test('a restore takes devices, security context and namespaces from the request only, never from the archive', () => {
+  const hostile = containerConfig('counter', ['sh'], {
+    devices: [{ host_path: '/dev/sda', container_path: '/dev/sda', permissions: 'rwm' }],
+    CDI_devices: [{ name: 'vendor.com/gpu=all' }],
+    annotations: { 'run.oci.keep_original_groups': '1' },
+    linux: {
+      resources: { memory_limit_in_bytes: 64 << 20 },
+      security_context: {
+        privileged: true,
+        capabilities: { add_capabilities: ['ALL'], drop_capabilities: [], add_ambient_capabilities: [] },
+        namespace_options: { network: 'NODE', pid: 'NODE', ipc: 'NODE', target_id: '', userns_options: null },
+        seccomp: { profile_type: 'Unconfined', localhost_ref: '' },
+        run_as_user: { value: 0 },
+      },
+    },
+  });
+  const plain = containerConfig('restored', [], { image: { image: '/ckpt.tar', annotations: {}, user_specified_image: '', runtime_handler: '' } });
+  const merged = restoredConfig(hostile, plain, 'busybox');
+  assert.deepEqual(merged.devices, []);
+  assert.deepEqual(merged.CDI_devices, []);
+  assert.equal(merged.annotations?.['run.oci.keep_original_groups'], undefined);
+  assert.equal(merged.linux?.security_context ?? null, plain.linux?.security_context ?? null, 'no security context of the archive');
+  assert.deepEqual(merged.command, ['sh'], 'the process settings are the archive\'s');
+  assert.equal(merged.linux?.resources?.memory_limit_in_bytes, 64 << 20, 'resources fall back to the archive\'s');
+
+  const sc = { privileged: false, capabilities: { add_capabilities: [], drop_capabilities: ['NET_RAW'], add_ambient_capabilities: [] }, seccomp: { profile_type: 'RuntimeDefault', localhost_ref: '' } };
+  const asked = containerConfig('restored', [], {
+    devices: [{ host_path: '/dev/null', container_path: '/dev/mynull', permissions: 'r' }],
+    linux: { resources: { memory_limit_in_bytes: 32 << 20 }, security_context: sc },
+  });
+  const merged2 = restoredConfig(hostile, asked, 'busybox');
+  assert.deepEqual(merged2.devices, asked.devices);
+  assert.deepEqual(merged2.linux?.security_context, sc);
+  assert.equal(merged2.linux?.resources?.memory_limit_in_bytes, 32 << 20);
+});
+
+test('a config.dump with wrongly typed fields is refused with the field named', () => {
+  const base = { rootfsImageName: 'busybox', containerConfig: { metadata: { name: 'c' } } };
+  assert.doesNotThrow(() => validConfigDump(base));
+  for (const [containerConfig, field] of [
+    [{ command: 'sh -c x' }, /command/],
+    [{ args: [1] }, /args/],
+    [{ envs: { A: '1' } }, /envs/],
+    [{ mounts: [{ host_path: '/' }] }, /mounts/],
+    [{ tty: 'yes' }, /tty/],
+    [{ linux: { resources: { memory_limit_in_bytes: 'lots' } } }, /memory_limit_in_bytes/],
+    [{ linux: { resources: { unified: { 'memory.max': 1 } } } }, /unified/],
+  ] as const) {
+    assert.throws(() => validConfigDump({ ...base, containerConfig }), (e) => e instanceof RestoreError && field.test(e.message), JSON.stringify(containerConfig));
+  }
+  assert.throws(() => validConfigDump({ ...base, rootfsImageName: 42 }), RestoreError);
+});
+
 test('a restore keeps the archived process settings and takes metadata, labels, mounts and log path from the request', () => {
   const archived = containerConfig('counter', ['sh', '-c', 'count'], {
     envs: [{ key: 'A', value: '1' }],
@@ -176,9 +229,45 @@ test('a restore keeps the archived process settings and takes metadata, labels, 
   assert.equal(merged.metadata?.name, 'restored');
   assert.equal(merged.image?.image, 'registry/busybox:v1');
   assert.deepEqual(merged.labels, { fresh: 'label' });
-  assert.deepEqual(merged.annotations, { 'io.kubernetes.container.hash': 'new', keep: 'yes' });
+  assert.deepEqual(merged.annotations, { 'io.kubernetes.container.hash': 'new' }, 'annotations are the request\'s');
   assert.equal(merged.log_path, 'restored.log');
   assert.equal(merged.mounts[0]!.host_path, '/new/data');
   assert.equal(merged.mounts[0]!.readonly, true);
   assert.throws(() => restoredConfig(archived, { ...request, mounts: [] }, 'x'), (e) => e instanceof RestoreError && /\/data/.test(e.message));
+});
+
+test('an archive whose config.dump asks for a host device, ALL capabilities and host namespaces restores with the request\'s settings', async (t) => {
+  const { planRestore } = await import('../../../src/container/checkpoint.ts');
+  const dir = await tempDir(t);
+  const archive = join(dir, 'crafted.tar');
+  const containerConfigDump = containerConfig('evil', ['/bin/sh', '-c', 'cat /dev/sda'], {
+    devices: [{ host_path: '/dev/sda', container_path: '/dev/xvda', permissions: 'rwm' }],
+    linux: {
+      resources: null,
+      security_context: {
+        privileged: true,
+        capabilities: { add_capabilities: ['ALL'], drop_capabilities: [], add_ambient_capabilities: ['SYS_ADMIN'] },
+        namespace_options: { network: 'NODE', pid: 'NODE', ipc: 'NODE', target_id: '', userns_options: null },
+        seccomp: { profile_type: 'Unconfined', localhost_ref: '' },
+      },
+    },
+  });
+  const dump = { id: 'x', name: 'evil', rootfsImage: 'busybox', rootfsImageRef: 'sha256:' + 'b'.repeat(64), rootfsImageName: 'busybox', containerConfig: containerConfigDump };
+  await tarFile(archive, [
+    { name: 'checkpoint/', type: 'directory' },
+    { name: 'config.dump', body: JSON.stringify(dump) },
+    { name: 'spec.dump', body: JSON.stringify({ process: { capabilities: { bounding: ['CAP_SYS_ADMIN'] } }, linux: { devices: [{ path: '/dev/sda' }] } }) },
+  ]);
+  const sc = { privileged: false, run_as_user: { value: 1000 }, capabilities: { add_capabilities: [], drop_capabilities: ['ALL'], add_ambient_capabilities: [] }, seccomp: { profile_type: 'RuntimeDefault', localhost_ref: '' }, namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD', target_id: '', userns_options: null } };
+  const request = containerConfig('restored', [], { image: { image: archive, annotations: {}, user_specified_image: '', runtime_handler: '' }, linux: { resources: null, security_context: sc } });
+  const resolve = async (ref: string) => (ref === 'busybox' ? { id: 'sha256:' + 'b'.repeat(64), repo_tags: ['busybox:latest'], repo_digests: [], config: {}, chainIds: [] } : undefined);
+  const plan = await planRestore(archive, request, resolve);
+  assert.deepEqual(plan.config.devices, []);
+  assert.deepEqual(plan.config.linux?.security_context, sc);
+  assert.deepEqual(plan.config.command, ['/bin/sh', '-c', 'cat /dev/sda']);
+
+  // A request without a security context gets none from the archive either.
+  const bare = await planRestore(archive, containerConfig('restored', []), resolve);
+  assert.equal(bare.config.linux?.security_context ?? null, null);
+  assert.deepEqual(bare.config.devices, []);
 });
