@@ -1,183 +1,216 @@
-// The CRI benchmark: the same workload over the socket against tscri and,
-// when Debian's containerd is installed, against containerd's CRI plugin
-// (started here with its own root, state and socket). Prints a table of
-// medians and the tscri/containerd ratio.
-//   npm run bench            (as root; TSCRI_BENCH_RUNS=5 by default)
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+// The CRI benchmark: the same workload (bench/workload.ts) over the socket
+// against tscri and containerd 2.1.9, in interleaved rounds (tscri,
+// containerd, tscri, containerd...) so that drifting machine load hits both,
+// each round with freshly started daemons. Prints every goal's figure next
+// to its target, then a CPU profile of tscri on the pod-start path.
+//   npm run bench                 (as root; 5 rounds)
+//   npm run bench -- --quick      (1 round, fewer iterations: a few minutes on 2 cores)
+//   flags: --rounds N, --pods N, --only tscri|containerd, --no-profile, --json FILE
+import { readFileSync, readdirSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { median, time as ms } from './measure.ts';
-import { startDaemon } from '../test/helpers/daemon.ts';
-import { criClient, type CriCall } from '../test/helpers/cri-client.ts';
+import { parseArgs } from 'node:util';
+import { median } from './measure.ts';
+import { round, type Figures, type Images, type Sizes } from './workload.ts';
+import { containerdAvailable, CONTAINERD_DIR, startContainerd, startTscri, type Runtime } from './runtimes.ts';
+import { summarizeProfile, type ProfileSummary } from './profile.ts';
 import { startRegistry, type TestRegistry } from '../test/helpers/registry.ts';
 import { busyboxEntries, layer, pushImage } from '../test/helpers/images.ts';
 import { makeTestNetwork, type TestNetwork } from '../test/helpers/cni.ts';
 import { removeCgroup } from '../src/cgroups/cgroups.ts';
 
-const RUNS = Number(process.env.TSCRI_BENCH_RUNS ?? 5);
-const CONTAINERD = '/usr/bin/containerd';
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    rounds: { type: 'string' },
+    pods: { type: 'string' },
+    only: { type: 'string' },
+    'no-profile': { type: 'boolean', default: false },
+    json: { type: 'string' },
+  },
+});
+const quick = flags.quick || process.env.TSCRI_BENCH_QUICK === '1';
+const ROUNDS = Number(flags.rounds ?? process.env.TSCRI_BENCH_RUNS ?? (quick ? 1 : 5));
+const sizes: Sizes = quick ? { lifecycle: 10, pulls: 3, polls: 100, pods: Number(flags.pods ?? 40) } : { lifecycle: 30, pulls: 5, polls: 300, pods: Number(flags.pods ?? 100) };
 
-interface Runtime {
-  name: string;
-  call: CriCall;
-  pid: number;
-  stop(): Promise<void>;
-}
-
-const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
-
-async function prepareImages(registry: TestRegistry): Promise<{ image: string; pause: string }> {
-  // A multi-layer image: busybox plus four layers of files.
-  const layers = [await layer(busyboxEntries())];
+async function prepareImages(registry: TestRegistry): Promise<Images> {
+  const busybox = await layer(busyboxEntries());
+  await pushImage(registry.url, 'bench/busybox', 'v1', { layers: [busybox], config: { Cmd: ['sh'] } });
+  const layers = [busybox];
   for (let i = 0; i < 4; i++) layers.push(await layer(Array.from({ length: 50 }, (_, j) => ({ name: `data${i}/f${j}`, body: randomBytes(20_000) }))));
   await pushImage(registry.url, 'bench/multi', 'v1', { layers, config: { Cmd: ['sleep', '3600'] } });
   // containerd needs a pause image for its sandboxes: catatonit does that job.
-  await pushImage(registry.url, 'bench/pause', '3.6', { layers: [await layer([{ name: 'catatonit', body: readFileSync('/usr/bin/catatonit'), mode: 0o755 }])], config: { Entrypoint: ['/catatonit', '-P'], Cmd: [] } });
-  return { image: `${registry.host}/bench/multi:v1`, pause: `${registry.host}/bench/pause:3.6` };
+  await pushImage(registry.url, 'bench/pause', '3.10', { layers: [await layer([{ name: 'catatonit', body: readFileSync('/usr/bin/catatonit'), mode: 0o755 }])], config: { Entrypoint: ['/catatonit', '-P'], Cmd: [] } });
+  return { container: `${registry.host}/bench/busybox:v1`, pull: `${registry.host}/bench/multi:v1`, pause: `${registry.host}/bench/pause:3.10` };
 }
 
-async function startTscri(network: TestNetwork, parent: string): Promise<Runtime> {
-  const d = await startDaemon({ config: `default_cgroup_parent = "${parent}"\n${network.toml}`, extraArgs: ['--log-level', 'info'] });
-  return { name: 'tscri', call: d.call, pid: d.process.pid!, stop: () => d.cleanup() };
-}
-
-async function startContainerd(network: TestNetwork, registry: TestRegistry, pause: string): Promise<Runtime> {
-  const dir = await mkdtemp(join(tmpdir(), 'tscri-bench-containerd-'));
-  const socket = join(dir, 'containerd.sock');
-  await mkdir(join(dir, 'certs.d', registry.host), { recursive: true });
-  await writeFile(join(dir, 'certs.d', registry.host, 'hosts.toml'), `server = "http://${registry.host}"\n[host."http://${registry.host}"]\n  capabilities = ["pull", "resolve"]\n`);
-  await writeFile(join(dir, 'config.toml'), [
-    'version = 2',
-    `root = "${dir}/root"`,
-    `state = "${dir}/state"`,
-    '[grpc]',
-    `  address = "${socket}"`,
-    '[plugins."io.containerd.grpc.v1.cri"]',
-    `  sandbox_image = "${pause}"`,
-    '  restrict_oom_score_adj = true',
-    '  [plugins."io.containerd.grpc.v1.cri".cni]',
-    '    bin_dir = "/usr/lib/cni"',
-    `    conf_dir = "${network.confDir}"`,
-    '  [plugins."io.containerd.grpc.v1.cri".registry]',
-    `    config_path = "${dir}/certs.d"`,
-    '  [plugins."io.containerd.grpc.v1.cri".containerd]',
-    '    snapshotter = "overlayfs"',
-    '',
-  ].join('\n'));
-  const child: ChildProcess = spawn(CONTAINERD, ['--config', join(dir, 'config.toml')], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (d) => (stderr += d));
-  const client = criClient(socket);
-  for (let i = 0; ; i++) {
-    if (existsSync(socket) && (await client.call('Version', {}, { timeoutMs: 1000 }).then(() => true, () => false))) break;
-    if (i > 300 || child.exitCode !== null) throw new Error(`containerd did not start: ${stderr.slice(-2000)}`);
-    await new Promise((r) => setTimeout(r, 100));
+async function withRuntime<T>(start: (n: TestNetwork) => Promise<Runtime>, fn: (rt: Runtime) => Promise<T>): Promise<T> {
+  const network = await makeTestNetwork();
+  try {
+    const rt = await start(network);
+    try {
+      return await fn(rt);
+    } finally {
+      await rt.stop();
+    }
+  } finally {
+    await network.cleanup();
   }
-  return {
-    name: 'containerd',
-    call: client.call,
-    pid: child.pid!,
-    async stop() {
-      client.close();
-      child.kill('SIGTERM');
-      await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
-      await new Promise((r) => setTimeout(r, 500));
-      await rm(dir, { recursive: true, force: true }).catch(() => undefined);
-    },
+}
+
+/** tscri under --cpu-prof: 20 pods started one after another; the profile of that window. */
+async function profilePodStart(images: Images, parent: string): Promise<{ summary: ProfileSummary; pods: number; wallMs: number }> {
+  const dir = await mkdtemp(join(tmpdir(), 'tscri-bench-prof-'));
+  const pods = 20;
+  try {
+    let from = 0;
+    let to = 0;
+    await withRuntime(
+      (n) => startTscri(n, parent, { nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=250'] }),
+      async (rt) => {
+        const call = rt.client.call;
+        await call('PullImage', { image: { image: images.container } });
+        const started: Array<{ pod: string; ctr: string }> = [];
+        const one = async (i: number) => {
+          const config = { metadata: { name: `prof-${i}`, namespace: 'bench', uid: `prof-${i}-${randomBytes(3).toString('hex')}`, attempt: 0 }, linux: { cgroup_parent: `${parent}/prof-${i}` } };
+          const { pod_sandbox_id } = await call('RunPodSandbox', { config });
+          const { container_id } = await call('CreateContainer', { pod_sandbox_id, config: { metadata: { name: 'c' }, image: { image: images.container }, command: ['sleep', '3600'] }, sandbox_config: config });
+          await call('StartContainer', { container_id });
+          started.push({ pod: pod_sandbox_id, ctr: container_id });
+        };
+        await one(-1); // warm up
+        from = Number(process.hrtime.bigint() / 1000n);
+        for (let i = 0; i < pods; i++) await one(i);
+        to = Number(process.hrtime.bigint() / 1000n);
+        for (const p of started) {
+          await call('StopContainer', { container_id: p.ctr, timeout: 0 });
+          await call('RemovePodSandbox', { pod_sandbox_id: p.pod });
+        }
+      },
+    );
+    const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+    if (!file) throw new Error('tscri wrote no CPU profile');
+    return { summary: summarizeProfile(join(dir, file), from, to), pods, wallMs: (to - from) / 1000 };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+// ---- the report ----
+
+type Goal = { label: string; key: string; unit: string; target: (c: number | undefined) => number | undefined; targetText: string };
+
+const OPS = ['RunPodSandbox', 'StopPodSandbox', 'RemovePodSandbox', 'CreateContainer', 'StartContainer', 'ContainerStatus', 'StopContainer', 'RemoveContainer', 'PullImage', 'ImageStatus', 'RemoveImage', 'ListImages', 'pod + container from scratch'];
+const POLLED = ['Version', 'Status', 'ListPodSandbox', 'ListContainers', 'ListImages', 'ImageFsInfo', 'ImageStatus', 'ContainerStatus', 'PodSandboxStatus'];
+
+function goals(pods: number): Goal[] {
+  const ratio = (r: number) => (c: number | undefined) => (c === undefined ? undefined : c * r);
+  const atMost = (v: number) => () => v;
+  const half = Math.floor(pods / 2);
+  return [
+    ...OPS.map((op) => {
+      const r = op === 'RunPodSandbox' || op === 'pod + container from scratch' ? 0.5 : 1;
+      return { label: op, key: op, unit: 'ms', target: ratio(r), targetText: `≤ ${r.toFixed(1)}×` };
+    }),
+    ...POLLED.map((rpc) => ({ label: `${rpc} (polled)`, key: `poll ${rpc}`, unit: 'ms', target: (c: number | undefined) => Math.min(1, c ?? 1), targetText: '≤ 1.0×, < 1 ms' })),
+    { label: 'ExecSync `true` p50', key: 'ExecSync', unit: 'ms', target: ratio(1), targetText: '≤ 1.0×' },
+    { label: 'CONTAINER_CREATED event after create began', key: 'CONTAINER_CREATED event', unit: 'ms', target: ratio(1), targetText: '≤ 1.0×' },
+    { label: `ListPodSandbox, ${half} pods, p50`, key: `relist ListPodSandbox, ${half} pods p50`, unit: 'ms', target: ratio(1), targetText: '≤ 1.0×' },
+    { label: `ListPodSandbox, ${half} pods, p99`, key: `relist ListPodSandbox, ${half} pods p99`, unit: 'ms', target: atMost(5), targetText: '≤ 5 ms' },
+    { label: `ListPodSandbox, ${pods} pods, p99`, key: `relist ListPodSandbox, ${pods} pods p99`, unit: 'ms', target: atMost(5), targetText: '≤ 5 ms' },
+    { label: `ListContainers, ${pods} pods, p99`, key: `relist ListContainers, ${pods} pods p99`, unit: 'ms', target: atMost(5), targetText: '≤ 5 ms' },
+    { label: `${pods} pods started, 2 at a time`, key: `${pods} pods, 2 at a time`, unit: 's', target: ratio(1), targetText: '≤ 1.0×' },
+    { label: `${pods} pods started, 20 at a time`, key: `${pods} pods, 20 at a time`, unit: 's', target: ratio(1), targetText: '≤ 1.0×' },
+    { label: 'idle daemon RSS', key: 'idle RSS', unit: 'MiB', target: atMost(80), targetText: '≤ 80 MiB' },
+    { label: `daemon RSS with ${pods} pods`, key: `RSS with ${pods} pods`, unit: 'MiB', target: atMost(120), targetText: '≤ 120 MiB' },
+    { label: 'per-pod PSS (monitor + pause/infra)', key: 'per-pod PSS', unit: 'MiB', target: ratio(0.15), targetText: '≤ 0.15×' },
+  ];
+}
+
+const INFO = (pods: number) => [`RSS of daemon + monitors, ${pods} pods`, 'daemon CPU per pod start, 2 at a time', 'daemon CPU per pod start, 20 at a time'];
+
+function fmt(x: number | undefined): string {
+  if (x === undefined || Number.isNaN(x)) return '—';
+  return x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2);
+}
+
+function report(results: Record<string, Figures[]>, profile: Awaited<ReturnType<typeof profilePodStart>> | undefined): string {
+  const med = (name: string, key: string) => {
+    const xs = (results[name] ?? []).map((f) => f[key]).filter((x): x is number => x !== undefined && !Number.isNaN(x));
+    return xs.length ? median(xs) : undefined;
   };
-}
-
-async function runPod(rt: Runtime, image: string, name: string, parent: string): Promise<{ pod: string; ctr: string }> {
-  const config = { metadata: { name, namespace: 'bench', uid: `${name}-${randomBytes(3).toString('hex')}`, attempt: 0 }, linux: { cgroup_parent: `${parent}/${name}` } };
-  const { pod_sandbox_id } = await rt.call('RunPodSandbox', { config });
-  const { container_id } = await rt.call('CreateContainer', { pod_sandbox_id, config: { metadata: { name: 'c' }, image: { image }, command: ['sleep', '3600'] }, sandbox_config: config });
-  await rt.call('StartContainer', { container_id });
-  return { pod: pod_sandbox_id, ctr: container_id };
-}
-
-async function removePod(rt: Runtime, p: { pod: string; ctr: string }): Promise<void> {
-  await rt.call('StopContainer', { container_id: p.ctr, timeout: 0 });
-  await rt.call('RemoveContainer', { container_id: p.ctr });
-  await rt.call('StopPodSandbox', { pod_sandbox_id: p.pod });
-  await rt.call('RemovePodSandbox', { pod_sandbox_id: p.pod });
-}
-
-async function workload(rt: Runtime, image: string, parent: string): Promise<Record<string, number>> {
-  const pull: number[] = [];
-  const warmPull: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    const { image_ref } = await rt.call('PullImage', { image: { image } }).catch(async () => ({ image_ref: image }));
-    await rt.call('RemoveImage', { image: { image: image_ref } });
-    pull.push(await ms(() => rt.call('PullImage', { image: { image } })));
-    warmPull.push(await ms(() => rt.call('PullImage', { image: { image } })));
+  const lines: string[] = [];
+  const rounds = Math.max(...Object.values(results).map((r) => r.length), 0);
+  lines.push(`${rounds} interleaved round(s), medians over rounds of each round's median (p50/p99 where named); containerd ${containerdAvailable() ? '2.1.9' : 'absent'}; lower is better.`, '');
+  lines.push('| measure | containerd 2.1.9 | tscri | ratio | target | met |', '| --- | --- | --- | --- | --- | --- |');
+  let met = 0;
+  let all = 0;
+  for (const g of goals(sizes.pods)) {
+    const t = med('tscri', g.key);
+    const c = med('containerd', g.key);
+    const target = g.target(c);
+    const ok = t !== undefined && target !== undefined ? t <= target : undefined;
+    if (ok !== undefined) {
+      all++;
+      if (ok) met++;
+    }
+    lines.push(`| ${g.label} (${g.unit}) | ${fmt(c)} | ${fmt(t)} | ${t !== undefined && c ? (t / c).toFixed(2) : '—'} | ${g.targetText} | ${ok === undefined ? '—' : ok ? 'yes' : '**no**'} |`);
   }
-  const start: number[] = [];
-  const exec: number[] = [];
-  const teardown: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    let p!: { pod: string; ctr: string };
-    start.push(await ms(async () => (p = await runPod(rt, image, `run${i}`, parent))));
-    for (let j = 0; j < 10; j++) exec.push(await ms(() => rt.call('ExecSync', { container_id: p.ctr, cmd: ['true'], timeout: 10 })));
-    teardown.push(await ms(() => removePod(rt, p)));
+  for (const key of INFO(sizes.pods)) {
+    const t = med('tscri', key);
+    const c = med('containerd', key);
+    lines.push(`| ${key} (${key.startsWith('RSS') ? 'MiB' : 'ms'}) | ${fmt(c)} | ${fmt(t)} | ${t !== undefined && c ? (t / c).toFixed(2) : '—'} | (info) | |`);
   }
-  const parallel: number[] = [];
-  for (let i = 0; i < Math.max(1, Math.floor(RUNS / 2)); i++) {
-    let pods: Array<{ pod: string; ctr: string }> = [];
-    parallel.push(await ms(async () => (pods = await Promise.all(Array.from({ length: 20 }, (_, j) => runPod(rt, image, `par${i}-${j}`, parent))))));
-    await Promise.all(pods.map((p) => removePod(rt, p)));
+  lines.push('', `${met} of ${all} goals met.`);
+  if (profile) {
+    const { summary, pods, wallMs } = profile;
+    lines.push('', `tscri CPU profile, ${pods} pods + containers started one after another: ${(wallMs / pods).toFixed(0)} ms wall and ${(summary.busyMs / pods).toFixed(1)} ms of the daemon's JavaScript thread per pod (the rest is runc, conmon, CNI plugins and the kernel).`, '');
+    lines.push('| area | ms per pod | | function (self) | ms per pod | | tscri function (total) | ms per pod |', '| --- | --- | --- | --- | --- | --- | --- | --- |');
+    for (let i = 0; i < Math.max(summary.areas.length, summary.self.length); i++) {
+      const a = summary.areas[i];
+      const s = summary.self[i];
+      const t = summary.total[i];
+      const cell = (x: [string, number] | undefined) => (x ? `${x[0].replace(/\|/g, '\\|')} | ${(x[1] / pods).toFixed(2)}` : ' | ');
+      lines.push(`| ${cell(a)} | | ${cell(s)} | | ${cell(t)} |`);
+    }
   }
-  const fifty: Array<{ pod: string; ctr: string }> = [];
-  for (let i = 0; i < 50; i++) fifty.push(await runPod(rt, image, `rss${i}`, parent));
-  const rss = rssMiB(rt.pid);
-  for (const p of fifty) await removePod(rt, p);
-  return {
-    'pull, cold (ms)': median(pull),
-    'pull, layers present (ms)': median(warmPull),
-    'pod + container to Running (ms)': median(start),
-    'ExecSync `true` (ms)': median(exec),
-    'stop + remove pod (ms)': median(teardown),
-    '20 pods in parallel (ms)': median(parallel),
-    'daemon RSS with 50 pods (MiB)': rss,
-  };
+  return lines.join('\n');
 }
 
 async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (namespaces, mounts, cgroups)');
   const registry = await startRegistry();
   const parent = `/tscri-bench-${randomBytes(3).toString('hex')}`;
-  const results: Record<string, Record<string, number>> = {};
+  const results: Record<string, Figures[]> = {};
+  let profile: Awaited<ReturnType<typeof profilePodStart>> | undefined;
   try {
-    const { image, pause } = await prepareImages(registry);
-    const runtimes: Array<(n: TestNetwork) => Promise<Runtime>> = [(n) => startTscri(n, parent)];
-    if (existsSync(CONTAINERD)) runtimes.push((n) => startContainerd(n, registry, pause));
-    else process.stderr.write(`${CONTAINERD} is not installed (apt-get install containerd): measuring tscri only\n`);
-    for (const start of runtimes) {
-      const network = await makeTestNetwork();
-      try {
-        const rt = await start(network);
-        try {
-          process.stderr.write(`measuring ${rt.name}…\n`);
-          results[rt.name] = await workload(rt, image, parent);
-        } finally {
-          await rt.stop();
-        }
-      } finally {
-        await network.cleanup();
+    const images = await prepareImages(registry);
+    const runtimes: Array<[string, (n: TestNetwork) => Promise<Runtime>]> = [];
+    if (flags.only !== 'containerd') runtimes.push(['tscri', (n) => startTscri(n, parent)]);
+    if (flags.only !== 'tscri') {
+      if (containerdAvailable()) runtimes.push(['containerd', (n) => startContainerd(n, registry, images.pause)]);
+      else process.stderr.write(`containerd 2.1.9 is not unpacked in ${CONTAINERD_DIR} (see ../shared/anchors/README.md): measuring tscri only\n`);
+    }
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const [name, start] of runtimes) {
+        const began = Date.now();
+        const figures = await withRuntime(start, (rt) => round(rt, images, parent, sizes));
+        (results[name] ??= []).push(figures);
+        process.stderr.write(`round ${r + 1}/${ROUNDS} ${name}: ${((Date.now() - began) / 1000).toFixed(0)} s\n`);
       }
+    }
+    if (!flags['no-profile'] && flags.only !== 'containerd') {
+      process.stderr.write('profiling tscri on the pod-start path…\n');
+      profile = await profilePodStart(images, parent);
     }
   } finally {
     await registry.stop();
     await removeCgroup(parent).catch(() => undefined);
   }
-  const names = Object.keys(results.tscri ?? {});
-  const rows = names.map((metric) => {
-    const t = results.tscri![metric]!;
-    const c = results.containerd?.[metric];
-    return `| ${metric} | ${t.toFixed(1)} | ${c === undefined ? '—' : c.toFixed(1)} | ${c === undefined ? '—' : (t / c).toFixed(2)} |`;
-  });
-  process.stdout.write(`Medians of ${RUNS} runs; lower is better.\n\n| measure | tscri | containerd | tscri/containerd |\n| --- | --- | --- | --- |\n${rows.join('\n')}\n`);
+  if (flags.json) await writeFile(flags.json, JSON.stringify({ sizes, rounds: ROUNDS, results, profile }, null, 1));
+  process.stdout.write(`${report(results, profile)}\n`);
 }
 
 await main();
