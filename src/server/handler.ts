@@ -1,5 +1,6 @@
-// The shape of an RPC handler file under src/server/rpc/: one default export
-// made with unary() or serverStream(); the file name is the RPC's name.
+// The shape of an RPC handler file under src/server/rpc/: one default export made
+// with unary() or serverStream(), named after its RPC and listed in the table of
+// src/server/rpc/table.ts, which the compiler checks against the generated services.
 import type { Context } from './context.ts';
 
 export interface CallInfo {
@@ -17,14 +18,23 @@ export type StreamFn<Req, Res> = (
   call: CallInfo,
 ) => Promise<void>;
 
-export type Handler =
-  | { kind: 'unary'; fn: UnaryFn<any, any> }
-  | { kind: 'stream'; fn: StreamFn<any, any> };
+export interface UnaryHandler<Req, Res> {
+  kind: 'unary';
+  fn: UnaryFn<Req, Res>;
+}
 
-export function unary<Req, Res>(fn: UnaryFn<Req, Res>): Handler {
+export interface StreamHandler<Req, Res> {
+  kind: 'stream';
+  fn: StreamFn<Req, Res>;
+}
+
+/** Any handler, as the server's wrapper sees it once the table has been type-checked. */
+export type Handler = UnaryHandler<never, unknown> | StreamHandler<never, unknown>;
+
+export function unary<Req, Res>(fn: UnaryFn<Req, Res>): UnaryHandler<Req, Res> {
   return { kind: 'unary', fn };
 }
 
-export function serverStream<Req, Res>(fn: StreamFn<Req, Res>): Handler {
+export function serverStream<Req, Res>(fn: StreamFn<Req, Res>): StreamHandler<Req, Res> {
   return { kind: 'stream', fn };
 }

@@ -1,14 +1,15 @@
 // The gRPC server: loads the CRI proto, binds RuntimeService and
 // ImageService on the unix socket, and wraps every handler with logging,
-// deadline/cancellation signals and error-to-status mapping. RPCs without a
-// handler file answer UNIMPLEMENTED with their name.
+// deadline/cancellation signals and error-to-status mapping. RPCs the table
+// (rpc/table.ts) marks null answer UNIMPLEMENTED with their name.
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { readdir, mkdir, chmod, chown, rm, stat } from 'node:fs/promises';
+import { mkdir, chmod, chown, rm, stat } from 'node:fs/promises';
 import { createConnection, type Server as NetServer } from 'node:net';
 import { filteredListener } from './authority.ts';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { imageHandlers, runtimeHandlers } from './rpc/table.ts';
 import type { Context } from './context.ts';
 import type { CallInfo, Handler } from './handler.ts';
 import { deadlineExceeded } from '../errors.ts';
@@ -16,7 +17,6 @@ import { toStatus } from './errors.ts';
 import { summarize } from './summary.ts';
 
 const PROTO_FILE = fileURLToPath(new URL('../../proto/api.proto', import.meta.url));
-const RPC_DIR = fileURLToPath(new URL('./rpc/', import.meta.url));
 
 export const LOADER_OPTIONS: protoLoader.Options = {
   keepCase: true,
@@ -37,15 +37,9 @@ export function loadServices(): { runtime: grpc.ServiceDefinition; image: grpc.S
   };
 }
 
-/** Imports every handler file under src/server/rpc; the file name is the RPC name. */
-export async function loadHandlers(dir = RPC_DIR): Promise<Map<string, Handler>> {
-  const handlers = new Map<string, Handler>();
-  for (const name of (await readdir(dir)).sort()) {
-    if (!name.endsWith('.ts') || name.endsWith('.test.ts')) continue;
-    const module = await import(pathToFileURL(join(dir, name)).href);
-    handlers.set(name.slice(0, -3), module.default as Handler);
-  }
-  return handlers;
+/** Every RPC's handler by name, from the type-checked table; null where tscri has none. */
+export function handlerTable(): Map<string, Handler | null> {
+  return new Map<string, Handler | null>([...Object.entries(runtimeHandlers), ...Object.entries(imageHandlers)]);
 }
 
 function callInfo(call: grpc.ServerUnaryCall<any, any> | grpc.ServerWritableStream<any, any>): { info: CallInfo; done: () => void } {
@@ -111,7 +105,7 @@ function wrap(ctx: Context, rpc: string, handler: Handler | undefined): grpc.Unt
       const start = process.hrtime.bigint();
       logRequest(call.request);
       const { info, done } = callInfo(call);
-      handler.fn(ctx, call.request, info).then(
+      handler.fn(ctx, call.request as never, info).then(
         (response) => {
           done();
           finish(start, undefined, response);
@@ -135,7 +129,7 @@ function wrap(ctx: Context, rpc: string, handler: Handler | undefined): grpc.Unt
         if (call.write(message)) resolve();
         else call.once('drain', () => resolve());
       });
-    handler.fn(ctx, call.request, send, info).then(
+    handler.fn(ctx, call.request as never, send, info).then(
       () => {
         done();
         finish(start, undefined, { stream: 'ended' });
@@ -165,7 +159,7 @@ export interface RunningServer {
 /** Starts serving on the socket; fails clearly if another daemon is listening there. */
 export async function startServer(ctx: Context, socket: string): Promise<RunningServer> {
   const services = loadServices();
-  const handlers = await loadHandlers();
+  const handlers = handlerTable();
   const server = new grpc.Server({
     'grpc.max_receive_message_length': 16 * 1024 * 1024,
     'grpc.max_send_message_length': 64 * 1024 * 1024,
@@ -173,16 +167,10 @@ export async function startServer(ctx: Context, socket: string): Promise<Running
   for (const service of [services.runtime, services.image]) {
     const implementation: grpc.UntypedServiceImplementation = {};
     for (const [rpc] of Object.entries(service)) {
-      implementation[rpc] = wrap(ctx, rpc, handlers.get(rpc));
+      implementation[rpc] = wrap(ctx, rpc, handlers.get(rpc) ?? undefined);
     }
     server.addService(service, implementation);
   }
-  for (const name of handlers.keys()) {
-    if (!(name in services.runtime) && !(name in services.image)) {
-      throw new Error(`handler file ${name}.ts matches no CRI RPC`);
-    }
-  }
-
   await prepareSocket(socket);
   const listener = await listenFiltered(server, socket);
   await chown(socket, 0, 0).catch(() => undefined);

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { status } from '@grpc/grpc-js';
 import { startDaemon } from '../helpers/daemon.ts';
-import { loadHandlers, loadServices } from '../../src/server/server.ts';
+import { handlerTable, loadServices } from '../../src/server/server.ts';
 
 const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
 
@@ -94,8 +94,8 @@ test('RPCs without a handler answer UNIMPLEMENTED with their name', async (t) =>
   const d = await startDaemon();
   t.after(() => d.cleanup());
   const services = loadServices();
-  const handlers = await loadHandlers();
-  const missing = [...Object.keys(services.runtime), ...Object.keys(services.image)].filter((rpc) => !handlers.has(rpc));
+  const handlers = handlerTable();
+  const missing = [...Object.keys(services.runtime), ...Object.keys(services.image)].filter((rpc) => !handlers.get(rpc));
   for (const rpc of missing) {
     await assert.rejects(d.call(rpc, {}), (err: any) => {
       assert.equal(err.code, status.UNIMPLEMENTED, `${rpc}: ${err.message}`);
