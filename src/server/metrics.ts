@@ -76,6 +76,8 @@ export async function serveMetrics(metrics: Metrics, address: string): Promise<{
     server.once('error', reject);
     server.listen(port, host, () => resolve());
   });
+  // Errors after the start (accept failing with EMFILE) must not end the daemon.
+  server.on('error', () => undefined);
   const bound = server.address();
   return {
     port: typeof bound === 'object' && bound ? bound.port : port,

@@ -173,6 +173,8 @@ export async function startServer(ctx: Context, socket: string): Promise<Running
   }
   await prepareSocket(socket);
   const listener = await listenFiltered(server, socket);
+  // Errors after the start (accept failing with EMFILE) must not end the daemon.
+  listener.on('error', (err) => ctx.log.warn({ err: String(err) }, 'CRI socket listener error'));
   await chown(socket, 0, 0).catch(() => undefined);
   await chmod(socket, 0o660);
 

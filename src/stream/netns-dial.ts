@@ -22,7 +22,13 @@ export async function dialInNetns(netnsPath: string | undefined, port: number, s
   const kill = () => child.kill('SIGKILL');
   signal.addEventListener('abort', kill, { once: true });
   let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
+  child.stderr.on('data', (d) => {
+    if (stderr.length < 4096) stderr += d;
+  });
+  // The relay may die at any time (the pod goes, the connection resets): a
+  // write to its stdin then fails with EPIPE, which must not end the daemon.
+  for (const pipe of [child.stdin, child.stdout, child.stderr]) pipe.on('error', () => undefined);
+  child.on('error', () => undefined);
   const first = await new Promise<Buffer>((resolve, reject) => {
     const onData = (chunk: Buffer) => {
       child.stdout.off('data', onData);

@@ -69,8 +69,8 @@ export function pipeBoth(a: Duplex, b: Duplex, done: () => void): void {
   };
   a.once('end', onEnd);
   b.once('end', onEnd);
-  a.once('error', finish);
-  b.once('error', finish);
+  a.on('error', finish);
+  b.on('error', finish);
   a.once('close', () => setImmediate(finish));
   b.once('close', () => setImmediate(finish));
 }

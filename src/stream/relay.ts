@@ -23,6 +23,9 @@ async function main(): Promise<void> {
     process.exitCode = 1;
     return;
   }
+  // The daemon's end of the pipes going away ends the relay quietly.
+  process.stdout.on('error', () => process.exit(0));
+  process.stdin.on('error', () => process.exit(0));
   process.stdout.write(Buffer.from([0]));
   process.stdin.pipe(socket);
   socket.pipe(process.stdout);

@@ -25,6 +25,7 @@ export interface StreamServerOptions {
 }
 
 const SPDY_TUNNEL = 'SPDY/3.1+portforward.k8s.io';
+const MAX_MESSAGE = 16 * 1024 * 1024 + 8;
 
 export class StreamServer {
   private readonly options: StreamServerOptions;
@@ -34,6 +35,9 @@ export class StreamServer {
   private readonly wss = new WebSocketServer({
     noServer: true,
     perMessageDeflate: false,
+    // One message holds at most one SPDY frame (tunnelled port-forward) or
+    // one chunk of a channel; anything larger is closed with 1009.
+    maxPayload: MAX_MESSAGE,
     // The protocol was chosen in upgradeWebSocket, where the request kind is known.
     handleProtocols: (_offered, req) => (req as IncomingMessage & { chosenProtocol?: string }).chosenProtocol ?? false,
   });
@@ -46,6 +50,7 @@ export class StreamServer {
     this.backend = backend;
     this.log = log.child({ component: 'stream' });
     this.tokens = new TokenCache(() => options.tokenTimeoutSeconds() * 1000);
+    this.wss.on('error', (err) => this.log.warn({ err: String(err) }, 'WebSocket server error'));
   }
 
   async start(): Promise<string> {
@@ -63,6 +68,8 @@ export class StreamServer {
       server.once('error', reject);
       server.listen(this.options.port, this.options.address, () => resolve());
     });
+    // Later errors (accept failing with EMFILE, say) must not end the daemon.
+    server.on('error', (err) => this.log.warn({ err: String(err) }, 'streaming server error'));
     this.server = server;
     const bound = server.address();
     const port = typeof bound === 'object' && bound ? bound.port : this.options.port;
@@ -164,6 +171,9 @@ export class StreamServer {
     }
     (req as IncomingMessage & { chosenProtocol?: string }).chosenProtocol = protocol;
     this.wss.handleUpgrade(req, socket, head, (ws) => {
+      // A frame that breaks RFC 6455 (ws closes the stream with 1002, or 1007
+      // for text that is not UTF-8) is an error of this stream only.
+      ws.on('error', (err) => this.log.debug({ err: String(err), kind: request.kind }, 'WebSocket stream closed on a protocol error'));
       if (request.kind === 'portforward') return this.portForwardWebSocket(ws, protocol, request, url);
       void this.runCommandWebSocket(ws, protocol, request);
     });

@@ -2,7 +2,8 @@
 // upgrade with remotecommand channel streams or port-forward stream pairs,
 // and the WebSocket channel protocols.
 import { request } from 'node:http';
-import type { Socket } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
+import { randomBytes } from 'node:crypto';
 import { createDeflate, createInflate, constants } from 'node:zlib';
 import { WebSocket } from 'ws';
 import { SPDY3_DICTIONARY } from '../../src/stream/spdy/dictionary.ts';
@@ -163,4 +164,111 @@ export function openWebSocket(url: string, protocols: string[]): Promise<{ ws: W
     ws.once('unexpected-response', (_req, res) => reject(new Error(`WebSocket refused with ${res.statusCode}`)));
     ws.once('error', reject);
   });
+}
+
+export interface RawWebSocket {
+  status: number;
+  /** The response head (status line and headers). */
+  head: string;
+  socket: Socket;
+  /** Frames the server sent so far (unmasked, as a server sends them). */
+  frames: Array<{ opcode: number; payload: Buffer }>;
+  /** Resolves when the connection is closed; with the close code the server sent, if any. */
+  closed: Promise<number | undefined>;
+}
+
+/**
+ * A WebSocket handshake over a plain TCP socket, so a test can send frames no
+ * well-behaved client library would (see wsFrame).
+ */
+export function rawWebSocket(url: string, protocols: string[]): Promise<RawWebSocket> {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = netConnect({ host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port) });
+    socket.once('error', reject);
+    socket.once('connect', () => {
+      const lines = [
+        `GET ${u.pathname}${u.search} HTTP/1.1`, `Host: ${u.host}`, 'Upgrade: websocket', 'Connection: Upgrade',
+        `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`, 'Sec-WebSocket-Version: 13',
+      ];
+      if (protocols.length) lines.push(`Sec-WebSocket-Protocol: ${protocols.join(', ')}`);
+      socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+    });
+    let buffer = Buffer.alloc(0);
+    let result: RawWebSocket | undefined;
+    let closeCode: number | undefined;
+    let onClosed!: (code: number | undefined) => void;
+    const closed = new Promise<number | undefined>((r) => (onClosed = r));
+    socket.on('data', (chunk: Buffer) => {
+      buffer = Buffer.concat([buffer, chunk]);
+      if (!result) {
+        const end = buffer.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const head = buffer.subarray(0, end).toString('latin1');
+        buffer = buffer.subarray(end + 4);
+        result = { status: Number(head.split(' ')[1]), head, socket, frames: [], closed };
+        resolve(result);
+        if (result.status !== 101) return;
+      }
+      if (result.status !== 101) return;
+      for (;;) {
+        const parsed = parseServerFrame(buffer);
+        if (!parsed) break;
+        buffer = buffer.subarray(parsed.size);
+        result.frames.push({ opcode: parsed.opcode, payload: parsed.payload });
+        if (parsed.opcode === 8 && parsed.payload.length >= 2) closeCode ??= parsed.payload.readUInt16BE(0);
+      }
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      if (!result) reject(new Error('the server closed the connection during the handshake'));
+      onClosed(closeCode);
+    });
+  });
+}
+
+function parseServerFrame(buf: Buffer): { opcode: number; payload: Buffer; size: number } | undefined {
+  if (buf.length < 2) return undefined;
+  let length = buf[1]! & 0x7f;
+  let offset = 2;
+  if (length === 126) {
+    if (buf.length < 4) return undefined;
+    length = buf.readUInt16BE(2);
+    offset = 4;
+  } else if (length === 127) {
+    if (buf.length < 10) return undefined;
+    length = Number(buf.readBigUInt64BE(2));
+    offset = 10;
+  }
+  if (buf.length < offset + length) return undefined;
+  return { opcode: buf[0]! & 0x0f, payload: Buffer.from(buf.subarray(offset, offset + length)), size: offset + length };
+}
+
+/**
+ * One WebSocket frame as a client sends it, with every field under the test's
+ * control: `length` overrides the encoded payload length form (126 or 127
+ * force the extended forms), `mask: false` leaves it unmasked.
+ */
+export function wsFrame(options: { opcode: number; payload?: Buffer; fin?: boolean; rsv?: number; mask?: boolean; length?: 126 | 127 }): Buffer {
+  const payload = options.payload ?? Buffer.alloc(0);
+  const mask = options.mask ?? true;
+  const first = ((options.fin ?? true) ? 0x80 : 0) | ((options.rsv ?? 0) << 4) | options.opcode;
+  const form = options.length ?? (payload.length < 126 ? 0 : payload.length < 65536 ? 126 : 127);
+  let header: Buffer;
+  if (form === 0) header = Buffer.from([first, (mask ? 0x80 : 0) | payload.length]);
+  else if (form === 126) {
+    header = Buffer.alloc(4);
+    header[0] = first;
+    header[1] = (mask ? 0x80 : 0) | 126;
+    header.writeUInt16BE(payload.length, 2);
+  } else {
+    header = Buffer.alloc(10);
+    header[0] = first;
+    header[1] = (mask ? 0x80 : 0) | 127;
+    header.writeBigUInt64BE(BigInt(payload.length), 2);
+  }
+  if (!mask) return Buffer.concat([header, payload]);
+  const key = randomBytes(4);
+  const masked = Buffer.from(payload.map((b, i) => b ^ key[i % 4]!));
+  return Buffer.concat([header, key, masked]);
 }

@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { pino } from 'pino';
 import { StreamServer } from '../../src/stream/server.ts';
 import type { StreamBackend, TerminalSize } from '../../src/stream/backend.ts';
-import { SpdyClient, openWebSocket, upgrade } from '../helpers/stream-client.ts';
+import { SpdyClient, openWebSocket, rawWebSocket, upgrade, wsFrame } from '../helpers/stream-client.ts';
 
 interface Fake {
   server: StreamServer;
@@ -172,4 +172,22 @@ test('port-forward over WebSocket uses a data and an error channel per port', as
   ws.send(Buffer.concat([Buffer.from([0]), Buffer.from('hi')]));
   while (Buffer.concat(channels.get(0)!.slice(1)).toString() !== 'hi') await new Promise((r) => setTimeout(r, 10));
   ws.close();
+});
+
+test('a malformed WebSocket frame closes its stream with 1002 (1007 for bad UTF-8); the server serves on', async (t) => {
+  const { server } = await start(t);
+  const cases: Array<[Buffer, number]> = [
+    [wsFrame({ opcode: 0x9, payload: Buffer.from('x'), length: 127 }), 1002],
+    [wsFrame({ opcode: 0x2, payload: Buffer.from([0, 1]), mask: false }), 1002],
+    [wsFrame({ opcode: 0x1, payload: Buffer.from([0x30, 0xc3, 0x28]) }), 1007],
+  ];
+  for (const [frame, code] of cases) {
+    const ws = await rawWebSocket(server.prepare(execRequest(['cat'], { stdin: true, stderr: false })), ['v5.channel.k8s.io']);
+    assert.equal(ws.status, 101);
+    ws.socket.write(frame);
+    assert.equal(await ws.closed, code);
+  }
+  const b64 = await openWebSocket(server.prepare(execRequest(['sh', '0'])), ['v4.channel.k8s.io']);
+  assert.equal(await b64.closed, 1000);
+  assert.equal(Buffer.concat(b64.channels.get(1)!).toString(), 'out\n');
 });

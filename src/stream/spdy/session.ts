@@ -63,6 +63,9 @@ export class SpdyStream extends Duplex {
     this.session = session;
     this.id = id;
     this.headers = headers;
+    // A write after the connection went away fails; whoever uses the stream
+    // may listen too, but an unlistened stream error must not end the daemon.
+    this.on('error', () => undefined);
   }
 
   /** Accepts the stream (SYN_REPLY). */
