@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { createLogger, type Logger } from './log.ts';
 import { loadConfig, socketPath, type Config, type Flags } from './config/config.ts';
 import { applyReload } from './config/reload.ts';
+import { inheritedSocket, Notifier, takeNotifySocket, type InheritedSocket } from './systemd/systemd.ts';
 import { prepareSocket, startServer } from './server/server.ts';
 import type { Context } from './server/context.ts';
 import { cniConfigStatus } from './network/cni-config.ts';
@@ -32,6 +33,9 @@ export async function packageVersion(): Promise<string> {
 
 export async function runDaemon(config: Config, flags: Flags = {}): Promise<void> {
   const log = createLogger(config.log_level);
+  // Under systemd: readiness and state changes go to NOTIFY_SOCKET, and the
+  // CRI socket may be handed in (tscri.socket). Neither reaches child processes.
+  const notifier = new Notifier(takeNotifySocket(), (message) => log.warn({ err: message }, 'cannot notify systemd'));
   // Directories this start creates; a start that is refused removes them again.
   const created: string[] = [];
   const made = (dir: string | undefined) => {
@@ -39,27 +43,37 @@ export async function runDaemon(config: Config, flags: Flags = {}): Promise<void
   };
   let started;
   try {
+    const inherited = inheritedSocket();
     // Before touching any state: a second daemon must not start on a busy socket.
-    made(await prepareSocket(socketPath(config.listen)));
+    if (!inherited) made(await prepareSocket(socketPath(config.listen)));
     made(await mkdir(config.root, { recursive: true, mode: 0o700 }));
     made(await mkdir(config.state, { recursive: true, mode: 0o711 }));
-    started = await startServices(config, log);
+    notifier.status('loading images, pods and containers');
+    started = await startServices(config, log, inherited);
   } catch (err) {
     await removeCreated(created, log);
+    notifier.status(`failed to start: ${(err as Error).message ?? err}`);
     throw err;
   }
   const { ctx, server, metricsServer, streams, containers } = started;
+  const serving = () => `serving the CRI on ${server.socket}; ${ctx.sandboxes.records().length} pods, ${ctx.containers.records().length} containers`;
+  notifier.ready(serving());
   await new Promise<void>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
+      notifier.stopping('stopping: finishing calls in flight; containers keep running');
       log.info({ signal }, 'shutting down: no new calls, finishing in-flight calls; containers keep running');
       server.shutdown().then(resolve);
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
-    process.on('SIGHUP', () => reload(ctx, flags));
+    process.on('SIGHUP', () => {
+      notifier.reloading('reloading the configuration');
+      const failure = reload(ctx, flags);
+      notifier.ready(failure ? `${serving()}; the last reload failed: ${failure}` : serving());
+    });
   });
   process.removeAllListeners('SIGHUP');
   await metricsServer?.close();
@@ -70,7 +84,7 @@ export async function runDaemon(config: Config, flags: Flags = {}): Promise<void
 }
 
 /** Loads the state, builds the services and starts serving. */
-async function startServices(config: Config, log: Logger) {
+async function startServices(config: Config, log: Logger, inherited: InheritedSocket | undefined) {
   const snapshots = new SnapshotStore(join(config.root, 'snapshots'));
   await snapshots.load();
   const images = new ImageService(config, log, snapshots);
@@ -143,9 +157,12 @@ async function startServices(config: Config, log: Logger) {
 
   // The socket comes last: a start refused before it leaves no socket behind.
   const metricsServer = config.metrics.address ? await serveMetrics(ctx.metrics, config.metrics.address) : undefined;
-  const server = await startServer(ctx, socketPath(config.listen));
+  const server = await startServer(ctx, inherited ? inherited.path || `fd ${inherited.fd}` : socketPath(config.listen), inherited?.fd);
+  if (inherited && inherited.path !== socketPath(config.listen)) {
+    log.warn({ socket: inherited.path, listen: config.listen }, 'serving on the socket systemd handed in, not on the configured listen address');
+  }
   if (metricsServer) log.info({ address: config.metrics.address, port: metricsServer.port }, 'serving Prometheus metrics at /metrics');
-  log.info({ socket: server.socket, root: config.root, state: config.state, version: ctx.version }, 'tscri is serving');
+  log.info({ socket: server.socket, activated: Boolean(inherited), root: config.root, state: config.state, version: ctx.version }, 'tscri is serving');
   return { ctx, server, metricsServer, streams, containers };
 }
 
@@ -165,14 +182,16 @@ async function removeCreated(dirs: string[], log: Logger): Promise<void> {
   }
 }
 
-/** SIGHUP: re-reads the config file and takes over what can change safely. */
-function reload(ctx: Context, flags: Flags): void {
+/** SIGHUP: re-reads the config file and takes over what can change safely; returns why it failed, if it did. */
+function reload(ctx: Context, flags: Flags): string | undefined {
   try {
     const { applied, needRestart } = applyReload(ctx.config, loadConfig(flags));
     ctx.log.level = ctx.config.log_level;
     ctx.log.info({ applied, needRestart }, 'configuration reloaded');
     if (needRestart.length) ctx.log.warn({ keys: needRestart }, 'these configuration changes take effect at the next start');
+    return undefined;
   } catch (err) {
     ctx.log.error({ err: (err as Error).message }, 'configuration reload failed; keeping the running configuration');
+    return (err as Error).message;
   }
 }

@@ -156,8 +156,13 @@ export interface RunningServer {
   shutdown(graceMs?: number): Promise<void>;
 }
 
-/** Starts serving on the socket; fails clearly if another daemon is listening there. */
-export async function startServer(ctx: Context, socket: string): Promise<RunningServer> {
+/**
+ * Starts serving on the socket; fails clearly if another daemon is listening
+ * there. With inheritedFd (socket activation) it serves on that listening
+ * socket instead and leaves its file alone: systemd owns it and keeps it
+ * open across restarts.
+ */
+export async function startServer(ctx: Context, socket: string, inheritedFd?: number): Promise<RunningServer> {
   const services = loadServices();
   const handlers = handlerTable();
   const server = new grpc.Server({
@@ -171,12 +176,19 @@ export async function startServer(ctx: Context, socket: string): Promise<Running
     }
     server.addService(service, implementation);
   }
-  await prepareSocket(socket);
-  const listener = await listenFiltered(server, socket);
+  let listener: NetServer;
+  if (inheritedFd !== undefined) {
+    listener = await listenFiltered(server, { fd: inheritedFd });
+  } else {
+    await prepareSocket(socket);
+    listener = await listenFiltered(server, { path: socket });
+  }
   // Errors after the start (accept failing with EMFILE) must not end the daemon.
   listener.on('error', (err) => ctx.log.warn({ err: String(err) }, 'CRI socket listener error'));
-  await chown(socket, 0, 0).catch(() => undefined);
-  await chmod(socket, 0o660);
+  if (inheritedFd === undefined) {
+    await chown(socket, 0, 0).catch(() => undefined);
+    await chmod(socket, 0o660);
+  }
 
   return {
     socket,
@@ -186,7 +198,8 @@ export async function startServer(ctx: Context, socket: string): Promise<Running
         listener.close();
         server.tryShutdown(() => {
           clearTimeout(force);
-          rm(socket, { force: true }).finally(resolve);
+          if (inheritedFd !== undefined) resolve();
+          else rm(socket, { force: true }).finally(resolve);
         });
       }),
   };
@@ -223,13 +236,14 @@ function isListening(socket: string): Promise<boolean> {
  * Listens on the unix socket and hands each connection to gRPC through the
  * :authority filter (see authority.ts), so older clients are served too.
  */
-async function listenFiltered(server: grpc.Server, socket: string): Promise<NetServer> {
+async function listenFiltered(server: grpc.Server, at: { path: string } | { fd: number }): Promise<NetServer> {
   const listener = filteredListener(server);
   const previousUmask = process.umask(0o177);
   try {
     await new Promise<void>((resolve, reject) => {
       listener.once('error', reject);
-      listener.listen(socket, () => resolve());
+      if ('fd' in at) listener.listen({ fd: at.fd }, () => resolve());
+      else listener.listen(at.path, () => resolve());
     });
   } finally {
     process.umask(previousUmask);

@@ -37,17 +37,31 @@ export interface DaemonOptions {
   dir?: string;
   /** How long to wait for the daemon to serve; slow machines (an emulated VM) need more. */
   startTimeoutMs?: number;
+  /** Extra environment variables (NOTIFY_SOCKET, LISTEN_FDS...). */
+  env?: Record<string, string>;
+  /**
+   * A descriptor handed to the daemon as its fd 3, with LISTEN_PID set to the
+   * daemon's own pid, as systemd's socket activation does.
+   */
+  listenFd?: number;
+  /** Where the daemon serves when that is not its --listen socket (a socket handed in). */
+  socket?: string;
 }
 
 export async function startDaemon(options: DaemonOptions = {}): Promise<TestDaemon> {
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'tscri-test-')));
-  const socket = join(dir, 'tscri.sock');
+  const listen = join(dir, 'tscri.sock');
+  const socket = options.socket ?? listen;
   const root = join(dir, 'root');
   const state = join(dir, 'state');
   const configFile = join(dir, 'tscri.toml');
   await writeFile(configFile, options.config ?? '');
-  const args = [...NODE_FLAGS, CLI, 'serve', '--config', configFile, '--listen', `unix://${socket}`, '--root', root, '--state', state, '--log-level', 'debug', ...(options.extraArgs ?? [])];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = [...NODE_FLAGS, CLI, 'serve', '--config', configFile, '--listen', `unix://${listen}`, '--root', root, '--state', state, '--log-level', 'debug', ...(options.extraArgs ?? [])];
+  const env = { ...process.env, ...options.env };
+  // LISTEN_PID must be the daemon's pid: a shell sets it to its own, then execs the daemon.
+  const child = options.listenFd === undefined
+    ? spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env })
+    : spawn('/bin/sh', ['-c', 'LISTEN_PID=$$ exec "$0" "$@"', process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe', options.listenFd], env: { LISTEN_FDS: '1', ...env } });
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));

@@ -21,7 +21,7 @@ const LAYERS: string[][] = [
   ['network', 'cgroups', 'snapshot'],
   ['store'],
   ['config'],
-  ['log.ts', 'errors.ts', 'sys'],
+  ['log.ts', 'errors.ts', 'sys', 'systemd'],
   ['generated'],
 ];
 
