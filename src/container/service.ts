@@ -68,6 +68,8 @@ export class ContainerService {
   private readonly writes = new KeyedLock();
   private readonly names = new Map<string, string>();
   private readonly exitWaiters = new Map<string, Set<() => void>>();
+  /** Starts under way: settle when the start has published its event. */
+  private readonly starting = new Map<string, Promise<void>>();
   private readonly watcher: ExitWatcher;
   private readonly log: Logger;
   /** Directory of bundles and the exit directory, under the state dir. */
@@ -313,24 +315,38 @@ export class ContainerService {
 
   async start(id: string): Promise<void> {
     const r = this.get(id);
+    // A process that exits at once is seen by the exit watcher while start
+    // still runs: its stopped event waits for the started event.
+    let started!: () => void;
+    const starting = new Promise<void>((resolve) => (started = resolve));
     await this.ops.with(r.id, async () => {
-      if (r.state !== 'CONTAINER_CREATED') throw failedPrecondition(`container ${r.id} is ${stateWord(r.state)}; only a created container can be started`);
-      const runtime = this.runtimeFor(r.runtimeHandler);
-      if (r.restore) return this.restoreLocked(r, runtime);
+      this.starting.set(r.id, starting);
       try {
-        await runtime.start(r.id);
-      } catch (err) {
-        throw internal(`cannot start container ${r.id}: ${(err as Error).message}`);
+        await this.startLocked(r);
+      } finally {
+        this.starting.delete(r.id);
+        started();
       }
-      if (r.state === 'CONTAINER_CREATED') {
-        r.startedAt = nowNs();
-        r.state = 'CONTAINER_RUNNING';
-      } else if (!r.startedAt) {
-        r.startedAt = Math.min(nowNs(), r.finishedAt || nowNs());
-      }
-      await this.persist(r);
-      this.events.publish('CONTAINER_STARTED_EVENT', r.id, r.sandboxId);
     });
+  }
+
+  private async startLocked(r: ContainerRecord): Promise<void> {
+    if (r.state !== 'CONTAINER_CREATED') throw failedPrecondition(`container ${r.id} is ${stateWord(r.state)}; only a created container can be started`);
+    const runtime = this.runtimeFor(r.runtimeHandler);
+    if (r.restore) return this.restoreLocked(r, runtime);
+    try {
+      await runtime.start(r.id);
+    } catch (err) {
+      throw internal(`cannot start container ${r.id}: ${(err as Error).message}`);
+    }
+    if (r.state === 'CONTAINER_CREATED') {
+      r.startedAt = nowNs();
+      r.state = 'CONTAINER_RUNNING';
+    } else if (!r.startedAt) {
+      r.startedAt = Math.min(nowNs(), r.finishedAt || nowNs());
+    }
+    await this.persist(r);
+    this.events.publish('CONTAINER_STARTED_EVENT', r.id, r.sandboxId);
   }
 
   /** StartContainer of a container made from a checkpoint: conmon runs `runc restore` from its CRIU images. */
@@ -454,6 +470,7 @@ export class ContainerService {
     this.wakeExitWaiters(r.id);
     await this.persist(r).catch((err) => this.log.error({ id: r.id, err: String(err) }, 'cannot save container exit'));
     this.log.info({ id: r.id, exitCode: r.exitCode, reason: r.reason }, 'container exited');
+    await this.starting.get(r.id);
     this.events.publish('CONTAINER_STOPPED_EVENT', r.id, r.sandboxId);
   }
 
