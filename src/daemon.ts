@@ -25,6 +25,7 @@ import { detectHostFacts } from './oci/host.ts';
 import { makeSpec, removeImageVolumes } from './oci/prepare.ts';
 import { resourcesToOci } from './oci/resources.ts';
 import { applyRootfsDiff } from './checkpoint/rootfs-diff.ts';
+import { RuntimeFeatures } from './oci/features.ts';
 
 export async function packageVersion(): Promise<string> {
   const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8'));
@@ -90,6 +91,8 @@ async function startServices(config: Config, log: Logger, inherited: InheritedSo
   const images = new ImageService(config, log, snapshots);
   await images.load();
   const host = detectHostFacts(config);
+  const runtimeFeatures = await RuntimeFeatures.probe(config.runtime.handlers, config.runtime.default_handler);
+  log.info({ handlers: Object.fromEntries(Object.keys(config.runtime.handlers).map((h) => [h, runtimeFeatures.get(h)])) }, 'runtime handler features');
   if (host.hugetlb && !host.hugetlb.controller && host.hugetlb.pageSizes.length) log.warn('the hugetlb cgroup controller is not available to containers here; hugepage limits are not applied');
   const sandboxes = new SandboxService(config, log);
   await sandboxes.load();
@@ -106,13 +109,14 @@ async function startServices(config: Config, log: Logger, inherited: InheritedSo
         await removeImageVolumes(snapshots, id, dir);
         await removeRootfs(snapshots, id, dir);
       },
-      makeSpec: (req) => makeSpec(req, { host, snapshots, resolveImage: (ref) => images.resolve(ref) }),
+      makeSpec: (req) => makeSpec(req, { host, snapshots, resolveImage: (ref) => images.resolve(ref), runtimeFeatures }),
       ociResources: (resources) => resourcesToOci(resources, host.cgroupVersion, host.hugetlb),
     }));
   await containers.load();
   // Leases of containers (and their image volumes, "<id>-volN") that no longer exist would keep their layers forever.
   await snapshots.releaseUnless((owner) => containers.find(owner.replace(/-vol[0-9]+$/, '')) !== undefined);
   sandboxes.setContainers(containers);
+  sandboxes.setRuntimeFeatures(runtimeFeatures);
 
   const streams = new StreamServer(
     {
@@ -146,6 +150,7 @@ async function startServices(config: Config, log: Logger, inherited: InheritedSo
     streams,
     images,
     snapshots,
+    runtimeFeatures,
     stats: new StatsService({
       containers: () => containers.records(),
       sandboxes: () => sandboxes.records(),

@@ -65,8 +65,8 @@ export function requestMounts(mounts: Mount__Output[], imageMounts: Record<strin
     }
     const source = checkPath(m.host_path, 'mount host_path');
     if (m.recursive_read_only) {
-      if (!m.readonly) throw new SpecError(`recursive_read_only on ${destination} needs readonly too`);
-      if (!rroSupported) throw new SpecError(`recursive read-only mounts need Linux 5.12 or later (mount ${destination})`);
+      if (!m.readonly) throw new SpecError(`recursive read-only mount ${destination} needs readonly too (recursive_read_only is set with readonly false)`);
+      if (!rroSupported) throw new SpecError(`recursive read-only mounts are not supported by the pod's runtime handler on this node (they need its "rro" mount option and Linux 5.12 or later; mount ${destination})`);
       if (options[1] !== 'rprivate') throw new SpecError(`recursive read-only mount ${destination} must use private propagation`);
       options.push('rro');
     } else if (m.readonly) {

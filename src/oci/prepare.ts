@@ -10,12 +10,15 @@ import { buildSpec, SpecError, type HostFacts } from './spec.ts';
 import { readInRoot } from './rootfs-files.ts';
 import { deviceAt } from './host.ts';
 import { seccompChoice } from './security.ts';
+import { checkUserNamespace, type RuntimeFeatures } from './features.ts';
 import { seccompProfileProblem } from './seccomp.ts';
 
 export interface SpecSources {
   host: HostFacts;
   snapshots: SnapshotStore;
   resolveImage(ref: string): { id: string; chainIds: string[] } | undefined;
+  /** What the pod's runtime handler supports; without it the host facts alone decide. */
+  runtimeFeatures?: RuntimeFeatures;
 }
 
 /** Where a container's image volumes are mounted (beside its rootfs). */
@@ -106,7 +109,15 @@ export async function readLocalhostProfile(ref: string): Promise<object> {
   return profile as object;
 }
 
+/** The host facts as the pod's runtime handler sees them: rro needs the kernel and the runtime. */
+function handlerHost(sources: SpecSources, handler: string): SpecSources['host'] {
+  if (!sources.runtimeFeatures) return sources.host;
+  return { ...sources.host, rroSupported: sources.host.rroSupported && sources.runtimeFeatures.get(handler).recursiveReadOnlyMounts };
+}
+
 export async function makeSpec(req: SpecRequest, sources: SpecSources): Promise<Record<string, any>> {
+  // A container never silently runs in the node's user namespace when it asks for the pod's own.
+  if (sources.runtimeFeatures) checkUserNamespace(req.config.linux?.security_context?.namespace_options?.userns_options, req.sandbox.runtimeHandler ?? '', sources.runtimeFeatures);
   const [passwd, group] = await Promise.all([readInRoot(req.rootfs, '/etc/passwd'), readInRoot(req.rootfs, '/etc/group')]);
   return buildSpec({
     containerId: req.id,
@@ -116,7 +127,7 @@ export async function makeSpec(req: SpecRequest, sources: SpecSources): Promise<
     rootfs: req.rootfs,
     cgroupsPath: req.cgroupsPath,
     etcFiles: { passwd, group },
-    host: sources.host,
+    host: handlerHost(sources, req.sandbox.runtimeHandler ?? ''),
     imageMounts: await mountImageVolumes(req, sources),
     seccompLocalhost: await localhostSeccomp(req),
     devices: requestedDevices(req),

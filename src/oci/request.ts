@@ -10,6 +10,8 @@ export interface SpecSandbox {
   /** Pinned namespace files; absent means the host's namespace is used. */
   namespaces: { network?: string; ipc?: string; uts?: string; pid?: string };
   files: { hostname: string; hosts: string; resolvConf: string; shm?: string };
+  /** The pod's runtime handler; empty or absent is the default handler. */
+  runtimeHandler?: string;
 }
 
 export interface ResolvedImage {

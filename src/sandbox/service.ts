@@ -27,6 +27,7 @@ import { filterItems } from './filter.ts';
 import { isNamespaceFile, pinNamespaces, unpinNamespaces } from './namespaces.ts';
 import { infraAlive, killInfra, startInfra } from './infra.ts';
 import { clampOomScoreAdj, setRestrictOomScoreAdj } from './oom.ts';
+import { checkUserNamespace, NO_USER_NAMESPACES, type UserNamespaceSupport } from '../oci/features.ts';
 
 /** Pod resources and overhead that cannot become cgroup files are the client's error. */
 function checkPodResources(resources: LinuxContainerResources__Output | null | undefined, overhead: LinuxContainerResources__Output | null | undefined): void {
@@ -68,6 +69,7 @@ const INFRA_OOM_SCORE_ADJ = -998;
 
 const nowNs = () => Date.now() * 1_000_000;
 
+
 export interface SandboxStatusResult {
   status: PodSandboxStatus;
   info: Record<string, string>;
@@ -84,6 +86,7 @@ export class SandboxService {
   private readonly names = new Map<string, string>();
   private containers: PodContainers = NO_CONTAINERS;
   private podCidr = '';
+  private userns: UserNamespaceSupport = NO_USER_NAMESPACES;
 
   constructor(config: Config, log: Logger) {
     this.config = config;
@@ -107,6 +110,11 @@ export class SandboxService {
 
   setContainers(containers: PodContainers): void {
     this.containers = containers;
+  }
+
+  /** Which runtime handlers can run pods in user namespaces. */
+  setRuntimeFeatures(features: UserNamespaceSupport): void {
+    this.userns = features;
   }
 
   /** Every sandbox record that is fully created. */
@@ -200,6 +208,7 @@ export class SandboxService {
       throw invalidArgument(`runtime handler ${JSON.stringify(runtimeHandler)} is not configured; configured handlers: ${Object.keys(this.config.runtime.handlers).join(', ')}`);
     }
     const ns = config.linux?.security_context?.namespace_options;
+    checkUserNamespace(ns?.userns_options, handler, this.userns);
     const hostNetwork = ns?.network === 'NODE';
     const hostIpc = ns?.ipc === 'NODE';
     const sharedPid = ns?.pid === 'POD';

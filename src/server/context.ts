@@ -10,6 +10,7 @@ import type { StatsService } from '../container/stats.ts';
 import type { StreamServer } from '../stream/server.ts';
 import type { ImageService } from '../image/service.ts';
 import type { SnapshotStore } from '../snapshot/snapshots.ts';
+import type { RuntimeFeatures } from '../oci/features.ts';
 
 export interface Context {
   config: Config;
@@ -25,4 +26,6 @@ export interface Context {
   images: ImageService;
   /** Layer snapshots shared by images and containers' root filesystems. */
   snapshots: SnapshotStore;
+  /** What each runtime handler supports (recursive read-only mounts, user namespaces). */
+  runtimeFeatures: RuntimeFeatures;
 }

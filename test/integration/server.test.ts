@@ -32,7 +32,13 @@ test('Version, Status and RuntimeConfig answer over the socket', async (t) => {
   assert.equal(condition(before, 'NetworkReady').status, false);
   assert.equal(condition(before, 'NetworkReady').reason, 'NetworkPluginNotReady');
   assert.match(condition(before, 'NetworkReady').message, new RegExp(cniDir));
-  assert.deepEqual(before.runtime_handlers.map((h: any) => h.name).sort(), ['crun', 'runc']);
+  assert.deepEqual(before.runtime_handlers.map((h: any) => h.name).sort(), ['', 'crun', 'runc']);
+  // What `runc features` and the kernel say: this node's runc offers "rro" but no idmapped mounts,
+  // and crun 1.8 has no features command at all.
+  const features = Object.fromEntries(before.runtime_handlers.map((h: any) => [h.name, h.features]));
+  assert.deepEqual(features[''], features.runc);
+  assert.deepEqual(features.runc, { recursive_read_only_mounts: true, user_namespaces: false });
+  assert.deepEqual(features.crun, { recursive_read_only_mounts: false, user_namespaces: false });
 
   await writeFile(join(cniDir, '10-test.conflist'), '{"cniVersion":"1.0.0","name":"t","plugins":[{"type":"loopback"}]}');
   const after = await d.call('Status', {});

@@ -24,9 +24,10 @@ export default unary<StatusRequest__Output, StatusResponse>(async (ctx, req) => 
         { type: 'NetworkReady', status: network.ready, reason: network.reason, message: network.message },
       ],
     },
-    runtime_handlers: Object.keys(ctx.config.runtime.handlers).map((name) => ({
+    // Every handler, and "" for the default one (what a pod without runtime_handler gets).
+    runtime_handlers: ctx.runtimeFeatures.names().map((name) => ({
       name,
-      features: { recursive_read_only_mounts: false, user_namespaces: false },
+      features: { recursive_read_only_mounts: ctx.runtimeFeatures.get(name).recursiveReadOnlyMounts, user_namespaces: ctx.runtimeFeatures.userNamespaces(name) },
     })),
     features: { supplemental_groups_policy: true, user_namespaces_host_network: false, mount_options: true },
   };

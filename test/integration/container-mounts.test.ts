@@ -1,0 +1,151 @@
+// Container mounts and the features behind them, end to end through the
+// socket with real containers: recursive read-only bind mounts (a tmpfs
+// below the mount must be read-only too), user namespaces refused where the
+// runtime handler cannot give them, and what Status says about both.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { status } from '@grpc/grpc-js';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
+import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { pushBusybox } from '../helpers/images.ts';
+import { makeTestNetwork, type TestNetwork } from '../helpers/cni.ts';
+import { removeCgroup } from '../../src/cgroups/cgroups.ts';
+
+let registry: TestRegistry;
+let network: TestNetwork;
+let d: TestDaemon;
+let image: string;
+let work: string;
+const tag = randomBytes(3).toString('hex');
+const parent = `/tscri-mounts-${tag}`;
+const pods: string[] = [];
+const tmpfsMounts: string[] = [];
+
+before(async () => {
+  registry = await startRegistry();
+  network = await makeTestNetwork();
+  work = await mkdtemp(join(tmpdir(), 'tscri-mounts-'));
+  d = await startDaemon({ config: `default_cgroup_parent = "${parent}"\n${network.toml}` });
+  await pushBusybox(registry.url, 'mounts/busybox', 'v1');
+  image = `${registry.host}/mounts/busybox:v1`;
+  await d.call('PullImage', { image: { image } });
+});
+
+after(async () => {
+  for (const id of pods) await d?.call('RemovePodSandbox', { pod_sandbox_id: id }).catch(() => undefined);
+  await d?.cleanup();
+  await network?.cleanup();
+  await registry?.stop();
+  await removeCgroup(parent).catch(() => undefined);
+  for (const m of tmpfsMounts.reverse()) {
+    try {
+      execFileSync('umount', ['-l', m]);
+    } catch {
+      // already gone
+    }
+  }
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+async function pod(name: string, extra: Record<string, any> = {}): Promise<{ id: string; config: any }> {
+  const config = {
+    metadata: { name, namespace: 'mounts', uid: `uid-${name}-${tag}`, attempt: 0 },
+    hostname: name,
+    linux: { security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } } },
+    ...extra,
+  };
+  const { pod_sandbox_id } = await d.call('RunPodSandbox', { config });
+  pods.push(pod_sandbox_id);
+  return { id: pod_sandbox_id, config };
+}
+
+async function create(p: { id: string; config: any }, name: string, cfg: Record<string, any>): Promise<string> {
+  const { container_id } = await d.call('CreateContainer', {
+    pod_sandbox_id: p.id,
+    config: { metadata: { name }, image: { image }, command: ['sleep', '300'], ...cfg },
+    sandbox_config: p.config,
+  });
+  return container_id;
+}
+
+async function run(p: { id: string; config: any }, name: string, cfg: Record<string, any>): Promise<string> {
+  const id = await create(p, name, cfg);
+  await d.call('StartContainer', { container_id: id });
+  return id;
+}
+
+async function sh(id: string, script: string): Promise<string> {
+  const out = await d.call('ExecSync', { container_id: id, cmd: ['sh', '-c', script], timeout: 10 });
+  return Buffer.from(out.stdout).toString() + Buffer.from(out.stderr).toString();
+}
+
+/** A host directory with a tmpfs mounted on its "sub" directory. */
+async function hostDirWithSubmount(name: string): Promise<string> {
+  const dir = join(work, name);
+  await mkdir(join(dir, 'sub'), { recursive: true });
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tscri-test', join(dir, 'sub')]);
+  tmpfsMounts.push(join(dir, 'sub'));
+  return dir;
+}
+
+test('Status lists every handler and "" (the default) with what runc and the kernel support', async () => {
+  const s = await d.call('Status', {});
+  const features = Object.fromEntries(s.runtime_handlers.map((h: any) => [h.name, h.features]));
+  assert.deepEqual(Object.keys(features).sort(), ['', 'crun', 'runc']);
+  assert.deepEqual(features[''], features.runc);
+  assert.equal(features.runc.recursive_read_only_mounts, true);
+  assert.equal(features.runc.user_namespaces, false);
+});
+
+test('a recursive read-only mount makes mounts below it read-only too; a plain read-only one does not', async () => {
+  const host = await hostDirWithSubmount('rro');
+  const p = await pod('rro');
+  const mount = (path: string, rro: boolean) => ({ container_path: path, host_path: host, readonly: true, recursive_read_only: rro, propagation: 'PROPAGATION_PRIVATE' });
+  const id = await run(p, 'rro', { mounts: [mount('/rro', true), mount('/ro', false)] });
+  assert.match(await sh(id, 'touch /rro/sub/x 2>&1; echo rc=$?'), /Read-only file system[\s\S]*rc=1/);
+  assert.match(await sh(id, 'touch /rro/y 2>&1; echo rc=$?'), /Read-only file system[\s\S]*rc=1/);
+  assert.match(await sh(id, 'touch /ro/sub/x 2>&1; echo rc=$?'), /^rc=0$/m);
+  assert.match(await sh(id, 'touch /ro/y 2>&1; echo rc=$?'), /Read-only file system[\s\S]*rc=1/);
+  await d.call('StopContainer', { container_id: id, timeout: 0 });
+  await d.call('RemoveContainer', { container_id: id });
+});
+
+test('a recursive read-only mount that is writable or not private is refused with INVALID_ARGUMENT', async () => {
+  const host = await hostDirWithSubmount('rro-bad');
+  const p = await pod('rro-bad');
+  const bad = [
+    { readonly: false, recursive_read_only: true, propagation: 'PROPAGATION_PRIVATE' },
+    { readonly: true, recursive_read_only: true, propagation: 'PROPAGATION_HOST_TO_CONTAINER' },
+    { readonly: true, recursive_read_only: true, propagation: 'PROPAGATION_BIDIRECTIONAL' },
+  ];
+  for (const [i, m] of bad.entries()) {
+    await assert.rejects(create(p, `bad${i}`, { mounts: [{ container_path: '/mnt', host_path: host, ...m }] }), (e: any) => e.code === status.INVALID_ARGUMENT && /recursive read-only/.test(e.details));
+  }
+  const { containers } = await d.call('ListContainers', {});
+  assert.equal(containers.filter((c: any) => c.pod_sandbox_id === p.id).length, 0);
+});
+
+test('a pod asking for a user namespace is refused with FAILED_PRECONDITION, never run in the node\'s', async () => {
+  const userns = (mode: string) => ({
+    metadata: { name: `userns-${mode}`, namespace: 'mounts', uid: `uid-userns-${mode}-${tag}`, attempt: 0 },
+    linux: { security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD', userns_options: { mode, uids: [{ host_id: 65536, container_id: 0, length: 65536 }], gids: [{ host_id: 65536, container_id: 0, length: 65536 }] } } } },
+  });
+  await assert.rejects(d.call('RunPodSandbox', { config: userns('POD') }), (e: any) => e.code === status.FAILED_PRECONDITION && /user namespaces .*not supported.*"runc".*idmapped mounts/.test(e.details));
+  await assert.rejects(d.call('RunPodSandbox', { config: userns('CONTAINER') }), (e: any) => e.code === status.INVALID_ARGUMENT);
+  const { items } = await d.call('ListPodSandbox', {});
+  assert.equal(items.filter((s: any) => s.metadata.name.startsWith('userns-')).length, 0);
+  // The node's user namespace, as kubelet asks for hostUsers: true, works.
+  const { pod_sandbox_id } = await d.call('RunPodSandbox', { config: userns('NODE') });
+  pods.push(pod_sandbox_id);
+  // A container asking for the pod's user namespace in a pod without one is refused too.
+  const p = { id: pod_sandbox_id, config: userns('NODE') };
+  await assert.rejects(
+    create(p, 'userns', { linux: { security_context: { namespace_options: { userns_options: { mode: 'POD' } } } } }),
+    (e: any) => e.code === status.FAILED_PRECONDITION && /user namespaces/.test(e.details),
+  );
+});
