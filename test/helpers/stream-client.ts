@@ -272,3 +272,25 @@ export function wsFrame(options: { opcode: number; payload?: Buffer; fin?: boole
   const masked = Buffer.from(payload.map((b, i) => b ^ key[i % 4]!));
   return Buffer.concat([header, key, masked]);
 }
+
+/**
+ * A SPDY header block (deflated with the SPDY dictionary) of about
+ * `compressedBytes` that inflates to about 1000 times that: zeros, whose
+ * compressed form repeats once the window is full of them.
+ */
+export async function zlibBomb(compressedBytes: number): Promise<Buffer> {
+  const deflate = createDeflate({ dictionary: SPDY3_DICTIONARY, level: 9 });
+  const chunks: Buffer[] = [];
+  deflate.on('data', (c: Buffer) => chunks.push(c));
+  const flushOnce = (input: Buffer) => new Promise<Buffer>((resolve) => {
+    chunks.length = 0;
+    deflate.write(input);
+    deflate.flush(constants.Z_SYNC_FLUSH, () => resolve(Buffer.concat(chunks)));
+  });
+  const zeros = Buffer.alloc(1024 * 1024);
+  const head = await flushOnce(zeros);
+  const repeat = await flushOnce(zeros);
+  deflate.close();
+  const count = Math.max(1, Math.ceil((compressedBytes - head.length) / repeat.length));
+  return Buffer.concat([head, ...Array.from({ length: count }, () => repeat)]);
+}

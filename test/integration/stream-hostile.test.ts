@@ -12,7 +12,9 @@ import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import { pushBusybox } from '../helpers/images.ts';
 import { makeTestNetwork, type TestNetwork } from '../helpers/cni.ts';
-import { openWebSocket, rawWebSocket, wsFrame } from '../helpers/stream-client.ts';
+import { readFileSync } from 'node:fs';
+import { openWebSocket, rawWebSocket, upgrade, wsFrame, zlibBomb } from '../helpers/stream-client.ts';
+import { FrameType, readFrames, synStream } from '../../src/stream/spdy/frames.ts';
 import { removeCgroup } from '../../src/cgroups/cgroups.ts';
 
 let registry: TestRegistry;
@@ -109,6 +111,33 @@ for (const { kind, protocols, url } of KINDS) {
       assert.equal(await orDaemonDeath(ws.closed), code, `${name}: closed with ${code}`);
       assert.equal(d.process.exitCode, null, `${name}: the daemon is still running`);
     }
+    await servesOn();
+  });
+}
+
+/** The daemon's peak resident memory so far, in bytes. */
+function peakMemory(): number {
+  return Number(/^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${d.process.pid}/status`, 'utf8'))![1]) * 1024;
+}
+
+for (const [what, size] of [['200 KiB (within the frame limit)', 200 * 1024], ['1 MB (beyond the frame limit)', 1024 * 1024]] as const) {
+  test(`a ${what} SYN_STREAM whose header block inflates ~1000-fold resets the session; memory stays bounded`, { timeout: 60_000 }, async () => {
+    const bomb = await zlibBomb(size);
+    const before = peakMemory();
+    const { url } = await d.call('Exec', { container_id: containerId, cmd: ['cat'], stdin: true, stdout: true });
+    const up = await upgrade(url, 'SPDY/3.1', ['v4.channel.k8s.io']);
+    assert.equal(up.status, 101);
+    const received: Buffer[] = [];
+    up.socket!.on('data', (c: Buffer) => received.push(c));
+    const closed = new Promise<void>((r) => up.socket!.once('close', () => r()));
+    up.socket!.on('error', () => undefined);
+    up.socket!.write(synStream(1, 0, 0, bomb));
+    await orDaemonDeath(closed);
+    const goaway = readFrames(Buffer.concat(received)).frames.find((f) => f.kind === 'control' && f.type === FrameType.GOAWAY);
+    assert.ok(goaway, 'the session ends with GOAWAY');
+    assert.equal(goaway.data.readUInt32BE(4), 1, 'GOAWAY says PROTOCOL_ERROR');
+    const grown = peakMemory() - before;
+    assert.ok(grown < 64 * 1024 * 1024, `the daemon's peak memory grew by ${grown} bytes`);
     await servesOn();
   });
 }

@@ -30,6 +30,17 @@ export const RstStatus = {
 export const SETTINGS_INITIAL_WINDOW_SIZE = 7;
 export const HEADER_LENGTH = 8;
 export const MAX_FRAME_LENGTH = 0xffffff;
+/** The most an inflated header block may hold (as Go's SPDY and HTTP/2 servers allow). */
+export const MAX_HEADER_BLOCK = 256 * 1024;
+/**
+ * The largest control frame accepted. Every control frame but SYN_STREAM,
+ * SYN_REPLY and HEADERS is a few bytes; those carry a compressed header block,
+ * which is never larger than the block it inflates to, plus 10 bytes.
+ */
+export const MAX_CONTROL_FRAME = MAX_HEADER_BLOCK + 16;
+
+/** A peer broke the protocol in a way that ends the whole session. */
+export class SpdyProtocolError extends Error {}
 
 export type Frame =
   | { kind: 'data'; streamId: number; flags: number; data: Buffer }
@@ -41,12 +52,16 @@ export function readFrames(buf: Buffer): { frames: Frame[]; rest: Buffer } {
   let offset = 0;
   while (buf.length - offset >= HEADER_LENGTH) {
     const length = buf.readUIntBE(offset + 5, 3);
+    // Refused as soon as the header is in, before its payload is buffered.
+    if (buf[offset]! & 0x80 && length > MAX_CONTROL_FRAME) {
+      throw new SpdyProtocolError(`SPDY control frame of ${length} bytes exceeds the limit of ${MAX_CONTROL_FRAME}`);
+    }
     if (buf.length - offset < HEADER_LENGTH + length) break;
     const flags = buf[offset + 4]!;
     const data = buf.subarray(offset + HEADER_LENGTH, offset + HEADER_LENGTH + length);
     if (buf[offset]! & 0x80) {
       const version = buf.readUInt16BE(offset) & 0x7fff;
-      if (version !== VERSION) throw new Error(`unsupported SPDY version ${version}`);
+      if (version !== VERSION) throw new SpdyProtocolError(`unsupported SPDY version ${version}`);
       frames.push({ kind: 'control', type: buf.readUInt16BE(offset + 2), flags, data });
     } else {
       frames.push({ kind: 'data', streamId: buf.readUInt32BE(offset) & 0x7fffffff, flags, data });
@@ -145,18 +160,26 @@ export function encodeHeaderBlock(headers: Record<string, string | string[]>): B
   return Buffer.concat(parts);
 }
 
+/** Reads a name/value block; a count or length that runs past its end is a protocol error. */
 export function decodeHeaderBlock(block: Buffer): Record<string, string> {
   const headers: Record<string, string> = {};
+  const malformed = () => new SpdyProtocolError('malformed SPDY header block');
+  if (block.length < 4) throw malformed();
   let offset = 4;
   const count = block.readUInt32BE(0);
+  // Each entry takes at least 8 bytes: a count beyond that cannot be honest.
+  if (count > (block.length - 4) / 8) throw malformed();
+  const field = () => {
+    if (offset + 4 > block.length) throw malformed();
+    const length = block.readUInt32BE(offset);
+    if (offset + 4 + length > block.length) throw malformed();
+    const text = block.toString('utf8', offset + 4, offset + 4 + length);
+    offset += 4 + length;
+    return text;
+  };
   for (let i = 0; i < count; i++) {
-    const nameLength = block.readUInt32BE(offset);
-    const name = block.toString('utf8', offset + 4, offset + 4 + nameLength);
-    offset += 4 + nameLength;
-    const valueLength = block.readUInt32BE(offset);
-    const value = block.toString('utf8', offset + 4, offset + 4 + valueLength);
-    offset += 4 + valueLength;
-    headers[name] = value;
+    const name = field();
+    headers[name] = field();
   }
   return headers;
 }

@@ -10,40 +10,75 @@ import { EventEmitter } from 'node:events';
 import { createDeflate, createInflate, constants, type Deflate, type Inflate } from 'node:zlib';
 import { SPDY3_DICTIONARY } from './dictionary.ts';
 import {
-  FLAG_FIN, FrameType, RstStatus, decodeHeaderBlock, encodeHeaderBlock, dataFrame, goaway, parseSettings,
-  ping, readFrames, rstStream, settings, synReply, windowUpdate, SETTINGS_INITIAL_WINDOW_SIZE, type Frame,
+  FLAG_FIN, FrameType, HEADER_LENGTH, MAX_CONTROL_FRAME, MAX_HEADER_BLOCK, RstStatus, SpdyProtocolError, decodeHeaderBlock, encodeHeaderBlock, dataFrame,
+  goaway, parseSettings, ping, readFrames, rstStream, settings, synReply, windowUpdate, SETTINGS_INITIAL_WINDOW_SIZE, type Frame,
 } from './frames.ts';
 
 const MAX_DATA_CHUNK = 32 * 1024;
 const WINDOW = 16 * 1024 * 1024;
+/** Streams one session may have open at once; more are refused (REFUSED_STREAM). */
+export const MAX_STREAMS = 256;
+/** Frames parsed but not yet handled before the socket stops being read. */
+const MAX_BACKLOG = 64;
+const GOAWAY_PROTOCOL_ERROR = 1;
 
-/** Serialises one zlib context: each block in, a Z_SYNC_FLUSH, the produced bytes out. */
+/**
+ * Serialises one zlib context: each block in, a Z_SYNC_FLUSH, the produced
+ * bytes out. An inflate whose output passes `limit` fails at once and the
+ * context is destroyed, so a small block that inflates hugely (a zlib bomb)
+ * costs at most the limit in memory.
+ */
 class ZlibContext {
   private readonly z: Inflate | Deflate;
+  private readonly limit: number;
   private chunks: Buffer[] = [];
+  private size = 0;
+  private fail: ((err: Error) => void) | undefined;
+  private broken: Error | undefined;
   private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(z: Inflate | Deflate) {
+  constructor(z: Inflate | Deflate, limit = Infinity) {
     this.z = z;
-    z.on('data', (chunk: Buffer) => this.chunks.push(chunk));
-    z.on('error', () => undefined);
+    this.limit = limit;
+    z.on('data', (chunk: Buffer) => {
+      if (this.broken) return;
+      this.size += chunk.length;
+      if (this.size > this.limit) {
+        this.break(new SpdyProtocolError(`SPDY header block inflates to more than ${this.limit} bytes`));
+        return;
+      }
+      this.chunks.push(chunk);
+    });
+    z.on('error', (err: Error) => this.break(err));
   }
 
   process(input: Buffer): Promise<Buffer> {
     const run = () =>
       new Promise<Buffer>((resolve, reject) => {
+        if (this.broken) return reject(this.broken);
         this.chunks = [];
-        const onError = (err: Error) => reject(err);
-        this.z.once('error', onError);
+        this.size = 0;
+        this.fail = reject;
         this.z.write(input);
         this.z.flush(constants.Z_SYNC_FLUSH, () => {
-          this.z.off('error', onError);
-          resolve(Buffer.concat(this.chunks));
+          this.fail = undefined;
+          if (this.broken) reject(this.broken);
+          else resolve(Buffer.concat(this.chunks));
+          this.chunks = [];
         });
       });
     const result = this.queue.then(run, run);
     this.queue = result.catch(() => undefined);
     return result;
+  }
+
+  private break(err: Error): void {
+    if (this.broken) return;
+    this.broken = err;
+    this.chunks = [];
+    this.fail?.(err);
+    this.fail = undefined;
+    this.z.destroy();
   }
 
   close(): void {
@@ -118,12 +153,15 @@ export class SpdyStream extends Duplex {
 
 export class SpdySession extends EventEmitter {
   private readonly socket: Duplex;
-  private readonly inflate = new ZlibContext(createInflate({ dictionary: SPDY3_DICTIONARY }));
+  private readonly inflate = new ZlibContext(createInflate({ dictionary: SPDY3_DICTIONARY }), MAX_HEADER_BLOCK);
   private readonly deflate = new ZlibContext(createDeflate({ dictionary: SPDY3_DICTIONARY }));
   private readonly streams = new Map<number, SpdyStream>();
-  private buffer: Buffer = Buffer.alloc(0);
+  /** Received bytes not yet parsed into frames, kept as chunks until a whole frame is in. */
+  private received: Buffer[] = [];
+  private receivedLength = 0;
   private lastStreamId = 0;
   private pending: Promise<void> = Promise.resolve();
+  private backlog = 0;
   closed = false;
 
   constructor(socket: Duplex, head?: Buffer) {
@@ -161,7 +199,7 @@ export class SpdySession extends EventEmitter {
   }
 
   resumeReading(): void {
-    if (!this.closed) this.socket.resume();
+    if (!this.closed && this.backlog < MAX_BACKLOG) this.socket.resume();
   }
 
   forget(id: number, _failed: boolean): void {
@@ -187,27 +225,60 @@ export class SpdySession extends EventEmitter {
     this.streams.clear();
     this.inflate.close();
     this.deflate.close();
-    this.socket.destroy();
+    // What was written (a GOAWAY) goes out first; a peer that does not close
+    // its side in time is cut off.
+    this.socket.end();
+    const timer = setTimeout(() => this.socket.destroy(), 2000);
+    timer.unref();
+    this.socket.once('close', () => clearTimeout(timer));
+    if (this.socket.destroyed) clearTimeout(timer);
     this.emit('close');
   }
 
   private onData(chunk: Buffer): void {
-    this.buffer = this.buffer.length ? Buffer.concat([this.buffer, chunk]) : chunk;
+    if (this.closed) return;
+    this.received.push(chunk);
+    this.receivedLength += chunk.length;
+    // Parse only once a whole frame is in: a large frame arriving in many
+    // chunks is joined once, not once per chunk.
+    if (this.receivedLength < HEADER_LENGTH) return;
+    if (this.received[0]!.length < HEADER_LENGTH) this.received = [Buffer.concat(this.received)];
+    const first = this.received[0]!;
+    const length = first.readUIntBE(5, 3);
+    if (this.receivedLength < HEADER_LENGTH + length && !(first[0]! & 0x80 && length > MAX_CONTROL_FRAME)) return;
+    const buffer = this.received.length === 1 ? first : Buffer.concat(this.received);
     let frames: Frame[];
+    let rest: Buffer;
     try {
-      ({ frames, rest: this.buffer } = readFrames(this.buffer));
+      ({ frames, rest } = readFrames(buffer));
     } catch (err) {
-      this.emit('error', err);
-      this.shutdown();
+      this.fail(err as Error);
       return;
     }
+    this.received = rest.length ? [rest] : [];
+    this.receivedLength = rest.length;
     // Header blocks are inflated asynchronously; frames are handled in order.
     for (const frame of frames) {
-      this.pending = this.pending.then(() => this.handle(frame)).catch((err) => {
-        this.emit('error', err);
-        this.shutdown();
-      });
+      this.backlog += 1;
+      this.pending = this.pending
+        .then(() => this.handle(frame))
+        .catch((err) => this.fail(err as Error))
+        .finally(() => {
+          this.backlog -= 1;
+          if (this.backlog === MAX_BACKLOG - 1) this.resumeReading();
+        });
     }
+    if (this.backlog >= MAX_BACKLOG) this.pauseReading();
+  }
+
+  /** An error ends the session; a protocol error is first answered with GOAWAY (PROTOCOL_ERROR). */
+  private fail(err: Error): void {
+    if (this.closed) return;
+    this.emit('error', err);
+    this.received = [];
+    this.receivedLength = 0;
+    if (err instanceof SpdyProtocolError && !this.socket.destroyed) this.socket.write(goaway(this.lastStreamId, GOAWAY_PROTOCOL_ERROR));
+    this.shutdown();
   }
 
   private async handle(frame: Frame): Promise<void> {
@@ -228,10 +299,17 @@ export class SpdySession extends EventEmitter {
     const data = frame.data;
     switch (frame.type) {
       case FrameType.SYN_STREAM: {
+        if (data.length < 10) throw new SpdyProtocolError('SYN_STREAM frame too short');
         const id = data.readUInt32BE(0) & 0x7fffffff;
+        // Inflated even for a stream refused below: the zlib context is shared.
         const headers = decodeHeaderBlock(await this.inflate.process(data.subarray(10)));
         if (this.streams.has(id) || id <= this.lastStreamId) {
           this.resetStream(id, RstStatus.PROTOCOL_ERROR);
+          return;
+        }
+        if (this.streams.size >= MAX_STREAMS) {
+          this.lastStreamId = id;
+          this.resetStream(id, RstStatus.REFUSED_STREAM);
           return;
         }
         this.lastStreamId = id;
@@ -242,10 +320,9 @@ export class SpdySession extends EventEmitter {
         return;
       }
       case FrameType.HEADERS:
-        await this.inflate.process(data.subarray(4));
-        return;
       case FrameType.SYN_REPLY:
-        await this.inflate.process(data.subarray(4));
+        if (data.length < 4) throw new SpdyProtocolError('SPDY header frame too short');
+        decodeHeaderBlock(await this.inflate.process(data.subarray(4)));
         return;
       case FrameType.RST_STREAM: {
         const stream = this.streams.get(data.readUInt32BE(0) & 0x7fffffff);

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { deflateSync, inflateSync } from 'node:zlib';
 import { SPDY3_DICTIONARY } from '../../../src/stream/spdy/dictionary.ts';
 import {
-  FLAG_FIN, FrameType, dataFrame, decodeHeaderBlock, encodeHeaderBlock, parseSettings, ping, readFrames, rstStream, settings, synReply, synStream, windowUpdate,
+  FLAG_FIN, FrameType, MAX_CONTROL_FRAME, SpdyProtocolError, dataFrame, decodeHeaderBlock, encodeHeaderBlock, parseSettings, ping, readFrames, rstStream, settings, synReply, synStream, windowUpdate,
 } from '../../../src/stream/spdy/frames.ts';
 import { resizeDecoder } from '../../../src/stream/resize.ts';
 import { decodeMessage, encodeMessage } from '../../../src/stream/websocket.ts';
@@ -50,6 +50,27 @@ test('an unknown SPDY version is an error', () => {
   const frame = synStream(1, 0, 0, Buffer.alloc(0));
   frame.writeUInt16BE(0x8002, 0);
   assert.throws(() => readFrames(frame), /unsupported SPDY version 2/);
+});
+
+test('a control frame beyond the limit is refused from its header alone; data frames may be large', () => {
+  const header = synStream(1, 0, 0, Buffer.alloc(0)).subarray(0, 8);
+  header.writeUIntBE(MAX_CONTROL_FRAME + 1, 5, 3);
+  assert.throws(() => readFrames(header), (e: unknown) => e instanceof SpdyProtocolError && /exceeds the limit/.test((e as Error).message));
+  const big = dataFrame(1, 0, Buffer.alloc(MAX_CONTROL_FRAME + 1));
+  assert.equal(readFrames(big).frames.length, 1);
+});
+
+test('a header block whose count or lengths run past its end is a protocol error', () => {
+  const u32 = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32BE(n); return b; };
+  for (const block of [
+    Buffer.alloc(2),
+    u32(0xffffffff),
+    Buffer.concat([u32(1), u32(100), Buffer.from('abc')]),
+    Buffer.concat([u32(1), u32(1), Buffer.from('a'), u32(0x7fffffff)]),
+  ]) {
+    assert.throws(() => decodeHeaderBlock(block), SpdyProtocolError);
+  }
+  assert.deepEqual(decodeHeaderBlock(u32(0)), {});
 });
 
 test('header blocks lowercase names and join repeated values with NUL', () => {
