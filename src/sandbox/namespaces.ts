@@ -1,7 +1,7 @@
 // The pod's namespaces pinned as files (bind mounts of /proc/<pid>/ns/*) so
 // they outlive every process: created in one unshare call that also sets the
 // hostname, brings up loopback and applies the pod's sysctls inside them.
-import { mkdir, rm, statfs, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from './exec.ts';
 import { unmount } from './files.ts';
@@ -27,6 +27,42 @@ export interface PinnedNamespaces {
 /** The file a namespace of a pod is pinned at. */
 export function namespacePath(stateDir: string, kind: 'net' | 'ipc' | 'uts', id: string): string {
   return join(stateDir, 'ns', kind, id);
+}
+
+/**
+ * Every namespace file a pod may have pinned, whatever its record says: a
+ * crash while the namespaces were being pinned leaves files (and mounts) that
+ * no record names yet.
+ */
+export function podNamespaceFiles(stateDir: string, id: string, recorded: PinnedNamespaces = {}): Array<{ kind: 'net' | 'ipc' | 'uts'; files: string[] }> {
+  const kinds = [['net', recorded.network], ['ipc', recorded.ipc], ['uts', recorded.uts]] as const;
+  return kinds.map(([kind, file]) => ({ kind, files: [...new Set([namespacePath(stateDir, kind, id), ...(file ? [file] : [])])] }));
+}
+
+/** The pod ids that have a file under <state>/ns/{net,ipc,uts}. */
+export async function pinnedPodIds(stateDir: string): Promise<string[]> {
+  const ids = new Set<string>();
+  for (const kind of ['net', 'ipc', 'uts']) {
+    for (const name of await readdir(join(stateDir, 'ns', kind)).catch(() => [] as string[])) if (/^[0-9a-f]{64}$/.test(name)) ids.add(name);
+  }
+  return [...ids];
+}
+
+/** Unpins every namespace file of a pod, recorded or not; with keepNet the network namespace stays. */
+export async function unpinPodNamespaces(stateDir: string, id: string, recorded: PinnedNamespaces = {}, keepNet = false): Promise<void> {
+  const errors: string[] = [];
+  for (const { kind, files } of podNamespaceFiles(stateDir, id, recorded)) {
+    if (kind === 'net' && keepNet) continue;
+    for (const file of files) {
+      try {
+        await unmount(file);
+        await rm(file, { force: true });
+      } catch (err) {
+        errors.push((err as Error).message);
+      }
+    }
+  }
+  if (errors.length) throw new Error(`cannot unpin the namespaces of pod sandbox ${id}: ${errors.join('; ')}`);
 }
 
 // Runs inside the new namespaces: $1 hostname (may be empty), $2 "lo" to

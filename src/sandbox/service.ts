@@ -24,7 +24,7 @@ import type { SandboxRecord, SandboxState } from './record.ts';
 import { buildHosts, buildResolvConf, checkHostname, mountShm, podFilePaths, unmount, writePodFiles } from './files.ts';
 import { checkSysctls } from './sysctl.ts';
 import { filterItems } from './filter.ts';
-import { isNamespaceFile, pinNamespaces, unpinNamespaces } from './namespaces.ts';
+import { isNamespaceFile, pinNamespaces, pinnedPodIds, unpinPodNamespaces } from './namespaces.ts';
 import { infraAlive, killInfra, startInfra } from './infra.ts';
 import { clampOomScoreAdj, setRestrictOomScoreAdj } from './oom.ts';
 import { checkUserNamespace, NO_USER_NAMESPACES, type UserNamespaceSupport } from '../oci/features.ts';
@@ -102,8 +102,16 @@ export class SandboxService {
       if (record.creating) {
         record.creating = false;
         record.state = 'SANDBOX_NOTREADY';
+        // What the interrupted creation made goes now (network, shm, every pinned namespace), whatever the record got to say.
+        await this.teardown(record).catch((err) => this.log.warn({ id: record.id, err: (err as Error).message }, 'cannot undo an interrupted pod sandbox creation; removing the pod retries'));
         await this.store.put(record);
       }
+    }
+    // Namespaces pinned for a pod whose record never reached the disk (a crash right at the start of RunPodSandbox).
+    for (const id of await pinnedPodIds(this.config.state)) {
+      if (this.store.get(id)) continue;
+      this.log.warn({ id }, 'unpinning the namespaces of a pod sandbox that has no record');
+      await unpinPodNamespaces(this.config.state, id).catch((err) => this.log.error({ id, err: (err as Error).message }, 'cannot unpin namespaces'));
     }
     this.log.info({ sandboxes: this.store.list().length }, 'sandboxes loaded');
   }
@@ -358,7 +366,7 @@ export class SandboxService {
     // empty network namespace would only hold kernel memory. When DEL failed the
     // network namespace stays so that a retry can still find the pod's interface.
     const keepNet = record.networkSetUp;
-    await unpinNamespaces({ ...record.namespaces, network: keepNet ? undefined : record.namespaces.network }).catch((err) => errors.push(err.message));
+    await unpinPodNamespaces(this.config.state, record.id, record.namespaces, keepNet).catch((err) => errors.push(err.message));
     if (errors.length) throw new Error(`tearing down pod sandbox ${record.id}: ${errors.join('; ')}`);
   }
 

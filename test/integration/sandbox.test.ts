@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { readFile, rmdir } from 'node:fs/promises';
+import { readFile, rmdir, writeFile } from 'node:fs/promises';
 import { createServer, connect } from 'node:net';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
@@ -356,4 +356,66 @@ test('a pod whose network namespace vanished is NOTREADY and still stops and rem
   await d.call('StopPodSandbox', { pod_sandbox_id: id });
   await d.call('RemovePodSandbox', { pod_sandbox_id: id });
   assert.deepEqual(await net.leftovers([id]), []);
+});
+
+/** Mounts under a directory, from this process's mount table. */
+function mountsUnder(dir: string): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(`${dir}/`));
+}
+
+test('namespaces a crash left pinned are unpinned at start and on removal, whatever the record says', async (t) => {
+  const defer = cleanups(t);
+  const net = await makeTestNetwork();
+  defer(() => net.cleanup());
+  const parent = `/tscri-test-${randomBytes(4).toString('hex')}`;
+  defer(() => removeCgroupDirs(parent));
+  const config = `default_cgroup_parent = "${parent}"\n${net.toml}`;
+  const first = await startDaemon({ config });
+  defer(() => first.cleanup());
+  defer(() => removeAll(first));
+  const interrupted = await run(first, podConfig('interrupted'));
+  const forgetful = await run(first, podConfig('forgetful'));
+  await first.stop();
+
+  // As a kill -9 between pinning the namespaces and saving the record leaves them: pinned, not recorded.
+  const records = join(first.root, 'sandboxes');
+  const edit = async (id: string, change: (r: any) => void) => {
+    const file = join(records, `${id}.json`);
+    const r = JSON.parse(await readFile(file, 'utf8'));
+    change(r);
+    await writeFile(file, JSON.stringify(r));
+  };
+  await edit(interrupted, (r) => {
+    r.creating = true;
+    r.state = 'SANDBOX_NOTREADY';
+    r.namespaces = {};
+  });
+  await edit(forgetful, (r) => {
+    r.namespaces = {};
+  });
+  // And a pod whose record never reached the disk at all.
+  const orphan = randomBytes(32).toString('hex');
+  const orphanFiles = ['ipc', 'uts'].map((kind) => join(first.state, 'ns', kind, orphan));
+  for (const file of orphanFiles) await writeFile(file, '');
+  execFileSync('unshare', [`--ipc=${orphanFiles[0]}`, `--uts=${orphanFiles[1]}`, 'true']);
+  defer(async () => {
+    for (const file of orphanFiles) execFileSync('sh', ['-c', `umount ${file} 2>/dev/null; rm -f ${file}`]);
+  });
+  const pinned = (id: string) => mountsUnder(join(first.state, 'ns')).filter((m) => m.endsWith(id));
+  assert.equal(pinned(interrupted).length, 3);
+  assert.equal(pinned(orphan).length, 2);
+
+  const second = await startDaemon({ config, dir: first.dir });
+  defer(() => second.stop());
+  defer(() => removeAll(second));
+  assert.deepEqual(pinned(orphan), [], 'namespaces of a pod without a record are unpinned at start');
+  assert.deepEqual(pinned(interrupted), [], 'an interrupted creation is undone at start');
+  assert.equal((await second.call('PodSandboxStatus', { pod_sandbox_id: interrupted })).status.state, 'SANDBOX_NOTREADY');
+  assert.equal(pinned(forgetful).length, 3);
+  for (const id of [interrupted, forgetful]) {
+    await second.call('StopPodSandbox', { pod_sandbox_id: id });
+    await second.call('RemovePodSandbox', { pod_sandbox_id: id });
+  }
+  assert.deepEqual(mountsUnder(first.dir), [], 'no mount of the daemon is left');
+  assert.deepEqual(await net.leftovers([interrupted, forgetful]), []);
 });
