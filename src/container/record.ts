@@ -8,6 +8,7 @@ import type { ContainerFilter__Output } from '../generated/runtime/v1/ContainerF
 import type { LinuxContainerResources } from '../generated/runtime/v1/LinuxContainerResources.ts';
 import type { ContainerUser } from '../generated/runtime/v1/ContainerUser.ts';
 import type { PodSandboxConfig__Output } from '../generated/runtime/v1/PodSandboxConfig.ts';
+import { parseReference, repository } from '../image/reference.ts';
 
 export type ContainerStateName = 'CONTAINER_CREATED' | 'CONTAINER_RUNNING' | 'CONTAINER_EXITED' | 'CONTAINER_UNKNOWN';
 
@@ -29,6 +30,8 @@ export interface ContainerRecord {
   /** The image as the user named it, and its id (sha256:...). */
   imageRef: string;
   imageId: string;
+  /** The image's repo digest (registry/repo@sha256:...) kubelet reports as imageID; absent for images without one. */
+  imageRepoDigest?: string;
   runtimeHandler: string;
   /** The OCI bundle (config.json, conmon files, rootfs mount point). */
   bundle: string;
@@ -99,7 +102,7 @@ export function toStatus(r: ContainerRecord): ContainerStatus {
     finished_at: r.finishedAt,
     exit_code: r.exitCode,
     image: imageSpec(r),
-    image_ref: r.imageId,
+    image_ref: r.imageRepoDigest || r.imageId,
     image_id: r.imageId,
     reason: r.reason,
     message: r.message,
@@ -111,6 +114,27 @@ export function toStatus(r: ContainerRecord): ContainerStatus {
     user: r.user,
     stop_signal: r.config.stop_signal,
   };
+}
+
+/**
+ * The repo digest to report for an image: the one of the repository the
+ * container named (by reference, or kubelet's user_specified_image when it
+ * passes the image id), else the image's first.
+ */
+export function pickRepoDigest(repoDigests: string[], named: string[]): string | undefined {
+  const repo = (ref: string) => {
+    try {
+      return repository(parseReference(ref));
+    } catch {
+      return undefined;
+    }
+  };
+  for (const name of named) {
+    const wanted = name ? repo(name) : undefined;
+    const match = wanted && repoDigests.find((d) => repo(d) === wanted);
+    if (match) return match;
+  }
+  return repoDigests[0];
 }
 
 /** containerd-style verbose info: the record's runtime facts as JSON. */

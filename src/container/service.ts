@@ -26,7 +26,7 @@ import type { ContainerUser } from '../generated/runtime/v1/ContainerUser.ts';
 import { OciRuntime } from './runtime.ts';
 import { bundleFiles, conmonCreateArgs, ctlMessage, CTL_REOPEN_LOG, firstSyncMessage, readPidFile, spawnConmon } from './conmon.ts';
 import { ExitWatcher, readExitFile, type ExitInfo } from './exits.ts';
-import { exitReason, matchesFilter, reservationName, stopSignal, toContainer, toStatus, verboseInfo, type ContainerRecord } from './record.ts';
+import { exitReason, matchesFilter, pickRepoDigest, reservationName, stopSignal, toContainer, toStatus, verboseInfo, type ContainerRecord } from './record.ts';
 import { ContainerEvents } from './events.ts';
 import { execSync, type ExecSyncResult } from './execsync.ts';
 import { checkpointToArchive, criuInstalled, isArchivePath, planRestore, restoreDir, restoreLogTail, unpackForRestore, validateLocation } from './checkpoint.ts';
@@ -237,6 +237,7 @@ export class ContainerService {
       pid: 0,
       imageRef: ref,
       imageId: image.id,
+      imageRepoDigest: pickRepoDigest(image.repo_digests ?? [], [config.image?.user_specified_image ?? '', ref]),
       runtimeHandler: sandbox.runtimeHandler || this.deps.config.runtime.default_handler,
       bundle,
       rootfs,

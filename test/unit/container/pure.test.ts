@@ -2,7 +2,7 @@
 // conmon's sync and control messages, output caps.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { exitReason, matchesFilter, reservationName, stopSignal, type ContainerRecord } from '../../../src/container/record.ts';
+import { exitReason, matchesFilter, pickRepoDigest, reservationName, stopSignal, toContainer, toStatus, type ContainerRecord } from '../../../src/container/record.ts';
 import { criLogPath, execProcess } from '../../../src/container/service.ts';
 import { conmonCreateArgs, ctlMessage, CTL_REOPEN_LOG, CTL_RESIZE, parseSyncMessages } from '../../../src/container/conmon.ts';
 import { CappedBuffer, commandProcesses } from '../../../src/container/execsync.ts';
@@ -114,4 +114,18 @@ test('commandProcesses: a command that is not a session leader does not take its
     { pid: 101, state: 'S', ppid: 1, pgrp: 100, session: 100 },
   ];
   assert.deepEqual(commandProcesses(300, table), [301, 300]);
+});
+
+test('image_ref is the repo digest of the repository the container named; the listing keeps the image id', () => {
+  const digests = ['registry.example.com/other@sha256:' + 'a'.repeat(64), 'docker.io/library/busybox@sha256:' + 'b'.repeat(64)];
+  assert.equal(pickRepoDigest(digests, ['', 'busybox']), digests[1]);
+  // kubelet passes the image id and names the image in user_specified_image.
+  assert.equal(pickRepoDigest(digests, ['docker.io/library/busybox:1.36', 'sha256:' + 'c'.repeat(64)]), digests[1]);
+  assert.equal(pickRepoDigest(digests, ['', 'sha256:' + 'c'.repeat(64)]), digests[0]);
+  assert.equal(pickRepoDigest([], ['busybox']), undefined);
+  const record = { id: 'c', sandboxId: 'p', config: { metadata: { name: 'c' }, image: { image: 'busybox' } }, imageRef: 'busybox', imageId: 'sha256:' + 'c'.repeat(64), imageRepoDigest: digests[1] } as unknown as ContainerRecord;
+  assert.equal(toStatus(record).image_ref, digests[1]);
+  assert.equal(toStatus(record).image_id, record.imageId);
+  assert.equal(toContainer(record).image_ref, record.imageId);
+  assert.equal(toStatus({ ...record, imageRepoDigest: undefined }).image_ref, record.imageId);
 });
