@@ -12,6 +12,8 @@ export interface SpecSandbox {
   files: { hostname: string; hosts: string; resolvConf: string; shm?: string };
   /** The pod's runtime handler; empty or absent is the default handler. */
   runtimeHandler?: string;
+  /** The pod's hostname, when the sandbox kept it. */
+  hostname?: string;
 }
 
 export interface ResolvedImage {

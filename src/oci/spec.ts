@@ -131,6 +131,12 @@ export function namespaces(
   return ns;
 }
 
+/** HOSTNAME, the pod's hostname, as containerd and CRI-O set it; the image and the request may override it. */
+function podHostnameEnv(sandbox: SpecSandbox): string[] {
+  const hostname = sandbox.hostname || sandbox.config.hostname;
+  return hostname ? [`HOSTNAME=${hostname}`] : [];
+}
+
 function userOf(config: ContainerConfig__Output, image: ImageConfig, etc: SpecInput['etcFiles']): ResolvedUser {
   const sc = config.linux?.security_context;
   // A group alone would pair with whatever user the image names: refused, as containerd and CRI-O do.
@@ -168,7 +174,7 @@ export function buildSpec(input: SpecInput): Record<string, any> {
       terminal: Boolean(config.tty),
       user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
       args: processArgs(config.command ?? [], config.args ?? [], input.image.config),
-      env: processEnv(input.image.config.Env, config.envs),
+      env: processEnv([...podHostnameEnv(sandbox), ...(input.image.config.Env ?? [])], config.envs),
       cwd: config.working_dir || input.image.config.WorkingDir || '/',
       capabilities: { bounding: caps, effective: caps, permitted: caps, ambient: ambient.filter((c) => caps.includes(c)) },
       noNewPrivileges: Boolean(sc?.no_new_privs) && !privileged,

@@ -37,6 +37,8 @@ export interface SandboxRecord {
     /** The pod's /dev/shm (a tmpfs mount) unless host IPC is used. */
     shm?: string;
   };
+  /** The pod's hostname (the request's, or the node's for a host-network pod without one). */
+  hostname?: string;
   /** Pod IPs, the primary first. */
   ips: string[];
   /** Whether the CNI network was set up (and needs a DEL on stop). */

@@ -170,6 +170,7 @@ export class SandboxService {
         cgroupParent: plan.cgroup(id),
         dir,
         files: podFilePaths(dir, !plan.hostIpc),
+        hostname: plan.hostname,
         ips: [],
         networkSetUp: false,
         resources: { overhead: config.linux?.overhead ?? null, resources: config.linux?.resources ?? null },

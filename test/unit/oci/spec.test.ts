@@ -49,6 +49,15 @@ test('request env overrides the image env, and PATH is always present', () => {
   assert.match(processEnv(null, [])[0]!, /^PATH=/);
 });
 
+test('HOSTNAME is the pod hostname unless the image or the request sets it', () => {
+  const withHost = (hostname: string) => ({ ...input(), sandbox: sandbox({ hostname }) });
+  assert.ok(buildSpec(withHost('web-0')).process.env.includes('HOSTNAME=web-0'));
+  assert.ok(buildSpec({ ...withHost('web-0'), image: { config: { Cmd: ['sh'], Env: ['HOSTNAME=image'] }, name: 'b' } }).process.env.includes('HOSTNAME=image'));
+  assert.ok(buildSpec({ ...withHost('web-0'), config: { ...input().config, envs: [{ key: 'HOSTNAME', value: 'mine' }] } as any }).process.env.includes('HOSTNAME=mine'));
+  // Records written before the hostname was kept: the request's.
+  assert.ok(buildSpec({ ...input(), sandbox: sandbox({ config: { metadata: { name: 'p' }, hostname: 'from-config' } }) }).process.env.includes('HOSTNAME=from-config'));
+});
+
 test('users resolve through the container /etc/passwd and /etc/group', () => {
   assert.deepEqual(resolveUser({ imageUser: 'user' }, { passwd, group }), { uid: 1000, gid: 1000, additionalGids: [1000, 29, 100], username: 'user' });
   assert.deepEqual(resolveUser({ imageUser: 'user' }, { passwd, group }).additionalGids, [1000, 29, 100]);
