@@ -53,7 +53,7 @@ export function assertSafeCgroupPath(path: string): void {
 export function podCgroupPath(cgroupParent: string, sandboxId: string, driver: CgroupDriver, defaultParent: string): string {
   if (driver === 'systemd') {
     if (cgroupParent) {
-      expandSlice(cgroupParent);
+      if (expandSlice(cgroupParent) === '/') throw new Error(`cgroup_parent ${cgroupParent} is the root cgroup; a pod needs a cgroup of its own`);
       return cgroupParent;
     }
     const base = defaultParent.endsWith('.slice') ? defaultParent.slice(0, -'.slice'.length) : defaultParent.split('/').filter(Boolean).join('_') || 'tscri';
@@ -66,7 +66,9 @@ export function podCgroupPath(cgroupParent: string, sandboxId: string, driver: C
       throw new Error(`cgroup_parent ${cgroupParent} is a systemd slice but cgroup_driver is cgroupfs; set cgroup_driver = "systemd" to match kubelet`);
     }
     assertSafeCgroupPath(cgroupParent);
-    return cgroupParent.replace(/\/+$/, '') || '/';
+    const path = cgroupParent.replace(/\/{2,}/g, '/').replace(/\/+$/, '');
+    if (!path) throw new Error(`cgroup_parent ${JSON.stringify(cgroupParent)} is the root cgroup; a pod needs a cgroup of its own`);
+    return path;
   }
   const parent = defaultParent.replace(/\/+$/, '');
   assertSafeCgroupPath(parent || '/');
@@ -176,20 +178,27 @@ export function cgroupDirs(fsPath: string): string[] {
   return chosen.map((h) => join(h.mount, fsPath));
 }
 
-/** Creates a cgroup in every hierarchy (cpusets are seeded from the parent, as v1 requires). */
-export async function createCgroup(fsPath: string): Promise<void> {
+/**
+ * Creates a cgroup in every hierarchy (cpusets are seeded from the parent, as
+ * v1 requires). Returns whether the cgroup itself was made here, rather than
+ * found (in any hierarchy).
+ */
+export async function createCgroup(fsPath: string): Promise<boolean> {
+  let made = false;
   for (const dir of cgroupDirs(fsPath)) {
     const mount = dir.slice(0, dir.length - fsPath.length);
-    if (cgroupVersion() === 'v2') await enableV2Controllers(mount, fsPath);
+    const v2 = cgroupVersion() === 'v2';
     const parts = fsPath.split('/').filter(Boolean);
     let current = mount;
     for (const part of parts) {
       const parent = current;
+      if (v2) await enableV2Controllers(parent);
       current = join(current, part);
       const created = await mkdir(current).then(() => true, (err) => {
         if (err.code === 'EEXIST') return false;
         throw err;
       });
+      if (created && current === dir) made = true;
       if (created && existsSync(join(current, 'cpuset.cpus')) && !existsSync(join(current, 'cgroup.controllers'))) {
         for (const file of ['cpuset.cpus', 'cpuset.mems']) {
           const value = (await readFile(join(parent, file), 'utf8')).trim();
@@ -198,20 +207,14 @@ export async function createCgroup(fsPath: string): Promise<void> {
       }
     }
   }
+  return made;
 }
 
-async function enableV2Controllers(mount: string, fsPath: string): Promise<void> {
-  const parts = fsPath.split('/').filter(Boolean);
-  let current = mount;
-  for (let i = 0; i < parts.length; i++) {
-    const available = (await readFile(join(current, 'cgroup.controllers'), 'utf8').catch(() => '')).trim().split(/\s+/).filter(Boolean);
-    for (const c of available) {
-      await writeFile(join(current, 'cgroup.subtree_control'), `+${c}`).catch(() => undefined);
-    }
-    current = join(current, parts[i]);
-    await mkdir(current).catch((err) => {
-      if (err.code !== 'EEXIST') throw err;
-    });
+/** Makes every controller a v2 cgroup has available to its children. */
+async function enableV2Controllers(dir: string): Promise<void> {
+  const available = (await readFile(join(dir, 'cgroup.controllers'), 'utf8').catch(() => '')).trim().split(/\s+/).filter(Boolean);
+  for (const c of available) {
+    await writeFile(join(dir, 'cgroup.subtree_control'), `+${c}`).catch(() => undefined);
   }
 }
 
@@ -317,9 +320,7 @@ export async function removeCgroup(path: string): Promise<void> {
   const fsPath = cgroupFsPath(path);
   if (fsPath === '/') throw new Error('refusing to remove the root cgroup');
   const errors: string[] = [];
-  // On hybrid hosts runc also makes the path in the unified mount; it goes too.
-  const hybridUnified = hierarchies().filter((h) => h.version === 'v2' && h.mount !== CGROUP_ROOT).map((h) => join(h.mount, fsPath));
-  for (const dir of [...cgroupDirs(fsPath), ...hybridUnified]) {
+  for (const dir of cgroupDirsWithHybrid(fsPath)) {
     if (!existsSync(dir)) continue;
     try {
       await removeTree(dir);
@@ -328,6 +329,51 @@ export async function removeCgroup(path: string): Promise<void> {
     }
   }
   if (errors.length) throw new Error(`cannot remove cgroup ${path}: ${errors.join('; ')}`);
+}
+
+/** On hybrid hosts runc also makes each path in the unified mount: those directories count too. */
+function cgroupDirsWithHybrid(fsPath: string): string[] {
+  const hybridUnified = hierarchies().filter((h) => h.version === 'v2' && h.mount !== CGROUP_ROOT).map((h) => join(h.mount, fsPath));
+  return [...cgroupDirs(fsPath), ...hybridUnified];
+}
+
+/**
+ * Removes a cgroup that others may still use, such as a pod cgroup shared by
+ * several attempts of one pod: in each hierarchy it goes only when it holds no
+ * child cgroups and no processes. Never waits on a busy one; returns whether
+ * it is gone everywhere.
+ */
+export async function removeCgroupIfUnused(path: string): Promise<boolean> {
+  const fsPath = cgroupFsPath(path);
+  if (fsPath === '/') throw new Error('refusing to remove the root cgroup');
+  let gone = true;
+  for (const dir of cgroupDirsWithHybrid(fsPath)) {
+    const entries = await readdir(dir, { withFileTypes: true }).catch((err) => {
+      if (err.code === 'ENOENT') return null;
+      throw err;
+    });
+    if (!entries) continue;
+    const procs = (await readFile(join(dir, 'cgroup.procs'), 'utf8').catch(() => '')).trim();
+    if (entries.some((e) => e.isDirectory()) || procs) {
+      gone = false;
+      continue;
+    }
+    // A process that just exited can keep an empty cgroup busy for a moment.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await rmdir(dir);
+        break;
+      } catch (err: any) {
+        if (err.code === 'ENOENT') break;
+        if ((err.code !== 'EBUSY' && err.code !== 'ENOTEMPTY') || attempt >= 10) {
+          gone = false;
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+  }
+  return gone;
 }
 
 async function removeTree(dir: string): Promise<void> {

@@ -24,6 +24,7 @@ import type { ContainerStatus } from '../generated/runtime/v1/ContainerStatus.ts
 import type { Container } from '../generated/runtime/v1/Container.ts';
 import type { ContainerUser } from '../generated/runtime/v1/ContainerUser.ts';
 import { OciRuntime } from './runtime.ts';
+import { removeCgroup } from '../cgroups/cgroups.ts';
 import { bundleFiles, conmonCreateArgs, ctlMessage, CTL_REOPEN_LOG, firstSyncMessage, readPidFile, spawnConmon } from './conmon.ts';
 import { ExitWatcher, readExitFile, type ExitInfo } from './exits.ts';
 import { exitReason, matchesFilter, pickRepoDigest, reservationName, stopSignal, toContainer, toStatus, verboseInfo, type ContainerRecord } from './record.ts';
@@ -446,6 +447,8 @@ export class ContainerService {
           // already gone
         }
       }
+      // runc deletes the container's cgroup; what it leaves (the unified copy on hybrid hosts) goes here.
+      await removeCgroup(r.cgroupsPath).catch((err) => this.log.warn({ id: r.id, err: String(err) }, 'cannot remove the container cgroup'));
       if (r.rootfsPrepared) await this.deps.removeRootfs(r.id, r.rootfs);
       await rm(r.bundle, { recursive: true, force: true });
       await this.watcher.remove(r.id);

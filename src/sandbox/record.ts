@@ -28,6 +28,14 @@ export interface SandboxRecord {
   infraPid?: number;
   /** The pod's cgroup: a cgroupfs path such as /tscri/pod-<id>, or a systemd slice name. */
   cgroupParent: string;
+  /**
+   * Whether tscri made the pod's cgroup: always when it named it (no
+   * cgroup_parent), and for a cgroup_parent only when it did not exist yet.
+   * A cgroup tscri did not make (kubelet's pod cgroup) is never removed.
+   */
+  cgroupCreated?: boolean;
+  /** The infra process's own cgroup (a filesystem path) below the pod's, when the pod has one. */
+  infraCgroup?: string;
   /** The pod's directory holding the files below. */
   dir: string;
   files: {

@@ -17,7 +17,7 @@ import type { PodSandboxStatus } from '../generated/runtime/v1/PodSandboxStatus.
 import { RecordStore } from '../store/store.ts';
 import { KeyedLock } from '../store/lock.ts';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../errors.ts';
-import { addProcess, cgroupDirs, cgroupFsPath, checkResources, createCgroup, podCgroupPath, podResources, removeCgroup, writeResources } from '../cgroups/cgroups.ts';
+import { addProcess, cgroupDirs, cgroupFsPath, checkResources, createCgroup, podCgroupPath, podResources, removeCgroup, removeCgroupIfUnused, writeResources } from '../cgroups/cgroups.ts';
 import { removeTaggedRules } from '../network/iptables.ts';
 import { CniRunner, parseBandwidth, resultIps, type CniCapabilityArgs, type CniPortMapping } from '../network/cni.ts';
 import type { SandboxRecord, SandboxState } from './record.ts';
@@ -287,7 +287,8 @@ export class SandboxService {
     if (config.log_directory) await mkdir(config.log_directory, { recursive: true, mode: 0o755 });
 
     const fsPath = cgroupFsPath(record.cgroupParent, this.config.cgroup_driver);
-    await createCgroup(fsPath);
+    record.cgroupCreated = await createCgroup(fsPath);
+    await this.store.put(record);
     await writeResources(fsPath, podResources(config.linux?.resources ?? null, config.linux?.overhead ?? null));
 
     const pinned = await pinNamespaces(this.config.state, record.id, {
@@ -303,12 +304,17 @@ export class SandboxService {
     if (record.files.shm) await mountShm(record.files.shm, this.config.pod.shm_size);
 
     if (plan.sharedPid) {
+      // Its own cgroup: on cgroup v2 a process in the pod cgroup would keep
+      // controllers from reaching the containers' cgroups beside it.
+      record.infraCgroup = join(fsPath, this.config.cgroup_driver === 'systemd' ? `tscri-sandbox-${record.id}.scope` : `sandbox-${record.id}`);
+      await this.store.put(record);
+      await createCgroup(record.infraCgroup);
       const infra = await startInfra({
         infraPath: this.config.pod.infra_path,
         netns: pinned.network,
         ipcns: pinned.ipc,
         utsns: pinned.uts,
-        cgroupProcs: cgroupDirs(fsPath).map((d) => join(d, 'cgroup.procs')),
+        cgroupProcs: cgroupDirs(record.infraCgroup).map((d) => join(d, 'cgroup.procs')),
         oomScoreAdj: clampOomScoreAdj(INFRA_OOM_SCORE_ADJ),
       });
       record.infraPid = infra.pid;
@@ -371,10 +377,19 @@ export class SandboxService {
     if (errors.length) throw new Error(`tearing down pod sandbox ${record.id}: ${errors.join('; ')}`);
   }
 
+  /**
+   * Deletes the pod's files and the cgroups tscri made for it. The pod cgroup
+   * goes with everything under it only when tscri named it (unique to this
+   * pod); a cgroup_parent tscri had to create goes only once nothing uses it
+   * (another attempt of the pod may run in it); kubelet's stays.
+   */
   private async removeFiles(record: SandboxRecord): Promise<void> {
     if (record.files.shm) await unmount(record.files.shm);
     await rm(record.dir, { recursive: true, force: true });
-    await removeCgroup(cgroupFsPath(record.cgroupParent, this.config.cgroup_driver));
+    if (record.infraCgroup) await removeCgroup(record.infraCgroup);
+    const fsPath = cgroupFsPath(record.cgroupParent, this.config.cgroup_driver);
+    if (!record.config.linux?.cgroup_parent) await removeCgroup(fsPath);
+    else if (record.cgroupCreated) await removeCgroupIfUnused(fsPath);
   }
 
   async stop(id: string): Promise<void> {

@@ -21,6 +21,10 @@ test('pod cgroup names for each driver', () => {
   assert.equal(podCgroupPath('', 'abc', 'systemd', '/tscri'), 'tscri-podabc.slice');
   assert.equal(podCgroupPath('', 'abc', 'systemd', 'machine.slice'), 'machine-podabc.slice');
   assert.throws(() => podCgroupPath('/kubepods/pod1', 'abc', 'systemd', '/tscri'), /slice/);
+  // The root cgroup is no pod's: removing the pod could never succeed.
+  for (const root of ['/', '//', '///']) assert.throws(() => podCgroupPath(root, 'abc', 'cgroupfs', '/tscri'), /root cgroup/, root);
+  assert.throws(() => podCgroupPath('-.slice', 'abc', 'systemd', '/tscri'), /root cgroup/);
+  assert.equal(podCgroupPath('/kubepods//burstable/pod1/', 'abc', 'cgroupfs', '/tscri'), '/kubepods/burstable/pod1');
 });
 
 test('container cgroupsPath for the OCI spec and its filesystem path', () => {

@@ -1,0 +1,199 @@
+// tscri driven as kubelet drives a runtime: pod and container requests shaped
+// as kuberuntime builds them (test/helpers/kubelet.ts) under a pod cgroup the
+// test makes as kubelet would (kubepods/<qos>/pod<uid> below a test-owned
+// root, cgroupfs driver), then each effect checked on the system: limits in
+// the cgroups, hugepage limits for every page size, mounts of /etc/hosts, the
+// termination log and emptyDirs, logs at <name>/<attempt>.log, HOSTNAME,
+// image_ref, statuses for the evented PLEG, sandbox garbage collection beside
+// a newer attempt, and the proto defaults of namespace options.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { status } from '@grpc/grpc-js';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
+import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { pushBusybox } from '../helpers/images.ts';
+import { makeTestNetwork, type TestNetwork } from '../helpers/cni.ts';
+import { containerConfig, machine, podCgroup, podLogDirectory, podSandboxConfig, type KubeContainer, type KubePod, type Qos } from '../helpers/kubelet.ts';
+import { cgroupDirs, createCgroup, hierarchies, removeCgroup } from '../../src/cgroups/cgroups.ts';
+
+const MiB = 1024 * 1024;
+const tag = randomBytes(3).toString('hex');
+/** Stands in for the node's cgroup root: everything kubelet would make goes below it. */
+const cgroupRoot = `/tscri-kubelet-${tag}`;
+const node = machine();
+let registry: TestRegistry;
+let network: TestNetwork;
+let d: TestDaemon;
+let dir: string;
+let imageId: string;
+let imageName: string;
+let repoDigest: string;
+
+before(async () => {
+  registry = await startRegistry();
+  network = await makeTestNetwork();
+  dir = await mkdtemp(join(tmpdir(), 'tscri-kubelet-'));
+  d = await startDaemon({ config: `default_cgroup_parent = "${cgroupRoot}/tscri"\n${network.toml}` });
+  const pushed = await pushBusybox(registry.url, 'kubelet/busybox', 'v1');
+  imageName = `${registry.host}/kubelet/busybox:v1`;
+  repoDigest = `${registry.host}/kubelet/busybox@${pushed.manifestDigest}`;
+  await d.call('PullImage', { image: { image: imageName } });
+  imageId = (await d.call('ImageStatus', { image: { image: imageName } })).image.id;
+});
+
+after(async () => {
+  const { items } = (await d?.call('ListPodSandbox', {}).catch(() => undefined)) ?? { items: [] };
+  for (const item of items) await d.call('RemovePodSandbox', { pod_sandbox_id: item.id }).catch(() => undefined);
+  await d?.cleanup();
+  await removeCgroup(cgroupRoot).catch((err) => console.error('cleanup:', err));
+  await network?.cleanup();
+  await registry?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+/** A pod as kubelet prepares it before RunPodSandbox: its cgroup, log directory and pod directory. */
+async function kubeletPod(name: string, qos: Qos, extra: Partial<KubePod> = {}): Promise<KubePod> {
+  const pod: KubePod = { name, namespace: 'kube-test', uid: randomBytes(8).toString('hex'), attempt: 0, qos, cgroupRoot, logRoot: join(dir, 'pods-log'), podDir: '', ...extra };
+  pod.podDir = join(dir, 'pods', pod.uid);
+  await createCgroup(podCgroup(pod));
+  await mkdir(podLogDirectory(pod), { recursive: true, mode: 0o755 });
+  await mkdir(pod.podDir, { recursive: true });
+  await writeFile(join(pod.podDir, 'etc-hosts'), `# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n10.0.0.1\t${pod.name} # ${pod.uid}\n`);
+  return pod;
+}
+
+async function runPod(pod: KubePod): Promise<string> {
+  return (await d.call('RunPodSandbox', { config: podSandboxConfig(pod, node) })).pod_sandbox_id;
+}
+
+/** CreateContainer and StartContainer as kubelet does them, with the host files kubelet makes first. */
+async function startContainer(pod: KubePod, podId: string, c: Omit<KubeContainer, 'imageId' | 'image'>, swap: 'NoSwap' | 'LimitedSwap' = 'NoSwap') {
+  const built = containerConfig(pod, { imageId, image: imageName, ...c }, node, swap);
+  await mkdir(dirname(built.hostFiles.terminationLog), { recursive: true });
+  await writeFile(built.hostFiles.terminationLog, '');
+  for (const path of Object.values(built.hostFiles.emptyDirs)) await mkdir(path, { recursive: true, mode: 0o777 });
+  const { container_id } = await d.call('CreateContainer', { pod_sandbox_id: podId, config: built.config, sandbox_config: podSandboxConfig(pod, node) });
+  await d.call('StartContainer', { container_id });
+  return { id: container_id, built };
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
+  for (let i = 0; i < 300; i++) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+async function spec(containerId: string): Promise<any> {
+  const { info } = await d.call('ContainerStatus', { container_id: containerId, verbose: true });
+  return JSON.parse(info.info).runtimeSpec;
+}
+
+/** Every directory of a cgroup, also the copy runc makes in a hybrid host's unified mount. */
+function everyDir(fsPath: string): string[] {
+  const unified = hierarchies().filter((h) => h.version === 'v2' && h.mount !== '/sys/fs/cgroup').map((h) => join(h.mount, fsPath));
+  return [...cgroupDirs(fsPath), ...unified];
+}
+
+const v1File = (controller: string, path: string, file: string) => readFileSync(join('/sys/fs/cgroup', controller, path, file), 'utf8').trim();
+
+test('a Burstable pod as kubelet sends it: hugepage limits for every page size, limits, mounts, logs, HOSTNAME, image_ref', async () => {
+  const pod = await kubeletPod('web', 'burstable', { cpuRequestMilli: 100, cpuLimitMilli: 500, memoryLimit: 64 * MiB, labels: { app: 'web' } });
+  const podId = await runPod(pod);
+  const { id, built } = await startContainer(pod, podId, {
+    name: 'app',
+    command: ['sh', '-c', 'echo "host=$HOSTNAME"; grep -c Kubernetes-managed /etc/hosts; echo "terminated on purpose" > /dev/termination-log; echo kept > /data/file; sleep 300'],
+    cpuRequestMilli: 100,
+    cpuLimitMilli: 500,
+    memoryRequest: 32 * MiB,
+    memoryLimit: 64 * MiB,
+    emptyDirs: { data: '/data' },
+  });
+  const log = join(podLogDirectory(pod), 'app', '0.log');
+  const text = await waitFor('the container log', async () => {
+    const t = await readFile(log, 'utf8').catch(() => '');
+    return t.includes('host=') && /stdout F \d/.test(t) ? t : undefined;
+  });
+  // HOSTNAME is the pod's hostname, as containerd and CRI-O set it.
+  assert.match(text, /stdout F host=web$/m);
+  assert.match(text, /stdout F 1$/m, 'kubelet\'s /etc/hosts is mounted');
+  await waitFor('the termination message', async () => ((await readFile(built.hostFiles.terminationLog, 'utf8')) === 'terminated on purpose\n' ? true : undefined));
+  await waitFor('the emptyDir file', async () => ((await readFile(join(built.hostFiles.emptyDirs.data!, 'file'), 'utf8').catch(() => '')) === 'kept\n' ? true : undefined));
+
+  const s = await spec(id);
+  const ctrCgroup = s.linux.cgroupsPath;
+  assert.ok(ctrCgroup.startsWith(`${podCgroup(pod)}/`), `the container cgroup ${ctrCgroup} is under kubelet's pod cgroup`);
+  // Hugepage limits (0 for every size) reach runc where the hugetlb controller can take them.
+  const hugetlbV1 = hierarchies().some((h) => h.version === 'v1' && h.controllers.includes('hugetlb'));
+  assert.equal(s.linux.resources.hugepageLimits?.length ?? 0, hugetlbV1 ? node.hugePageSizes.length : 0);
+  if (!node.cgroupV2) {
+    assert.equal(v1File('memory', ctrCgroup, 'memory.limit_in_bytes'), String(64 * MiB));
+    assert.equal(v1File('memory', ctrCgroup, 'memory.memsw.limit_in_bytes'), String(64 * MiB), 'NoSwap on v1: memory+swap = memory');
+    assert.equal(v1File('cpu', ctrCgroup, 'cpu.shares'), '102');
+    assert.equal(v1File('cpu', ctrCgroup, 'cpu.cfs_quota_us'), '50000');
+    assert.equal(v1File('cpu', ctrCgroup, 'cpu.cfs_period_us'), '100000');
+  }
+
+  const { status: cs } = await d.call('ContainerStatus', { container_id: id });
+  assert.equal(cs.state, 'CONTAINER_RUNNING');
+  // kubelet shows image_ref as status.containerStatuses[].imageID: the repo digest.
+  assert.equal(cs.image_ref, repoDigest);
+  assert.equal(cs.image_id, imageId);
+  assert.equal(cs.log_path, log);
+  assert.equal(cs.labels['io.kubernetes.pod.uid'], pod.uid);
+  assert.equal(cs.annotations['io.kubernetes.container.terminationMessagePath'], '/dev/termination-log');
+  const listed = (await d.call('ListContainers', { filter: { label_selector: { 'io.kubernetes.pod.uid': pod.uid } } })).containers;
+  assert.deepEqual(listed.map((c: any) => c.id), [id]);
+  // The image id stays in the listing: kubelet's image garbage collection matches it against ListImages.
+  assert.equal(listed[0].image_ref, imageId);
+
+  await d.call('StopPodSandbox', { pod_sandbox_id: podId });
+  await d.call('RemovePodSandbox', { pod_sandbox_id: podId });
+  for (const path of everyDir(ctrCgroup)) assert.ok(!existsSync(path), `${path} is removed with its container`);
+  assert.ok(cgroupDirs(podCgroup(pod)).every((p) => existsSync(p)), 'kubelet\'s pod cgroup stays: it is kubelet\'s to remove');
+});
+
+test('sandbox garbage collection: an old attempt is removed while the new attempt runs in the same pod cgroup', async () => {
+  const pod = await kubeletPod('gc', 'burstable', { shareProcessNamespace: true });
+  const oldId = await runPod(pod);
+  const old = await startContainer(pod, oldId, { name: 'app', command: ['sleep', '300'], memoryLimit: 32 * MiB, memoryRequest: 16 * MiB });
+  const oldCgroup = (await spec(old.id)).linux.cgroupsPath;
+  await d.call('StopPodSandbox', { pod_sandbox_id: oldId });
+
+  const next = { ...pod, attempt: 1 };
+  const newId = await runPod(next);
+  const fresh = await startContainer(next, newId, { name: 'app', command: ['sleep', '300'], restartCount: 1, memoryLimit: 32 * MiB, memoryRequest: 16 * MiB });
+  const freshCgroup = (await spec(fresh.id)).linux.cgroupsPath;
+  await d.call('RemovePodSandbox', { pod_sandbox_id: oldId });
+
+  assert.equal((await d.call('ContainerStatus', { container_id: fresh.id })).status.state, 'CONTAINER_RUNNING');
+  assert.ok(cgroupDirs(freshCgroup).every((p) => existsSync(p)), 'the running attempt keeps its container cgroup');
+  assert.ok(cgroupDirs(podCgroup(pod)).every((p) => existsSync(p)), 'the pod cgroup stays');
+  for (const path of everyDir(oldCgroup)) assert.ok(!existsSync(path), `${path} of the old attempt is gone`);
+  const ids = (await d.call('ListPodSandbox', { filter: { label_selector: { 'io.kubernetes.pod.uid': pod.uid } } })).items.map((i: any) => i.id);
+  assert.deepEqual(ids, [newId]);
+  // The new attempt's container still answers.
+  const out = await d.call('ExecSync', { container_id: fresh.id, cmd: ['echo', 'alive'], timeout: 10 });
+  assert.equal(Buffer.from(out.stdout).toString(), 'alive\n');
+
+  await d.call('StopPodSandbox', { pod_sandbox_id: newId });
+  await d.call('RemovePodSandbox', { pod_sandbox_id: newId });
+  for (const path of everyDir(freshCgroup)) assert.ok(!existsSync(path), `${path} is gone`);
+  assert.ok(cgroupDirs(podCgroup(pod)).every((p) => existsSync(p)));
+});
+
+test('the root cgroup is no pod cgroup: cgroup_parent "/" is refused', async () => {
+  for (const parent of ['/', '//']) {
+    const pod = podSandboxConfig({ name: 'root', namespace: 'kube-test', uid: randomBytes(8).toString('hex'), attempt: 0, qos: 'besteffort', cgroupRoot, logRoot: join(dir, 'pods-log'), podDir: dir }, node);
+    pod.linux.cgroup_parent = parent;
+    await assert.rejects(d.call('RunPodSandbox', { config: pod }), (err: any) => err.code === status.INVALID_ARGUMENT && /root cgroup/.test(err.details));
+  }
+  assert.equal((await d.call('Version', {})).runtime_name, 'tscri');
+});
