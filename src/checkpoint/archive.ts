@@ -143,7 +143,7 @@ async function eachEntry(path: string, handle: EntryHandler): Promise<void> {
   }
 }
 
-async function readJson(body: Readable, name: string): Promise<any> {
+async function readJson(body: Readable, name: string): Promise<unknown> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body as AsyncIterable<Buffer>) {
@@ -159,8 +159,8 @@ async function readJson(body: Readable, name: string): Promise<any> {
 }
 
 /** config.dump and spec.dump of an archive, parsed; fails when either is missing. */
-export async function readArchiveMetadata(path: string): Promise<{ config: any; spec: any }> {
-  const found: Record<string, any> = {};
+export async function readArchiveMetadata(path: string): Promise<{ config: unknown; spec: unknown }> {
+  const found: Record<string, unknown> = {};
   await eachEntry(path, async (header, parts, body) => {
     const name = parts.join('/');
     if ((name === CONFIG_DUMP || name === SPEC_DUMP) && header.type === 'file') found[name] = await readJson(body, name);

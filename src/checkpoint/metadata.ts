@@ -72,36 +72,42 @@ export function validConfigDump(raw: unknown): ConfigDump {
   for (const key of ['id', 'name', 'rootfsImage', 'rootfsImageRef', 'rootfsImageName', 'checkpointedTime'] as const) {
     if (c[key] !== undefined && typeof c[key] !== 'string') throw new RestoreError(`config.dump of the checkpoint archive: ${key} is not a string`);
   }
-  const problem = containerConfigProblem(c.containerConfig);
+  const problem = containerConfigProblem(c.containerConfig as unknown as Fields);
   if (problem) throw new RestoreError(`config.dump of the checkpoint archive: containerConfig.${problem}`);
   return c as ConfigDump;
 }
 
 const isStrings = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === 'string');
 
+type Fields = Record<string, unknown>;
+
+const isObject = (v: unknown): v is Fields => typeof v === 'object' && v !== null && !Array.isArray(v);
+const present = (v: unknown) => v !== undefined && v !== null;
+const listOf = (v: unknown, ok: (item: Fields) => boolean) => Array.isArray(v) && v.every((x) => isObject(x) && ok(x));
+
 /** What in an archived ContainerConfig a restore cannot use, or undefined. */
-function containerConfigProblem(c: Record<string, any>): string | undefined {
-  for (const key of ['command', 'args'] as const) if (c[key] !== undefined && c[key] !== null && !isStrings(c[key])) return `${key} is not a list of strings`;
-  if (c.working_dir !== undefined && c.working_dir !== null && typeof c.working_dir !== 'string') return 'working_dir is not a string';
-  if (c.envs !== undefined && c.envs !== null && (!Array.isArray(c.envs) || !c.envs.every((e) => e && typeof e === 'object' && typeof e.key === 'string' && (typeof e.value === 'string' || e.value === undefined)))) {
+function containerConfigProblem(c: Fields): string | undefined {
+  for (const key of ['command', 'args'] as const) if (present(c[key]) && !isStrings(c[key])) return `${key} is not a list of strings`;
+  if (present(c.working_dir) && typeof c.working_dir !== 'string') return 'working_dir is not a string';
+  if (present(c.envs) && !listOf(c.envs, (e) => typeof e.key === 'string' && (typeof e.value === 'string' || e.value === undefined))) {
     return 'envs is not a list of key/value strings';
   }
-  if (c.mounts !== undefined && c.mounts !== null && (!Array.isArray(c.mounts) || !c.mounts.every((m) => m && typeof m === 'object' && typeof m.container_path === 'string'))) {
+  if (present(c.mounts) && !listOf(c.mounts, (m) => typeof m.container_path === 'string')) {
     return 'mounts is not a list of mounts with a container_path';
   }
-  for (const key of ['tty', 'stdin', 'stdin_once'] as const) if (c[key] !== undefined && c[key] !== null && typeof c[key] !== 'boolean') return `${key} is not a boolean`;
-  if (c.stop_signal !== undefined && c.stop_signal !== null && typeof c.stop_signal !== 'string' && typeof c.stop_signal !== 'number') return 'stop_signal is not a signal';
-  const r = c.linux?.resources;
-  if (r === undefined || r === null) return undefined;
-  if (typeof r !== 'object') return 'linux.resources is not an object';
+  for (const key of ['tty', 'stdin', 'stdin_once'] as const) if (present(c[key]) && typeof c[key] !== 'boolean') return `${key} is not a boolean`;
+  if (present(c.stop_signal) && typeof c.stop_signal !== 'string' && typeof c.stop_signal !== 'number') return 'stop_signal is not a signal';
+  const r = isObject(c.linux) ? c.linux.resources : undefined;
+  if (!present(r)) return undefined;
+  if (!isObject(r)) return 'linux.resources is not an object';
   for (const key of ['cpu_period', 'cpu_quota', 'cpu_shares', 'memory_limit_in_bytes', 'oom_score_adj', 'memory_swap_limit_in_bytes']) {
-    if (r[key] !== undefined && r[key] !== null && !Number.isSafeInteger(Number(r[key]))) return `linux.resources.${key} is not a number`;
+    if (present(r[key]) && !Number.isSafeInteger(Number(r[key]))) return `linux.resources.${key} is not a number`;
   }
-  for (const key of ['cpuset_cpus', 'cpuset_mems']) if (r[key] !== undefined && r[key] !== null && typeof r[key] !== 'string') return `linux.resources.${key} is not a string`;
-  if (r.hugepage_limits !== undefined && r.hugepage_limits !== null && (!Array.isArray(r.hugepage_limits) || !r.hugepage_limits.every((h: any) => h && typeof h.page_size === 'string'))) {
+  for (const key of ['cpuset_cpus', 'cpuset_mems']) if (present(r[key]) && typeof r[key] !== 'string') return `linux.resources.${key} is not a string`;
+  if (present(r.hugepage_limits) && !listOf(r.hugepage_limits, (h) => typeof h.page_size === 'string')) {
     return 'linux.resources.hugepage_limits is not a list of limits';
   }
-  if (r.unified !== undefined && r.unified !== null && (typeof r.unified !== 'object' || !Object.values(r.unified).every((v) => typeof v === 'string'))) return 'linux.resources.unified is not a map of strings';
+  if (present(r.unified) && (!isObject(r.unified) || !Object.values(r.unified).every((v) => typeof v === 'string'))) return 'linux.resources.unified is not a map of strings';
   return undefined;
 }
 

@@ -5,6 +5,7 @@
 // the session's attach socket exactly as for attach. Exec sessions get no
 // --exit-dir (their end is not the container's); the exit code arrives on
 // the sync pipe instead.
+import type { Process } from '../oci/types.ts';
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -20,7 +21,7 @@ import { attachBackend } from './attach.ts';
 const READY_TIMEOUT_MS = 60_000;
 
 /** The exec process: the container's process running cmd, with TERM set for terminals. */
-export function streamingExecProcess(base: Record<string, any>, cmd: string[], tty: boolean): Record<string, any> {
+export function streamingExecProcess(base: Process, cmd: string[], tty: boolean): Process {
   const p = execProcess(base, cmd, tty);
   const env: string[] = Array.isArray(p.env) ? [...p.env] : [];
   if (tty && !env.some((e) => e.startsWith('TERM='))) env.push('TERM=xterm');

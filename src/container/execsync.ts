@@ -7,6 +7,7 @@
 // everything the command started (its descendants, its session and process
 // group, which runc's setsid gives it) before it answers. Nothing has to
 // outlive tscri for a synchronous call.
+import type { Process } from '../oci/types.ts';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -58,7 +59,7 @@ export async function execSync(
   runtime: OciRuntime,
   id: string,
   bundle: string,
-  processSpec: Record<string, any>,
+  processSpec: Process,
   timeoutSeconds: number,
   signal?: AbortSignal,
 ): Promise<ExecSyncResult> {

@@ -15,6 +15,7 @@ import type { Config } from '../config/config.ts';
 import { RecordStore, writeFileAtomic } from '../store/store.ts';
 import { KeyedLock } from '../store/lock.ts';
 import type { ResolvedImage, SpecRequest } from '../oci/request.ts';
+import type { Process, Resources, Spec } from '../oci/types.ts';
 import { alreadyExists, DomainError, failedPrecondition, internal, invalidArgument, notFound } from '../errors.ts';
 import type { SandboxRecord } from '../sandbox/record.ts';
 import type { ContainerConfig__Output } from '../generated/runtime/v1/ContainerConfig.ts';
@@ -51,11 +52,11 @@ export interface ContainerDeps {
   /** The container's writable (overlay upper) directory. */
   upperDir(containerId: string): string;
   /** Builds the OCI runtime spec (config.json). */
-  makeSpec(request: SpecRequest): Promise<Record<string, any>>;
+  makeSpec(request: SpecRequest): Promise<Spec>;
   /** The container's cgroup path for the runtime. */
   cgroupsPath(sandbox: SandboxRecord, containerId: string): string;
   /** Converts CRI resources to the OCI LinuxResources object `runc update` reads. */
-  ociResources(resources: LinuxContainerResources__Output): Record<string, any>;
+  ociResources(resources: LinuxContainerResources__Output): Resources;
 }
 
 const CONMON_TIMEOUT_MS = 240_000;
@@ -276,7 +277,7 @@ export class ContainerService {
     });
   }
 
-  private async startConmon(r: ContainerRecord, runtime: OciRuntime, spec: Record<string, any>, restorePath?: string): Promise<number> {
+  private async startConmon(r: ContainerRecord, runtime: OciRuntime, spec: Spec, restorePath?: string): Promise<number> {
     const args = conmonCreateArgs({
       conmonPath: this.deps.config.conmon.path,
       runtimePath: runtime.path,
@@ -580,7 +581,7 @@ export class ContainerService {
   }
 
   /** The process spec for a command run in container id (used by streaming exec). */
-  async execTarget(id: string): Promise<{ record: ContainerRecord; runtime: OciRuntime; process: Record<string, any> }> {
+  async execTarget(id: string): Promise<{ record: ContainerRecord; runtime: OciRuntime; process: Process }> {
     const r = this.get(id);
     if (r.state !== 'CONTAINER_RUNNING') throw failedPrecondition(`container ${r.id} is ${stateWord(r.state)}; commands run only in a running container`);
     const spec = JSON.parse(await readFile(bundleFiles(r.bundle).config, 'utf8'));
@@ -611,10 +612,9 @@ export class ContainerService {
 }
 
 /** The process spec of an exec: the container's process with another command. */
-export function execProcess(base: Record<string, any>, cmd: string[], terminal: boolean): Record<string, any> {
-  const p: Record<string, any> = { ...base, args: cmd, terminal };
-  delete p.consoleSize;
-  return p;
+export function execProcess(base: Process, cmd: string[], terminal: boolean): Process {
+  const { consoleSize: _size, ...rest } = base;
+  return { ...rest, args: cmd, terminal };
 }
 
 /** log_directory/log_path, refusing paths that leave the pod's log directory. */
@@ -626,7 +626,7 @@ export function criLogPath(logDirectory: string, logPath: string): string {
   return joined;
 }
 
-function userOf(spec: Record<string, any>): ContainerUser | null {
+function userOf(spec: Spec): ContainerUser | null {
   const u = spec.process?.user;
   if (!u) return null;
   return { linux: { uid: u.uid ?? 0, gid: u.gid ?? 0, supplemental_groups: u.additionalGids ?? [u.gid ?? 0] } };

@@ -4,6 +4,7 @@
 import { open, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { SpecRequest } from './request.ts';
+import type { Spec } from './types.ts';
 import type { SnapshotStore } from '../snapshot/snapshots.ts';
 import { mountReadonlyImage, unmount } from '../snapshot/rootfs.ts';
 import { buildSpec, SpecError, type HostFacts } from './spec.ts';
@@ -115,7 +116,7 @@ function handlerHost(sources: SpecSources, handler: string): SpecSources['host']
   return { ...sources.host, rroSupported: sources.host.rroSupported && sources.runtimeFeatures.get(handler).recursiveReadOnlyMounts };
 }
 
-export async function makeSpec(req: SpecRequest, sources: SpecSources): Promise<Record<string, any>> {
+export async function makeSpec(req: SpecRequest, sources: SpecSources): Promise<Spec> {
   // A container never silently runs in the node's user namespace when it asks for the pod's own.
   if (sources.runtimeFeatures) checkUserNamespace(req.config.linux?.security_context?.namespace_options?.userns_options, req.sandbox.runtimeHandler ?? '', sources.runtimeFeatures);
   const [passwd, group] = await Promise.all([readInRoot(req.rootfs, '/etc/passwd'), readInRoot(req.rootfs, '/etc/group')]);

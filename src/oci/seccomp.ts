@@ -5,6 +5,8 @@
 // includes/excludes with caps and arches), and plain OCI. Entries are kept
 // or dropped for the host architecture and the container's capabilities.
 
+import type { Seccomp } from './types.ts';
+
 interface Conditions {
   caps?: string[];
   arches?: string[];
@@ -93,7 +95,7 @@ export function seccompProfileProblem(p: unknown): string | undefined {
   return undefined;
 }
 
-export function ociSeccomp(profile: SeccompProfile, caps: string[], arch = NODE_ARCH[process.arch] ?? process.arch): Record<string, unknown> {
+export function ociSeccomp(profile: SeccompProfile, caps: string[], arch = NODE_ARCH[process.arch] ?? process.arch): Seccomp {
   const syscalls = (profile.syscalls ?? [])
     .filter((s) => applies(s, caps, arch))
     .map((s) => ({

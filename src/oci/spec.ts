@@ -4,6 +4,7 @@ import type { ContainerConfig__Output } from '../generated/runtime/v1/ContainerC
 import type { SpecSandbox } from './request.ts';
 import { clampOom } from './oom.ts';
 import { SpecError } from './errors.ts';
+import type { Capabilities, Device, DeviceRule, Linux, Mount, Namespace, Process, Resources, Spec, User } from './types.ts';
 import { resolveUser, type ResolvedUser } from './user.ts';
 import { capabilities, seccompChoice, apparmorProfile, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from './security.ts';
 import { resourcesToOci, type HugetlbSupport } from './resources.ts';
@@ -101,9 +102,9 @@ export function namespaces(
   options: { network?: string; pid?: string; ipc?: string } | null | undefined,
   cgroupVersion: 'v1' | 'v2',
   targetPidNamespace?: string,
-): Array<{ type: string; path?: string }> {
-  const ns: Array<{ type: string; path?: string }> = [{ type: 'mount' }];
-  const join = (type: string, path: string | undefined) => (path ? ns.push({ type, path }) : undefined);
+): Namespace[] {
+  const ns: Namespace[] = [{ type: 'mount' }];
+  const join = (type: Namespace['type'], path: string | undefined) => (path ? ns.push({ type, path }) : undefined);
   // Network, IPC and UTS are the pod's whatever the container asks, as with
   // containerd: a container of a pod with its own network never lands in the
   // node's, and one of a host-network pod shares the node's.
@@ -154,7 +155,23 @@ function userOf(config: ContainerConfig__Output, image: ImageConfig, etc: SpecIn
   );
 }
 
-export function buildSpec(input: SpecInput): Record<string, any> {
+/** A spec as buildSpec makes it: every part it always fills in is present. */
+export interface BuiltSpec extends Spec {
+  process: Process & { capabilities: Required<Pick<Capabilities, 'bounding' | 'effective' | 'permitted' | 'ambient'>> };
+  root: { path: string; readonly: boolean };
+  mounts: Mount[];
+  annotations: Record<string, string>;
+  linux: Linux & {
+    cgroupsPath: string;
+    namespaces: Namespace[];
+    resources: Resources & { devices: DeviceRule[] };
+    devices: Device[];
+    maskedPaths: string[];
+    readonlyPaths: string[];
+  };
+}
+
+export function buildSpec(input: SpecInput): BuiltSpec {
   const { config, sandbox, host } = input;
   const sc = config.linux?.security_context;
   const privileged = Boolean(sc?.privileged);
@@ -168,7 +185,7 @@ export function buildSpec(input: SpecInput): Record<string, any> {
   const requestedDevices = input.devices ?? [];
   const allDevices = privileged ? host.hostDevices.map((d) => ({ ...d, containerPath: d.path, permissions: 'rwm' })) : requestedDevices;
   const seccomp = seccompChoice(sc?.seccomp, sc?.seccomp_profile_path);
-  const spec: Record<string, any> = {
+  const spec: BuiltSpec = {
     ociVersion: '1.0.2',
     process: {
       terminal: Boolean(config.tty),
@@ -220,7 +237,7 @@ export function buildSpec(input: SpecInput): Record<string, any> {
 }
 
 /** The effective user for ContainerStatus.user. */
-export function specUser(spec: Record<string, any>): { uid: number; gid: number; supplemental_groups: number[] } {
-  const u = spec.process?.user ?? {};
+export function specUser(spec: Spec): { uid: number; gid: number; supplemental_groups: number[] } {
+  const u: Partial<User> = spec.process?.user ?? {};
   return { uid: u.uid ?? 0, gid: u.gid ?? 0, supplemental_groups: u.additionalGids ?? [u.gid ?? 0] };
 }

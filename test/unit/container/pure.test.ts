@@ -68,8 +68,8 @@ test('conmon create arguments', () => {
 });
 
 test('exec process keeps the container process but runs the command', () => {
-  const p = execProcess({ args: ['a'], env: ['X=1'], cwd: '/w', terminal: true, consoleSize: { height: 1, width: 1 } }, ['b'], false);
-  assert.deepEqual(p, { args: ['b'], env: ['X=1'], cwd: '/w', terminal: false });
+  const p = execProcess({ user: { uid: 0, gid: 0 }, args: ['a'], env: ['X=1'], cwd: '/w', terminal: true, consoleSize: { height: 1, width: 1 } }, ['b'], false);
+  assert.deepEqual(p, { user: { uid: 0, gid: 0 }, args: ['b'], env: ['X=1'], cwd: '/w', terminal: false });
 });
 
 test('capped buffers keep the first bytes only', () => {

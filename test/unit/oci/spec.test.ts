@@ -106,7 +106,7 @@ test('a default container joins the pod namespaces and gets containerd defaults'
   assert.equal(spec.annotations['io.kubernetes.cri.sandbox-id'], 'pod1');
   const dests = spec.mounts.map((m: any) => m.destination);
   for (const d of ['/proc', '/dev', '/dev/pts', '/dev/shm', '/dev/mqueue', '/sys', '/sys/fs/cgroup', '/etc/hostname', '/etc/resolv.conf', '/etc/hosts']) assert.ok(dests.includes(d), d);
-  assert.equal(spec.mounts.find((m: any) => m.destination === '/dev/shm').source, '/pod/shm');
+  assert.equal(spec.mounts.find((m: any) => m.destination === '/dev/shm')?.source, '/pod/shm');
   assert.equal(spec.linux.seccomp, undefined, 'no profile asked means unconfined');
   assert.deepEqual(spec.linux.resources.devices, [{ allow: false, access: 'rwm' }]);
 });
@@ -139,7 +139,7 @@ test('privileged containers get every capability and device, no masks, no seccom
   assert.equal(spec.linux.seccomp, undefined);
   assert.equal(spec.linux.devices[0].path, '/dev/fuse');
   assert.deepEqual(spec.linux.resources.devices, [{ allow: true, access: 'rwm' }]);
-  assert.equal(spec.mounts.find((m: any) => m.destination === '/sys').options.includes('ro'), false);
+  assert.equal(spec.mounts.find((m: any) => m.destination === '/sys')?.options?.includes('ro'), false);
 });
 
 test('seccomp modes and capability-conditional entries', () => {
