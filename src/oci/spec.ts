@@ -157,7 +157,7 @@ function userOf(config: ContainerConfig__Output, image: ImageConfig, etc: SpecIn
 
 /** A spec as buildSpec makes it: every part it always fills in is present. */
 export interface BuiltSpec extends Spec {
-  process: Process & { capabilities: Required<Pick<Capabilities, 'bounding' | 'effective' | 'permitted' | 'ambient'>> };
+  process: Process & { env: string[]; capabilities: Required<Pick<Capabilities, 'bounding' | 'effective' | 'permitted' | 'ambient'>> };
   root: { path: string; readonly: boolean };
   mounts: Mount[];
   annotations: Record<string, string>;
