@@ -26,6 +26,10 @@ import { makeSpec, removeImageVolumes } from './oci/prepare.ts';
 import { resourcesToOci } from './oci/resources.ts';
 import { applyRootfsDiff } from './checkpoint/rootfs-diff.ts';
 import { RuntimeFeatures } from './oci/features.ts';
+import { Nri } from './nri/nri.ts';
+import { NO_CONTAINER_NRI, NriBridge, type NriHooks } from './container/nri-bridge.ts';
+import { NO_POD_NRI } from './sandbox/nri-hooks.ts';
+import type { ContainerRecord } from './container/record.ts';
 
 export async function packageVersion(): Promise<string> {
   const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8'));
@@ -56,7 +60,7 @@ export async function runDaemon(config: Config, flags: Flags = {}): Promise<void
     notifier.status(`failed to start: ${(err as Error).message ?? err}`);
     throw err;
   }
-  const { ctx, server, metricsServer, streams, containers } = started;
+  const { ctx, server, metricsServer, streams, containers, nri } = started;
   const serving = () => `serving the CRI on ${server.socket}; ${ctx.sandboxes.records().length} pods, ${ctx.containers.records().length} containers`;
   notifier.ready(serving());
   await new Promise<void>((resolve) => {
@@ -79,6 +83,7 @@ export async function runDaemon(config: Config, flags: Flags = {}): Promise<void
   process.removeAllListeners('SIGHUP');
   await metricsServer?.close();
   await streams.close();
+  await nri.stop();
   containers.close();
   log.info('tscri stopped');
   log.flush();
@@ -96,7 +101,20 @@ async function startServices(config: Config, log: Logger, inherited: InheritedSo
   if (host.hugetlb && !host.hugetlb.controller && host.hugetlb.pageSizes.length) log.warn('the hugetlb cgroup controller is not available to containers here; hugepage limits are not applied');
   const sandboxes = new SandboxService(config, log);
   await sandboxes.load();
-  const containers = new ContainerService(containerDeps({
+  const version = await packageVersion();
+  const nri = new Nri(config.nri, { name: 'tscri', version }, log.child({ component: 'nri' }));
+  const bridge: NriBridge = new NriBridge(nri, {
+    log,
+    sandbox: (id) => sandboxes.get(id),
+    sandboxes: () => sandboxes.records(),
+    container: (id): ContainerRecord | undefined => containers.find(id),
+    containers: () => containers.records(),
+    updateResources: (id, resources) => containers.update(id, resources, false),
+    stopContainer: (id) => containers.stop(id, 0),
+  });
+  const nriHooks: NriHooks = config.nri.enable ? bridge : { ...NO_POD_NRI, ...NO_CONTAINER_NRI };
+  sandboxes.setNri(nriHooks);
+  const containers: ContainerService = new ContainerService(containerDeps({
       config,
       log,
       sandboxes,
@@ -111,6 +129,7 @@ async function startServices(config: Config, log: Logger, inherited: InheritedSo
       },
       makeSpec: (req) => makeSpec(req, { host, snapshots, resolveImage: (ref) => images.resolve(ref), runtimeFeatures }),
       ociResources: (resources) => resourcesToOci(resources, host.cgroupVersion, host.hugetlb),
+      nri: nriHooks,
     }));
   await containers.load();
   // Leases of containers (and their image volumes, "<id>-volN") that no longer exist would keep their layers forever.
@@ -142,7 +161,7 @@ async function startServices(config: Config, log: Logger, inherited: InheritedSo
   const ctx: Context = {
     config,
     log,
-    version: await packageVersion(),
+    version,
     network: cniConfigStatus(() => config.cni.conf_dir),
     sandboxes,
     metrics: new Metrics(),
@@ -162,13 +181,18 @@ async function startServices(config: Config, log: Logger, inherited: InheritedSo
 
   // The socket comes last: a start refused before it leaves no socket behind.
   const metricsServer = config.metrics.address ? await serveMetrics(ctx.metrics, config.metrics.address) : undefined;
-  const server = await startServer(ctx, inherited ? inherited.path || `fd ${inherited.fd}` : socketPath(config.listen), inherited?.fd);
+  // Pre-installed plugins start, and plugins may connect, once the state is loaded.
+  await nri.start(bridge);
+  const server = await startServer(ctx, inherited ? inherited.path || `fd ${inherited.fd}` : socketPath(config.listen), inherited?.fd).catch(async (err) => {
+    await nri.stop();
+    throw err;
+  });
   if (inherited && inherited.path !== socketPath(config.listen)) {
     log.warn({ socket: inherited.path, listen: config.listen }, 'serving on the socket systemd handed in, not on the configured listen address');
   }
   if (metricsServer) log.info({ address: config.metrics.address, port: metricsServer.port }, 'serving Prometheus metrics at /metrics');
   log.info({ socket: server.socket, activated: Boolean(inherited), root: config.root, state: config.state, version: ctx.version }, 'tscri is serving');
-  return { ctx, server, metricsServer, streams, containers };
+  return { ctx, server, metricsServer, streams, containers, nri };
 }
 
 /**

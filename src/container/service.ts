@@ -31,6 +31,7 @@ import { ExitWatcher, readExitFile, type ExitInfo } from './exits.ts';
 import { exitReason, matchesFilter, pickRepoDigest, reservationName, stopSignal, toContainer, toStatus, verboseInfo, type ContainerRecord } from './record.ts';
 import { ContainerEvents } from './events.ts';
 import { execSync, type ExecSyncResult } from './execsync.ts';
+import { NO_CONTAINER_NRI, type ContainerNriHooks } from './nri-bridge.ts';
 import { checkpointToArchive, criuInstalled, isArchivePath, planRestore, restoreDir, restoreLogTail, unpackForRestore, validateLocation } from './checkpoint.ts';
 
 /** What CreateContainer needs to know about an image. */
@@ -57,6 +58,8 @@ export interface ContainerDeps {
   cgroupsPath(sandbox: SandboxRecord, containerId: string): string;
   /** Converts CRI resources to the OCI LinuxResources object `runc update` reads. */
   ociResources(resources: LinuxContainerResources__Output): Resources;
+  /** NRI plugins, at each step of the lifecycle (none when absent). */
+  nri?: ContainerNriHooks;
 }
 
 const CONMON_TIMEOUT_MS = 240_000;
@@ -74,6 +77,7 @@ export class ContainerService {
   private readonly starting = new Map<string, Promise<void>>();
   private readonly watcher: ExitWatcher;
   private readonly log: Logger;
+  private readonly nri: ContainerNriHooks;
   /** Directory of bundles and the exit directory, under the state dir. */
   readonly stateDir: string;
   readonly exitDir: string;
@@ -84,6 +88,7 @@ export class ContainerService {
 
   constructor(deps: ContainerDeps) {
     this.deps = deps;
+    this.nri = deps.nri ?? NO_CONTAINER_NRI;
     this.log = deps.log.child({ component: 'containers' });
     this.store = new RecordStore<ContainerRecord>(join(deps.config.root, 'containers'));
     this.stateDir = join(deps.config.state, 'containers');
@@ -260,6 +265,7 @@ export class ContainerService {
         if (rootfsDiff) await rm(rootfsDiff, { force: true });
         record.rootfsPrepared = true;
         const spec = await this.deps.makeSpec({ id, config, sandbox, image, rootfs, cgroupsPath: record.cgroupsPath, targetPidNamespace });
+        await this.nri.createContainer(record, spec);
         record.user = userOf(spec);
         await writeFileAtomic(bundleFiles(bundle).config, JSON.stringify(spec));
         if (logPath) await mkdir(dirname(logPath), { recursive: true });
@@ -269,8 +275,10 @@ export class ContainerService {
         await this.store.put(record);
         this.log.info({ id, name, pid: record.pid, restoreFrom: restore?.archive }, 'container created');
         this.events.publish('CONTAINER_CREATED_EVENT', id, record.sandboxId);
+        await this.nri.postCreateContainer(record);
         return id;
       } catch (err) {
+        await this.nri.createFailed(record);
         await this.discard(record, runtime);
         throw err instanceof DomainError ? err : internal(`cannot create container ${name}: ${(err as Error).message}`);
       }
@@ -331,11 +339,13 @@ export class ContainerService {
         started();
       }
     });
+    await this.nri.postStartContainer(r);
   }
 
   private async startLocked(r: ContainerRecord): Promise<void> {
     if (r.state !== 'CONTAINER_CREATED') throw failedPrecondition(`container ${r.id} is ${stateWord(r.state)}; only a created container can be started`);
     const runtime = this.runtimeFor(r.runtimeHandler);
+    await this.nri.startContainer(r);
     if (r.restore) return this.restoreLocked(r, runtime);
     try {
       await runtime.start(r.id);
@@ -405,6 +415,7 @@ export class ContainerService {
     const r = this.find(id);
     if (!r) return;
     await this.ops.with(r.id, () => this.stopLocked(r, timeoutSeconds));
+    if (r.state === 'CONTAINER_EXITED') await this.nri.stopContainer(r);
   }
 
   private async stopLocked(r: ContainerRecord, timeoutSeconds: number): Promise<void> {
@@ -457,6 +468,7 @@ export class ContainerService {
       if (this.names.get(r.name) === r.id) this.names.delete(r.name);
       this.log.info({ id: r.id, name: r.name }, 'container removed');
       this.events.publish('CONTAINER_DELETED_EVENT', r.id, r.sandboxId);
+      await this.nri.removeContainer(r);
     });
   }
 
@@ -473,6 +485,7 @@ export class ContainerService {
     r.reason = exitReason(exit.exitCode, oom);
     r.pid = 0;
     this.wakeExitWaiters(r.id);
+    void this.nri.stopContainer(r);
     await this.persist(r).catch((err) => this.log.error({ id: r.id, err: String(err) }, 'cannot save container exit'));
     this.log.info({ id: r.id, exitCode: r.exitCode, reason: r.reason }, 'container exited');
     await this.starting.get(r.id);
@@ -490,6 +503,7 @@ export class ContainerService {
     r.message = message;
     r.pid = 0;
     this.wakeExitWaiters(r.id);
+    void this.nri.stopContainer(r);
     await this.persist(r);
     this.events.publish('CONTAINER_STOPPED_EVENT', r.id, r.sandboxId);
   }
@@ -544,13 +558,15 @@ export class ContainerService {
 
   // ---- update, logs, exec ----
 
-  async update(id: string, resources: LinuxContainerResources__Output | null): Promise<void> {
+  /** UpdateContainerResources; `requested` is false for updates NRI plugins asked for, which plugins are not told of. */
+  async update(id: string, request: LinuxContainerResources__Output | null, requested = true): Promise<void> {
     const r = this.get(id);
-    if (!resources) return;
+    if (!request) return;
     await this.ops.with(r.id, async () => {
       if (r.state !== 'CONTAINER_CREATED' && r.state !== 'CONTAINER_RUNNING') {
         throw failedPrecondition(`container ${r.id} is ${stateWord(r.state)}; only a created or running container can be updated`);
       }
+      const resources = requested ? await this.nri.updateContainer(r, request) : request;
       try {
         await this.runtimeFor(r.runtimeHandler).update(r.id, this.deps.ociResources(resources));
       } catch (err) {
@@ -559,6 +575,7 @@ export class ContainerService {
       r.resources = mergeResources(r.resources, resources) as ContainerRecord['resources'];
       await this.persist(r);
     });
+    if (requested) await this.nri.postUpdateContainer(r);
   }
 
   /** Asks conmon to reopen the log file (kubelet rotated it). */

@@ -20,6 +20,7 @@ export interface ContainerWiring {
   makeSpec?: ContainerDeps['makeSpec'];
   ociResources?: ContainerDeps['ociResources'];
   cgroupsPath?: ContainerDeps['cgroupsPath'];
+  nri?: ContainerDeps['nri'];
 }
 
 const missing = (what: string) => () => {
@@ -38,5 +39,6 @@ export function containerDeps(w: ContainerWiring): ContainerDeps {
     makeSpec: w.makeSpec ?? (async () => missing('the OCI spec builder')()),
     ociResources: w.ociResources ?? missing('resource conversion'),
     cgroupsPath: w.cgroupsPath ?? ((sandbox, id) => containerCgroupsPath(sandbox, id, w.config.cgroup_driver)),
+    nri: w.nri,
   };
 }

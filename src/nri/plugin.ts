@@ -51,6 +51,13 @@ export interface Identity {
   nriVersion: string;
 }
 
+/**
+ * How much longer than request_timeout an answer is awaited: a plugin that
+ * gives up waiting at its deadline (which ttrpc tells it, counted from when
+ * it received the request) still answers in time.
+ */
+const ANSWER_GRACE_MS = 250;
+
 /** Smallest number of pods and containers per Synchronize message when splitting. */
 const MIN_SYNC_OBJECTS = 8;
 
@@ -189,7 +196,7 @@ export class Plugin {
     if (this.closedWith) return undefined;
     let bytes: Buffer;
     try {
-      bytes = await this.client.call(PLUGIN_SERVICE, method, request.encode(message), this.options.requestTimeoutMs);
+      bytes = await this.client.call(PLUGIN_SERVICE, method, request.encode(message), this.options.requestTimeoutMs, ANSWER_GRACE_MS);
     } catch (err) {
       if (err instanceof ConnectionClosedError) {
         this.close();

@@ -92,8 +92,13 @@ export class TtrpcClient {
     channel.onClose((err) => this.closed(err ?? new ConnectionClosedError('connection closed')));
   }
 
-  /** Calls service/method with an encoded request; resolves with the encoded result. */
-  call(service: string, method: string, payload: Buffer, timeoutMs: number): Promise<Buffer> {
+  /**
+   * Calls service/method with an encoded request; resolves with the encoded
+   * result. The server is told timeoutMs; the answer is awaited graceMs
+   * longer, so one sent at the server's own deadline (counted from when it
+   * received the call) is not lost to the time in transit.
+   */
+  call(service: string, method: string, payload: Buffer, timeoutMs: number, graceMs = 0): Promise<Buffer> {
     if (this.closedWith) return Promise.reject(this.closedWith);
     if (this.nextStreamId > 0xffffffff) return Promise.reject(new ConnectionClosedError('ttrpc stream ids exhausted'));
     const streamId = this.nextStreamId;
@@ -109,7 +114,7 @@ export class TtrpcClient {
       const timer = setTimeout(() => {
         this.pending.delete(streamId);
         reject(new CallTimeoutError(`${method} got no answer within ${timeoutMs} ms`));
-      }, timeoutMs);
+      }, timeoutMs + graceMs);
       this.pending.set(streamId, { resolve, reject, timer });
       send(this.channel, streamId, MessageType.Request, message);
     });

@@ -28,6 +28,7 @@ import { isNamespaceFile, pinNamespaces, pinnedPodIds, unpinPodNamespaces } from
 import { infraAlive, killInfra, startInfra } from './infra.ts';
 import { clampOomScoreAdj, setRestrictOomScoreAdj } from './oom.ts';
 import { checkUserNamespace, NO_USER_NAMESPACES, type UserNamespaceSupport } from '../oci/features.ts';
+import { NO_POD_NRI, type PodNriHooks } from './nri-hooks.ts';
 
 /** Pod resources and overhead that cannot become cgroup files are the client's error. */
 function checkPodResources(resources: LinuxContainerResources__Output | null | undefined, overhead: LinuxContainerResources__Output | null | undefined): void {
@@ -85,6 +86,7 @@ export class SandboxService {
   /** Reserved names to the id holding them, until that sandbox is removed. */
   private readonly names = new Map<string, string>();
   private containers: PodContainers = NO_CONTAINERS;
+  private nri: PodNriHooks = NO_POD_NRI;
   private podCidr = '';
   private userns: UserNamespaceSupport = NO_USER_NAMESPACES;
 
@@ -123,6 +125,10 @@ export class SandboxService {
   /** Which runtime handlers can run pods in user namespaces. */
   setRuntimeFeatures(features: UserNamespaceSupport): void {
     this.userns = features;
+  }
+
+  setNri(nri: PodNriHooks): void {
+    this.nri = nri;
   }
 
   /** Every sandbox record that is fully created. */
@@ -178,6 +184,7 @@ export class SandboxService {
       try {
         await this.store.put(record);
         await this.setUp(record, plan);
+        await this.nri.runPodSandbox(record);
         record.state = 'SANDBOX_READY';
         record.creating = false;
         await this.store.put(record);
@@ -399,6 +406,7 @@ export class SandboxService {
       const record = this.store.get(found.id);
       if (!record) return;
       await this.containers.stopAll(record.id, STOP_TIMEOUT_SECONDS);
+      await this.nri.stopPodSandbox(record);
       try {
         await this.teardown(record);
       } finally {
@@ -417,6 +425,7 @@ export class SandboxService {
       const record = this.store.get(found.id);
       if (!record) return;
       await this.containers.stopAll(record.id, 0);
+      await this.nri.stopPodSandbox(record);
       await this.containers.removeAll(record.id);
       await this.teardown(record);
       record.state = 'SANDBOX_NOTREADY';
@@ -424,6 +433,7 @@ export class SandboxService {
       await this.store.delete(record.id);
       if (record.name && this.names.get(record.name) === record.id) this.names.delete(record.name);
       this.log.info({ id: record.id }, 'pod sandbox removed');
+      await this.nri.removePodSandbox(record);
     });
   }
 
@@ -516,10 +526,12 @@ export class SandboxService {
     checkPodResources(resources, overhead);
     await this.locks.with(found.id, async () => {
       const record = this.require(found.id);
+      await this.nri.updatePodSandbox(record, overhead, resources);
       await writeResources(cgroupFsPath(record.cgroupParent, this.config.cgroup_driver), podResources(resources, overhead));
       record.resources = { overhead, resources };
       await this.store.put(record);
     });
+    await this.nri.postUpdatePodSandbox(found);
   }
 
   /** Puts a process into the pod's cgroup (used for processes the pod owns outside containers). */
