@@ -452,6 +452,9 @@ export class SandboxService {
   }
 
   async status(id: string, verbose: boolean): Promise<SandboxStatusResult> {
+    // Taken before anything is read: kubelet's evented PLEG caches what follows
+    // as the pod's state at this time (nanoseconds) and then skips ListContainers.
+    const timestamp = nowNs();
     const record = this.require(id);
     const state = await this.liveState(record);
     const c = record.config;
@@ -500,7 +503,25 @@ export class SandboxService {
         config: c,
       });
     }
-    return { status, info, containers_statuses: verbose ? await this.containers.statuses(record.id) : [], timestamp: nowNs() };
+    try {
+      return { status, info, containers_statuses: await this.podContainerStatuses(record), timestamp };
+    } catch (err) {
+      // Without every container's status the timestamp would tell kubelet a partial list is whole.
+      this.log.warn({ id: record.id, err: (err as Error).message }, 'cannot read the statuses of the pod containers');
+      return { status, info, containers_statuses: [], timestamp: 0 };
+    }
+  }
+
+  /**
+   * The statuses of every container of the pod, as kubelet would list them by
+   * the pod's uid: this sandbox's and those of the pod's other attempts.
+   */
+  private async podContainerStatuses(record: SandboxRecord): Promise<ContainerStatus[]> {
+    const uid = record.config.metadata?.uid;
+    const sandboxes = this.store.list().filter((r) => r.id === record.id || (uid && !r.creating && r.config.metadata?.uid === uid));
+    const statuses: ContainerStatus[] = [];
+    for (const sandbox of sandboxes) statuses.push(...(await this.containers.statuses(sandbox.id)));
+    return statuses;
   }
 
   async list(filter: PodSandboxFilter__Output | null | undefined): Promise<PodSandbox[]> {

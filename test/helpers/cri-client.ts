@@ -51,3 +51,38 @@ export function criClient(socket: string): CriClient {
     },
   };
 }
+
+/**
+ * An open server stream (GetContainerEvents never ends on its own): messages
+ * arrive through `next()`; `close()` cancels the call.
+ */
+export function criStream(socket: string, rpc: string, request: object = {}): { next(timeoutMs?: number): Promise<any>; close(): void } {
+  const definition = protoLoader.loadSync(PROTO_FILE, { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true });
+  const proto = grpc.loadPackageDefinition(definition) as any;
+  const client = new proto.runtime.v1.RuntimeService(`unix://${socket}`, grpc.credentials.createInsecure());
+  const stream = client[rpc](request);
+  const queue: any[] = [];
+  const waiters: Array<(item: any) => void> = [];
+  let failure: Error | undefined;
+  stream.on('data', (item: unknown) => (waiters.length ? waiters.shift()!(item) : queue.push(item)));
+  stream.on('error', (err: Error) => {
+    failure = err;
+  });
+  return {
+    next(timeoutMs = 30_000) {
+      if (queue.length) return Promise.resolve(queue.shift());
+      if (failure) return Promise.reject(failure);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no ${rpc} message within ${timeoutMs} ms`)), timeoutMs);
+        waiters.push((item) => {
+          clearTimeout(timer);
+          resolve(item);
+        });
+      });
+    },
+    close() {
+      stream.cancel();
+      client.close();
+    },
+  };
+}

@@ -18,6 +18,7 @@ import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import { pushBusybox } from '../helpers/images.ts';
 import { makeTestNetwork, type TestNetwork } from '../helpers/cni.ts';
+import { criStream } from '../helpers/cri-client.ts';
 import { containerConfig, machine, podCgroup, podLogDirectory, podSandboxConfig, type KubeContainer, type KubePod, type Qos } from '../helpers/kubelet.ts';
 import { cgroupDirs, createCgroup, hierarchies, removeCgroup } from '../../src/cgroups/cgroups.ts';
 
@@ -196,4 +197,62 @@ test('the root cgroup is no pod cgroup: cgroup_parent "/" is refused', async () 
     await assert.rejects(d.call('RunPodSandbox', { config: pod }), (err: any) => err.code === status.INVALID_ARGUMENT && /root cgroup/.test(err.details));
   }
   assert.equal((await d.call('Version', {})).runtime_name, 'tscri');
+});
+
+test('evented PLEG: events and PodSandboxStatus carry every container of the pod and a timestamp in nanoseconds', async () => {
+  const events = criStream(d.socket, 'GetContainerEvents');
+  try {
+    const pod = await kubeletPod('pleg', 'besteffort');
+    const start = Date.now() * 1e6;
+    const podId = await runPod(pod);
+    const a = await startContainer(pod, podId, { name: 'a', command: ['sleep', '300'] });
+    const b = await startContainer(pod, podId, { name: 'b', command: ['sleep', '300'] });
+    const seen: any[] = [];
+    const until = async (type: string, id: string) => {
+      for (;;) {
+        const e = await events.next();
+        if (e.pod_sandbox_status?.metadata?.uid !== pod.uid) continue;
+        seen.push(e);
+        if (e.container_event_type === type && e.container_id === id) return e;
+      }
+    };
+    const bStarted = await until('CONTAINER_STARTED_EVENT', b.id);
+    const end = Date.now() * 1e6;
+    for (const e of seen) {
+      assert.ok(e.created_at >= start && e.created_at <= end, `event time ${e.created_at} is nanoseconds of now`);
+      assert.ok(e.containers_statuses.some((c: any) => c.id === e.container_id), `${e.container_event_type} carries its container`);
+      assert.equal(e.pod_sandbox_status.id, podId);
+    }
+    assert.deepEqual(bStarted.containers_statuses.map((c: any) => [c.id, c.state]).sort(), [[a.id, 'CONTAINER_RUNNING'], [b.id, 'CONTAINER_RUNNING']].sort());
+
+    // Non-verbose PodSandboxStatus, what kubelet's GetPodStatus reads: with a timestamp, the complete list.
+    const t0 = Date.now() * 1e6;
+    const res = await d.call('PodSandboxStatus', { pod_sandbox_id: podId });
+    const t1 = Date.now() * 1e6;
+    assert.ok(res.timestamp >= t0 && res.timestamp <= t1, `timestamp ${res.timestamp} is nanoseconds of the call`);
+    assert.deepEqual(res.containers_statuses.map((c: any) => c.id).sort(), [a.id, b.id].sort());
+    assert.equal(res.containers_statuses.find((c: any) => c.id === a.id).labels['io.kubernetes.container.name'], 'a');
+
+    await d.call('StopContainer', { container_id: a.id, timeout: 0 });
+    const stopped = await until('CONTAINER_STOPPED_EVENT', a.id);
+    assert.equal(stopped.containers_statuses.find((c: any) => c.id === a.id).state, 'CONTAINER_EXITED');
+    assert.equal(stopped.containers_statuses.length, 2);
+
+    // A newer attempt of the pod: its status lists the old attempt's containers too, as kubelet lists them by pod uid.
+    await d.call('StopPodSandbox', { pod_sandbox_id: podId });
+    const next = { ...pod, attempt: 1 };
+    const nextId = await runPod(next);
+    const c = await startContainer(next, nextId, { name: 'a', command: ['sleep', '300'], restartCount: 1 });
+    const all = await d.call('PodSandboxStatus', { pod_sandbox_id: nextId });
+    assert.deepEqual(all.containers_statuses.map((x: any) => x.id).sort(), [a.id, b.id, c.id].sort());
+    assert.ok(all.timestamp > 0);
+
+    await d.call('RemovePodSandbox', { pod_sandbox_id: podId });
+    const deleted = await until('CONTAINER_DELETED_EVENT', a.id);
+    assert.ok(!deleted.containers_statuses.some((x: any) => x.id === a.id));
+    await d.call('StopPodSandbox', { pod_sandbox_id: nextId });
+    await d.call('RemovePodSandbox', { pod_sandbox_id: nextId });
+  } finally {
+    events.close();
+  }
 });
