@@ -219,6 +219,7 @@ export class ContainerService {
     if (!image) throw notFound(`image ${JSON.stringify(ref)} is not present on this node; pull it first`);
     const logPath = criLogPath(sandbox.config.log_directory, config.log_path);
     const targetPidNamespace = this.targetPidNamespace(config, sandbox.id);
+    config = await this.withImageVolumeRefs(config);
 
     const name = reservationName(config, sandbox.config);
     const holder = this.names.get(name);
@@ -283,6 +284,19 @@ export class ContainerService {
         throw err instanceof DomainError ? err : internal(`cannot create container ${name}: ${(err as Error).message}`);
       }
     });
+  }
+
+  /** Image volumes carry the id of the image they mount (ContainerStatus mounts' image_ref). */
+  private async withImageVolumeRefs(config: ContainerConfig__Output): Promise<ContainerConfig__Output> {
+    if (!(config.mounts ?? []).some((m) => m.image?.image)) return config;
+    const mounts = await Promise.all(
+      (config.mounts ?? []).map(async (m) => {
+        if (!m.image?.image) return m;
+        const id = (await this.deps.resolveImage(m.image.image))?.id ?? '';
+        return { ...m, image: { ...m.image, image_ref: id } };
+      }),
+    );
+    return { ...config, mounts };
   }
 
   private async startConmon(r: ContainerRecord, runtime: OciRuntime, spec: Spec, restorePath?: string): Promise<number> {

@@ -57,6 +57,8 @@ export function requestMounts(mounts: Mount__Output[], imageMounts: Record<strin
       options.push(o);
     }
     if (m.image?.image) {
+      // An image volume is the image's read-only content; kubelet always asks for it read-only.
+      if (!m.readonly) throw new SpecError(`the image volume at ${destination} must be read-only: readonly is false`);
       const root = imageMounts[m.image.image];
       if (!root) throw new SpecError(`image ${JSON.stringify(m.image.image)} for the volume at ${destination} is not present on this node; pull it first`);
       const sub = m.image_sub_path ? normalize(m.image_sub_path).replace(/^\/+/, '') : '';

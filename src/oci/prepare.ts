@@ -1,14 +1,14 @@
 // Gathers what buildSpec needs beyond the request: the container's
 // /etc/passwd and /etc/group (read inside its rootfs), requested devices,
 // a Localhost seccomp profile, and image volumes mounted read-only.
-import { open, readdir, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { lstat, open, readdir, rm } from 'node:fs/promises';
+import { dirname, join, normalize } from 'node:path';
 import type { SpecRequest } from './request.ts';
 import type { Spec } from './types.ts';
 import type { SnapshotStore } from '../snapshot/snapshots.ts';
 import { mountReadonlyImage, unmount } from '../snapshot/rootfs.ts';
 import { buildSpec, SpecError, type HostFacts } from './spec.ts';
-import { readInRoot } from './rootfs-files.ts';
+import { readInRoot, resolveInRoot } from './rootfs-files.ts';
 import { deviceAt } from './host.ts';
 import { seccompChoice } from './security.ts';
 import { checkUserNamespace, type RuntimeFeatures } from './features.ts';
@@ -40,7 +40,34 @@ async function mountImageVolumes(req: SpecRequest, sources: SpecSources): Promis
     mounts[ref] = target;
     n += 1;
   }
+  for (const m of req.config.mounts ?? []) {
+    if (m.image?.image && m.image_sub_path) await checkImageSubPath(mounts[m.image.image]!, m.image_sub_path, m.container_path);
+  }
   return mounts;
+}
+
+/**
+ * An image_sub_path must be a directory of the image reached without
+ * symlinks: the bind mount's source is the plain path under the volume, so
+ * a symlink on the way (which the kernel would follow on the node) could
+ * name anything outside the image.
+ */
+export async function checkImageSubPath(root: string, sub: string, containerPath: string): Promise<void> {
+  const shown = JSON.stringify(sub.slice(0, 256));
+  if (sub.includes('\0')) throw new SpecError(`image_sub_path ${shown} holds a NUL byte`);
+  const relative = normalize(sub).replace(/^\/+|\/+$/g, '');
+  if (relative.split('/').includes('..')) throw new SpecError(`image_sub_path ${shown} escapes the image`);
+  const plain = join(root, relative);
+  let resolved: string;
+  try {
+    resolved = await resolveInRoot(root, relative);
+  } catch {
+    throw new SpecError(`image_sub_path ${shown} of the volume at ${containerPath} has too many symlinks`);
+  }
+  if (resolved !== plain) throw new SpecError(`image_sub_path ${shown} of the volume at ${containerPath} goes through a symlink in the image; name the directory it points to`);
+  const info = await lstat(plain).catch(() => undefined);
+  if (!info) throw new SpecError(`image_sub_path ${shown} does not exist in the image of the volume at ${containerPath}`);
+  if (!info.isDirectory()) throw new SpecError(`image_sub_path ${shown} of the volume at ${containerPath} is not a directory; only directories can be mounted`);
 }
 
 /** Unmounts a container's image volumes and releases their snapshots. */

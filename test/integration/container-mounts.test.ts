@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { status } from '@grpc/grpc-js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
-import { pushBusybox } from '../helpers/images.ts';
+import { busyboxEntries, layer, pushBusybox, pushImage } from '../helpers/images.ts';
 import { makeTestNetwork, type TestNetwork } from '../helpers/cni.ts';
 import { removeCgroup } from '../../src/cgroups/cgroups.ts';
 
@@ -20,6 +20,8 @@ let registry: TestRegistry;
 let network: TestNetwork;
 let d: TestDaemon;
 let image: string;
+let tools: string;
+let toolsId: string;
 let work: string;
 const tag = randomBytes(3).toString('hex');
 const parent = `/tscri-mounts-${tag}`;
@@ -34,6 +36,11 @@ before(async () => {
   await pushBusybox(registry.url, 'mounts/busybox', 'v1');
   image = `${registry.host}/mounts/busybox:v1`;
   await d.call('PullImage', { image: { image } });
+  // An image to mount as a volume: a directory, a file, and symlinks out of it and within it.
+  const content = await layer([...busyboxEntries(), { name: 'data/', type: 'directory' }, { name: 'data/hello', body: 'from the image\n' }, { name: 'data/file', body: 'x' }, { name: 'out', type: 'symlink', linkname: '/' }, { name: 'in', type: 'symlink', linkname: 'data' }]);
+  await pushImage(registry.url, 'mounts/tools', 'v1', { layers: [content] });
+  tools = `${registry.host}/mounts/tools:v1`;
+  toolsId = (await d.call('PullImage', { image: { image: tools } })).image_ref;
 });
 
 after(async () => {
@@ -148,4 +155,42 @@ test('a pod asking for a user namespace is refused with FAILED_PRECONDITION, nev
     create(p, 'userns', { linux: { security_context: { namespace_options: { userns_options: { mode: 'POD' } } } } }),
     (e: any) => e.code === status.FAILED_PRECONDITION && /user namespaces/.test(e.details),
   );
+});
+
+test('an image volume is read-only, executable, reports its image id, and mounts a sub path', async () => {
+  const p = await pod('imagevol');
+  const vol = (path: string, sub = '') => ({ container_path: path, readonly: true, image: { image: tools, user_specified_image: tools }, image_sub_path: sub });
+  const id = await run(p, 'imagevol', { mounts: [vol('/tools'), vol('/data', 'data')] });
+  assert.equal(await sh(id, 'cat /data/hello'), 'from the image\n');
+  assert.match(await sh(id, '/tools/bin/busybox echo ran; touch /tools/x 2>&1; echo rc=$?'), /^ran\n[\s\S]*Read-only file system[\s\S]*rc=1/);
+  const { status: s } = await d.call('ContainerStatus', { container_id: id });
+  const mounts = Object.fromEntries(s.mounts.map((m: any) => [m.container_path, m]));
+  assert.equal(mounts['/tools'].image.image_ref, toolsId);
+  assert.equal(mounts['/data'].image.image_ref, toolsId);
+  assert.match(toolsId, /^sha256:[0-9a-f]{64}$/);
+  await d.call('StopContainer', { container_id: id, timeout: 0 });
+  await d.call('RemoveContainer', { container_id: id });
+});
+
+test('image volumes that are writable, or whose sub path is missing, a file, a symlink or outside, are refused', async () => {
+  const p = await pod('imagevol-bad');
+  const cases: Array<[Record<string, any>, RegExp]> = [
+    [{ readonly: false }, /must be read-only/],
+    [{ image_sub_path: 'nothere' }, /does not exist/],
+    [{ image_sub_path: 'data/file' }, /not a directory/],
+    [{ image_sub_path: 'out' }, /symlink/],
+    [{ image_sub_path: 'in' }, /symlink/],
+    [{ image_sub_path: '../..' }, /escapes/],
+  ];
+  for (const [i, [extra, why]] of cases.entries()) {
+    await assert.rejects(
+      create(p, `bad${i}`, { mounts: [{ container_path: '/v', readonly: true, image: { image: tools }, ...extra }] }),
+      (e: any) => e.code === status.INVALID_ARGUMENT && why.test(e.details),
+    );
+  }
+  const { containers } = await d.call('ListContainers', {});
+  assert.equal(containers.filter((c: any) => c.pod_sandbox_id === p.id).length, 0);
+  // Nothing of the refused containers stays mounted.
+  const mounts = execFileSync('cat', ['/proc/self/mountinfo'], { encoding: 'utf8' });
+  assert.doesNotMatch(mounts, new RegExp(`${d.state}/containers/[0-9a-f]+/image-volumes`));
 });

@@ -206,11 +206,12 @@ test('request mounts: read-only, recursive read-only, propagation, image sub pat
   assert.equal(requestMounts([m({ propagation: 'PROPAGATION_BIDIRECTIONAL' })], {}, true)[0]!.options![1], 'rshared');
   assert.equal(requestMounts([m({ propagation: 'PROPAGATION_HOST_TO_CONTAINER' })], {}, true)[0]!.options![1], 'rslave');
   assert.throws(() => requestMounts([m({ container_path: 'relative' })], {}, true), /absolute/);
-  const img = requestMounts([m({ image: { image: 'tools:1' }, image_sub_path: 'bin' })], { 'tools:1': '/vols/0' }, true)[0]!;
+  const img = requestMounts([m({ readonly: true, image: { image: 'tools:1' }, image_sub_path: 'bin' })], { 'tools:1': '/vols/0' }, true)[0]!;
   assert.equal(img.source, '/vols/0/bin');
   assert.ok(img.options!.includes('ro'));
-  assert.throws(() => requestMounts([m({ image: { image: 'tools:1' }, image_sub_path: '../../etc' })], { 'tools:1': '/vols/0' }, true), /escapes/);
-  assert.throws(() => requestMounts([m({ image: { image: 'absent:1' } })], {}, true), /pull it first/);
+  assert.throws(() => requestMounts([m({ readonly: true, image: { image: 'tools:1' }, image_sub_path: '../../etc' })], { 'tools:1': '/vols/0' }, true), /escapes/);
+  assert.throws(() => requestMounts([m({ readonly: true, image: { image: 'absent:1' } })], {}, true), /pull it first/);
+  assert.throws(() => requestMounts([m({ image: { image: 'tools:1' } })], { 'tools:1': '/vols/0' }, true), /must be read-only: readonly is false/);
   const merged = mergeMounts(defaultMounts(false, sandbox()), requestMounts([m({ container_path: '/etc/hosts', host_path: '/kubelet/hosts' })], {}, true));
   assert.equal(merged.filter((x) => x.destination === '/etc/hosts').length, 1);
   assert.equal(merged.find((x) => x.destination === '/etc/hosts')!.source, '/kubelet/hosts');
