@@ -250,7 +250,7 @@ export class ContainerService {
       bundle,
       rootfs,
       logPath,
-      imageStopSignal: String(image.config?.config?.StopSignal ?? image.config?.StopSignal ?? ''),
+      imageStopSignal: String(image.config.config?.StopSignal ?? ''),
       resources: (config.linux?.resources as ContainerRecord['resources']) ?? null,
       user: null,
       cgroupsPath: this.deps.cgroupsPath(sandbox, id),

@@ -2,6 +2,7 @@
 // (mirrors first), choose the host's platform from an index, fetch and
 // verify the config and layers (bounded concurrency, progress deadline),
 // and unpack each layer once into its snapshot.
+import type { ImageConfig, Manifest } from './types.ts';
 import { Readable } from 'node:stream';
 import type { Logger } from '../log.ts';
 import type { Config } from '../config/config.ts';
@@ -48,7 +49,7 @@ export interface PullContext {
 
 interface Resolved {
   client: RegistryClient;
-  manifest: any;
+  manifest: Manifest;
   manifestDigest: string;
 }
 
@@ -99,7 +100,7 @@ class Stall {
 
 /** A manifest or index as fetched: parsed, with the digest it is known by. */
 interface Fetched {
-  doc: Record<string, any>;
+  doc: Record<string, unknown>;
   mediaType: string;
   digest: string;
 }
@@ -144,7 +145,7 @@ async function fetchManifest(client: RegistryClient, reference: string, ctx: Pul
       throw new ImageFormatError(`registry ${host} sent a manifest for ${reference} that is not JSON`);
     }
     if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new ImageFormatError(`registry ${host} sent a manifest for ${reference} that is not a JSON object`);
-    const parsed = doc as Record<string, any>;
+    const parsed = doc as Record<string, unknown>;
     const contentType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
     const mediaType = typeof parsed.mediaType === 'string' && parsed.mediaType ? parsed.mediaType : contentType;
     return { doc: parsed, mediaType, digest: byDigest ? reference : digestOf(body) };
@@ -164,8 +165,9 @@ function isContentError(err: unknown): boolean {
 
 /** Picks the host's manifest from an index and fetches it. */
 async function fromIndex(client: RegistryClient, index: Fetched, ref: ImageReference, ctx: PullContext): Promise<Fetched> {
-  checkIndex(index.doc, `the index of ${formatReference(ref)}`);
-  const manifests = index.doc.manifests as Array<{ digest: string; size: number; mediaType?: string; platform?: { os?: string; architecture?: string; variant?: string } }>;
+  const doc = index.doc;
+  checkIndex(doc, `the index of ${formatReference(ref)}`);
+  const manifests = doc.manifests;
   const chosen = choosePlatform(manifests);
   if (!chosen) {
     const host = hostPlatform();
@@ -196,8 +198,9 @@ async function resolve(ref: ImageReference, ctx: PullContext): Promise<Resolved>
       const top = await fetchManifest(client, ref.digest ?? ref.tag!, ctx);
       // The repo digest is the digest the reference resolves to: the index's, when there is one.
       const manifest = isIndex(top) ? await fromIndex(client, top, ref, ctx) : top;
-      checkManifest(manifest.doc, `the manifest of ${formatReference(ref)}`);
-      return { client, manifest: manifest.doc, manifestDigest: top.digest };
+      const doc = manifest.doc;
+      checkManifest(doc, `the manifest of ${formatReference(ref)}`);
+      return { client, manifest: doc, manifestDigest: top.digest };
     } catch (err) {
       if (ctx.signal.aborted || isContentError(err)) throw err;
       if (err instanceof NotFoundError) notFound++;
@@ -295,15 +298,15 @@ export async function pullImage(ref: ImageReference, ctx: PullContext): Promise<
   const name = formatReference(ref);
   // Digests, sizes and types of the manifest were checked by resolve().
   const { client, manifest, manifestDigest } = await resolve(ref, ctx);
-  const configDigest: string = manifest.config.digest;
-  const configSize: number = manifest.config.size;
+  const configDigest = manifest.config.digest;
+  const configSize = manifest.config.size;
   if (configSize > CONFIG_LIMIT) throw new TooLargeError(`the image config ${configDigest} declares ${configSize} bytes, more than the ${formatSize(CONFIG_LIMIT)} tscri accepts`);
-  const layers: ImageRecord['layers'] = manifest.layers.map((l: { digest: string; mediaType?: string; size: number }) => ({ digest: l.digest, mediaType: l.mediaType ?? '', size: l.size }));
+  const layers: ImageRecord['layers'] = manifest.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType ?? '', size: l.size }));
   // A layer tscri cannot unpack fails the pull before anything is downloaded.
   layers.forEach((l) => declaredCompression(l.mediaType));
   await download(client, configDigest, configSize, ctx);
   const config = parseConfig(await readAll(ctx.content.read(configDigest)), configDigest);
-  const diffIds: string[] = config.rootfs.diff_ids;
+  const diffIds = config.rootfs.diff_ids;
   if (diffIds.length !== layers.length) throw new ImageFormatError(`image ${name} lists ${layers.length} layers but its config has ${diffIds.length} diff ids`);
   const chains = chainIds(diffIds);
   await bounded(layers.map((layer, i) => ({ layer, i })), ctx.config.image.max_concurrent_downloads, ctx.signal, async ({ layer, i }, signal) => {
@@ -332,7 +335,7 @@ export async function pullImage(ref: ImageReference, ctx: PullContext): Promise<
 }
 
 /** The image config from its blob: JSON of the types the image spec gives each field tscri reads. */
-function parseConfig(text: string, digest: string): any {
+function parseConfig(text: string, digest: string): ImageConfig {
   let config: unknown;
   try {
     config = JSON.parse(text);

@@ -1,6 +1,7 @@
 // Image records and their CRI views: id = config digest, tags and repo
 // digests, size, user from the config's User, layers and chain ids.
 import type { Image } from '../generated/runtime/v1/Image.ts';
+import type { ImageConfig } from './types.ts';
 
 export interface ImageRecord {
   /** The config digest (sha256:...). */
@@ -10,7 +11,7 @@ export interface ImageRecord {
   /** Compressed layers plus config, in bytes. */
   size: number;
   /** The whole OCI image config (architecture, os, config: { Env, Cmd, User... }, rootfs). */
-  config: any;
+  config: ImageConfig;
   manifestDigest: string;
   layers: Array<{ digest: string; mediaType: string; size: number }>;
   diffIds: string[];

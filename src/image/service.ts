@@ -2,6 +2,7 @@
 // records with their tags and digests, lookups by id, tag or digest,
 // removal with garbage collection of blobs and snapshots, and filesystem
 // usage for kubelet's image GC.
+import type { ResolvedImage } from '../oci/request.ts';
 import { join } from 'node:path';
 import type { Logger } from '../log.ts';
 import type { Config } from '../config/config.ts';
@@ -117,7 +118,7 @@ export class ImageService {
   }
 
   /** The view the container service needs. */
-  resolve(ref: string): { id: string; repo_tags: string[]; repo_digests: string[]; config: any; chainIds: string[] } | undefined {
+  resolve(ref: string): ResolvedImage | undefined {
     const r = this.find(ref);
     return r && { id: r.id, repo_tags: r.repoTags, repo_digests: r.repoDigests, config: r.config, chainIds: r.chainIds };
   }

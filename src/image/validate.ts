@@ -3,6 +3,7 @@
 // the OCI image spec allows is refused at pull time with a message naming
 // the field, so nothing wrongly typed is ever stored; a stored record that
 // fails the same checks is skipped, never trusted.
+import type { Index, ImageConfig, Manifest } from './types.ts';
 import { digestProblem } from './digest.ts';
 
 /** An image document (or record) that is not what the image spec allows. */
@@ -94,7 +95,7 @@ function schemaVersion(c: Checker, doc: Doc): void {
 }
 
 /** An image manifest (OCI, or Docker schema 2). */
-export function checkManifest(value: unknown, what: string): void {
+export function checkManifest(value: unknown, what: string): asserts value is Manifest {
   const c = new Checker(what);
   const doc = c.object(value, '(top level)');
   schemaVersion(c, doc);
@@ -105,7 +106,7 @@ export function checkManifest(value: unknown, what: string): void {
 }
 
 /** An image index (OCI, or a Docker manifest list). */
-export function checkIndex(value: unknown, what: string): void {
+export function checkIndex(value: unknown, what: string): asserts value is Index {
   const c = new Checker(what);
   const doc = c.object(value, '(top level)');
   schemaVersion(c, doc);
@@ -124,7 +125,7 @@ export function checkIndex(value: unknown, what: string): void {
 }
 
 /** The fields of an image config tscri reads, each of the type the spec gives it. */
-export function checkConfig(value: unknown, what = 'image config'): void {
+export function checkConfig(value: unknown, what = 'image config'): asserts value is ImageConfig {
   const c = new Checker(what);
   const doc = c.object(value, '(top level)');
   c.optional(doc, 'architecture', 'architecture', c.string);

@@ -16,12 +16,22 @@ export interface SpecSandbox {
   hostname?: string;
 }
 
+/** The runtime settings of an image config that a container inherits. */
+export interface ImageSettings {
+  Env?: string[] | null;
+  Entrypoint?: string[] | null;
+  Cmd?: string[] | null;
+  User?: string | null;
+  WorkingDir?: string | null;
+  StopSignal?: string | null;
+}
+
 export interface ResolvedImage {
   id: string;
   repo_tags: string[];
   repo_digests: string[];
-  /** The OCI image config ({ config: { Env, Cmd, StopSignal... } }). */
-  config: any;
+  /** The OCI image config; its `config` holds the runtime settings. */
+  config: { config?: ImageSettings & { Volumes?: Record<string, unknown> } };
   chainIds: string[];
 }
 

@@ -1,7 +1,7 @@
 // The OCI runtime spec (config.json) of a container, built from the CRI
 // request, the pod sandbox and the image config by small pure functions.
 import type { ContainerConfig__Output } from '../generated/runtime/v1/ContainerConfig.ts';
-import type { SpecSandbox } from './request.ts';
+import type { ImageSettings as ImageConfig, SpecSandbox } from './request.ts';
 import { clampOom } from './oom.ts';
 import { SpecError } from './errors.ts';
 import type { Capabilities, Device, DeviceRule, Linux, Mount, Namespace, Process, Resources, Spec, User } from './types.ts';
@@ -13,14 +13,7 @@ import { ociSeccomp, type SeccompProfile } from './seccomp.ts';
 
 export { SpecError };
 
-export interface ImageConfig {
-  Env?: string[] | null;
-  Entrypoint?: string[] | null;
-  Cmd?: string[] | null;
-  User?: string | null;
-  WorkingDir?: string | null;
-  StopSignal?: string | null;
-}
+export type { ImageSettings as ImageConfig } from './request.ts';
 
 export interface HostDevice {
   path: string;

@@ -16,7 +16,7 @@ test('User gives a uid or a username', () => {
 test('the CRI image carries id, tags, digests, size, uid and spec', () => {
   const r: ImageRecord = {
     id: `sha256:${'b'.repeat(64)}`, repoTags: ['docker.io/library/x:1'], repoDigests: [`docker.io/library/x@sha256:${'c'.repeat(64)}`], size: 42,
-    config: { config: { User: '65534' } }, manifestDigest: '', layers: [], diffIds: [], chainIds: [], pinned: true, annotations: { a: 'b' }, pulledAt: 0,
+    config: { config: { User: '65534' }, rootfs: { diff_ids: [] } }, manifestDigest: '', layers: [], diffIds: [], chainIds: [], pinned: true, annotations: { a: 'b' }, pulledAt: 0,
   };
   const img = toCriImage(r);
   assert.equal(img.id, r.id);
@@ -25,7 +25,7 @@ test('the CRI image carries id, tags, digests, size, uid and spec', () => {
   assert.equal(img.size, 42);
   assert.equal(img.pinned, true);
   assert.deepEqual(img.spec?.annotations, { a: 'b' });
-  assert.equal(toCriImage({ ...r, config: { config: { User: 'www' } } }).uid, null);
+  assert.equal(toCriImage({ ...r, config: { config: { User: 'www' }, rootfs: { diff_ids: [] } } }).uid, null);
 });
 
 test('an index resolves to the host platform, preferring the matching variant', () => {
