@@ -105,8 +105,10 @@ export function namespaces(
   join('ipc', sandbox.namespaces.ipc);
   join('uts', sandbox.namespaces.uts);
   // The node's pid namespace only in a pod that has it; elsewhere NODE follows the pod.
-  const podPid = sandbox.config.linux?.security_context?.namespace_options?.pid;
-  const pid = options?.pid === 'NODE' && podPid !== 'NODE' ? (sandbox.namespaces.pid ? 'POD' : 'CONTAINER') : options?.pid;
+  // An absent namespace_options is the proto's zero value: POD for every namespace.
+  const podPid = sandbox.config.linux?.security_context?.namespace_options?.pid ?? 'POD';
+  const asked = options?.pid ?? 'POD';
+  const pid = asked === 'NODE' && podPid !== 'NODE' ? (sandbox.namespaces.pid ? 'POD' : 'CONTAINER') : asked;
   switch (pid) {
     case 'NODE':
       break;

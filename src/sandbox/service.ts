@@ -227,7 +227,8 @@ export class SandboxService {
     checkUserNamespace(ns?.userns_options, handler, this.userns);
     const hostNetwork = ns?.network === 'NODE';
     const hostIpc = ns?.ipc === 'NODE';
-    const sharedPid = ns?.pid === 'POD';
+    // An absent namespace_options (or field) is the proto's zero value, POD: one pid namespace for the pod.
+    const sharedPid = (ns?.pid ?? 'POD') === 'POD';
     let sysctls: Array<[string, string]>;
     try {
       sysctls = checkSysctls(config.linux?.sysctls ?? {}, { net: !hostNetwork, ipc: !hostIpc });
@@ -470,7 +471,7 @@ export class SandboxService {
         namespaces: {
           options: {
             network: ns?.network ?? 'POD',
-            pid: ns?.pid ?? 'CONTAINER',
+            pid: ns?.pid ?? 'POD',
             ipc: ns?.ipc ?? 'POD',
             target_id: ns?.target_id ?? '',
             userns_options: ns?.userns_options ?? null,

@@ -256,3 +256,24 @@ test('evented PLEG: events and PodSandboxStatus carry every container of the pod
     events.close();
   }
 });
+
+test('a pod and a container without namespace_options share the pod\'s namespaces, pid included (the proto zero value POD)', async () => {
+  const uid = randomBytes(8).toString('hex');
+  const config = { metadata: { name: 'plain', namespace: 'kube-test', uid, attempt: 0 }, hostname: 'plain', log_directory: join(dir, 'pods-log', uid), linux: { cgroup_parent: `${cgroupRoot}/plain-${uid}` } };
+  const podId = (await d.call('RunPodSandbox', { config })).pod_sandbox_id;
+  const st = await d.call('PodSandboxStatus', { pod_sandbox_id: podId, verbose: true });
+  assert.deepEqual(st.status.linux.namespaces.options, { network: 'POD', pid: 'POD', ipc: 'POD', target_id: '', userns_options: null });
+  const info = JSON.parse(st.info.info);
+  assert.equal(info.pidOf, 'infra', 'a shared pid namespace has its infra process');
+  const { container_id } = await d.call('CreateContainer', {
+    pod_sandbox_id: podId,
+    config: { metadata: { name: 'c' }, image: { image: imageName }, command: ['sleep', '300'], log_path: 'c/0.log' },
+    sandbox_config: config,
+  });
+  await d.call('StartContainer', { container_id });
+  const out = await d.call('ExecSync', { container_id, cmd: ['sh', '-c', 'cat /proc/1/cmdline | tr "\\0" " "'], timeout: 10 });
+  assert.match(Buffer.from(out.stdout).toString(), /catatonit/, 'pid 1 of the container is the pod\'s infra process');
+  await d.call('StopPodSandbox', { pod_sandbox_id: podId });
+  await d.call('RemovePodSandbox', { pod_sandbox_id: podId });
+  assert.ok(!existsSync(`/sys/fs/cgroup/pids${cgroupRoot}/plain-${uid}`), 'a cgroup_parent tscri had to make goes with the pod');
+});

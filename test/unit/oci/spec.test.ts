@@ -125,6 +125,10 @@ test('pid namespace modes and host namespaces', () => {
   const hostPod = sandbox({ namespaces: {} });
   assert.ok(namespaces(hostPod, { network: 'POD', ipc: 'POD' }, 'v2').every((n) => n.type !== 'network' && n.type !== 'ipc'));
   assert.ok(namespaces(sandbox(), {}, 'v2').some((n) => n.type === 'cgroup'));
+  // No namespace_options is the proto's zero value: the pod's pid namespace.
+  assert.deepEqual(namespaces(sb, null, 'v1').find((n) => n.type === 'pid'), { type: 'pid', path: '/proc/9/ns/pid' });
+  assert.deepEqual(namespaces(sb, undefined, 'v1').find((n) => n.type === 'pid'), { type: 'pid', path: '/proc/9/ns/pid' });
+  assert.deepEqual(namespaces(sb, { pid: 'CONTAINER' }, 'v1').find((n) => n.type === 'pid'), { type: 'pid' });
   assert.throws(() => namespaces(sandbox(), { pid: 'TARGET' }, 'v1'), SpecError);
   assert.deepEqual(namespaces(sb, { pid: 'TARGET' }, 'v1', '/proc/42/ns/pid').find((n) => n.type === 'pid'), { type: 'pid', path: '/proc/42/ns/pid' });
 });
