@@ -13,7 +13,7 @@ import { dirname, isAbsolute, join, normalize } from 'node:path';
 import type { Logger } from '../log.ts';
 import type { Config } from '../config/config.ts';
 import { RecordStore, writeFileAtomic } from '../store/store.ts';
-import { KeyedLock } from '../store/lock.ts';
+import { KeyedLock, SharedKeyedLock } from '../store/lock.ts';
 import type { ResolvedImage, SpecRequest } from '../oci/request.ts';
 import type { Process, Resources, Spec } from '../oci/types.ts';
 import { alreadyExists, DomainError, failedPrecondition, internal, invalidArgument, notFound } from '../errors.ts';
@@ -70,6 +70,8 @@ export class ContainerService {
   private readonly deps: ContainerDeps;
   private readonly store: RecordStore<ContainerRecord>;
   private readonly ops = new KeyedLock();
+  /** Per pod: creates and starts share it, the pod's stop and removal hold it alone. */
+  private readonly pods = new SharedKeyedLock();
   private readonly writes = new KeyedLock();
   private readonly names = new Map<string, string>();
   private readonly exitWaiters = new Map<string, Set<() => void>>();
@@ -198,7 +200,24 @@ export class ContainerService {
 
   // ---- create ----
 
+  /**
+   * CreateContainer. Creates in one pod run side by side, but never alongside
+   * its StopPodSandbox or RemovePodSandbox: those wait for creates in flight
+   * (and then stop and remove what they made), and creates after them find
+   * the pod not ready or gone.
+   */
   async create(sandboxId: string, request: ContainerConfig__Output | null, sandboxConfig: unknown): Promise<string> {
+    const pod = sandboxId ? this.deps.sandbox(sandboxId)?.id : undefined;
+    if (!pod) return this.createInPod(sandboxId, request, sandboxConfig);
+    return this.pods.shared(pod, () => this.createInPod(sandboxId, request, sandboxConfig));
+  }
+
+  /** Runs fn while no container of the pod is being created or started (the pod service stops and removes pods so). */
+  exclusive<R>(sandboxId: string, fn: () => Promise<R>): Promise<R> {
+    return this.pods.exclusive(sandboxId, fn);
+  }
+
+  private async createInPod(sandboxId: string, request: ContainerConfig__Output | null, sandboxConfig: unknown): Promise<string> {
     if (!request) throw invalidArgument('config is required');
     let config = request;
     if (!config.metadata?.name) throw invalidArgument('config.metadata.name is required');
@@ -344,7 +363,9 @@ export class ContainerService {
     // still runs: its stopped event waits for the started event.
     let started!: () => void;
     const starting = new Promise<void>((resolve) => (started = resolve));
-    await this.ops.with(r.id, async () => {
+    await this.pods.shared(r.sandboxId, () => this.ops.with(r.id, async () => {
+      const pod = this.deps.sandbox(r.sandboxId);
+      if (pod?.state !== 'SANDBOX_READY') throw failedPrecondition(`the pod sandbox ${r.sandboxId} of container ${r.id} is ${pod ? 'not ready' : 'gone'}; containers start only in a running pod`);
       this.starting.set(r.id, starting);
       try {
         await this.startLocked(r);
@@ -352,7 +373,7 @@ export class ContainerService {
         this.starting.delete(r.id);
         started();
       }
-    });
+    }));
     await this.nri.postStartContainer(r);
   }
 

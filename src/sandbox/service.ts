@@ -49,6 +49,8 @@ export interface PodContainers {
   statuses(sandboxId: string): Promise<ContainerStatus[]>;
   /** The pid of a running container of the pod (in the pod's namespaces), if any. */
   runningPid?(sandboxId: string): number | undefined;
+  /** Runs fn while no container of the pod is being created or started. */
+  exclusive?<R>(sandboxId: string, fn: () => Promise<R>): Promise<R>;
 }
 
 const NO_CONTAINERS: PodContainers = {
@@ -400,21 +402,28 @@ export class SandboxService {
     else if (record.cgroupCreated) await removeCgroupIfUnused(fsPath);
   }
 
+  private podExclusive<R>(id: string, fn: () => Promise<R>): Promise<R> {
+    return this.containers.exclusive ? this.containers.exclusive(id, fn) : fn();
+  }
+
   async stop(id: string): Promise<void> {
     const found = this.store.find(id);
     if (!found) return;
     await this.locks.with(found.id, async () => {
       const record = this.store.get(found.id);
       if (!record) return;
-      await this.containers.stopAll(record.id, STOP_TIMEOUT_SECONDS);
-      await this.nri.stopPodSandbox(record);
-      try {
-        await this.teardown(record);
-      } finally {
-        record.state = 'SANDBOX_NOTREADY';
-        record.stoppedAt ??= nowNs();
-        await this.store.put(record);
-      }
+      // Containers being created or started in the pod finish first; later ones see it NOTREADY.
+      await this.podExclusive(record.id, async () => {
+        await this.containers.stopAll(record.id, STOP_TIMEOUT_SECONDS);
+        await this.nri.stopPodSandbox(record);
+        try {
+          await this.teardown(record);
+        } finally {
+          record.state = 'SANDBOX_NOTREADY';
+          record.stoppedAt ??= nowNs();
+          await this.store.put(record);
+        }
+      });
       this.log.info({ id: record.id }, 'pod sandbox stopped');
     });
   }
@@ -425,13 +434,15 @@ export class SandboxService {
     await this.locks.with(found.id, async () => {
       const record = this.store.get(found.id);
       if (!record) return;
-      await this.containers.stopAll(record.id, 0);
-      await this.nri.stopPodSandbox(record);
-      await this.containers.removeAll(record.id);
-      await this.teardown(record);
-      record.state = 'SANDBOX_NOTREADY';
-      await this.removeFiles(record);
-      await this.store.delete(record.id);
+      await this.podExclusive(record.id, async () => {
+        await this.containers.stopAll(record.id, 0);
+        await this.nri.stopPodSandbox(record);
+        await this.containers.removeAll(record.id);
+        await this.teardown(record);
+        record.state = 'SANDBOX_NOTREADY';
+        await this.removeFiles(record);
+        await this.store.delete(record.id);
+      });
       if (record.name && this.names.get(record.name) === record.id) this.names.delete(record.name);
       this.log.info({ id: record.id }, 'pod sandbox removed');
       await this.nri.removePodSandbox(record);

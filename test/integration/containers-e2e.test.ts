@@ -289,6 +289,29 @@ test('a container asking for the node network, IPC or pid in a pod that has its 
   await d.call('RemoveContainer', { container_id: id });
 });
 
+test('CreateContainer racing RemovePodSandbox leaves no container behind, and the removal succeeds', { timeout: 120_000 }, async () => {
+  for (const delay of [0, 10, 30, 60, 120]) {
+    const p = await pod(`race-${delay}`);
+    const create = d.call('CreateContainer', {
+      pod_sandbox_id: p.id,
+      config: { metadata: { name: 'racer' }, image: { image }, command: ['/bin/sleep', '300'], log_path: 'racer.log' },
+      sandbox_config: p.config,
+    });
+    await new Promise((r) => setTimeout(r, delay));
+    const [created, removed] = await Promise.allSettled([create, d.call('RemovePodSandbox', { pod_sandbox_id: p.id })]);
+    assert.equal(removed.status, 'fulfilled', `RemovePodSandbox after ${delay} ms: ${(removed as any).reason?.details}`);
+    if (created.status === 'rejected') {
+      assert.ok([status.NOT_FOUND, status.FAILED_PRECONDITION].includes(created.reason.code), `CreateContainer after ${delay} ms: ${created.reason.code} ${created.reason.details}`);
+    } else {
+      const start = await d.call('StartContainer', { container_id: created.value.container_id }).catch((e: any) => e);
+      assert.ok([status.NOT_FOUND, status.FAILED_PRECONDITION].includes(start.code), `a container of a removed pod cannot start: ${start.code}`);
+    }
+    assert.deepEqual((await d.call('ListContainers', { filter: { pod_sandbox_id: p.id } })).containers, [], `no container of the removed pod is left (${delay} ms)`);
+    const procs = execFileSync('sh', ['-c', `ps -eo args | grep -F "${d.state}" | grep -E "[c]onmon|[r]unc init" || true`], { encoding: 'utf8' }).trim();
+    assert.equal(procs, '', `no process of the removed pod is left (${delay} ms)`);
+  }
+});
+
 test('a container in TARGET pid mode sees the processes of its target, as kubectl debug --target needs', async () => {
   const p = await pod('target');
   const app = await run(p, 'app', { command: ['sleep', '4242'] });

@@ -53,6 +53,30 @@ test('names are reserved until removal; unknown pods and images are refused', as
   assert.notEqual(again, id);
 });
 
+test('StartContainer refuses a container whose pod is not ready', async (t) => {
+  const { service, sandbox } = await setup(t);
+  const id = await service.create(sandbox.id, containerConfig('late', ['/bin/sleep', '30']), null);
+  (sandbox as any).state = 'SANDBOX_NOTREADY';
+  await assert.rejects(service.start(id), (e: Error) => toStatus(e).code === grpcStatus.FAILED_PRECONDITION && /not ready/.test(e.message));
+  assert.equal(service.get(id).state, 'CONTAINER_CREATED');
+  await service.remove(id);
+});
+
+test('creates in a pod finish before its stop or removal goes on, and creates after it are refused', async (t) => {
+  const { service, sandbox } = await setup(t);
+  const creating = service.create(sandbox.id, containerConfig('racing', ['/bin/sleep', '30']), null);
+  const stopping = service.exclusive(sandbox.id, async () => {
+    const records = service.records();
+    assert.equal(records.length, 1, 'the container created meanwhile is there to be stopped');
+    assert.ok(records[0]!.createdAt > 0, 'and fully created');
+    (sandbox as any).state = 'SANDBOX_NOTREADY';
+  });
+  const late = service.create(sandbox.id, containerConfig('late', ['/bin/true']), null);
+  await stopping;
+  await assert.rejects(late, (e: Error) => toStatus(e).code === grpcStatus.FAILED_PRECONDITION);
+  await service.remove(await creating);
+});
+
 test('stop honours a trapped SIGTERM with SIGKILL after the timeout; a handled SIGTERM exits cleanly', async (t) => {
   const { service, sandbox } = await setup(t);
   const stubborn = await service.create(sandbox.id, containerConfig('stubborn', ['/bin/sh', '-c', 'trap "" TERM; echo ready; while true; do sleep 0.1; done']), null);

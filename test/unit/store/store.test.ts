@@ -4,7 +4,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RecordStore, assertSafeId, writeFileAtomic } from '../../../src/store/store.ts';
-import { KeyedLock } from '../../../src/store/lock.ts';
+import { KeyedLock, SharedKeyedLock } from '../../../src/store/lock.ts';
 import { mountTmpfs } from '../../helpers/tmpfs.ts';
 
 interface Thing {
@@ -136,4 +136,32 @@ test('KeyedLock releases after a failure', async () => {
   const lock = new KeyedLock();
   await assert.rejects(lock.with('k', async () => { throw new Error('boom'); }), /boom/);
   assert.equal(await lock.with('k', async () => 42), 42);
+});
+
+test('SharedKeyedLock: shared holders run together, an exclusive one alone, in arrival order', async () => {
+  const lock = new SharedKeyedLock();
+  const events: string[] = [];
+  const gate = () => {
+    let open!: () => void;
+    const p = new Promise<void>((r) => (open = r));
+    return { p, open };
+  };
+  const g1 = gate();
+  const g2 = gate();
+  const s1 = lock.shared('pod', async () => { events.push('s1'); await g1.p; events.push('s1 end'); });
+  const s2 = lock.shared('pod', async () => { events.push('s2'); await g2.p; events.push('s2 end'); });
+  const x = lock.exclusive('pod', async () => { events.push('x'); });
+  // Arriving after the exclusive waiter, s3 waits for it.
+  const s3 = lock.shared('pod', async () => { events.push('s3'); });
+  await lock.exclusive('other', async () => { events.push('other'); });
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(events, ['s1', 's2', 'other']);
+  g1.open();
+  await s1;
+  assert.deepEqual(events, ['s1', 's2', 'other', 's1 end']);
+  g2.open();
+  await Promise.all([s2, x, s3]);
+  assert.deepEqual(events, ['s1', 's2', 'other', 's1 end', 's2 end', 'x', 's3']);
+  await assert.rejects(lock.exclusive('pod', async () => { throw new Error('boom'); }), /boom/);
+  assert.equal(await lock.shared('pod', async () => 7), 7);
 });
