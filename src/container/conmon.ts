@@ -9,7 +9,7 @@
 // JSON line per event, `{"data": N}` or `{"data": N, "message": "..."}`.
 // For a container N is its pid (negative on failure); for an exec session
 // the first line is the pid and the second the exit code.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawnChild, type Child } from '../sys/spawn.ts';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -181,7 +181,7 @@ export class SyncReader {
 }
 
 export interface SpawnedConmon {
-  child: ChildProcess;
+  child: Child;
   sync: SyncReader;
   /** Present for exec sessions: conmon's attach pipe (ready when the socket listens). */
   attach?: SyncReader;
@@ -205,7 +205,7 @@ export function spawnConmon(conmonPath: string, args: string[], cwd: string, exe
     env._OCI_STARTPIPE = '5';
     stdio.push('pipe', 'pipe');
   }
-  const child = spawn(conmonPath, args, { cwd, env, stdio });
+  const child = spawnChild(conmonPath, args, { cwd, env, stdio });
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));

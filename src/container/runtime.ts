@@ -2,7 +2,7 @@
 // handler with its own --root, and turns its answers and failures into
 // plain values and readable errors. Container creation goes through conmon
 // (src/container/conmon.ts); everything else is a direct runtime call.
-import { execFile, spawn } from 'node:child_process';
+import { run, spawnChild, spawnPiped } from '../sys/spawn.ts';
 
 export interface RuntimeState {
   id: string;
@@ -46,17 +46,17 @@ export class OciRuntime {
     return args;
   }
 
-  run(args: string[], input?: string, timeoutMs = 60_000): Promise<RunResult> {
+  async run(args: string[], input?: string, timeoutMs = 60_000): Promise<RunResult> {
     const all = [...this.globalArgs(), ...args];
-    return new Promise((resolve, reject) => {
-      const child = execFile(this.path, all, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
-        if (!err) return resolve({ stdout, stderr });
-        const code = typeof (err as NodeJS.ErrnoException & { code?: unknown }).code === 'number' ? ((err as any).code as number) : null;
-        const detail = runtimeMessage(stderr) || err.message;
-        reject(new RuntimeError(`${this.path} ${args[0]} failed: ${detail}`, stderr, code));
-      });
-      if (input !== undefined) child.stdin!.end(input);
-    });
+    let r;
+    try {
+      r = await run(this.path, all, { input, timeoutMs, killSignal: 'SIGKILL', maxBuffer: 16 * 1024 * 1024 });
+    } catch (err) {
+      throw new RuntimeError(`${this.path} ${args[0]} failed: ${(err as Error).message}`, '', null);
+    }
+    if (r.code === 0) return { stdout: r.stdout, stderr: r.stderr };
+    const why = r.timedOut ? `timed out after ${timeoutMs / 1000} s` : r.signal ? `killed by ${r.signal}` : `exit code ${r.code}`;
+    throw new RuntimeError(`${this.path} ${args[0]} failed: ${runtimeMessage(r.stderr) || why}`, r.stderr, r.code);
   }
 
   /** The runtime's view of a container, or undefined when it does not know the id. */
@@ -120,7 +120,7 @@ export class OciRuntime {
     const args = [...this.globalArgs(), 'checkpoint', '--leave-running', '--image-path', imagePath, '--work-path', workPath, id];
     return new Promise((resolve, reject) => {
       signal.throwIfAborted();
-      const child = spawn(this.path, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+      const child = spawnChild(this.path, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
       let stderr = '';
       child.stderr!.on('data', (d) => (stderr += d));
       const onAbort = () => {
@@ -146,10 +146,7 @@ export class OciRuntime {
 
   /** Starts `runc exec` in the foreground, in its own process group, with piped stdio. */
   spawnExec(id: string, processFile: string, pidFile: string) {
-    return spawn(this.path, [...this.globalArgs(), 'exec', '--process', processFile, '--pid-file', pidFile, id], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      detached: true,
-    });
+    return spawnPiped(this.path, [...this.globalArgs(), 'exec', '--process', processFile, '--pid-file', pidFile, id], { detached: true });
   }
 }
 

@@ -1,7 +1,7 @@
 // Running CNI plugins for a pod: loading the network list, building each
 // plugin's config (runtimeConfig only for declared capabilities), ADD with a
 // result kept for DEL, DEL in reverse order, and the pod IPs from a result.
-import { execFile } from 'node:child_process';
+import { run } from '../sys/spawn.ts';
 import { access, constants, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { findCniConfigFile } from './cni-config.ts';
@@ -216,13 +216,10 @@ export class CniRunner {
       CNI_ARGS: a.args,
       CNI_PATH: this.options.binDirs.join(':'),
     };
-    const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = execFile(binary, [], { env, timeout: this.options.timeoutMs ?? 120_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
-        resolve({ code: err ? ((err as any).code ?? 1) : 0, stdout: String(stdout), stderr: String(stderr) });
-      });
-      child.stdin!.on('error', () => undefined);
-      child.stdin!.end(JSON.stringify(config));
-    });
+    const { code, stdout, stderr } = await run(binary, [], { env, input: JSON.stringify(config), timeoutMs: this.options.timeoutMs ?? 120_000, maxBuffer: 16 * 1024 * 1024 }).then(
+      (r) => ({ code: r.code ?? 1, stdout: r.stdout, stderr: r.stderr || (r.timedOut ? 'timed out' : r.signal ? `killed by ${r.signal}` : '') }),
+      (err: Error) => ({ code: 1, stdout: '', stderr: err.message }),
+    );
     let parsed: any;
     try {
       parsed = stdout.trim() ? JSON.parse(stdout) : undefined;

@@ -2,15 +2,17 @@
 // (comments such as: name: "net" id: "<sandbox id>"). Plugins remove them on
 // DEL, except when the pod's network namespace is already gone (the bridge
 // plugin then cannot learn the pod's addresses); this finds and removes them.
-import { execFile } from 'node:child_process';
+import { run } from '../sys/spawn.ts';
 
-function exec(file: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(file, args, { timeout: 60_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${file} ${args.join(' ')}: ${String(stderr).trim() || err.message}`));
-      else resolve(String(stdout));
-    });
-  });
+async function exec(file: string, args: string[]): Promise<string> {
+  let r;
+  try {
+    r = await run(file, args, { timeoutMs: 60_000, maxBuffer: 64 * 1024 * 1024 });
+  } catch (err) {
+    throw new Error(`${file} ${args.join(' ')}: ${(err as Error).message}`);
+  }
+  if (r.code !== 0) throw new Error(`${file} ${args.join(' ')}: ${r.stderr.trim() || `exit ${r.signal ?? `code ${r.code}`}`}`);
+  return r.stdout;
 }
 
 /** Splits one iptables-save rule line into arguments (double quotes with backslash escapes). */

@@ -1,14 +1,14 @@
-// Running the host tools the sandbox code relies on (unshare, nsenter,
-// mount) with their error output in the thrown message.
-import { execFile } from 'node:child_process';
+// Running the host tools the sandbox code relies on (unshare, nsenter)
+// with their error output in the thrown message.
+import { run as runProgram } from '../sys/spawn.ts';
 
-export function run(file: string, args: string[], input?: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = execFile(file, args, { timeout: 60_000, maxBuffer: 4 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${file} ${args.join(' ')}: ${String(stderr).trim() || err.message}`));
-      else resolve(String(stdout));
-    });
-    child.stdin?.on('error', () => undefined);
-    child.stdin?.end(input ?? '');
-  });
+export async function run(file: string, args: string[], input?: string): Promise<string> {
+  let r;
+  try {
+    r = await runProgram(file, args, { input: input ?? '', timeoutMs: 60_000, maxBuffer: 4 * 1024 * 1024 });
+  } catch (err) {
+    throw new Error(`${file} ${args.join(' ')}: ${(err as Error).message}`);
+  }
+  if (r.code !== 0) throw new Error(`${file} ${args.join(' ')}: ${r.stderr.trim() || (r.timedOut ? 'timed out' : `exit ${r.signal ?? `code ${r.code}`}`)}`);
+  return r.stdout;
 }

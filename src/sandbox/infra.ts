@@ -1,7 +1,7 @@
 // The infra process: a static catatonit (pause mode) as pid 1 of a pod's
 // shared pid namespace, started in the pod's other namespaces and cgroup,
 // detached so it outlives daemon restarts.
-import { spawn } from 'node:child_process';
+import { spawnChild } from '../sys/spawn.ts';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 
 export interface InfraOptions {
@@ -29,7 +29,7 @@ const JOIN_SCRIPT = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 1; shift; d
 export async function startInfra(o: InfraOptions): Promise<InfraProcess> {
   const nsArgs = [o.netns && `--net=${o.netns}`, o.ipcns && `--ipc=${o.ipcns}`, o.utsns && `--uts=${o.utsns}`].filter(Boolean) as string[];
   const command = [...(nsArgs.length ? ['nsenter', ...nsArgs, '--'] : []), 'unshare', '--pid', '--fork', '--kill-child', '--', o.infraPath, '-P'];
-  const child = spawn('/bin/sh', ['-c', JOIN_SCRIPT, 'sh', ...o.cgroupProcs, '--', ...command], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawnChild('/bin/sh', ['-c', JOIN_SCRIPT, 'sh', ...o.cgroupProcs, '--', ...command], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
   const exited = new Promise<string>((resolve) => child.once('exit', (code, signal) => resolve(`exited (${signal ?? code}): ${stderr.trim()}`)));

@@ -3,7 +3,7 @@
 // the namespace with nsenter and the connection flows over its stdio. Node
 // cannot switch one socket's namespace, and a relay process per connection
 // keeps the daemon itself out of pod namespaces.
-import { spawn } from 'node:child_process';
+import { spawnPiped } from '../sys/spawn.ts';
 import { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { connect } from 'node:net';
@@ -18,7 +18,7 @@ export function validPort(port: number): boolean {
 export async function dialInNetns(netnsPath: string | undefined, port: number, signal: AbortSignal): Promise<Duplex> {
   if (!validPort(port)) throw new Error(`invalid port ${port}`);
   if (!netnsPath) return dialHost(port);
-  const child = spawn('nsenter', [`--net=${netnsPath}`, process.execPath, RELAY, String(port)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawnPiped('nsenter', [`--net=${netnsPath}`, process.execPath, RELAY, String(port)]);
   const kill = () => child.kill('SIGKILL');
   signal.addEventListener('abort', kill, { once: true });
   let stderr = '';
