@@ -5,7 +5,8 @@
 // to its target, then a CPU profile of tscri on the pod-start path.
 //   npm run bench                 (as root; 5 rounds)
 //   npm run bench -- --quick      (1 round, fewer iterations: a few minutes on 2 cores)
-//   flags: --rounds N, --pods N, --only tscri|containerd, --no-profile, --json FILE
+//   flags: --rounds N, --pods N, --only tscri|containerd, --no-profile, --json FILE,
+//          --baseline DIR (another tscri checkout, measured as a third runtime, tscri@base)
 import { readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -29,6 +30,7 @@ const { values: flags } = parseArgs({
     only: { type: 'string' },
     'no-profile': { type: 'boolean', default: false },
     json: { type: 'string' },
+    baseline: { type: 'string' },
   },
 });
 const quick = flags.quick || process.env.TSCRI_BENCH_QUICK === '1';
@@ -144,7 +146,8 @@ function report(results: Record<string, Figures[]>, profile: Awaited<ReturnType<
   const lines: string[] = [];
   const rounds = Math.max(...Object.values(results).map((r) => r.length), 0);
   lines.push(`${rounds} interleaved round(s), medians over rounds of each round's median (p50/p99 where named); containerd ${containerdAvailable() ? '2.1.9' : 'absent'}; lower is better.`, '');
-  lines.push('| measure | containerd 2.1.9 | tscri | ratio | target | met |', '| --- | --- | --- | --- | --- | --- |');
+  const base = results['tscri@base'] ? (key: string) => ` ${fmt(med('tscri@base', key))} |` : () => '';
+  lines.push(`| measure | containerd 2.1.9 |${results['tscri@base'] ? ' tscri@base |' : ''} tscri | ratio | target | met |`, `| --- | --- |${results['tscri@base'] ? ' --- |' : ''} --- | --- | --- | --- |`);
   let met = 0;
   let all = 0;
   for (const g of goals(sizes.pods)) {
@@ -156,12 +159,14 @@ function report(results: Record<string, Figures[]>, profile: Awaited<ReturnType<
       all++;
       if (ok) met++;
     }
-    lines.push(`| ${g.label} (${g.unit}) | ${fmt(c)} | ${fmt(t)} | ${t !== undefined && c ? (t / c).toFixed(2) : '—'} | ${g.targetText} | ${ok === undefined ? '—' : ok ? 'yes' : '**no**'} |`);
+    const r = c ?? med('tscri@base', g.key);
+    lines.push(`| ${g.label} (${g.unit}) | ${fmt(c)} |${base(g.key)} ${fmt(t)} | ${t !== undefined && r ? (t / r).toFixed(2) : '—'} | ${g.targetText} | ${ok === undefined ? '—' : ok ? 'yes' : '**no**'} |`);
   }
   for (const key of INFO(sizes.pods)) {
     const t = med('tscri', key);
     const c = med('containerd', key);
-    lines.push(`| ${key} (${key.startsWith('RSS') ? 'MiB' : 'ms'}) | ${fmt(c)} | ${fmt(t)} | ${t !== undefined && c ? (t / c).toFixed(2) : '—'} | (info) | |`);
+    const r = c ?? med('tscri@base', key);
+    lines.push(`| ${key} (${key.startsWith('RSS') ? 'MiB' : 'ms'}) | ${fmt(c)} |${base(key)} ${fmt(t)} | ${t !== undefined && r ? (t / r).toFixed(2) : '—'} | (info) | |`);
   }
   lines.push('', `${met} of ${all} goals met.`);
   if (profile) {
@@ -188,6 +193,7 @@ async function main(): Promise<void> {
   try {
     const images = await prepareImages(registry);
     const runtimes: Array<[string, (n: TestNetwork) => Promise<Runtime>]> = [];
+    if (flags.baseline) runtimes.push(['tscri@base', (n) => startTscri(n, parent, { checkout: flags.baseline, name: 'tscri@base' })]);
     if (flags.only !== 'containerd') runtimes.push(['tscri', (n) => startTscri(n, parent)]);
     if (flags.only !== 'tscri') {
       if (containerdAvailable()) runtimes.push(['containerd', (n) => startContainerd(n, registry, images.pause)]);

@@ -47,6 +47,9 @@ async function stopChild(child: ChildProcess): Promise<void> {
 export interface TscriOptions {
   /** Extra node flags (the CPU profile run adds --cpu-prof). */
   nodeFlags?: string[];
+  /** Another checkout of tscri to run instead of this one (to compare two versions). */
+  checkout?: string;
+  name?: string;
 }
 
 export async function startTscri(network: TestNetwork, cgroupParent: string, options: TscriOptions = {}): Promise<Runtime> {
@@ -55,14 +58,15 @@ export async function startTscri(network: TestNetwork, cgroupParent: string, opt
   await writeFile(join(dir, 'tscri.toml'), `default_cgroup_parent = "${cgroupParent}"\n${network.toml}`);
   const node = existsSync(NODE) ? NODE : process.execPath;
   // The flags bin/tscri runs the daemon with.
-  const args = ['--max-semi-space-size=2', ...(options.nodeFlags ?? []), CLI, 'serve', '--config', join(dir, 'tscri.toml'), '--listen', `unix://${socket}`, '--root', join(dir, 'root'), '--state', join(dir, 'state'), '--log-level', 'warn'];
+  const cli = options.checkout ? join(options.checkout, 'src/cli.ts') : CLI;
+  const args = ['--max-semi-space-size=2', ...(options.nodeFlags ?? []), cli, 'serve', '--config', join(dir, 'tscri.toml'), '--listen', `unix://${socket}`, '--root', join(dir, 'root'), '--state', join(dir, 'state'), '--log-level', 'warn'];
   const child = spawn(node, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let output = '';
   child.stderr!.on('data', (d) => (output = (output + d).slice(-20000)));
   const c = client(socket);
   await waitServing(c, child, () => output);
   return {
-    name: 'tscri',
+    name: options.name ?? 'tscri',
     socket,
     client: c,
     pid: child.pid!,
