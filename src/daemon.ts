@@ -1,6 +1,6 @@
 // The daemon: prepares directories, builds the services, serves the socket
 // and shuts down gracefully on SIGTERM/SIGINT without touching containers.
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createLogger, type Logger } from './log.ts';
 import { loadConfig, socketPath, type Config, type Flags } from './config/config.ts';
@@ -26,6 +26,7 @@ import { makeSpec, removeImageVolumes } from './oci/prepare.ts';
 import { resourcesToOci } from './oci/resources.ts';
 import { applyRootfsDiff } from './checkpoint/rootfs-diff.ts';
 import { RuntimeFeatures } from './oci/features.ts';
+import { removeAnonymousVolumes } from './oci/volumes.ts';
 import { Nri } from './nri/nri.ts';
 import { NO_CONTAINER_NRI, NriBridge, type NriHooks } from './container/nri-bridge.ts';
 import { NO_POD_NRI } from './sandbox/nri-hooks.ts';
@@ -96,6 +97,7 @@ async function startServices(config: Config, log: Logger, inherited: InheritedSo
   const images = new ImageService(config, log, snapshots);
   await images.load();
   const host = detectHostFacts(config);
+  const volumesRoot = join(config.root, 'volumes');
   const runtimeFeatures = await RuntimeFeatures.probe(config.runtime.handlers, config.runtime.default_handler);
   log.info({ handlers: Object.fromEntries(Object.keys(config.runtime.handlers).map((h) => [h, runtimeFeatures.get(h)])) }, 'runtime handler features');
   if (host.hugetlb && !host.hugetlb.controller && host.hugetlb.pageSizes.length) log.warn('the hugetlb cgroup controller is not available to containers here; hugepage limits are not applied');
@@ -126,14 +128,19 @@ async function startServices(config: Config, log: Logger, inherited: InheritedSo
       removeRootfs: async (id, dir) => {
         await removeImageVolumes(snapshots, id, dir);
         await removeRootfs(snapshots, id, dir);
+        await removeAnonymousVolumes(volumesRoot, id);
       },
-      makeSpec: (req) => makeSpec(req, { host, snapshots, resolveImage: (ref) => images.resolve(ref), runtimeFeatures }),
+      makeSpec: (req) => makeSpec(req, { host, snapshots, resolveImage: (ref) => images.resolve(ref), runtimeFeatures, volumes: { root: volumesRoot, ignore: () => config.image.ignore_image_defined_volumes } }),
       ociResources: (resources) => resourcesToOci(resources, host.cgroupVersion, host.hugetlb),
       nri: nriHooks,
     }));
   await containers.load();
   // Leases of containers (and their image volumes, "<id>-volN") that no longer exist would keep their layers forever.
   await snapshots.releaseUnless((owner) => containers.find(owner.replace(/-vol[0-9]+$/, '')) !== undefined);
+  // So would anonymous volumes of containers whose removal a crash interrupted.
+  for (const id of await readdir(volumesRoot).catch(() => [] as string[])) {
+    if (!containers.find(id) || containers.find(id)!.id !== id) await removeAnonymousVolumes(volumesRoot, id);
+  }
   sandboxes.setContainers(containers);
   sandboxes.setRuntimeFeatures(runtimeFeatures);
 

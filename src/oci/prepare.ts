@@ -12,6 +12,7 @@ import { readInRoot, resolveInRoot } from './rootfs-files.ts';
 import { deviceAt } from './host.ts';
 import { seccompChoice } from './security.ts';
 import { checkUserNamespace, type RuntimeFeatures } from './features.ts';
+import { anonymousVolumesDir, createAnonymousVolumes, imageVolumePaths } from './volumes.ts';
 import { seccompProfileProblem } from './seccomp.ts';
 
 export interface SpecSources {
@@ -20,6 +21,8 @@ export interface SpecSources {
   resolveImage(ref: string): { id: string; chainIds: string[] } | undefined;
   /** What the pod's runtime handler supports; without it the host facts alone decide. */
   runtimeFeatures?: RuntimeFeatures;
+  /** Anonymous volumes for the image's VOLUMEs: where they live, and whether the configuration ignores them. */
+  volumes?: { root: string; ignore(): boolean };
 }
 
 /** Where a container's image volumes are mounted (beside its rootfs). */
@@ -143,13 +146,25 @@ function handlerHost(sources: SpecSources, handler: string): SpecSources['host']
   return { ...sources.host, rroSupported: sources.host.rroSupported && sources.runtimeFeatures.get(handler).recursiveReadOnlyMounts };
 }
 
+/** The request's mounts plus an anonymous volume for each image VOLUME they leave uncovered. */
+async function withAnonymousVolumes(req: SpecRequest, sources: SpecSources): Promise<SpecRequest['config']['mounts']> {
+  const requested = req.config.mounts ?? [];
+  if (!sources.volumes || sources.volumes.ignore()) return req.config.mounts;
+  const name = req.image.repo_tags[0] ?? req.image.id;
+  const paths = imageVolumePaths(req.image.config?.config?.Volumes, requested, name);
+  if (!paths.length) return req.config.mounts;
+  const created = await createAnonymousVolumes(req.rootfs, anonymousVolumesDir(sources.volumes.root, req.id), paths);
+  return [...requested, ...created];
+}
+
 export async function makeSpec(req: SpecRequest, sources: SpecSources): Promise<Spec> {
   // A container never silently runs in the node's user namespace when it asks for the pod's own.
   if (sources.runtimeFeatures) checkUserNamespace(req.config.linux?.security_context?.namespace_options?.userns_options, req.sandbox.runtimeHandler ?? '', sources.runtimeFeatures);
   const [passwd, group] = await Promise.all([readInRoot(req.rootfs, '/etc/passwd'), readInRoot(req.rootfs, '/etc/group')]);
+  const mounts = await withAnonymousVolumes(req, sources);
   return buildSpec({
     containerId: req.id,
-    config: req.config,
+    config: mounts === req.config.mounts ? req.config : { ...req.config, mounts },
     sandbox: req.sandbox,
     image: { config: req.image.config?.config ?? {}, name: req.image.repo_tags[0] ?? req.image.id },
     rootfs: req.rootfs,

@@ -68,7 +68,7 @@ export function busyboxEntries(): FileEntry[] {
 
 export interface ImageSpec {
   layers: Layer[];
-  config?: { User?: string; Env?: string[]; Cmd?: string[]; Entrypoint?: string[]; WorkingDir?: string; StopSignal?: string };
+  config?: { User?: string; Env?: string[]; Cmd?: string[]; Entrypoint?: string[]; WorkingDir?: string; StopSignal?: string; Volumes?: Record<string, object> };
   architecture?: string;
   variant?: string;
   /** Docker schema2 media types instead of OCI. */

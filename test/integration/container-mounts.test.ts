@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -22,6 +22,7 @@ let d: TestDaemon;
 let image: string;
 let tools: string;
 let toolsId: string;
+let withVolumes: string;
 let work: string;
 const tag = randomBytes(3).toString('hex');
 const parent = `/tscri-mounts-${tag}`;
@@ -41,6 +42,11 @@ before(async () => {
   await pushImage(registry.url, 'mounts/tools', 'v1', { layers: [content] });
   tools = `${registry.host}/mounts/tools:v1`;
   toolsId = (await d.call('PullImage', { image: { image: tools } })).image_ref;
+  // An image with VOLUMEs: one with content (owned by a user), one the image lacks, one a request mount covers.
+  const db = await layer([...busyboxEntries(), { name: 'var/lib/db/', type: 'directory', uid: 1000, gid: 1000, mode: 0o750 }, { name: 'var/lib/db/seed', body: 'seeded\n', uid: 1000, gid: 1000 }, { name: 'covered/', type: 'directory' }, { name: 'covered/from-image', body: 'x' }]);
+  await pushImage(registry.url, 'mounts/db', 'v1', { layers: [db], config: { Volumes: { '/var/lib/db': {}, '/cache': {}, '/covered/': {} } } });
+  withVolumes = `${registry.host}/mounts/db:v1`;
+  await d.call('PullImage', { image: { image: withVolumes } });
 });
 
 after(async () => {
@@ -194,3 +200,23 @@ test('image volumes that are writable, or whose sub path is missing, a file, a s
   const mounts = execFileSync('cat', ['/proc/self/mountinfo'], { encoding: 'utf8' });
   assert.doesNotMatch(mounts, new RegExp(`${d.state}/containers/[0-9a-f]+/image-volumes`));
 });
+
+test('image VOLUMEs become anonymous volumes with the image content, outside the writable layer, removed with the container', async () => {
+  const p = await pod('volumes');
+  const covered = join(work, 'covered');
+  await mkdir(covered);
+  const id = await run(p, 'db', { image: { image: withVolumes }, mounts: [{ container_path: '/covered', host_path: covered, propagation: 'PROPAGATION_PRIVATE' }] });
+  assert.equal(await sh(id, 'cat /var/lib/db/seed; stat -c "%u:%g %a" /var/lib/db'), 'seeded\n1000:1000 750\n');
+  await sh(id, 'echo written > /var/lib/db/new; echo c > /cache/c');
+  const volumes = join(d.root, 'volumes', id);
+  const dirs = await readdir(volumes);
+  assert.deepEqual(dirs.sort(), ['0', '1'], 'one volume each for /cache and /var/lib/db; /covered is the request mount');
+  assert.equal(await readFile(join(volumes, '1', 'new'), 'utf8'), 'written\n');
+  assert.equal(await readFile(join(volumes, '0', 'c'), 'utf8'), 'c\n');
+  assert.deepEqual(await readdir(covered), [], 'the request mount replaces the image VOLUME; nothing is copied into it');
+  assert.match(await sh(id, 'ls /covered; grep -c " /var/lib/db " /proc/self/mountinfo'), /^1$/m);
+  await d.call('StopContainer', { container_id: id, timeout: 0 });
+  await d.call('RemoveContainer', { container_id: id });
+  await assert.rejects(readdir(volumes), /ENOENT/);
+});
+
