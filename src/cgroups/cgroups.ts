@@ -279,11 +279,14 @@ export function checkResources(r: Partial<LinuxContainerResources__Output> | nul
   resourceFiles(r, 'v2');
 }
 
-/** A pod's total: its containers' resources plus the sandbox overhead. */
+/** A pod's total: its containers' resources plus the sandbox overhead, without `unified`. */
 export function podResources(resources: LinuxContainerResources__Output | null, overhead: LinuxContainerResources__Output | null): Partial<LinuxContainerResources__Output> {
   const r = resources ?? ({} as Partial<LinuxContainerResources__Output>);
   const o = overhead ?? ({} as Partial<LinuxContainerResources__Output>);
-  const sum: Partial<LinuxContainerResources__Output> = { ...r };
+  // `unified` is per container: kubelet's memory.oom.group on a pod cgroup would
+  // make one container's OOM kill every container of the pod.
+  const { unified: _unified, ...rest } = r;
+  const sum: Partial<LinuxContainerResources__Output> = { ...rest };
   if ((r.memory_limit_in_bytes ?? 0) > 0) sum.memory_limit_in_bytes = r.memory_limit_in_bytes! + Math.max(0, o.memory_limit_in_bytes ?? 0);
   if ((r.cpu_shares ?? 0) > 0 || (o.cpu_shares ?? 0) > 0) sum.cpu_shares = (r.cpu_shares ?? 0) + (o.cpu_shares ?? 0);
   if ((r.cpu_quota ?? 0) > 0) {

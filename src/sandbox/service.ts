@@ -72,6 +72,17 @@ const INFRA_OOM_SCORE_ADJ = -998;
 
 const nowNs = () => Date.now() * 1_000_000;
 
+/**
+ * Whether the pod cgroup is tscri's to set limits on: one it named or made.
+ * A cgroup_parent that already existed is kubelet's pod cgroup, whose limits
+ * kubelet sets itself (the sandbox resources it sends sum only the limits
+ * that are given, and would cap a pod with an unlimited container); tscri
+ * leaves it alone, as containerd does.
+ */
+function ownsPodCgroup(record: SandboxRecord): boolean {
+  return !record.config.linux?.cgroup_parent || record.cgroupCreated === true;
+}
+
 
 export interface SandboxStatusResult {
   status: PodSandboxStatus;
@@ -299,7 +310,7 @@ export class SandboxService {
     const fsPath = cgroupFsPath(record.cgroupParent, this.config.cgroup_driver);
     record.cgroupCreated = await createCgroup(fsPath);
     await this.store.put(record);
-    await writeResources(fsPath, podResources(config.linux?.resources ?? null, config.linux?.overhead ?? null));
+    if (ownsPodCgroup(record)) await writeResources(fsPath, podResources(config.linux?.resources ?? null, config.linux?.overhead ?? null));
 
     const pinned = await pinNamespaces(this.config.state, record.id, {
       net: !plan.hostNetwork,
@@ -560,7 +571,7 @@ export class SandboxService {
     await this.locks.with(found.id, async () => {
       const record = this.require(found.id);
       await this.nri.updatePodSandbox(record, overhead, resources);
-      await writeResources(cgroupFsPath(record.cgroupParent, this.config.cgroup_driver), podResources(resources, overhead));
+      if (ownsPodCgroup(record)) await writeResources(cgroupFsPath(record.cgroupParent, this.config.cgroup_driver), podResources(resources, overhead));
       record.resources = { overhead, resources };
       await this.store.put(record);
     });

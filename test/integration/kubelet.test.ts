@@ -107,7 +107,11 @@ const v1File = (controller: string, path: string, file: string) => readFileSync(
 
 test('a Burstable pod as kubelet sends it: hugepage limits for every page size, limits, mounts, logs, HOSTNAME, image_ref', async () => {
   const pod = await kubeletPod('web', 'burstable', { cpuRequestMilli: 100, cpuLimitMilli: 500, memoryLimit: 64 * MiB, labels: { app: 'web' } });
+  const podFile = node.cgroupV2 ? ['', 'memory.max'] : ['memory', 'memory.limit_in_bytes'];
+  const podLimitBefore = readFileSync(join('/sys/fs/cgroup', podFile[0]!, podCgroup(pod), podFile[1]!), 'utf8');
   const podId = await runPod(pod);
+  // kubelet's pod cgroup is kubelet's: tscri writes none of the sandbox resources into it.
+  assert.equal(readFileSync(join('/sys/fs/cgroup', podFile[0]!, podCgroup(pod), podFile[1]!), 'utf8'), podLimitBefore);
   const { id, built } = await startContainer(pod, podId, {
     name: 'app',
     command: ['sh', '-c', 'echo "host=$HOSTNAME"; grep -c Kubernetes-managed /etc/hosts; echo "terminated on purpose" > /dev/termination-log; echo kept > /data/file; sleep 300'],

@@ -60,6 +60,8 @@ test('a pod total adds the sandbox overhead to its containers', () => {
   // No container memory limit means none for the pod, whatever the overhead.
   assert.equal(podResources({ memory_limit_in_bytes: 0 } as any, { memory_limit_in_bytes: 20 } as any).memory_limit_in_bytes, 0);
   assert.deepEqual(podResources(null, null), {});
+  // kubelet's sandbox resources carry memory.oom.group on cgroup v2: it belongs on containers only.
+  assert.deepEqual(podResources({ memory_limit_in_bytes: 100, unified: { 'memory.oom.group': '1' } } as any, null), { memory_limit_in_bytes: 100 });
 });
 
 test('cgroup hierarchies are read from mountinfo', () => {
