@@ -171,7 +171,12 @@ async function main(): Promise<number> {
     cleanups.unshift(() => images.stop());
     const net: TestNetwork = await makeTestNetwork();
     cleanups.unshift(() => net.cleanup());
-    daemon = await startDaemon({ config: `default_cgroup_parent = "${parent}"\n${images.toml}${net.toml}` });
+    // NRI on, so that critest's NRI specs run: its test plugins connect to this socket.
+    const nriDir = await mkdtemp(join(tmpdir(), 'tscri-critest-nri-'));
+    cleanups.unshift(() => rm(nriDir, { recursive: true, force: true }));
+    const nriSocket = join(nriDir, 'nri.sock');
+    const nri = `[nri]\nenable = true\nsocket_path = "${nriSocket}"\nplugin_path = "${join(nriDir, 'plugins')}"\nplugin_config_path = "${join(nriDir, 'conf.d')}"\n`;
+    daemon = await startDaemon({ config: `default_cgroup_parent = "${parent}"\n${images.toml}${net.toml}${nri}` });
     const d = daemon;
     cleanups.unshift(async () => {
       await d.cleanup();
@@ -182,7 +187,7 @@ async function main(): Promise<number> {
     const reportDir = await mkdtemp(join(tmpdir(), 'tscri-critest-report-'));
     cleanups.unshift(() => rm(reportDir, { recursive: true, force: true }));
     const reportFile = join(reportDir, 'report.json');
-    const args = ['-runtime-endpoint', `unix://${d.socket}`, '-parallel', '2', '-ginkgo.no-color', '-ginkgo.json-report', reportFile, ...process.argv.slice(2)];
+    const args = ['-runtime-endpoint', `unix://${d.socket}`, '-nri-socket', nriSocket, '-parallel', '2', '-ginkgo.no-color', '-ginkgo.json-report', reportFile, ...process.argv.slice(2)];
     const exit = await new Promise<number | null>((resolve) => {
       const child = spawn(critest, args, { stdio: ['ignore', 'inherit', 'inherit'], env, cwd: reportDir });
       const timer = setTimeout(() => {
