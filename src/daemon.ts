@@ -17,7 +17,7 @@ import { StatsService } from './container/stats.ts';
 import { StreamServer } from './stream/server.ts';
 import { containerStreams } from './container/exec.ts';
 import { dialInNetns } from './stream/netns-dial.ts';
-import { notFound } from './errors.ts';
+import { notFound, quote } from './errors.ts';
 import { SnapshotStore } from './snapshot/snapshots.ts';
 import { prepareRootfs, removeRootfs, upperDir } from './snapshot/rootfs.ts';
 import { ImageService } from './image/service.ts';
@@ -156,7 +156,7 @@ async function startServices(config: Config, log: Logger, inherited: InheritedSo
       ...containerStreams(containers, config.conmon.path),
       portForward: async (podId, port, signal) => {
         const pod = sandboxes.get(podId);
-        if (!pod) throw notFound(`pod sandbox ${podId} not found`);
+        if (!pod) throw notFound(`pod sandbox ${quote(podId)} not found`);
         return dialInNetns(pod.namespaces.network, port, signal);
       },
     },

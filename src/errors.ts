@@ -39,3 +39,20 @@ export const dataLoss = make('DataLoss');
 export const unimplemented = make('Unimplemented');
 export const cancelled = make('Cancelled');
 export const internal = make('Internal');
+
+/** How much of a quoted input a message shows. */
+export const QUOTE_LIMIT = 100;
+
+/**
+ * A value from a request (or from a file or a registry) for a message: as a
+ * JSON string, its start only when it is long, with its length, so that an
+ * error never carries a megabyte of someone's input back.
+ */
+export function quote(value: unknown): string {
+  if (typeof value === 'string') {
+    if (value.length <= QUOTE_LIMIT) return JSON.stringify(value);
+    return `${JSON.stringify(value.slice(0, QUOTE_LIMIT))}… (${value.length} characters)`;
+  }
+  const json = JSON.stringify(value) ?? String(value);
+  return json.length <= QUOTE_LIMIT ? json : `${json.slice(0, QUOTE_LIMIT)}… (${json.length} characters)`;
+}

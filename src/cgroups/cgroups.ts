@@ -6,6 +6,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { appendFile, mkdir, readdir, readFile, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LinuxContainerResources__Output } from '../generated/runtime/v1/LinuxContainerResources.ts';
+import { quote } from '../errors.ts';
 
 export type CgroupDriver = 'cgroupfs' | 'systemd';
 export type CgroupVersion = 'v1' | 'v2';
@@ -23,11 +24,11 @@ export function cgroupVersion(): CgroupVersion {
  */
 export function expandSlice(slice: string): string {
   const suffix = '.slice';
-  if (!slice.endsWith(suffix) || slice.includes('/')) throw new Error(`invalid systemd slice name ${JSON.stringify(slice)}: it must end in .slice and contain no /`);
+  if (!slice.endsWith(suffix) || slice.includes('/')) throw new Error(`invalid systemd slice name ${quote(slice)}: it must end in .slice and contain no /`);
   const name = slice.slice(0, -suffix.length);
   if (name === '-') return '/';
   if (!name || name.startsWith('-') || name.endsWith('-') || name.includes('--')) {
-    throw new Error(`invalid systemd slice name ${JSON.stringify(slice)}: dashes separate non-empty parent names`);
+    throw new Error(`invalid systemd slice name ${quote(slice)}: dashes separate non-empty parent names`);
   }
   let path = '';
   let prefix = '';
@@ -41,7 +42,7 @@ export function expandSlice(slice: string): string {
 /** Rejects cgroup paths that could escape the cgroup hierarchy. */
 export function assertSafeCgroupPath(path: string): void {
   if (!path.startsWith('/') || path.split('/').some((p) => p === '..' || p === '.') || path.includes('\0')) {
-    throw new Error(`invalid cgroup path ${JSON.stringify(path)}: it must be absolute without . or .. components`);
+    throw new Error(`invalid cgroup path ${quote(path)}: it must be absolute without . or .. components`);
   }
 }
 
@@ -67,7 +68,7 @@ export function podCgroupPath(cgroupParent: string, sandboxId: string, driver: C
     }
     assertSafeCgroupPath(cgroupParent);
     const path = cgroupParent.replace(/\/{2,}/g, '/').replace(/\/+$/, '');
-    if (!path) throw new Error(`cgroup_parent ${JSON.stringify(cgroupParent)} is the root cgroup; a pod needs a cgroup of its own`);
+    if (!path) throw new Error(`cgroup_parent ${quote(cgroupParent)} is the root cgroup; a pod needs a cgroup of its own`);
     return path;
   }
   const parent = defaultParent.replace(/\/+$/, '');
@@ -229,7 +230,7 @@ export async function addProcess(fsPath: string, pid: number): Promise<void> {
  */
 export function hugepageSizeName(size: string): string {
   const m = /^([1-9][0-9]{0,5})([KMG])(?:i|iB|B)?$/i.exec(String(size));
-  if (!m) throw new Error(`invalid hugepage size ${JSON.stringify(String(size).slice(0, 64))}: expected a size such as 2MB or 1GB`);
+  if (!m) throw new Error(`invalid hugepage size ${quote(String(size).slice(0, 64))}: expected a size such as 2MB or 1GB`);
   return `${m[1]}${m[2]!.toUpperCase()}B`;
 }
 
@@ -266,7 +267,7 @@ export function resourceFiles(r: Partial<LinuxContainerResources__Output>, versi
     for (const h of r.hugepage_limits ?? []) files.push([`hugetlb.${hugepageSizeName(h.page_size)}.max`, String(h.limit)]);
   }
   for (const [key, value] of Object.entries(r.unified ?? {})) {
-    if (!isCgroupFileName(key)) throw new Error(`invalid unified cgroup key ${JSON.stringify(key.slice(0, 64))}`);
+    if (!isCgroupFileName(key)) throw new Error(`invalid unified cgroup key ${quote(key.slice(0, 64))}`);
     if (version === 'v2') files.push([key, value]);
   }
   return files;
@@ -304,7 +305,7 @@ export async function writeResources(fsPath: string, resources: Partial<LinuxCon
   const files = resourceFiles(resources, version);
   if (!files.length) return;
   const bad = files.find(([file]) => !isCgroupFileName(file));
-  if (bad) throw new Error(`refusing to write ${JSON.stringify(bad[0].slice(0, 64))}: not a cgroup file name`);
+  if (bad) throw new Error(`refusing to write ${quote(bad[0].slice(0, 64))}: not a cgroup file name`);
   for (const dir of cgroupDirs(fsPath)) {
     for (const [file, value] of files) {
       const target = join(dir, file);

@@ -18,6 +18,7 @@ import { basename, dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { extract, pack, type Header, type Pack } from 'tar-stream';
+import { quote } from '../errors.ts';
 
 /** A header as tar-stream's pack takes it: fields left out get defaults. */
 type Headers = Partial<Header> & { name: string };
@@ -103,9 +104,9 @@ export async function writeArchive(dir: string, names: string[], location: strin
 
 /** The entry's path as components; throws for names that climb out or carry a NUL. */
 export function archivePath(name: string): string[] {
-  if (name.includes('\0')) throw new ArchiveError(`archive entry ${JSON.stringify(name)} has a NUL in its name`);
+  if (name.includes('\0')) throw new ArchiveError(`archive entry ${quote(name)} has a NUL in its name`);
   const parts = name.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.includes('..')) throw new ArchiveError(`archive entry ${JSON.stringify(name)} leaves the archive`);
+  if (parts.includes('..')) throw new ArchiveError(`archive entry ${quote(name)} leaves the archive`);
   return parts;
 }
 
@@ -139,7 +140,7 @@ async function eachEntry(path: string, handle: EntryHandler): Promise<void> {
     await pipeline(createReadStream(path), tar);
   } catch (err) {
     if (err instanceof ArchiveError) throw err;
-    throw new ArchiveError(`cannot read the checkpoint archive ${path}: ${(err as Error).message}`);
+    throw new ArchiveError(`cannot read the checkpoint archive ${quote(path)}: ${(err as Error).message}`);
   }
 }
 
@@ -166,7 +167,7 @@ export async function readArchiveMetadata(path: string): Promise<{ config: unkno
     if ((name === CONFIG_DUMP || name === SPEC_DUMP) && header.type === 'file') found[name] = await readJson(body, name);
   });
   for (const name of [CONFIG_DUMP, SPEC_DUMP]) {
-    if (found[name] === undefined) throw new ArchiveError(`${path} is not a checkpoint archive: it has no ${name}`);
+    if (found[name] === undefined) throw new ArchiveError(`${quote(path)} is not a checkpoint archive: it has no ${name}`);
   }
   return { config: found[CONFIG_DUMP], spec: found[SPEC_DUMP] };
 }

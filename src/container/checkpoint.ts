@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { delimiter, dirname, isAbsolute, join } from 'node:path';
 import type { Logger } from '../log.ts';
 import type { ContainerConfig__Output } from '../generated/runtime/v1/ContainerConfig.ts';
-import { deadlineExceeded, internal, invalidArgument, notFound } from '../errors.ts';
+import { deadlineExceeded, internal, invalidArgument, notFound, quote } from '../errors.ts';
 import {
   ArchiveError, CHECKPOINT_DIR, CONFIG_DUMP, DUMP_LOG, ROOTFS_DIFF, SPEC_DUMP, STATS_DUMP,
   extractForRestore, readArchiveMetadata, writeArchive,
@@ -32,11 +32,11 @@ export async function criuInstalled(path = process.env.PATH ?? '/usr/local/sbin:
 /** Checks the CheckpointContainer location: an absolute path of a file to be, in an existing directory. */
 export async function validateLocation(location: string): Promise<void> {
   if (!location) throw invalidArgument('location is required: the absolute path of the checkpoint archive to write');
-  if (!isAbsolute(location)) throw invalidArgument(`location ${JSON.stringify(location)} must be an absolute path`);
+  if (!isAbsolute(location)) throw invalidArgument(`location ${quote(location)} must be an absolute path`);
   const parent = await stat(dirname(location)).catch(() => undefined);
-  if (!parent?.isDirectory()) throw invalidArgument(`the directory of location ${JSON.stringify(location)} does not exist`);
+  if (!parent?.isDirectory()) throw invalidArgument(`the directory of location ${quote(location)} does not exist`);
   const existing = await lstat(location).catch(() => undefined);
-  if (existing && !existing.isFile()) throw invalidArgument(`location ${JSON.stringify(location)} exists and is not a regular file`);
+  if (existing && !existing.isFile()) throw invalidArgument(`location ${quote(location)} exists and is not a regular file`);
 }
 
 export interface CheckpointJob {

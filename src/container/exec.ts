@@ -11,7 +11,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ContainerStreams, StreamIO } from './stream-io.ts';
 import { writeFileAtomic } from '../store/store.ts';
-import { internal, invalidArgument } from '../errors.ts';
+import { internal, invalidArgument, quote } from '../errors.ts';
 import { conmonExecArgs, firstSyncMessage, spawnConmon } from './conmon.ts';
 import { SeqpacketSocket } from './seqpacket.ts';
 import { execProcess, type ContainerService } from './service.ts';
@@ -83,7 +83,7 @@ export async function execStreaming(containers: ContainerService, conmonPath: st
     } catch (err) {
       socket?.close();
       conmon.child.kill('SIGKILL');
-      throw internal(`cannot run ${JSON.stringify(cmd)} in container ${record.id}: ${(err as Error).message}`);
+      throw internal(`cannot run ${quote(cmd)} in container ${record.id}: ${(err as Error).message}`);
     } finally {
       for (const fd of [3, 4, 5]) (conmon.child.stdio[fd] as unknown as { destroy?: () => void } | null)?.destroy?.();
     }

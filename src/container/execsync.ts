@@ -14,7 +14,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { constants as osConstants } from 'node:os';
 import { writeFileAtomic } from '../store/store.ts';
-import { deadlineExceeded } from '../errors.ts';
+import { deadlineExceeded, quote } from '../errors.ts';
 import type { OciRuntime } from './runtime.ts';
 import { readPidFile } from './conmon.ts';
 
@@ -114,7 +114,7 @@ export async function execSync(
 
   try {
     const code = await finished;
-    if (why === 'timeout') throw deadlineExceeded(`command ${JSON.stringify(processSpec.args)} timed out after ${timeoutSeconds}s and was killed`);
+    if (why === 'timeout') throw deadlineExceeded(`command ${quote(processSpec.args)} timed out after ${timeoutSeconds}s and was killed`);
     if (why === 'aborted') throw signal!.reason ?? new Error('the call was cancelled');
     return { stdout: stdout.value(), stderr: stderr.value(), exitCode: code };
   } finally {

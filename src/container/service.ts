@@ -16,7 +16,7 @@ import { RecordStore, writeFileAtomic } from '../store/store.ts';
 import { KeyedLock, SharedKeyedLock } from '../store/lock.ts';
 import type { ResolvedImage, SpecRequest } from '../oci/request.ts';
 import type { Process, Resources, Spec } from '../oci/types.ts';
-import { alreadyExists, DomainError, failedPrecondition, internal, invalidArgument, notFound } from '../errors.ts';
+import { alreadyExists, DomainError, failedPrecondition, internal, invalidArgument, notFound, quote } from '../errors.ts';
 import type { SandboxRecord } from '../sandbox/record.ts';
 import type { ContainerConfig__Output } from '../generated/runtime/v1/ContainerConfig.ts';
 import type { ContainerFilter__Output } from '../generated/runtime/v1/ContainerFilter.ts';
@@ -147,7 +147,7 @@ export class ContainerService {
   runtimeFor(handler: string): OciRuntime {
     const name = handler || this.deps.config.runtime.default_handler;
     const h = this.deps.config.runtime.handlers[name];
-    if (!h) throw invalidArgument(`runtime handler ${JSON.stringify(name)} is not configured; known handlers: ${Object.keys(this.deps.config.runtime.handlers).join(', ')}`);
+    if (!h) throw invalidArgument(`runtime handler ${quote(name)} is not configured; known handlers: ${Object.keys(this.deps.config.runtime.handlers).join(', ')}`);
     return new OciRuntime(h.path, h.root || join(this.deps.config.state, 'runtime', name), this.deps.config.cgroup_driver === 'systemd');
   }
 
@@ -163,7 +163,7 @@ export class ContainerService {
     if (options?.pid !== 'TARGET') return undefined;
     if (!options.target_id) throw invalidArgument('the TARGET pid namespace mode needs namespace_options.target_id');
     const target = this.find(options.target_id);
-    if (!target) throw notFound(`target container ${options.target_id} not found`);
+    if (!target) throw notFound(`target container ${quote(options.target_id)} not found`);
     if (target.sandboxId !== sandboxId) throw invalidArgument(`target container ${target.id} belongs to another pod sandbox`);
     if (target.state !== 'CONTAINER_RUNNING' || !target.pid) throw failedPrecondition(`target container ${target.id} is not running; its pid namespace can only be joined while it runs`);
     return `/proc/${target.pid}/ns/pid`;
@@ -172,7 +172,7 @@ export class ContainerService {
   get(id: string): ContainerRecord {
     if (!id) throw invalidArgument('container_id is required');
     const r = this.store.find(id);
-    if (!r) throw notFound(`container ${id} not found`);
+    if (!r) throw notFound(`container ${quote(id)} not found`);
     return r;
   }
 
@@ -221,9 +221,13 @@ export class ContainerService {
     if (!request) throw invalidArgument('config is required');
     let config = request;
     if (!config.metadata?.name) throw invalidArgument('config.metadata.name is required');
+    const metaName = config.metadata.name;
+    if (metaName.length > 253 || /[\u0000-\u001f\u007f]/.test(metaName)) {
+      throw invalidArgument(`config.metadata.name ${quote(metaName)} is invalid: at most 253 characters and no control characters`);
+    }
     if (!sandboxId) throw invalidArgument('pod_sandbox_id is required');
     const sandbox = this.deps.sandbox(sandboxId);
-    if (!sandbox) throw notFound(`pod sandbox ${sandboxId} not found`);
+    if (!sandbox) throw notFound(`pod sandbox ${quote(sandboxId)} not found`);
     if (sandbox.state !== 'SANDBOX_READY') throw failedPrecondition(`pod sandbox ${sandbox.id} is not ready; create containers in a running pod`);
     void sandboxConfig;
     let ref = config.image?.image ?? '';
@@ -235,14 +239,14 @@ export class ContainerService {
       ref = restore.imageRef;
     }
     const image = restore?.image ?? (await this.deps.resolveImage(ref));
-    if (!image) throw notFound(`image ${JSON.stringify(ref)} is not present on this node; pull it first`);
+    if (!image) throw notFound(`image ${quote(ref)} is not present on this node; pull it first`);
     const logPath = criLogPath(sandbox.config.log_directory, config.log_path);
     const targetPidNamespace = this.targetPidNamespace(config, sandbox.id);
     config = await this.withImageVolumeRefs(config);
 
     const name = reservationName(config, sandbox.config);
     const holder = this.names.get(name);
-    if (holder) throw alreadyExists(`the container name ${JSON.stringify(name)} is already reserved for container ${holder}; remove that container first`);
+    if (holder) throw alreadyExists(`the container name ${quote(name)} is already reserved for container ${holder}; remove that container first`);
     const id = randomBytes(32).toString('hex');
     this.names.set(name, id);
 
@@ -672,9 +676,9 @@ export function execProcess(base: Process, cmd: string[], terminal: boolean): Pr
 /** log_directory/log_path, refusing paths that leave the pod's log directory. */
 export function criLogPath(logDirectory: string, logPath: string): string {
   if (!logDirectory || !logPath) return '';
-  if (isAbsolute(logPath)) throw invalidArgument(`log_path ${JSON.stringify(logPath)} must be relative to the pod's log_directory`);
+  if (isAbsolute(logPath)) throw invalidArgument(`log_path ${quote(logPath)} must be relative to the pod's log_directory`);
   const joined = normalize(join(logDirectory, logPath));
-  if (!joined.startsWith(normalize(logDirectory) + '/')) throw invalidArgument(`log_path ${JSON.stringify(logPath)} leaves the pod's log_directory`);
+  if (!joined.startsWith(normalize(logDirectory) + '/')) throw invalidArgument(`log_path ${quote(logPath)} leaves the pod's log_directory`);
   return joined;
 }
 

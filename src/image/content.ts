@@ -12,6 +12,7 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { KeyedLock } from '../store/lock.ts';
 import { ALGORITHM_NAMES, algorithmOf, digestProblem, encodedOf, hasherFor } from './digest.ts';
+import { quote } from '../errors.ts';
 
 export class DigestMismatchError extends Error {
   override name = 'DigestMismatchError';
@@ -139,7 +140,7 @@ export class ContentStore {
   }
 
   path(digest: string): string {
-    if (digestProblem(digest)) throw new Error(`invalid digest ${JSON.stringify(digest)}`);
+    if (digestProblem(digest)) throw new Error(`invalid digest ${quote(digest)}`);
     return join(this.root, algorithmOf(digest), encodedOf(digest));
   }
 

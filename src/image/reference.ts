@@ -1,6 +1,7 @@
 // Image references as kubelet and crictl write them, normalised the way
 // Docker and containerd do: `busybox` is docker.io/library/busybox:latest.
 import { digestProblem } from './digest.ts';
+import { quote } from '../errors.ts';
 
 export interface ImageReference {
   /** Registry host, with port if any (docker.io for Docker Hub). */
@@ -29,14 +30,14 @@ export function parseReference(input: string): ImageReference {
     digest = rest.slice(at + 1);
     rest = rest.slice(0, at);
     const problem = digestProblem(digest);
-    if (problem) throw new ReferenceError(`the digest in image reference ${JSON.stringify(input)} ${problem}`);
+    if (problem) throw new ReferenceError(`the digest in image reference ${quote(input)} ${problem}`);
   }
   let tag: string | undefined;
   const colon = rest.lastIndexOf(':');
   if (colon > rest.lastIndexOf('/')) {
     tag = rest.slice(colon + 1);
     rest = rest.slice(0, colon);
-    if (!TAG.test(tag)) throw new ReferenceError(`invalid tag ${JSON.stringify(tag)} in image reference ${JSON.stringify(input)}`);
+    if (!TAG.test(tag)) throw new ReferenceError(`invalid tag ${quote(tag)} in image reference ${quote(input)}`);
   }
   const slash = rest.indexOf('/');
   const first = slash >= 0 ? rest.slice(0, slash) : '';
@@ -48,10 +49,12 @@ export function parseReference(input: string): ImageReference {
   }
   if (domain === 'index.docker.io') domain = 'docker.io';
   if (domain === 'docker.io' && !path.includes('/')) path = `library/${path}`;
+  // The distribution reference grammar's limit on a repository name.
+  if (domain.length + 1 + path.length > 255) throw new ReferenceError(`image reference ${quote(input)} names a repository longer than 255 characters`);
   if (!path.split('/').every((c) => COMPONENT.test(c))) {
-    throw new ReferenceError(`invalid repository name ${JSON.stringify(path)} in image reference ${JSON.stringify(input)}: use lowercase letters, digits and separators`);
+    throw new ReferenceError(`invalid repository name ${quote(path)} in image reference ${quote(input)}: use lowercase letters, digits and separators`);
   }
-  if (!/^[A-Za-z0-9.-]+(:\d+)?$|^\[[0-9a-fA-F:]+\](:\d+)?$/.test(domain)) throw new ReferenceError(`invalid registry host ${JSON.stringify(domain)} in image reference ${JSON.stringify(input)}`);
+  if (!/^[A-Za-z0-9.-]+(:\d+)?$|^\[[0-9a-fA-F:]+\](:\d+)?$/.test(domain)) throw new ReferenceError(`invalid registry host ${quote(domain)} in image reference ${quote(input)}`);
   if (!tag && !digest) tag = 'latest';
   return { domain, path, tag, digest };
 }

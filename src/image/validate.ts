@@ -5,6 +5,7 @@
 // fails the same checks is skipped, never trusted.
 import type { Index, ImageConfig, Manifest } from './types.ts';
 import { digestProblem } from './digest.ts';
+import { quote } from '../errors.ts';
 
 /** An image document (or record) that is not what the image spec allows. */
 export class ImageFormatError extends Error {
@@ -18,7 +19,7 @@ function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'object') return 'an object';
-  if (typeof value === 'string') return value.length > 40 ? 'a string' : `the string ${JSON.stringify(value)}`;
+  if (typeof value === 'string') return value.length > 40 ? 'a string' : `the string ${quote(value)}`;
   if (typeof value === 'number' || typeof value === 'boolean') return `the ${typeof value} ${String(value)}`;
   return `a ${typeof value}`;
 }

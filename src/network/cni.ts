@@ -5,6 +5,7 @@ import { run } from '../sys/spawn.ts';
 import { access, constants, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { findCniConfigFile } from './cni-config.ts';
+import { quote } from '../errors.ts';
 
 export interface CniPlugin {
   type: string;
@@ -72,7 +73,7 @@ export class CniError extends Error {
 /** CNI_ARGS as kubelet's runtimes send them. */
 export function cniArgs(pod: CniPodArgs): string {
   for (const [key, value] of Object.entries(pod)) {
-    if (/[;=\s]/.test(value)) throw new Error(`pod ${key} ${JSON.stringify(value)} cannot be passed to CNI: it contains ';', '=' or whitespace`);
+    if (/[;=\s]/.test(value)) throw new Error(`pod ${key} ${quote(value)} cannot be passed to CNI: it contains ';', '=' or whitespace`);
   }
   return `IgnoreUnknown=1;K8S_POD_NAMESPACE=${pod.namespace};K8S_POD_NAME=${pod.name};K8S_POD_INFRA_CONTAINER_ID=${pod.sandboxId};K8S_POD_UID=${pod.uid}`;
 }
@@ -123,7 +124,7 @@ export async function loadNetworkList(file: string): Promise<CniNetworkList> {
   parsed.cniVersion ??= '0.4.0';
   for (const p of parsed.plugins) {
     if (!p || typeof p.type !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(p.type) || p.type.includes('..')) {
-      throw new Error(`CNI config ${file} names an invalid plugin type ${JSON.stringify(p?.type)}`);
+      throw new Error(`CNI config ${file} names an invalid plugin type ${quote(p?.type)}`);
     }
   }
   return parsed as CniNetworkList;
@@ -237,7 +238,7 @@ export class CniRunner {
 /** Parses a Kubernetes bandwidth quantity ("10M", "1Gi", "500k") into bits per second. */
 export function parseBandwidth(quantity: string): number {
   const m = /^(\d+(?:\.\d+)?)([kMGTPE]i?|m)?$/.exec(quantity.trim());
-  if (!m) throw new Error(`invalid bandwidth quantity ${JSON.stringify(quantity)}`);
+  if (!m) throw new Error(`invalid bandwidth quantity ${quote(quantity)}`);
   const units: Record<string, number> = { '': 1, m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60 };
   return Math.round(Number(m[1]) * units[m[2] ?? '']);
 }

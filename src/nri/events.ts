@@ -17,6 +17,7 @@ export const Event = {
   PostUpdatePodSandbox: 13,
   ValidateContainerAdjustment: 14,
 } as const;
+import { quote } from '../errors.ts';
 
 export type EventName = keyof typeof Event;
 
@@ -51,20 +52,20 @@ export const EVENT_ENUM_NAMES: Record<number, string> = {
 
 /** Why a plugin index is invalid, or undefined: two decimal digits. */
 export function checkPluginIndex(index: string): string | undefined {
-  return /^[0-9]{2}$/.test(index) ? undefined : `invalid plugin index ${JSON.stringify(index)}: must be two digits`;
+  return /^[0-9]{2}$/.test(index) ? undefined : `invalid plugin index ${quote(index)}: must be two digits`;
 }
 
 /** Why a plugin name is invalid, or undefined: non-empty, [a-zA-Z0-9_.+-]. */
 export function checkPluginName(name: string): string | undefined {
   if (name === '') return 'invalid plugin name: empty';
   if (name.length > 128) return 'invalid plugin name: longer than 128 characters';
-  return /^[A-Za-z0-9_.+-]+$/.test(name) ? undefined : `invalid plugin name ${JSON.stringify(name)}: only letters, digits and _.+- are allowed`;
+  return /^[A-Za-z0-9_.+-]+$/.test(name) ? undefined : `invalid plugin name ${quote(name)}: only letters, digits and _.+- are allowed`;
 }
 
 /** Splits a pre-installed plugin's file name "NN-name" into index and name. */
 export function parsePluginFileName(file: string): { index: string; name: string } | string {
   const dash = file.indexOf('-');
-  if (dash < 0) return `invalid plugin file name ${JSON.stringify(file)}: NN-name expected`;
+  if (dash < 0) return `invalid plugin file name ${quote(file)}: NN-name expected`;
   const index = file.slice(0, dash);
   const name = file.slice(dash + 1);
   return checkPluginIndex(index) ?? checkPluginName(name) ?? { index, name };

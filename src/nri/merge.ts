@@ -16,6 +16,7 @@ import type {
   LinuxResources,
   LinuxResourcesOut,
 } from './types.ts';
+import { quote } from '../errors.ts';
 
 export function isMarkedForRemoval(key: string): boolean {
   return key.startsWith('-');
@@ -37,7 +38,7 @@ export class Owners {
       const owner = unmarked(other);
       // A plugin may set what it removed itself, and change what it set.
       if (owner !== plugin) {
-        throw new NriError('invalid-adjustment', `plugins ${JSON.stringify(plugin)} and ${JSON.stringify(owner)} both tried to set ${describe(field, entry)}`);
+        throw new NriError('invalid-adjustment', `plugins ${quote(plugin)} and ${quote(owner)} both tried to set ${describe(field, entry)}`);
       }
     }
     this.owners.set(key, plugin);
@@ -54,7 +55,7 @@ function ownerKey(id: string, field: string, entry?: string): string {
 }
 
 function describe(field: string, entry?: string): string {
-  return entry === undefined ? field : `${field} ${JSON.stringify(entry)}`;
+  return entry === undefined ? field : `${field} ${quote(entry)}`;
 }
 
 const MEMORY_FIELDS = ['limit', 'reservation', 'swap', 'kernel', 'kernel_tcp', 'swappiness', 'disable_oom_killer', 'use_hierarchy'] as const;
@@ -129,9 +130,9 @@ export class Updates {
   add(updates: ContainerUpdateOut[], plugin: string): void {
     for (const update of updates) {
       const id = update.container_id;
-      if (!id) throw new NriError('invalid-adjustment', `plugin ${JSON.stringify(plugin)} asked to update a container without naming it`);
+      if (!id) throw new NriError('invalid-adjustment', `plugin ${quote(plugin)} asked to update a container without naming it`);
       if (id === this.creating) {
-        throw new NriError('invalid-adjustment', `plugin ${JSON.stringify(plugin)} asked to update container ${id} while it is being created`);
+        throw new NriError('invalid-adjustment', `plugin ${quote(plugin)} asked to update container ${id} while it is being created`);
       }
       const existing = this.byId.get(id);
       const entry = existing ?? { container_id: id, ignore_failure: update.ignore_failure, resources: {} };

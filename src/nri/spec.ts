@@ -6,6 +6,7 @@
 import { NriError } from './errors.ts';
 import { isMarkedForRemoval, unmarked } from './merge.ts';
 import type { ContainerAdjustment, Hook, LinuxResources } from './types.ts';
+import { quote } from '../errors.ts';
 
 /** The parts of an OCI spec that adjustments touch. */
 export interface AdjustableSpec {
@@ -117,14 +118,14 @@ export function applyAdjustment(spec: AdjustableSpec, a: ContainerAdjustment, op
 
   for (const m of a.mounts ?? []) {
     const destination = unmarked(m.destination ?? '');
-    if (!destination.startsWith('/')) throw new NriError('invalid-adjustment', `an NRI plugin added a mount with a relative destination ${JSON.stringify(destination)}`);
+    if (!destination.startsWith('/')) throw new NriError('invalid-adjustment', `an NRI plugin added a mount with a relative destination ${quote(destination)}`);
     spec.mounts = (spec.mounts ?? []).filter((existing) => existing.destination !== destination);
     if (!isMarkedForRemoval(m.destination ?? '')) spec.mounts.push({ destination, type: m.type || 'bind', source: m.source ?? '', options: m.options ?? [] });
   }
 
   for (const e of a.env ?? []) {
     const name = unmarked(e.key ?? '');
-    if (!name || name.includes('=')) throw new NriError('invalid-adjustment', `an NRI plugin set an environment variable with the invalid name ${JSON.stringify(name)}`);
+    if (!name || name.includes('=')) throw new NriError('invalid-adjustment', `an NRI plugin set an environment variable with the invalid name ${quote(name)}`);
     process.env = (process.env ?? []).filter((v) => v.split('=', 1)[0] !== name);
     if (!isMarkedForRemoval(e.key ?? '')) process.env.push(`${name}=${e.value ?? ''}`);
   }
@@ -140,7 +141,7 @@ export function applyAdjustment(spec: AdjustableSpec, a: ContainerAdjustment, op
 
   for (const limit of a.rlimits ?? []) {
     const type = limit.type ?? '';
-    if (!/^RLIMIT_[A-Z]+$/.test(type)) throw new NriError('invalid-adjustment', `an NRI plugin set an unknown rlimit ${JSON.stringify(type)}`);
+    if (!/^RLIMIT_[A-Z]+$/.test(type)) throw new NriError('invalid-adjustment', `an NRI plugin set an unknown rlimit ${quote(type)}`);
     process.rlimits = [...(process.rlimits ?? []).filter((r) => r.type !== type), { type, hard: rlimitValue(limit.hard), soft: rlimitValue(limit.soft) }];
   }
 
@@ -165,7 +166,7 @@ export function applyAdjustment(spec: AdjustableSpec, a: ContainerAdjustment, op
 
 function ociHook(h: Hook): OciHook {
   const hook: OciHook = { path: h.path ?? '' };
-  if (!hook.path.startsWith('/')) throw new NriError('invalid-adjustment', `an NRI plugin added a hook with a relative path ${JSON.stringify(hook.path)}`);
+  if (!hook.path.startsWith('/')) throw new NriError('invalid-adjustment', `an NRI plugin added a hook with a relative path ${quote(hook.path)}`);
   if (h.args?.length) hook.args = [...h.args];
   if (h.env?.length) hook.env = [...h.env];
   if (h.timeout) hook.timeout = Number(h.timeout.value ?? 0);
@@ -182,7 +183,7 @@ type NriDevice = NonNullable<NonNullable<ContainerAdjustment['linux']>['devices'
 
 function applyDevice(linux: NonNullable<AdjustableSpec['linux']>, d: NriDevice): void {
   const path = unmarked(d.path ?? '');
-  if (!path.startsWith('/dev/')) throw new NriError('invalid-adjustment', `an NRI plugin added a device outside /dev: ${JSON.stringify(path)}`);
+  if (!path.startsWith('/dev/')) throw new NriError('invalid-adjustment', `an NRI plugin added a device outside /dev: ${quote(path)}`);
   const existing = (linux.devices ?? []).find((x) => x.path === path);
   linux.devices = (linux.devices ?? []).filter((x) => x.path !== path);
   const resources = (linux.resources ??= {});
@@ -190,7 +191,7 @@ function applyDevice(linux: NonNullable<AdjustableSpec['linux']>, d: NriDevice):
     if (existing) resources.devices = (resources.devices ?? []).filter((r) => !(r.allow && r.type === existing.type && r.major === existing.major && r.minor === existing.minor));
     return;
   }
-  if (d.type !== 'c' && d.type !== 'b' && d.type !== 'p' && d.type !== 'u') throw new NriError('invalid-adjustment', `an NRI plugin added device ${path} of unknown type ${JSON.stringify(d.type)}`);
+  if (d.type !== 'c' && d.type !== 'b' && d.type !== 'p' && d.type !== 'u') throw new NriError('invalid-adjustment', `an NRI plugin added device ${path} of unknown type ${quote(d.type)}`);
   const device: OciDevice = { path, type: d.type, major: Number(d.major ?? 0), minor: Number(d.minor ?? 0) };
   if (d.file_mode) device.fileMode = d.file_mode.value ?? 0;
   if (d.uid) device.uid = d.uid.value ?? 0;

@@ -7,7 +7,7 @@
 import { execFile } from 'node:child_process';
 import { release } from 'node:os';
 import { kernelAtLeast } from './host.ts';
-import { failedPrecondition, invalidArgument } from '../errors.ts';
+import { failedPrecondition, invalidArgument, quote } from '../errors.ts';
 
 export interface HandlerFeatures {
   recursiveReadOnlyMounts: boolean;
@@ -93,9 +93,9 @@ export class RuntimeFeatures implements UserNamespaceSupport {
     const name = handler || this.defaultHandler;
     if (!f.runtimeUserNamespaces) {
       const why = f.notes.find((n) => /user namespaces|idmapped|features/.test(n)) ?? 'the runtime does not support them';
-      return `user namespaces (userns_options mode POD) are not supported by runtime handler ${JSON.stringify(name)}: ${why}; run the pod without hostUsers: false`;
+      return `user namespaces (userns_options mode POD) are not supported by runtime handler ${quote(name)}: ${why}; run the pod without hostUsers: false`;
     }
-    return `user namespaces (userns_options mode POD) are not supported by tscri yet with runtime handler ${JSON.stringify(name)}; run the pod without hostUsers: false`;
+    return `user namespaces (userns_options mode POD) are not supported by tscri yet with runtime handler ${quote(name)}; run the pod without hostUsers: false`;
   }
 
   /** The names Status lists: every handler, and "" for the default one. */
@@ -112,7 +112,7 @@ export interface UserNamespaceSupport {
 
 export const NO_USER_NAMESPACES: UserNamespaceSupport = {
   userNamespaces: () => false,
-  userNamespacesRefusal: (handler) => `user namespaces (userns_options mode POD) are not supported by runtime handler ${JSON.stringify(handler)}`,
+  userNamespacesRefusal: (handler) => `user namespaces (userns_options mode POD) are not supported by runtime handler ${quote(handler)}`,
 };
 
 /**
@@ -123,6 +123,6 @@ export const NO_USER_NAMESPACES: UserNamespaceSupport = {
 export function checkUserNamespace(options: { mode?: string } | null | undefined, handler: string, support: UserNamespaceSupport): void {
   if (!options || options.mode === 'NODE') return;
   const mode = options.mode ?? 'POD';
-  if (mode !== 'POD') throw invalidArgument(`userns_options mode ${JSON.stringify(mode)} is not valid; user namespaces are POD or NODE`);
+  if (mode !== 'POD') throw invalidArgument(`userns_options mode ${quote(mode)} is not valid; user namespaces are POD or NODE`);
   if (!support.userNamespaces(handler)) throw failedPrecondition(support.userNamespacesRefusal(handler));
 }

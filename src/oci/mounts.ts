@@ -5,6 +5,7 @@ import { isAbsolute, normalize, join } from 'node:path';
 import type { Mount__Output } from '../generated/runtime/v1/Mount.ts';
 import type { SpecSandbox } from './request.ts';
 import { SpecError } from './errors.ts';
+import { quote } from '../errors.ts';
 
 export interface OciMount {
   destination: string;
@@ -43,7 +44,7 @@ const PROPAGATION: Record<string, string> = {
 const ALLOWED_OPTIONS = new Set(['noexec', 'nodev', 'nosuid', 'exec', 'dev', 'suid', 'noatime', 'relatime', 'strictatime', 'nodiratime']);
 
 function checkPath(path: string, what: string): string {
-  if (!path || !isAbsolute(path)) throw new SpecError(`${what} ${JSON.stringify(path)} must be an absolute path`);
+  if (!path || !isAbsolute(path)) throw new SpecError(`${what} ${quote(path)} must be an absolute path`);
   return normalize(path);
 }
 
@@ -53,16 +54,16 @@ export function requestMounts(mounts: Mount__Output[], imageMounts: Record<strin
     const destination = checkPath(m.container_path, 'mount container_path');
     const options = ['rbind', PROPAGATION[m.propagation] ?? 'rprivate'];
     for (const o of m.mount_options ?? []) {
-      if (!ALLOWED_OPTIONS.has(o)) throw new SpecError(`mount option ${JSON.stringify(o)} is not supported on ${destination}`);
+      if (!ALLOWED_OPTIONS.has(o)) throw new SpecError(`mount option ${quote(o)} is not supported on ${destination}`);
       options.push(o);
     }
     if (m.image?.image) {
       // An image volume is the image's read-only content; kubelet always asks for it read-only.
       if (!m.readonly) throw new SpecError(`the image volume at ${destination} must be read-only: readonly is false`);
       const root = imageMounts[m.image.image];
-      if (!root) throw new SpecError(`image ${JSON.stringify(m.image.image)} for the volume at ${destination} is not present on this node; pull it first`);
+      if (!root) throw new SpecError(`image ${quote(m.image.image)} for the volume at ${destination} is not present on this node; pull it first`);
       const sub = m.image_sub_path ? normalize(m.image_sub_path).replace(/^\/+/, '') : '';
-      if (sub.split('/').includes('..')) throw new SpecError(`image_sub_path ${JSON.stringify(m.image_sub_path)} escapes the image`);
+      if (sub.split('/').includes('..')) throw new SpecError(`image_sub_path ${quote(m.image_sub_path)} escapes the image`);
       return { destination, type: 'bind', source: sub ? join(root, sub) : root, options: [...options, 'ro', 'nosuid', 'nodev'] };
     }
     const source = checkPath(m.host_path, 'mount host_path');

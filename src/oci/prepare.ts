@@ -14,6 +14,7 @@ import { seccompChoice } from './security.ts';
 import { checkUserNamespace, type RuntimeFeatures } from './features.ts';
 import { anonymousVolumesDir, createAnonymousVolumes, imageVolumePaths } from './volumes.ts';
 import { seccompProfileProblem } from './seccomp.ts';
+import { quote } from '../errors.ts';
 
 export interface SpecSources {
   host: HostFacts;
@@ -37,7 +38,7 @@ async function mountImageVolumes(req: SpecRequest, sources: SpecSources): Promis
     const ref = m.image?.image;
     if (!ref || mounts[ref]) continue;
     const image = sources.resolveImage(ref);
-    if (!image) throw new SpecError(`image ${JSON.stringify(ref)} for the volume at ${m.container_path} is not present on this node; pull it first`);
+    if (!image) throw new SpecError(`image ${quote(ref)} for the volume at ${m.container_path} is not present on this node; pull it first`);
     const target = join(imageVolumesDir(req.rootfs), String(n));
     await mountReadonlyImage(sources.snapshots, `${req.id}-vol${n}`, image.chainIds, target);
     mounts[ref] = target;
@@ -86,9 +87,9 @@ export async function removeImageVolumes(snapshots: SnapshotStore, containerId: 
 function requestedDevices(req: SpecRequest) {
   return (req.config.devices ?? []).map((d) => {
     const device = deviceAt(d.host_path);
-    if (!device) throw new SpecError(`device ${JSON.stringify(d.host_path)} is not a character or block device on this node`);
-    if (!d.container_path.startsWith('/')) throw new SpecError(`device container_path ${JSON.stringify(d.container_path)} must be absolute`);
-    if (d.permissions && !/^[rwm]+$/.test(d.permissions)) throw new SpecError(`device permissions ${JSON.stringify(d.permissions)} must be made of r, w and m`);
+    if (!device) throw new SpecError(`device ${quote(d.host_path)} is not a character or block device on this node`);
+    if (!d.container_path.startsWith('/')) throw new SpecError(`device container_path ${quote(d.container_path)} must be absolute`);
+    if (d.permissions && !/^[rwm]+$/.test(d.permissions)) throw new SpecError(`device permissions ${quote(d.permissions)} must be made of r, w and m`);
     return { ...device, containerPath: d.container_path, permissions: d.permissions || 'rwm' };
   });
 }

@@ -7,6 +7,7 @@ import type { LinuxContainerResources__Output } from '../generated/runtime/v1/Li
 import type { LinuxContainerResources } from '../generated/runtime/v1/LinuxContainerResources.ts';
 import { SpecError } from './errors.ts';
 import { hugepageSizeName } from '../cgroups/cgroups.ts';
+import { quote } from '../errors.ts';
 
 export interface OciResources {
   cpu?: { shares?: number; quota?: number; period?: number; cpus?: string; mems?: string };
@@ -85,7 +86,7 @@ export function resourcesToOci(r: LinuxContainerResources__Output | null | undef
   const unified = Object.entries(r.unified ?? {});
   if (unified.length) {
     if (cgroupVersion !== 'v2') throw new SpecError(`unified cgroup settings (${unified.map(([k]) => k).join(', ')}) need a cgroup v2 host; this node uses cgroup v1`);
-    for (const [key] of unified) if (!/^[a-z_]+\.[a-z0-9_.]+$/.test(key)) throw new SpecError(`invalid unified cgroup key ${JSON.stringify(key)}`);
+    for (const [key] of unified) if (!/^[a-z_]+\.[a-z0-9_.]+$/.test(key)) throw new SpecError(`invalid unified cgroup key ${quote(key)}`);
     out.unified = Object.fromEntries(unified);
   }
   return out;

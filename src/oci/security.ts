@@ -1,6 +1,7 @@
 // Capabilities, masked and read-only paths, and the seccomp and AppArmor
 // choices of a container, with containerd's defaults.
 import { SpecError } from './errors.ts';
+import { quote } from '../errors.ts';
 
 export const DEFAULT_CAPABILITIES = [
   'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID',
@@ -26,7 +27,7 @@ export const DEFAULT_READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/p
 function normalizeCap(name: string): string {
   const upper = name.toUpperCase();
   const cap = upper.startsWith('CAP_') ? upper : `CAP_${upper}`;
-  if (upper !== 'ALL' && !ALL_CAPABILITIES.includes(cap)) throw new SpecError(`unknown capability ${JSON.stringify(name)}`);
+  if (upper !== 'ALL' && !ALL_CAPABILITIES.includes(cap)) throw new SpecError(`unknown capability ${quote(name)}`);
   return upper === 'ALL' ? 'ALL' : cap;
 }
 
@@ -71,7 +72,7 @@ export function seccompChoice(profile: { profile_type?: string; localhost_ref?: 
   if (deprecated === 'runtime/default' || deprecated === 'docker/default') return { kind: 'runtime-default' };
   if (deprecated.startsWith('localhost/')) return { kind: 'localhost', ref: deprecated.slice('localhost/'.length) };
   if (deprecated === '' || deprecated === 'unconfined') return { kind: 'unconfined' };
-  throw new SpecError(`seccomp_profile_path ${JSON.stringify(deprecated)} is not one of "", "unconfined", "runtime/default", "docker/default" or "localhost/<path>"`);
+  throw new SpecError(`seccomp_profile_path ${quote(deprecated)} is not one of "", "unconfined", "runtime/default", "docker/default" or "localhost/<path>"`);
 }
 
 /** The AppArmor profile name for the OCI spec; undefined means none. */
@@ -89,7 +90,7 @@ export function apparmorProfile(profile: { profile_type?: string; localhost_ref?
   if (!hostHasAppArmor) {
     // RuntimeDefault on a host without AppArmor means no profile, as in containerd; a named profile cannot be honoured.
     if (profile?.profile_type === 'RuntimeDefault' || deprecated === 'runtime/default') return undefined;
-    throw new SpecError(`AppArmor profile ${JSON.stringify(wanted)} was asked for, but AppArmor is not enabled on this node`);
+    throw new SpecError(`AppArmor profile ${quote(wanted)} was asked for, but AppArmor is not enabled on this node`);
   }
   return wanted;
 }

@@ -4,6 +4,7 @@
 // image's /etc/group unless the Strict policy says not to. The primary group
 // is always the first supplementary group.
 import { SpecError } from './errors.ts';
+import { quote } from '../errors.ts';
 
 export interface ResolvedUser {
   uid: number;
@@ -53,7 +54,7 @@ export interface UserRequest {
 function groupId(spec: string, groups: GroupEntry[]): number {
   if (/^\d+$/.test(spec)) return Number(spec);
   const group = groups.find((g) => g.name === spec);
-  if (!group) throw new SpecError(`group ${JSON.stringify(spec)} is not in the container's /etc/group`);
+  if (!group) throw new SpecError(`group ${quote(spec)} is not in the container's /etc/group`);
   return group.gid;
 }
 
@@ -65,7 +66,7 @@ export function resolveUser(req: UserRequest, etc: { passwd?: string; group?: st
   let name = '';
   if (req.runAsUsername) {
     const entry = passwd.find((p) => p.name === req.runAsUsername);
-    if (!entry) throw new SpecError(`user ${JSON.stringify(req.runAsUsername)} is not in the container's /etc/passwd`);
+    if (!entry) throw new SpecError(`user ${quote(req.runAsUsername)} is not in the container's /etc/passwd`);
     ({ uid, name } = entry);
     gid = entry.gid;
   } else if (req.runAsUser !== undefined) {
@@ -82,7 +83,7 @@ export function resolveUser(req: UserRequest, etc: { passwd?: string; group?: st
       gid = entry?.gid;
     } else if (userPart) {
       const entry = passwd.find((p) => p.name === userPart);
-      if (!entry) throw new SpecError(`the image's user ${JSON.stringify(userPart)} is not in the container's /etc/passwd`);
+      if (!entry) throw new SpecError(`the image's user ${quote(userPart)} is not in the container's /etc/passwd`);
       ({ uid, name } = entry);
       gid = entry.gid;
     }

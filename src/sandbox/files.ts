@@ -5,10 +5,11 @@ import { join } from 'node:path';
 import type { DNSConfig__Output } from '../generated/runtime/v1/DNSConfig.ts';
 import { writeFileAtomic } from '../store/store.ts';
 import { mount, MS_NODEV, MS_NOEXEC, MS_NOSUID, unmountAll } from '../sys/mount.ts';
+import { quote } from '../errors.ts';
 
 /** Rejects values that could add lines or fields to a generated file. */
 function checkToken(kind: string, value: string): void {
-  if (!value || /[\s\0#;]/.test(value)) throw new Error(`invalid DNS ${kind} ${JSON.stringify(value)}: it must be one word`);
+  if (!value || /[\s\0#;]/.test(value)) throw new Error(`invalid DNS ${kind} ${quote(value)}: it must be one word`);
 }
 
 /** resolv.conf from a pod's dns_config; undefined when it asks for nothing (the host's is used). */
@@ -41,7 +42,7 @@ export function buildHosts(hostname: string, ips: string[]): string {
 /** A hostname the kernel and resolvers accept (RFC 1123 labels, at most 64 chars as UTS allows). */
 export function checkHostname(hostname: string): void {
   if (hostname.length > 64 || !/^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(hostname)) {
-    throw new Error(`invalid hostname ${JSON.stringify(hostname)}: use RFC 1123 labels, at most 64 characters`);
+    throw new Error(`invalid hostname ${quote(hostname)}: use RFC 1123 labels, at most 64 characters`);
   }
 }
 

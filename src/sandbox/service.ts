@@ -16,7 +16,7 @@ import type { PodSandboxFilter__Output } from '../generated/runtime/v1/PodSandbo
 import type { PodSandboxStatus } from '../generated/runtime/v1/PodSandboxStatus.ts';
 import { RecordStore } from '../store/store.ts';
 import { KeyedLock } from '../store/lock.ts';
-import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../errors.ts';
+import { alreadyExists, failedPrecondition, invalidArgument, notFound, quote } from '../errors.ts';
 import { addProcess, cgroupDirs, cgroupFsPath, checkResources, createCgroup, podCgroupPath, podResources, removeCgroup, removeCgroupIfUnused, writeResources } from '../cgroups/cgroups.ts';
 import { removeTaggedRules } from '../network/iptables.ts';
 import { CniRunner, parseBandwidth, resultIps, type CniCapabilityArgs, type CniPortMapping } from '../network/cni.ts';
@@ -156,7 +156,7 @@ export class SandboxService {
 
   /** The pod CIDR from UpdateRuntimeConfig, passed to CNI plugins declaring ipRanges. */
   setPodCidr(cidr: string): void {
-    if (cidr && !/^[0-9a-fA-F.:]+\/\d{1,3}$/.test(cidr)) throw invalidArgument(`invalid pod CIDR ${JSON.stringify(cidr)}`);
+    if (cidr && !/^[0-9a-fA-F.:]+\/\d{1,3}$/.test(cidr)) throw invalidArgument(`invalid pod CIDR ${quote(cidr)}`);
     this.podCidr = cidr;
     this.log.info({ podCidr: cidr }, 'pod CIDR updated');
   }
@@ -227,14 +227,14 @@ export class SandboxService {
     const md = config.metadata;
     if (!md || !md.name || !md.namespace || !md.uid) throw invalidArgument('pod sandbox metadata must give name, namespace and uid');
     for (const [key, value] of [['name', md.name], ['namespace', md.namespace], ['uid', md.uid]] as const) {
-      if (/[\s/;=\0]/.test(value) || value.length > 253) throw invalidArgument(`pod sandbox metadata ${key} ${JSON.stringify(value)} is invalid: no whitespace, '/', ';' or '=' and at most 253 characters`);
+      if (/[\s/;=\0]/.test(value) || value.length > 253) throw invalidArgument(`pod sandbox metadata ${key} ${quote(value)} is invalid: no whitespace, '/', ';' or '=' and at most 253 characters`);
     }
     if (config.log_directory && (!config.log_directory.startsWith('/') || config.log_directory.split('/').includes('..'))) {
-      throw invalidArgument(`log_directory ${JSON.stringify(config.log_directory)} must be an absolute path without ..`);
+      throw invalidArgument(`log_directory ${quote(config.log_directory)} must be an absolute path without ..`);
     }
     const handler = runtimeHandler || this.config.runtime.default_handler;
     if (!this.config.runtime.handlers[handler]) {
-      throw invalidArgument(`runtime handler ${JSON.stringify(runtimeHandler)} is not configured; configured handlers: ${Object.keys(this.config.runtime.handlers).join(', ')}`);
+      throw invalidArgument(`runtime handler ${quote(runtimeHandler)} is not configured; configured handlers: ${Object.keys(this.config.runtime.handlers).join(', ')}`);
     }
     const ns = config.linux?.security_context?.namespace_options;
     checkUserNamespace(ns?.userns_options, handler, this.userns);
@@ -265,7 +265,7 @@ export class SandboxService {
       if (pm.container_port <= 0 || pm.container_port > 65535 || pm.host_port < 0 || pm.host_port > 65535) {
         throw invalidArgument(`invalid port mapping ${pm.host_port}:${pm.container_port}: ports are 1-65535`);
       }
-      if (pm.host_ip && !isIP(pm.host_ip)) throw invalidArgument(`port mapping host_ip ${JSON.stringify(pm.host_ip.slice(0, 64))} is not an IP address`);
+      if (pm.host_ip && !isIP(pm.host_ip)) throw invalidArgument(`port mapping host_ip ${quote(pm.host_ip.slice(0, 64))} is not an IP address`);
       if (pm.host_port > 0) portMappings.push({ hostPort: pm.host_port, containerPort: pm.container_port, protocol: String(pm.protocol || 'TCP').toLowerCase(), ...(pm.host_ip ? { hostIP: pm.host_ip } : {}) });
     }
     checkPodResources(config.linux?.resources, config.linux?.overhead);
@@ -470,7 +470,7 @@ export class SandboxService {
 
   private require(id: string): SandboxRecord {
     const record = id ? this.store.find(id) : undefined;
-    if (!record || record.creating) throw notFound(`pod sandbox ${JSON.stringify(id)} not found`);
+    if (!record || record.creating) throw notFound(`pod sandbox ${quote(id)} not found`);
     return record;
   }
 

@@ -2,12 +2,13 @@
 // pod's own namespace and refused where the pod shares the host's.
 
 export type SysctlNamespace = 'net' | 'ipc';
+import { quote } from '../errors.ts';
 
 /** The /proc/sys path of a sysctl name (dot form, or slash form whose dots are part of names). */
 export function sysctlPath(key: string): string {
   const rel = key.includes('/') ? key : key.replace(/\./g, '/');
   if (!/^[A-Za-z0-9_./-]+$/.test(key) || rel.split('/').some((p) => p === '' || p === '.' || p === '..')) {
-    throw new Error(`invalid sysctl name ${JSON.stringify(key)}`);
+    throw new Error(`invalid sysctl name ${quote(key)}`);
   }
   return `/proc/sys/${rel}`;
 }

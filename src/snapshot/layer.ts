@@ -22,6 +22,7 @@ import { createGunzip, createZstdDecompress } from 'node:zlib';
 import { extract, type Header as Headers } from 'tar-stream';
 import { TarEnd } from './tar-end.ts';
 import { S_IFBLK, S_IFCHR, S_IFIFO, SyscallError, lsetxattr, mknod } from './syscalls.ts';
+import { quote } from '../errors.ts';
 
 const WHITEOUT_PREFIX = '.wh.';
 const META_PREFIX = '.wh..wh.';
@@ -75,9 +76,9 @@ function decodeXattrsAsBinary(): boolean {
 
 /** The entry's path as components inside the snapshot; throws for anything escaping it. */
 export function entryComponents(name: string): string[] {
-  if (name.includes('\0')) throw new LayerError(`layer entry ${JSON.stringify(name)} has a NUL in its name`);
+  if (name.includes('\0')) throw new LayerError(`layer entry ${quote(name)} has a NUL in its name`);
   const parts = name.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.includes('..')) throw new LayerError(`layer entry ${JSON.stringify(name)} escapes the snapshot`);
+  if (parts.includes('..')) throw new LayerError(`layer entry ${quote(name)} escapes the snapshot`);
   return parts;
 }
 
@@ -90,7 +91,7 @@ export function declaredCompression(mediaType: string): Compression | undefined 
   if (/[+.]zstd$/.test(type)) return 'zstd';
   if (type === '' || /[.]tar$/.test(type) || type === 'application/x-tar') return undefined;
   const suffix = /[+.]([a-z0-9]+)$/.exec(type)?.[1];
-  throw new LayerError(`layer media type ${JSON.stringify(mediaType)} uses ${suffix ? `the ${suffix} compression, which is` : 'a format'} not supported (tar, gzip and zstd are)`);
+  throw new LayerError(`layer media type ${quote(mediaType)} uses ${suffix ? `the ${suffix} compression, which is` : 'a format'} not supported (tar, gzip and zstd are)`);
 }
 
 /** The compression the first bytes show. */
@@ -242,9 +243,9 @@ function unpackError(err: unknown, failures: { entry?: Error; decompress?: Error
  * message says what could not be written; layer errors already name it.
  */
 function entryError(name: string, err: unknown): Error {
-  if (!(err instanceof Error)) return new Error(`cannot unpack layer entry ${JSON.stringify(name)}: ${String(err)}`);
+  if (!(err instanceof Error)) return new Error(`cannot unpack layer entry ${quote(name)}: ${String(err)}`);
   if (err instanceof LayerError || err.name === 'AbortError') return err;
-  const wrapped = new Error(`cannot unpack layer entry ${JSON.stringify(name)}: ${err.message}`, { cause: err });
+  const wrapped = new Error(`cannot unpack layer entry ${quote(name)}: ${err.message}`, { cause: err });
   const code = (err as NodeJS.ErrnoException).code;
   if (code) Object.assign(wrapped, { code });
   return wrapped;
@@ -374,11 +375,11 @@ class Unpacker {
       if (!info && create) {
         mkdirSync(path, { mode: 0o755 });
       } else if (!info) {
-        throw new LayerError(`layer entry ${JSON.stringify(entry)} refers to ${rel}, which is not in the layer`);
+        throw new LayerError(`layer entry ${quote(entry)} refers to ${rel}, which is not in the layer`);
       } else if (info.isSymbolicLink()) {
-        throw new LayerError(`layer entry ${JSON.stringify(entry)} escapes the snapshot through the symlink ${rel}`);
+        throw new LayerError(`layer entry ${quote(entry)} escapes the snapshot through the symlink ${rel}`);
       } else if (!info.isDirectory()) {
-        throw new LayerError(`layer entry ${JSON.stringify(entry)} has a parent ${rel} that is not a directory`);
+        throw new LayerError(`layer entry ${quote(entry)} has a parent ${rel} that is not a directory`);
       }
       this.verified.add(rel);
     }
@@ -409,7 +410,7 @@ class Unpacker {
       return;
     }
     const hidden = base.slice(WHITEOUT_PREFIX.length);
-    if (hidden === '' || hidden === '.' || hidden === '..') throw new LayerError(`layer entry ${JSON.stringify(entry)} is not a valid whiteout`);
+    if (hidden === '' || hidden === '.' || hidden === '..') throw new LayerError(`layer entry ${quote(entry)} is not a valid whiteout`);
     const hiddenParts = [...dirParts, hidden];
     const path = this.safePath(hiddenParts, entry, true);
     this.clearFor(hiddenParts, false);
@@ -420,12 +421,12 @@ class Unpacker {
   private hardLink(parts: string[], path: string, header: Headers): void {
     const linkname = header.linkname ?? '';
     const targetParts = entryComponents(linkname);
-    if (!targetParts.length) throw new LayerError(`layer entry ${JSON.stringify(header.name)} is a hard link without a target`);
+    if (!targetParts.length) throw new LayerError(`layer entry ${quote(header.name)} is a hard link without a target`);
     const target = this.safePath(targetParts, header.name, false);
     if (target === path) return;
     const info = lstatSync(target, { throwIfNoEntry: false });
-    if (!info) throw new LayerError(`layer entry ${JSON.stringify(header.name)} links to ${JSON.stringify(linkname)}, which is not in the layer`);
-    if (info.isDirectory()) throw new LayerError(`layer entry ${JSON.stringify(header.name)} is a hard link to the directory ${JSON.stringify(linkname)}`);
+    if (!info) throw new LayerError(`layer entry ${quote(header.name)} links to ${quote(linkname)}, which is not in the layer`);
+    if (info.isDirectory()) throw new LayerError(`layer entry ${quote(header.name)} is a hard link to the directory ${quote(linkname)}`);
     this.clearFor(parts, false);
     // link(2) on Linux links a symlink itself, never what it points to.
     linkSync(target, path);

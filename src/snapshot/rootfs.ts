@@ -11,6 +11,7 @@ import { run } from '../sys/spawn.ts';
 import { hasOwnDevice, mount, MS_RDONLY, unmountAll } from '../sys/mount.ts';
 import type { SnapshotStore } from './snapshots.ts';
 import { assertSafeId } from '../store/store.ts';
+import { quote } from '../errors.ts';
 
 /** The kernel copies overlay mount options into one page, NUL included. */
 const MAX_MOUNT_DATA = 4095;
@@ -44,7 +45,7 @@ function lowerOption(lowers: string[]): string {
 
 /** Absolute paths in mount options: ',' and ':' separate options and layers, so they cannot appear. */
 function optionPath(path: string): string {
-  if (/[,:\\]/.test(path)) throw new Error(`cannot mount an overlay using ${JSON.stringify(path)}: paths with ',', ':' or '\\' are not possible in overlay options; choose another root directory`);
+  if (/[,:\\]/.test(path)) throw new Error(`cannot mount an overlay using ${quote(path)}: paths with ',', ':' or '\\' are not possible in overlay options; choose another root directory`);
   return path;
 }
 

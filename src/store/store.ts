@@ -8,6 +8,7 @@
 import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { quote } from '../errors.ts';
 
 export interface Identified {
   id: string;
@@ -76,7 +77,7 @@ export class RecordStore<T extends Identified> {
       try {
         const record = JSON.parse(text) as T;
         options.check(record);
-        if (`${record.id}.json` !== name) throw new Error(`it holds the record ${JSON.stringify(String(record.id)).slice(0, 100)}`);
+        if (`${record.id}.json` !== name) throw new Error(`it holds the record ${quote(String(record.id)).slice(0, 100)}`);
         this.records.set(record.id, record);
       } catch (err) {
         options.onInvalid?.(file, err as Error);
@@ -122,6 +123,6 @@ export class RecordStore<T extends Identified> {
 /** Ids become file names: only plain names are allowed, never a path (long enough for a sha512 digest). */
 export function assertSafeId(id: string): void {
   if (!/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$/.test(id) || id.includes('..')) {
-    throw new Error(`invalid record id ${JSON.stringify(id)}`);
+    throw new Error(`invalid record id ${quote(id)}`);
   }
 }

@@ -6,6 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import type { SpdySession, SpdyStream } from './spdy/session.ts';
 import { validPort } from './netns-dial.ts';
+import { quote } from '../errors.ts';
 
 export const PORTFORWARD_PROTOCOL = 'portforward.k8s.io';
 
@@ -37,7 +38,7 @@ export function servePortForwardSpdy(session: SpdySession, dial: Dial, podId: st
       stream.end();
       pairs.delete(requestId);
     };
-    if (!validPort(port)) return fail(`invalid port ${JSON.stringify(stream.headers.port)}`);
+    if (!validPort(port)) return fail(`invalid port ${quote(stream.headers.port)}`);
     dial(port, controller.signal).then(
       (conn) => {
         pipeBoth(stream, conn, () => {

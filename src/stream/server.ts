@@ -15,6 +15,7 @@ import { REMOTECOMMAND_PROTOCOLS, collectStreams, endStream, expectedStreams, st
 import { PORTFORWARD_PROTOCOL, servePortForwardSpdy, servePortForwardWebSocket } from './portforward.ts';
 import { WEBSOCKET_PROTOCOLS, webSocketSession } from './websocket.ts';
 import { errorChannelPayload } from './status.ts';
+import { quote } from '../errors.ts';
 
 export interface StreamServerOptions {
   address: string;
@@ -110,7 +111,7 @@ export class StreamServer {
     if (!request) return refuse(socket, error![0], error![1]);
     const upgrade = String(req.headers.upgrade ?? '').toLowerCase();
     if (upgrade === 'websocket') return this.upgradeWebSocket(req, socket, head, request, url);
-    if (upgrade !== 'spdy/3.1') return refuse(socket, 400, `unsupported upgrade ${JSON.stringify(req.headers.upgrade ?? '')}; use SPDY/3.1 or websocket`);
+    if (upgrade !== 'spdy/3.1') return refuse(socket, 400, `unsupported upgrade ${quote(req.headers.upgrade ?? '')}; use SPDY/3.1 or websocket`);
     const offered = headerList(req.headers['x-stream-protocol-version']);
     const supported = request.kind === 'portforward' ? [PORTFORWARD_PROTOCOL] : REMOTECOMMAND_PROTOCOLS;
     const protocol = offered.length ? offered.find((p) => supported.includes(p)) : request.kind === 'portforward' ? PORTFORWARD_PROTOCOL : 'channel.k8s.io';

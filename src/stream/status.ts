@@ -5,11 +5,17 @@ export function successStatus(): object {
   return { metadata: {}, status: 'Success' };
 }
 
+/** The command as the message names it; a huge one only in part. */
+function commandText(cmd: string[]): string {
+  const text = cmd.join(' ');
+  return text.length > 200 ? `${text.slice(0, 200)}… (${text.length} characters)` : text;
+}
+
 export function exitCodeStatus(exitCode: number, cmd: string[]): object {
   return {
     metadata: {},
     status: 'Failure',
-    message: `command terminated with non-zero exit code: error executing command [${cmd.join(' ')}], exit code ${exitCode}`,
+    message: `command terminated with non-zero exit code: error executing command [${commandText(cmd)}], exit code ${exitCode}`,
     reason: 'NonZeroExitCode',
     details: { causes: [{ reason: 'ExitCode', message: String(exitCode) }] },
   };

@@ -2,11 +2,11 @@
 import type { ContainerStatsRequest__Output } from '../../generated/runtime/v1/ContainerStatsRequest.ts';
 import type { ContainerStatsResponse } from '../../generated/runtime/v1/ContainerStatsResponse.ts';
 import { unary } from '../handler.ts';
-import { invalidArgument, notFound } from '../../errors.ts';
+import { invalidArgument, notFound, quote } from '../../errors.ts';
 
 export default unary<ContainerStatsRequest__Output, ContainerStatsResponse>(async (ctx, req) => {
   if (!req.container_id) throw invalidArgument('container_id is required');
   const record = ctx.containers.find(req.container_id);
-  if (!record) throw notFound(`container ${JSON.stringify(req.container_id)} not found`);
+  if (!record) throw notFound(`container ${quote(req.container_id)} not found`);
   return { stats: await ctx.stats.oneContainer(record) };
 });

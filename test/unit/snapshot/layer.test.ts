@@ -340,7 +340,7 @@ test('a filesystem error names the entry that could not be written', async (t) =
   const { top, snap } = await dirs(t);
   const long = `dir/${'n'.repeat(300)}`;
   await assert.rejects(applyLayer(Readable.from([await tarOf([{ name: long, body: 'x' }])]), TAR, snap), (err: any) => {
-    assert.match(err.message, /^cannot unpack layer entry "dir\/n+": ENAMETOOLONG/);
+    assert.match(err.message, /^cannot unpack layer entry "dir\/n+"(… \(\d+ characters\))?: ENAMETOOLONG/);
     assert.equal(err.code, 'ENAMETOOLONG');
     return true;
   });
