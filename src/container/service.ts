@@ -63,6 +63,8 @@ export interface ContainerDeps {
 }
 
 const CONMON_TIMEOUT_MS = 240_000;
+/** How often running containers' monitors are checked for having vanished. */
+const MONITOR_CHECK_MS = 5_000;
 /** How long stop waits for conmon's exit file after SIGKILL before asking runc directly. */
 const KILL_GRACE_MS = 2_000;
 
@@ -70,6 +72,9 @@ export class ContainerService {
   private readonly deps: ContainerDeps;
   private readonly store: RecordStore<ContainerRecord>;
   private readonly ops = new KeyedLock();
+  /** The conmon pid of each running container, once read; and the timer that checks them. */
+  private readonly monitors = new Map<string, number>();
+  private monitorTimer?: NodeJS.Timeout;
   /** Per pod: creates and starts share it, the pod's stop and removal hold it alone. */
   private readonly pods = new SharedKeyedLock();
   private readonly writes = new KeyedLock();
@@ -112,6 +117,36 @@ export class ContainerService {
       await this.reconcile(r).catch((err) => this.log.warn({ id: r.id, err: String(err) }, 'cannot read container state at start'));
     }
     await this.removeOrphans(new Set(records.map((r) => r.id)));
+    this.monitorTimer = setInterval(() => void this.checkMonitors(), MONITOR_CHECK_MS);
+    this.monitorTimer.unref();
+  }
+
+  /**
+   * A running container whose conmon is gone (killed, say) has nobody to
+   * record its exit: once the runtime says it stopped, it is settled as
+   * exited (code unknown). Checked on ContainerStatus and every few seconds.
+   */
+  private async checkMonitor(r: ContainerRecord): Promise<void> {
+    if (r.state !== 'CONTAINER_RUNNING' || this.ops.isHeld(r.id)) return;
+    let pid = this.monitors.get(r.id);
+    if (pid === undefined) {
+      pid = await readPidFile(bundleFiles(r.bundle).conmonPid);
+      if (pid) this.monitors.set(r.id, pid);
+    }
+    if (pid && isConmon(pid, r.id)) return;
+    await this.ops.with(r.id, async () => {
+      if (r.state !== 'CONTAINER_RUNNING' || !this.store.get(r.id)) return;
+      const state = await this.runtimeFor(r.runtimeHandler).state(r.id);
+      if (state && state.status !== 'stopped') return;
+      this.log.warn({ id: r.id, conmonPid: pid }, 'the monitor (conmon) of a running container is gone and the container has stopped');
+      await this.settleWithoutExitFile(r, 255, 'the container stopped while its monitor (conmon) was not running; its exit code is unknown');
+    });
+  }
+
+  private async checkMonitors(): Promise<void> {
+    for (const r of this.store.list()) {
+      await this.checkMonitor(r).catch((err) => this.log.warn({ id: r.id, err: String(err) }, 'cannot check the monitor of a container'));
+    }
   }
 
   /**
@@ -141,6 +176,7 @@ export class ContainerService {
   }
 
   close(): void {
+    clearInterval(this.monitorTimer);
     this.watcher.close();
   }
 
@@ -190,6 +226,7 @@ export class ContainerService {
 
   async status(id: string, verbose: boolean): Promise<{ status: ContainerStatus; info: Record<string, string> }> {
     const r = this.get(id);
+    await this.checkMonitor(r).catch((err) => this.log.warn({ id: r.id, err: String(err) }, 'cannot check the monitor of a container'));
     let info: Record<string, string> = {};
     if (verbose) {
       const spec = await readFile(bundleFiles(r.bundle).config, 'utf8').then(JSON.parse, () => undefined);
@@ -505,6 +542,7 @@ export class ContainerService {
       await this.watcher.remove(r.id);
       await this.writes.with(r.id, () => this.store.delete(r.id));
       if (this.names.get(r.name) === r.id) this.names.delete(r.name);
+      this.monitors.delete(r.id);
       this.log.info({ id: r.id, name: r.name }, 'container removed');
       this.events.publish('CONTAINER_DELETED_EVENT', r.id, r.sandboxId);
       await this.nri.removeContainer(r);

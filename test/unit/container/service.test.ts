@@ -77,6 +77,25 @@ test('creates in a pod finish before its stop or removal goes on, and creates af
   await service.remove(await creating);
 });
 
+test('a container whose conmon was killed is seen exited once its process ends', async (t) => {
+  const { service, sandbox } = await setup(t);
+  const id = await service.create(sandbox.id, containerConfig('orphaned', ['/bin/sleep', '300']), null);
+  await service.start(id);
+  const r = service.get(id);
+  const conmon = Number(await readFile(join(r.bundle, 'conmon.pid'), 'utf8'));
+  assert.ok(alive(conmon), 'conmon runs');
+  process.kill(conmon, 'SIGKILL');
+  for (let i = 0; i < 100 && alive(conmon); i++) await new Promise((res) => setTimeout(res, 20));
+  // Still running without its monitor: it reads running.
+  assert.equal((await service.status(id, false)).status.state, 'CONTAINER_RUNNING');
+  process.kill(r.pid, 'SIGKILL');
+  for (let i = 0; i < 100 && alive(r.pid); i++) await new Promise((res) => setTimeout(res, 20));
+  const { status } = await service.status(id, false);
+  assert.equal(status.state, 'CONTAINER_EXITED');
+  assert.match(status.message ?? '', /monitor/);
+  await service.remove(id);
+});
+
 test('stop honours a trapped SIGTERM with SIGKILL after the timeout; a handled SIGTERM exits cleanly', async (t) => {
   const { service, sandbox } = await setup(t);
   const stubborn = await service.create(sandbox.id, containerConfig('stubborn', ['/bin/sh', '-c', 'trap "" TERM; echo ready; while true; do sleep 0.1; done']), null);
