@@ -123,7 +123,7 @@ export class NriBridge implements NriHooks, NriRuntime {
   }
 
   async removePodSandbox(record: SandboxRecord): Promise<void> {
-    await this.nri.removePodSandbox(nriPod(record)).catch((err) => this.warn(err, 'RemovePodSandbox', { pod: record.id }));
+    await this.nri.removePodSandbox(nriPod(record), record.stoppedAt !== undefined).catch((err) => this.warn(err, 'RemovePodSandbox', { pod: record.id }));
   }
 
   async updatePodSandbox(record: SandboxRecord, overhead: Resources | null, resources: Resources | null): Promise<void> {

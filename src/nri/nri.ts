@@ -141,8 +141,9 @@ export class Nri {
     await this.notify('StopPodSandbox', Event.StopPodSandbox, { pod });
   }
 
-  async removePodSandbox(pod: PodSandbox): Promise<void> {
-    await this.stopPodSandbox(pod).catch((err) => this.log.warn({ err: (err as Error).message, pod: pod.id }, 'NRI StopPodSandbox before removal failed'));
+  /** Relays RemovePodSandbox, after StopPodSandbox unless the pod was stopped already (before a restart, say). */
+  async removePodSandbox(pod: PodSandbox, stopped = false): Promise<void> {
+    if (!stopped) await this.stopPodSandbox(pod).catch((err) => this.log.warn({ err: (err as Error).message, pod: pod.id }, 'NRI StopPodSandbox before removal failed'));
     this.stoppedPods.delete(pod.id ?? '');
     await this.notify('RemovePodSandbox', Event.RemovePodSandbox, { pod });
   }

@@ -1,5 +1,6 @@
-// NRI with a real daemon: our test plugin connects to the daemon's NRI socket,
-// sees the pod and container lifecycle, adjusts a container (an env var, a
+// NRI with a real daemon: our test plugin connects to the daemon's NRI socket
+// (and another one is pre-installed, started by the daemon), sees the pod and
+// container lifecycle, adjusts a container (an env var, a
 // mount, a memory limit) whose effect is checked inside the running
 // container, changes a resource update, asks for updates and evictions on its
 // own; a plugin that fails or hangs fails only the call concerned and leaves
@@ -8,10 +9,11 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { status } from '@grpc/grpc-js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
@@ -37,6 +39,13 @@ before(async () => {
   network = await makeTestNetwork();
   work = await mkdtemp(join(tmpdir(), 'tscri-nri-'));
   nriSocket = join(work, 'nri', 'nri.sock');
+  // A pre-installed plugin: the test plugin as a program, configured to set an env var.
+  await mkdir(join(work, 'plugins'));
+  await mkdir(join(work, 'conf.d'));
+  const main = fileURLToPath(new URL('../helpers/nri-plugin-main.ts', import.meta.url));
+  await writeFile(join(work, 'plugins', '05-preinstalled'), `#!/bin/sh\nexec ${process.execPath} ${main}\n`);
+  await chmod(join(work, 'plugins', '05-preinstalled'), 0o755);
+  await writeFile(join(work, 'conf.d', 'preinstalled.conf'), JSON.stringify({ adjust: { env: [{ key: 'PREINSTALLED', value: 'yes' }] } }));
   d = await startDaemon({
     config: [
       `default_cgroup_parent = "${parent}"`,
@@ -45,7 +54,7 @@ before(async () => {
       `socket_path = "${nriSocket}"`,
       `plugin_path = "${join(work, 'plugins')}"`,
       `plugin_config_path = "${join(work, 'conf.d')}"`,
-      'request_timeout = 1',
+      'registration_timeout = 20',
       network.toml,
     ].join('\n'),
   });
@@ -184,7 +193,7 @@ test('a plugin adjusts a container: env var, mount and memory limit are in effec
   const pod = await runPod('adjusted');
   const id = await createContainer(pod, 'app');
   await d.call('StartContainer', { container_id: id });
-  assert.equal(await exec(id, 'echo "$NRI_INJECTED"; cat /nri-data/hello; touch /nri-data/x 2>/dev/null && echo rw || echo ro'), 'yes\nfrom the host\nro\n');
+  assert.equal(await exec(id, 'echo "$NRI_INJECTED $PREINSTALLED"; cat /nri-data/hello; touch /nri-data/x 2>/dev/null && echo rw || echo ro'), 'yes yes\nfrom the host\nro\n');
   assert.equal(Number((await exec(id, MEMORY_LIMIT)).trim()), 64 * MiB);
   const { info } = await d.call('ContainerStatus', { container_id: id, verbose: true });
   assert.match(info.info, /nri\.example\/adjusted/);
