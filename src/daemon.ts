@@ -130,7 +130,7 @@ async function startServices(config: Config, log: Logger, inherited: InheritedSo
         await removeRootfs(snapshots, id, dir);
         await removeAnonymousVolumes(volumesRoot, id);
       },
-      makeSpec: (req) => makeSpec(req, { host, snapshots, resolveImage: (ref) => images.resolve(ref), runtimeFeatures, volumes: { root: volumesRoot, ignore: () => config.image.ignore_image_defined_volumes } }),
+      makeSpec: (req) => makeSpec(req, { host, snapshots, resolveImage: (ref) => images.resolve(ref), runtimeFeatures, volumes: { root: volumesRoot, ignore: () => config.image.ignore_image_defined_volumes }, cdiSpecDirs: () => config.cdi.spec_dirs }),
       ociResources: (resources) => resourcesToOci(resources, host.cgroupVersion, host.hugetlb),
       nri: nriHooks,
     }));

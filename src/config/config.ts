@@ -74,6 +74,8 @@ export interface Config {
   };
   metrics: { address: string };
   nri: NriSettings;
+  /** CDI spec directories, lowest priority first (later ones override earlier ones). */
+  cdi: { spec_dirs: string[] };
 }
 
 export function defaultConfig(): Config {
@@ -99,6 +101,7 @@ export function defaultConfig(): Config {
     stream: { address: '127.0.0.1', port: 0, tls_cert: '', tls_key: '', token_timeout_seconds: 60 },
     security: { seccomp_profile: '', apparmor_default_profile: '' },
     metrics: { address: '' },
+    cdi: { spec_dirs: ['/etc/cdi', '/var/run/cdi'] },
     nri: {
       enable: false,
       socket_path: '/var/run/nri/nri.sock',

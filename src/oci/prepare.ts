@@ -13,6 +13,7 @@ import { deviceAt } from './host.ts';
 import { seccompChoice } from './security.ts';
 import { checkUserNamespace, type RuntimeFeatures } from './features.ts';
 import { anonymousVolumesDir, createAnonymousVolumes, imageVolumePaths } from './volumes.ts';
+import { applyCdiEdits, loadCdiRegistry, requestedCdiDevices, resolveCdiDevices, type ResolvedCdi } from './cdi.ts';
 import { seccompProfileProblem } from './seccomp.ts';
 import { quote } from '../errors.ts';
 
@@ -24,6 +25,8 @@ export interface SpecSources {
   runtimeFeatures?: RuntimeFeatures;
   /** Anonymous volumes for the image's VOLUMEs: where they live, and whether the configuration ignores them. */
   volumes?: { root: string; ignore(): boolean };
+  /** The CDI spec directories, lowest priority first. */
+  cdiSpecDirs?: () => string[];
 }
 
 /** Where a container's image volumes are mounted (beside its rootfs). */
@@ -161,9 +164,10 @@ async function withAnonymousVolumes(req: SpecRequest, sources: SpecSources): Pro
 export async function makeSpec(req: SpecRequest, sources: SpecSources): Promise<Spec> {
   // A container never silently runs in the node's user namespace when it asks for the pod's own.
   if (sources.runtimeFeatures) checkUserNamespace(req.config.linux?.security_context?.namespace_options?.userns_options, req.sandbox.runtimeHandler ?? '', sources.runtimeFeatures);
+  const cdi = await cdiDevices(req, sources);
   const [passwd, group] = await Promise.all([readInRoot(req.rootfs, '/etc/passwd'), readInRoot(req.rootfs, '/etc/group')]);
   const mounts = await withAnonymousVolumes(req, sources);
-  return buildSpec({
+  const spec = buildSpec({
     containerId: req.id,
     config: mounts === req.config.mounts ? req.config : { ...req.config, mounts },
     sandbox: req.sandbox,
@@ -174,7 +178,17 @@ export async function makeSpec(req: SpecRequest, sources: SpecSources): Promise<
     host: handlerHost(sources, req.sandbox.runtimeHandler ?? ''),
     imageMounts: await mountImageVolumes(req, sources),
     seccompLocalhost: await localhostSeccomp(req),
-    devices: requestedDevices(req),
+    devices: [...requestedDevices(req), ...(cdi?.devices ?? [])],
     targetPidNamespace: req.targetPidNamespace,
   });
+  if (cdi) applyCdiEdits(spec, cdi.edits);
+  return spec;
+}
+
+/** The CDI devices the request names, resolved in the spec directories; undefined when it names none. */
+async function cdiDevices(req: SpecRequest, sources: SpecSources): Promise<ResolvedCdi | undefined> {
+  const names = requestedCdiDevices(req.config.CDI_devices, req.config.annotations);
+  if (!names.length) return undefined;
+  const dirs = sources.cdiSpecDirs?.() ?? [];
+  return resolveCdiDevices(names, await loadCdiRegistry(dirs), dirs);
 }

@@ -1,11 +1,12 @@
 // Container mounts and the features behind them, end to end through the
 // socket with real containers: recursive read-only bind mounts (a tmpfs
 // below the mount must be read-only too), user namespaces refused where the
-// runtime handler cannot give them, and what Status says about both.
+// runtime handler cannot give them, and what Status says about both; image
+// volumes, image VOLUMEs, and CDI devices from spec files.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -33,7 +34,9 @@ before(async () => {
   registry = await startRegistry();
   network = await makeTestNetwork();
   work = await mkdtemp(join(tmpdir(), 'tscri-mounts-'));
-  d = await startDaemon({ config: `default_cgroup_parent = "${parent}"\n${network.toml}` });
+  await mkdir(join(work, 'cdi-etc'));
+  await mkdir(join(work, 'cdi-run'));
+  d = await startDaemon({ config: `default_cgroup_parent = "${parent}"\n${network.toml}\n[cdi]\nspec_dirs = ["${join(work, 'cdi-etc')}", "${join(work, 'cdi-run')}"]\n` });
   await pushBusybox(registry.url, 'mounts/busybox', 'v1');
   image = `${registry.host}/mounts/busybox:v1`;
   await d.call('PullImage', { image: { image } });
@@ -218,5 +221,54 @@ test('image VOLUMEs become anonymous volumes with the image content, outside the
   await d.call('StopContainer', { container_id: id, timeout: 0 });
   await d.call('RemoveContainer', { container_id: id });
   await assert.rejects(readdir(volumes), /ENOENT/);
+});
+
+test('CDI devices from CDI_devices and annotations bring their device nodes, env, mounts and hooks; unknown ones are INVALID_ARGUMENT', async () => {
+  const lib = join(work, 'cdi-lib');
+  await mkdir(lib);
+  await writeFile(join(lib, 'libvendor.so'), 'vendor library\n');
+  const marker = join(work, 'hook-ran');
+  const cdiSpec = {
+    cdiVersion: '0.6.0',
+    kind: 'tscri.test/dev',
+    containerEdits: { env: ['CDI_SPEC=yes'] },
+    devices: [
+      {
+        name: 'null',
+        containerEdits: {
+          deviceNodes: [{ path: '/dev/cdi-null', hostPath: '/dev/null' }],
+          env: ['CDI_DEVICE=null'],
+          mounts: [{ hostPath: lib, containerPath: '/opt/vendor', options: ['ro', 'rbind'] }],
+          hooks: [{ hookName: 'createRuntime', path: '/bin/sh', args: ['sh', '-c', `cat > /dev/null; echo ran >> ${marker}`] }],
+          additionalGids: [4242],
+        },
+      },
+      { name: 'zero', containerEdits: { deviceNodes: [{ path: '/dev/cdi-zero', hostPath: '/dev/zero', permissions: 'r' }] } },
+    ],
+  };
+  await writeFile(join(work, 'cdi-etc', 'test.json'), JSON.stringify(cdiSpec));
+  // Hostile neighbours: not JSON, wrong types, huge, YAML. They are skipped; the good spec still works.
+  await writeFile(join(work, 'cdi-run', 'broken.json'), '{"cdiVersion": ');
+  await writeFile(join(work, 'cdi-run', 'types.json'), JSON.stringify({ cdiVersion: '0.6.0', kind: 'tscri.test/dev', devices: [{ name: 'null', containerEdits: { deviceNodes: 'all' } }] }));
+  await writeFile(join(work, 'cdi-run', 'huge.json'), Buffer.alloc(5 * 1024 * 1024, 0x5b));
+  await writeFile(join(work, 'cdi-run', 'vendor.yaml'), 'cdiVersion: "0.6.0"\nkind: tscri.test/yaml\n');
+
+  const p = await pod('cdi');
+  const id = await run(p, 'cdi', { CDI_devices: [{ name: 'tscri.test/dev=null' }], annotations: { 'cdi.k8s.io/test-plugin_zero': 'tscri.test/dev=zero' } });
+  const out = await sh(id, 'ls -l /dev/cdi-null /dev/cdi-zero | cut -c1; echo x > /dev/cdi-null && echo wrote; head -c 4 /dev/cdi-zero | wc -c; echo $CDI_SPEC $CDI_DEVICE; cat /opt/vendor/libvendor.so; grep ^Groups: /proc/self/status');
+  assert.match(out, /^c\nc\nwrote\n4\nyes null\nvendor library\nGroups:.*\b4242\b/);
+  assert.equal(await readFile(marker, 'utf8'), 'ran\n');
+  await d.call('StopContainer', { container_id: id, timeout: 0 });
+  await d.call('RemoveContainer', { container_id: id });
+
+  await assert.rejects(
+    create(p, 'cdi-unknown', { CDI_devices: [{ name: 'tscri.test/dev=nosuch' }] }),
+    (e: any) => e.code === status.INVALID_ARGUMENT && /CDI device tscri\.test\/dev=nosuch is not defined/.test(e.details) && /vendor\.yaml/.test(e.details) && /broken\.json/.test(e.details),
+  );
+  await assert.rejects(create(p, 'cdi-yaml', { annotations: { 'cdi.k8s.io/x': 'tscri.test/yaml=a' } }), (e: any) => e.code === status.INVALID_ARGUMENT && /YAML spec files are not read/.test(e.details));
+  await assert.rejects(create(p, 'cdi-badname', { CDI_devices: [{ name: '../../etc/passwd' }] }), (e: any) => e.code === status.INVALID_ARGUMENT && /not a valid device name/.test(e.details));
+  const { containers } = await d.call('ListContainers', { filter: { pod_sandbox_id: p.id } });
+  assert.equal(containers.length, 0);
+  assert.ok((await d.call('Version', {})).version, 'the daemon serves on');
 });
 
