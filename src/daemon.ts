@@ -10,7 +10,8 @@ import { prepareSocket, startServer } from './server/server.ts';
 import type { Context } from './server/context.ts';
 import { cniConfigStatus } from './network/cni-config.ts';
 import { SandboxService } from './sandbox/service.ts';
-import { Metrics, serveMetrics } from './server/metrics.ts';
+import { serveMetrics } from './server/metrics.ts';
+import { metrics } from './metrics.ts';
 import { ContainerService } from './container/service.ts';
 import { containerDeps } from './container/wiring.ts';
 import { StatsService } from './container/stats.ts';
@@ -171,7 +172,7 @@ async function startServices(config: Config, log: Logger, inherited: InheritedSo
     version,
     network: cniConfigStatus(() => config.cni.conf_dir),
     sandboxes,
-    metrics: new Metrics(),
+    metrics,
     containers,
     streams,
     images,
@@ -187,7 +188,26 @@ async function startServices(config: Config, log: Logger, inherited: InheritedSo
   };
 
   // The socket comes last: a start refused before it leaves no socket behind.
-  const metricsServer = config.metrics.address ? await serveMetrics(ctx.metrics, config.metrics.address) : undefined;
+  metrics.collectProcessMetrics();
+  metrics.setStateSource({
+    async pods() {
+      const counts: Record<string, number> = {};
+      for (const record of sandboxes.records()) {
+        const state = (await sandboxes.liveState(record)) === 'SANDBOX_READY' ? 'ready' : 'notready';
+        counts[state] = (counts[state] ?? 0) + 1;
+      }
+      return counts;
+    },
+    containers() {
+      const counts: Record<string, number> = {};
+      for (const record of containers.records()) {
+        const state = record.state.replace('CONTAINER_', '').toLowerCase();
+        counts[state] = (counts[state] ?? 0) + 1;
+      }
+      return counts;
+    },
+  });
+  const metricsServer = config.metrics.address ? await serveMetrics(ctx.metrics, config.metrics.address, (err) => log.error({ err: String(err) }, 'cannot collect the metrics')) : undefined;
   // Pre-installed plugins start, and plugins may connect, once the state is loaded.
   await nri.start(bridge);
   const server = await startServer(ctx, inherited ? inherited.path || `fd ${inherited.fd}` : socketPath(config.listen), inherited?.fd).catch(async (err) => {

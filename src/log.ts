@@ -6,7 +6,8 @@ export type { Logger };
 export function createLogger(level: string): Logger {
   return pino({
     level,
-    base: { name: 'tscri' },
+    // Not pino's usual `name`: lines about an object carry that object's `name`.
+    base: { daemon: 'tscri' },
     // Credentials must never reach the log, wherever they appear in an object.
     redact: {
       paths: ['*.auth', '*.password', '*.identity_token', '*.registry_token', '*.*.auth', '*.*.password', '*.*.identity_token', '*.*.registry_token', 'authorization', '*.authorization', 'headers.authorization'],

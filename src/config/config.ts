@@ -56,6 +56,8 @@ export interface Config {
   image: {
     pull_timeout_seconds: number;
     progress_deadline_seconds: number;
+    /** A pull that runs longer logs its progress at info this often (0: never). */
+    progress_log_interval_seconds: number;
     max_concurrent_downloads: number;
     pinned_images: string[];
     /** Leave an image's VOLUMEs in the writable layer instead of making anonymous volumes for them. */
@@ -97,7 +99,7 @@ export function defaultConfig(): Config {
     pod: { infra_path: '/usr/bin/catatonit', shm_size: 64 * 1024 * 1024, restrict_oom_score_adj: true },
     cni: { conf_dir: '/etc/cni/net.d', bin_dirs: ['/opt/cni/bin', '/usr/lib/cni'] },
     registry: { config_path: '/etc/tscri/certs.d', auths: {} },
-    image: { pull_timeout_seconds: 0, progress_deadline_seconds: 60, max_concurrent_downloads: 3, pinned_images: [], ignore_image_defined_volumes: false },
+    image: { pull_timeout_seconds: 0, progress_deadline_seconds: 60, progress_log_interval_seconds: 10, max_concurrent_downloads: 3, pinned_images: [], ignore_image_defined_volumes: false },
     stream: { address: '127.0.0.1', port: 0, tls_cert: '', tls_key: '', token_timeout_seconds: 60 },
     security: { seccomp_profile: '', apparmor_default_profile: '' },
     metrics: { address: '' },

@@ -3,6 +3,7 @@
 // plain values and readable errors. Container creation goes through conmon
 // (src/container/conmon.ts); everything else is a direct runtime call.
 import { run, spawnChild, spawnPiped } from '../sys/spawn.ts';
+import { metrics } from '../metrics.ts';
 
 export interface RuntimeState {
   id: string;
@@ -46,7 +47,11 @@ export class OciRuntime {
     return args;
   }
 
-  async run(args: string[], input?: string, timeoutMs = 60_000): Promise<RunResult> {
+  run(args: string[], input?: string, timeoutMs = 60_000): Promise<RunResult> {
+    return metrics.time(metrics.runtimeDuration, { command: args[0] ?? '' }, () => this.runOnce(args, input, timeoutMs));
+  }
+
+  private async runOnce(args: string[], input: string | undefined, timeoutMs: number): Promise<RunResult> {
     const all = [...this.globalArgs(), ...args];
     let r;
     try {
@@ -117,6 +122,10 @@ export class OciRuntime {
    * abort (deadline, cancelled call) kills runc and CRIU together.
    */
   checkpoint(id: string, imagePath: string, workPath: string, signal: AbortSignal): Promise<void> {
+    return metrics.time(metrics.runtimeDuration, { command: 'checkpoint' }, () => this.checkpointOnce(id, imagePath, workPath, signal));
+  }
+
+  private checkpointOnce(id: string, imagePath: string, workPath: string, signal: AbortSignal): Promise<void> {
     const args = [...this.globalArgs(), 'checkpoint', '--leave-running', '--image-path', imagePath, '--work-path', workPath, id];
     return new Promise((resolve, reject) => {
       signal.throwIfAborted();

@@ -26,6 +26,7 @@ import type { Container } from '../generated/runtime/v1/Container.ts';
 import type { ContainerUser } from '../generated/runtime/v1/ContainerUser.ts';
 import { OciRuntime } from './runtime.ts';
 import { removeCgroup } from '../cgroups/cgroups.ts';
+import { metrics } from '../metrics.ts';
 import { bundleFiles, conmonCreateArgs, ctlMessage, CTL_REOPEN_LOG, firstSyncMessage, readPidFile, spawnConmon } from './conmon.ts';
 import { ExitWatcher, readExitFile, type ExitInfo } from './exits.ts';
 import { exitReason, matchesFilter, pickRepoDigest, reservationName, stopSignal, toContainer, toStatus, verboseInfo, type ContainerRecord } from './record.ts';
@@ -334,7 +335,7 @@ export class ContainerService {
         if (!restore) record.pid = await this.startConmon(record, runtime, spec);
         record.createdAt = nowNs();
         await this.store.put(record);
-        this.log.info({ id, name, pid: record.pid, restoreFrom: restore?.archive }, 'container created');
+        this.log.info({ id, name: containerName(record), podId: record.sandboxId, pid: record.pid, restoreFrom: restore?.archive }, 'container created');
         this.events.publish('CONTAINER_CREATED_EVENT', id, record.sandboxId);
         await this.nri.postCreateContainer(record);
         return id;
@@ -377,14 +378,16 @@ export class ContainerService {
       logLevel: this.deps.config.log_level,
       restorePath,
     });
-    const conmon = spawnConmon(this.deps.config.conmon.path, args, r.bundle, false);
-    try {
-      const message = await firstSyncMessage(conmon, conmon.sync, CONMON_TIMEOUT_MS);
-      if (message.data <= 0) throw new Error(`the runtime could not create the container: ${message.message ?? 'no reason given'}`);
-      return message.data;
-    } finally {
-      (conmon.child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
-    }
+    return metrics.time(metrics.runtimeDuration, { command: restorePath ? 'restore' : 'create' }, async () => {
+      const conmon = spawnConmon(this.deps.config.conmon.path, args, r.bundle, false);
+      try {
+        const message = await firstSyncMessage(conmon, conmon.sync, CONMON_TIMEOUT_MS);
+        if (message.data <= 0) throw new Error(`the runtime could not create the container: ${message.message ?? 'no reason given'}`);
+        return message.data;
+      } finally {
+        (conmon.child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
+      }
+    });
   }
 
   /** Undoes a failed create: runtime state, rootfs, bundle, name. */
@@ -458,7 +461,7 @@ export class ContainerService {
     delete r.restore;
     await this.persist(r);
     await rm(restoreDir(r.bundle), { recursive: true, force: true });
-    this.log.info({ id: r.id, pid: r.pid, archive: from.archive, originalId: from.originalId }, 'container restored from a checkpoint');
+    this.log.info({ id: r.id, name: containerName(r), pid: r.pid, archive: from.archive, originalId: from.originalId }, 'container restored from a checkpoint');
     this.events.publish('CONTAINER_STARTED_EVENT', r.id, r.sandboxId);
   }
 
@@ -482,7 +485,7 @@ export class ContainerService {
         signal,
         log: this.log,
       });
-      this.log.info({ id: r.id, location, ms: Date.now() - started }, 'container checkpointed');
+      this.log.info({ id: r.id, name: containerName(r), location, ms: Date.now() - started }, 'container checkpointed');
     });
   }
 
@@ -503,7 +506,7 @@ export class ContainerService {
       const signal = stopSignal(r.config.stop_signal, r.imageStopSignal);
       await runtime.kill(r.id, signal);
       if (await this.waitExit(r, timeoutSeconds * 1000)) return;
-      this.log.info({ id: r.id, signal, timeoutSeconds }, 'container ignored its stop signal; killing it');
+      this.log.info({ id: r.id, name: containerName(r), signal, timeoutSeconds }, 'container ignored its stop signal; killing it');
     }
     await runtime.kill(r.id, 'SIGKILL', true);
     if (await this.waitExit(r, KILL_GRACE_MS)) return;
@@ -543,7 +546,7 @@ export class ContainerService {
       await this.writes.with(r.id, () => this.store.delete(r.id));
       if (this.names.get(r.name) === r.id) this.names.delete(r.name);
       this.monitors.delete(r.id);
-      this.log.info({ id: r.id, name: r.name }, 'container removed');
+      this.log.info({ id: r.id, name: containerName(r), podId: r.sandboxId }, 'container removed');
       this.events.publish('CONTAINER_DELETED_EVENT', r.id, r.sandboxId);
       await this.nri.removeContainer(r);
     });
@@ -564,7 +567,7 @@ export class ContainerService {
     this.wakeExitWaiters(r.id);
     void this.nri.stopContainer(r);
     await this.persist(r).catch((err) => this.log.error({ id: r.id, err: String(err) }, 'cannot save container exit'));
-    this.log.info({ id: r.id, exitCode: r.exitCode, reason: r.reason }, 'container exited');
+    this.log.info({ id: r.id, name: containerName(r), exitCode: r.exitCode, reason: r.reason }, 'container exited');
     await this.starting.get(r.id);
     this.events.publish('CONTAINER_STOPPED_EVENT', r.id, r.sandboxId);
   }
@@ -724,6 +727,11 @@ function userOf(spec: Spec): ContainerUser | null {
   const u = spec.process?.user;
   if (!u) return null;
   return { linux: { uid: u.uid ?? 0, gid: u.gid ?? 0, supplemental_groups: u.additionalGids ?? [u.gid ?? 0] } };
+}
+
+/** How log lines name a container: the name it was created with (the reservation name is in the record). */
+function containerName(r: ContainerRecord): string {
+  return r.config.metadata?.name ?? r.name;
 }
 
 function stateWord(state: string): string {

@@ -66,7 +66,8 @@ export class BlobWriter {
   }
 
   /** Writes from source, then verifies the whole file and moves it into place. */
-  async fetch(source: BlobSource, options: { signal?: AbortSignal; onProgress?: () => void } = {}): Promise<void> {
+  /** onProgress: after each chunk received, with its size and the bytes of the blob written so far. */
+  async fetch(source: BlobSource, options: { signal?: AbortSignal; onProgress?: (bytes: number, done: number) => void } = {}): Promise<void> {
     let have = await this.offset();
     if (this.size !== undefined && have > this.size) have = 0;
     const { stream, offset } = await source(have);
@@ -85,7 +86,7 @@ export class BlobWriter {
     const guard = new Transform({
       transform: (chunk: Buffer, _enc, cb) => {
         count += chunk.length;
-        options.onProgress?.();
+        options.onProgress?.(chunk.length, count);
         if (count > limit) return cb(new DigestMismatchError(`blob ${this.digest} is larger than its declared ${this.size} bytes`));
         hash.update(chunk);
         cb(null, chunk);
@@ -167,7 +168,7 @@ export class ContentStore {
   }
 
   /** Stores a blob from one stream, verifying digest and size; nothing is kept on failure. */
-  async write(digest: string, size: number | undefined, input: Readable, options: { signal?: AbortSignal; onProgress?: () => void } = {}): Promise<boolean> {
+  async write(digest: string, size: number | undefined, input: Readable, options: { signal?: AbortSignal; onProgress?: (bytes: number, done: number) => void } = {}): Promise<boolean> {
     return this.ingest(digest, size, (w) => w.fetch(async () => ({ stream: input, offset: 0 }), options));
   }
 

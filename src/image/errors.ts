@@ -1,10 +1,9 @@
 // Pull failures as gRPC statuses a user can act on.
 import { DomainError } from '../errors.ts';
 import { ReferenceError } from './reference.ts';
-import { NotFoundError, PullStalledError } from './pull.ts';
+import { NotFoundError, PullStalledError, PullTimeoutError } from './pull.ts';
 import { RegistryError } from './registry.ts';
 import { DigestMismatchError } from './content.ts';
-import { PullTimeoutError } from './service.ts';
 import { LayerError } from '../snapshot/layer.ts';
 import { TooLargeError } from './body.ts';
 import { ImageFormatError } from './validate.ts';

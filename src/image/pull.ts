@@ -4,6 +4,7 @@
 // and unpack each layer once into its snapshot.
 import type { ImageConfig, Manifest } from './types.ts';
 import { Readable } from 'node:stream';
+import { metrics } from '../metrics.ts';
 import type { Logger } from '../log.ts';
 import type { Config } from '../config/config.ts';
 import type { SnapshotStore } from '../snapshot/snapshots.ts';
@@ -28,6 +29,34 @@ const MANIFEST_TYPES = [
 const INDEX_TYPES = new Set(['application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.list.v2+json']);
 
 export class NotFoundError extends Error {}
+
+/** Where one blob of a pull stands, for the progress log. */
+export interface BlobProgress {
+  /** config or layer */
+  kind: string;
+  state: 'downloading' | 'unpacking' | 'done';
+  done: number;
+  total: number;
+}
+
+/** The blobs a pull is fetching, and the bytes it has received. */
+export class PullProgress {
+  readonly blobs = new Map<string, BlobProgress>();
+  received = 0;
+
+  set(digest: string, kind: string, state: BlobProgress['state'], total: number): void {
+    const current = this.blobs.get(digest);
+    this.blobs.set(digest, { kind, state, total, done: state === 'done' ? total : current?.done ?? 0 });
+  }
+
+  update(digest: string, bytes: number, done: number): void {
+    this.received += bytes;
+    const blob = this.blobs.get(digest);
+    if (blob) blob.done = done;
+  }
+}
+/** The pull did not finish within [image] pull_timeout_seconds. */
+export class PullTimeoutError extends Error {}
 /** No bytes arrived from the registry for the progress deadline. */
 export class PullStalledError extends Error {}
 
@@ -45,6 +74,8 @@ export interface PullContext {
   created: { blobs: Set<string>; chains: Set<string> };
   /** Blobs and snapshots this pull relies on, which garbage collection must keep while it runs. */
   using: { blobs: Set<string>; chains: Set<string> };
+  /** What is being fetched, for the progress log; bytes for the metrics. */
+  progress?: PullProgress;
 }
 
 interface Resolved {
@@ -233,9 +264,10 @@ export function rangeStart(contentRange: string | null): number | undefined {
  * received when the registry supports ranges; a transfer that receives no
  * bytes for the progress deadline fails the pull.
  */
-async function download(client: RegistryClient, digest: string, size: number | undefined, ctx: PullContext): Promise<void> {
+async function download(client: RegistryClient, digest: string, size: number | undefined, ctx: PullContext, kind: string): Promise<void> {
   ctx.using.blobs.add(digest);
   const created = await ctx.content.ingest(digest, size, async (writer) => {
+    ctx.progress?.set(digest, kind, 'downloading', size ?? 0);
     let lastError: unknown;
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       if (attempt) await sleep(backoff(attempt), ctx.signal);
@@ -249,7 +281,14 @@ async function download(client: RegistryClient, digest: string, size: number | u
           }
           const start = res.status === 206 ? rangeStart(res.headers.get('content-range')) ?? 0 : 0;
           return { stream: Readable.fromWeb(res.body as any), offset: start };
-        }, { signal: stall.signal, onProgress: stall.arm });
+        }, {
+          signal: stall.signal,
+          onProgress: (bytes, done) => {
+            stall.arm();
+            metrics.imagePullBytes.inc(bytes);
+            ctx.progress?.update(digest, bytes, done);
+          },
+        });
         return;
       } catch (err) {
         if (stall.fired) throw stall.error(err);
@@ -304,7 +343,8 @@ export async function pullImage(ref: ImageReference, ctx: PullContext): Promise<
   const layers: ImageRecord['layers'] = manifest.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType ?? '', size: l.size }));
   // A layer tscri cannot unpack fails the pull before anything is downloaded.
   layers.forEach((l) => declaredCompression(l.mediaType));
-  await download(client, configDigest, configSize, ctx);
+  await download(client, configDigest, configSize, ctx, 'config');
+  ctx.progress?.set(configDigest, 'config', 'done', configSize);
   const config = parseConfig(await readAll(ctx.content.read(configDigest)), configDigest);
   const diffIds = config.rootfs.diff_ids;
   if (diffIds.length !== layers.length) throw new ImageFormatError(`image ${name} lists ${layers.length} layers but its config has ${diffIds.length} diff ids`);
@@ -314,11 +354,13 @@ export async function pullImage(ref: ImageReference, ctx: PullContext): Promise<
     const chain = chains[i]!;
     ctx.using.chains.add(chain);
     if (ctx.snapshots.has(chain)) return;
-    await download(client, layer.digest, layer.size, layerCtx);
+    await download(client, layer.digest, layer.size, layerCtx, 'layer');
     const existed = ctx.snapshots.has(chain);
+    ctx.progress?.set(layer.digest, 'layer', 'unpacking', layer.size);
     await ctx.snapshots.ensure(chain, diffIds[i]!, async () => ({ stream: ctx.content.read(layer.digest), mediaType: layer.mediaType }), signal).catch((err: unknown) => {
       throw err instanceof LayerError ? new LayerError(`layer ${layer.digest}: ${err.message}`) : err;
     });
+    ctx.progress?.set(layer.digest, 'layer', 'done', layer.size);
     if (!existed) ctx.created.chains.add(chain);
   });
   return {

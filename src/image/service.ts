@@ -12,14 +12,15 @@ import { RecordStore } from '../store/store.ts';
 import { KeyedLock } from '../store/lock.ts';
 import { ContentStore } from './content.ts';
 import { asImageId, formatReference, parseReference, repository } from './reference.ts';
-import { pullImage } from './pull.ts';
+import { PullProgress, PullTimeoutError, pullImage } from './pull.ts';
+import { pullError } from './errors.ts';
+import { DomainError } from '../errors.ts';
+import { metrics } from '../metrics.ts';
 import type { Credentials } from './registry.ts';
 import { credentialsFor } from './credentials.ts';
 import { toCriImage, type ImageRecord } from './record.ts';
 import { checkRecord } from './validate.ts';
 
-/** The pull did not finish within [image] pull_timeout_seconds. */
-export class PullTimeoutError extends Error {}
 
 /** One pull under way, shared by the callers asking for the same reference. */
 interface SharedPull {
@@ -163,9 +164,17 @@ export class ImageService {
     const created = { blobs: new Set<string>(), chains: new Set<string>() };
     const using = { blobs: new Set<string>(), chains: new Set<string>() };
     const started = Date.now();
+    const progress = new PullProgress();
+    this.log.info({ name: key }, 'pulling image');
+    const interval = this.config.image.progress_log_interval_seconds;
+    const ticker = interval > 0 ? setInterval(() => this.logProgress(key, started, progress), interval * 1000) : undefined;
+    ticker?.unref();
+    const endTimer = metrics.imagePullDuration.startTimer();
+    metrics.imagePullsInFlight.inc();
     this.active.add(using);
     try {
       const pulled = await pullImage(ref, {
+        progress,
         config: this.config,
         log: this.log,
         content: this.content,
@@ -189,15 +198,36 @@ export class ImageService {
         record.pinned = this.isPinned(record);
         await this.store.put(record);
       });
-      this.log.info({ image: key, id: pulled.id, ms: Date.now() - started }, 'image pulled');
+      this.log.info({ id: pulled.id, name: key, ms: Date.now() - started, bytes: progress.received }, 'image pulled');
+      metrics.imagePulls.inc({ result: 'success' });
+      endTimer({ result: 'success' });
       return pulled.id;
     } catch (err) {
       this.active.delete(using);
       await this.discard(created);
+      metrics.imagePulls.inc({ result: 'failure' });
+      metrics.imagePullFailures.inc({ reason: failureReason(err, signal) });
+      endTimer({ result: 'failure' });
       throw err;
     } finally {
+      clearInterval(ticker);
+      metrics.imagePullsInFlight.dec();
       this.active.delete(using);
     }
+  }
+
+  /** The periodic info line of a long pull: each blob being fetched or unpacked, with bytes done and total. */
+  private logProgress(image: string, started: number, progress: PullProgress): void {
+    const blobs = [...progress.blobs].filter(([, b]) => b.state !== 'done').map(([digest, b]) => ({ digest, kind: b.kind, state: b.state, done: b.done, total: b.total }));
+    const all = [...progress.blobs.values()];
+    this.log.info({
+      name: image,
+      seconds: Math.round((Date.now() - started) / 1000),
+      received: progress.received,
+      done: all.reduce((n, b) => n + b.done, 0),
+      total: all.reduce((n, b) => n + b.total, 0),
+      blobs,
+    }, 'image pull in progress');
   }
 
   /** Images named in [image] pinned_images are never removed by kubelet's image GC. */
@@ -269,7 +299,7 @@ export class ImageService {
         return;
       }
       await this.store.delete(record.id);
-      this.log.info({ id: record.id, tags: record.repoTags }, 'image removed');
+      this.log.info({ id: record.id, name: ref, tags: record.repoTags }, 'image removed');
     });
     await this.collectGarbage();
   }
@@ -315,4 +345,12 @@ function abortable<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
       },
     );
   });
+}
+
+/** The reason label of a failed pull: the status code it answers (UPPER_SNAKE, as tscri_grpc_requests_total's code). */
+export function failureReason(err: unknown, signal: AbortSignal): string {
+  const mapped = pullError('', err);
+  if (mapped instanceof DomainError) return mapped.kind.replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase();
+  if (signal.aborted) return 'CANCELLED';
+  return 'INTERNAL';
 }

@@ -6,6 +6,7 @@ import { access, constants, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { findCniConfigFile } from './cni-config.ts';
 import { quote } from '../errors.ts';
+import { metrics } from '../metrics.ts';
 
 export interface CniPlugin {
   type: string;
@@ -206,7 +207,11 @@ export class CniRunner {
     throw new CniError(type, `CNI plugin ${type} not found in ${this.options.binDirs.join(', ')}`);
   }
 
-  private async exec(command: 'ADD' | 'DEL', type: string, config: Record<string, unknown>, a: CniAttachment, netns: string): Promise<unknown> {
+  private exec(command: 'ADD' | 'DEL', type: string, config: Record<string, unknown>, a: CniAttachment, netns: string): Promise<unknown> {
+    return metrics.time(metrics.cniDuration, { command, plugin: type }, () => this.execPlugin(command, type, config, a, netns));
+  }
+
+  private async execPlugin(command: 'ADD' | 'DEL', type: string, config: Record<string, unknown>, a: CniAttachment, netns: string): Promise<unknown> {
     const binary = await this.findPlugin(type);
     const env = {
       PATH: process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',

@@ -83,6 +83,10 @@ function ownsPodCgroup(record: SandboxRecord): boolean {
   return !record.config.linux?.cgroup_parent || record.cgroupCreated === true;
 }
 
+/** How log lines name a pod: its id, and its name and namespace from the request. */
+function podLabel(record: SandboxRecord): { id: string; name: string; namespace: string } {
+  return { id: record.id, name: record.config.metadata?.name ?? '', namespace: record.config.metadata?.namespace ?? '' };
+}
 
 export interface SandboxStatusResult {
   status: PodSandboxStatus;
@@ -217,7 +221,7 @@ export class SandboxService {
         }
         throw err;
       }
-      this.log.info({ id, name: plan.name, ips: record.ips }, 'pod sandbox ready');
+      this.log.info({ ...podLabel(record), ips: record.ips }, 'pod sandbox ready');
       return id;
     });
   }
@@ -435,7 +439,7 @@ export class SandboxService {
           await this.store.put(record);
         }
       });
-      this.log.info({ id: record.id }, 'pod sandbox stopped');
+      this.log.info(podLabel(record), 'pod sandbox stopped');
     });
   }
 
@@ -455,7 +459,7 @@ export class SandboxService {
         await this.store.delete(record.id);
       });
       if (record.name && this.names.get(record.name) === record.id) this.names.delete(record.name);
-      this.log.info({ id: record.id }, 'pod sandbox removed');
+      this.log.info(podLabel(record), 'pod sandbox removed');
       await this.nri.removePodSandbox(record);
     });
   }

@@ -15,6 +15,7 @@ import type { CallInfo, Handler } from './handler.ts';
 import { deadlineExceeded } from '../errors.ts';
 import { toStatus } from './errors.ts';
 import { summarize } from './summary.ts';
+import { subjectOf, withResponse, type Subject } from './subject.ts';
 
 const PROTO_FILE = fileURLToPath(new URL('../../proto/api.proto', import.meta.url));
 
@@ -72,21 +73,24 @@ function callInfo(call: grpc.ServerUnaryCall<any, any> | grpc.ServerWritableStre
 
 function wrap(ctx: Context, rpc: string, handler: Handler | undefined): grpc.UntypedHandleCall {
   const level = POLLED.test(rpc) ? 'debug' : 'info';
-  const finish = (start: bigint, err: unknown, response?: unknown) => {
+  // Each line of a call names the object it is about (id, name...), looked up when the call arrived.
+  const finish = (start: bigint, subject: Subject, err: unknown, response?: unknown) => {
     const ms = Number(process.hrtime.bigint() - start) / 1e6;
     if (err) {
       const { code, details } = toStatus(err);
       ctx.metrics.observe(rpc, grpc.status[code], ms / 1000);
       const logLevel = code === grpc.status.INTERNAL ? 'error' : 'warn';
-      ctx.log[logLevel]({ rpc, ms, code: grpc.status[code], err: details }, `${rpc} failed: ${details}`);
+      ctx.log[logLevel]({ rpc, ...subject, ms, code: grpc.status[code] }, `${rpc} failed: ${details}`);
       if (code === grpc.status.INTERNAL && err instanceof Error) ctx.log.debug({ rpc, stack: err.stack }, 'stack');
       return { code, details };
     }
     ctx.metrics.observe(rpc, 'OK', ms / 1000);
-    if (ctx.log.isLevelEnabled('debug')) ctx.log.debug({ rpc, ms, response: summarize(response) }, `${rpc} done`);
-    else ctx.log[level]({ rpc, ms }, `${rpc} done`);
+    const about = withResponse(subject, response);
+    if (ctx.log.isLevelEnabled('debug')) ctx.log.debug({ rpc, ...about, ms, response: summarize(response) }, `${rpc} done`);
+    else ctx.log[level]({ rpc, ...about, ms }, `${rpc} done`);
     return undefined;
   };
+  const about = (request: unknown): Subject => (level === 'info' || ctx.log.isLevelEnabled('debug') ? subjectOf(ctx, request) : {});
   const logRequest = (request: unknown) => {
     if (ctx.log.isLevelEnabled('debug')) ctx.log.debug({ rpc, request: summarize(request) }, `${rpc} request`);
   };
@@ -104,16 +108,17 @@ function wrap(ctx: Context, rpc: string, handler: Handler | undefined): grpc.Unt
     return (call: grpc.ServerUnaryCall<any, any>, callback: grpc.sendUnaryData<any>) => {
       const start = process.hrtime.bigint();
       logRequest(call.request);
+      const subject = about(call.request);
       const { info, done } = callInfo(call);
       handler.fn(ctx, call.request as never, info).then(
         (response) => {
           done();
-          finish(start, undefined, response);
+          finish(start, subject, undefined, response);
           callback(null, response ?? {});
         },
         (err) => {
           done();
-          callback(finish(start, deadlineAware(err, info))!);
+          callback(finish(start, subject, deadlineAware(err, info))!);
         },
       );
     };
@@ -122,6 +127,7 @@ function wrap(ctx: Context, rpc: string, handler: Handler | undefined): grpc.Unt
   return (call: grpc.ServerWritableStream<any, any>) => {
     const start = process.hrtime.bigint();
     logRequest(call.request);
+    const subject = about(call.request);
     const { info, done } = callInfo(call);
     const send = (message: unknown) =>
       new Promise<void>((resolve, reject) => {
@@ -132,12 +138,12 @@ function wrap(ctx: Context, rpc: string, handler: Handler | undefined): grpc.Unt
     handler.fn(ctx, call.request as never, send, info).then(
       () => {
         done();
-        finish(start, undefined, { stream: 'ended' });
+        finish(start, subject, undefined, { stream: 'ended' });
         call.end();
       },
       (err) => {
         done();
-        call.emit('error', finish(start, deadlineAware(err, info))!);
+        call.emit('error', finish(start, subject, deadlineAware(err, info))!);
       },
     );
   };

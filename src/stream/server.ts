@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
 import type { Logger } from '../log.ts';
+import { metrics } from '../metrics.ts';
 import type { StreamBackend } from './backend.ts';
 import { TokenCache, type StreamRequest } from './tokens.ts';
 import { SpdySession } from './spdy/session.ts';
@@ -125,6 +126,7 @@ export class StreamServer {
     socket.write(`${lines.join('\r\n')}\r\n\r\n`);
     const session = new SpdySession(socket, head);
     session.on('error', (err) => this.log.debug({ err: String(err) }, 'SPDY connection error'));
+    session.once('close', metrics.openSession(request.kind, 'spdy'));
     this.serveSpdy(session, protocol, request);
   }
 
@@ -175,6 +177,7 @@ export class StreamServer {
       // A frame that breaks RFC 6455 (ws closes the stream with 1002, or 1007
       // for text that is not UTF-8) is an error of this stream only.
       ws.on('error', (err) => this.log.debug({ err: String(err), kind: request.kind }, 'WebSocket stream closed on a protocol error'));
+      ws.once('close', metrics.openSession(request.kind, 'websocket'));
       if (request.kind === 'portforward') return this.portForwardWebSocket(ws, protocol, request, url);
       void this.runCommandWebSocket(ws, protocol, request);
     });

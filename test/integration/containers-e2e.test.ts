@@ -17,6 +17,7 @@ import { pushBusybox } from '../helpers/images.ts';
 import { makeTestNetwork, type TestNetwork } from '../helpers/cni.ts';
 import { SpdyClient, upgrade } from '../helpers/stream-client.ts';
 import { removeCgroup } from '../../src/cgroups/cgroups.ts';
+import { parseExposition, sample } from '../helpers/prometheus.ts';
 
 let registry: TestRegistry;
 let network: TestNetwork;
@@ -31,7 +32,7 @@ before(async () => {
   registry = await startRegistry();
   network = await makeTestNetwork();
   logDir = await mkdtemp(join(tmpdir(), 'tscri-logs-'));
-  d = await startDaemon({ config: `default_cgroup_parent = "${parent}"\n${network.toml}` });
+  d = await startDaemon({ config: `default_cgroup_parent = "${parent}"\n[metrics]\naddress = "127.0.0.1:0"\n${network.toml}` });
   await pushBusybox(registry.url, 'e2e/busybox', 'v1', { config: { Env: ['PATH=/bin', 'FROM_IMAGE=yes'], Cmd: ['sh'], WorkingDir: '/' } });
   image = `${registry.host}/e2e/busybox:v1`;
   await d.call('PullImage', { image: { image } });
@@ -420,5 +421,55 @@ test('verbose PodSandboxStatus (crictl inspectp) gives a pid in the pod\'s names
   assert.equal(statSync(`/proc/${running.pid}/ns/net`).ino, statSync(empty.namespaces.network).ino, 'the pid is in the pod\'s network namespace');
   await d.call('StopContainer', { container_id: id, timeout: 0 });
   assert.equal((await info()).pid, 0);
+  await d.call('RemoveContainer', { container_id: id });
+});
+
+test('the Prometheus endpoint reports pulls, pods and containers by state, streaming sessions, CNI and runc timings', async () => {
+  const port = JSON.parse(d.output().split('\n').find((l) => l.includes('serving Prometheus metrics'))!).port;
+  const scrape = async () => {
+    const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+    return parseExposition(await res.text());
+  };
+  const before = await scrape();
+  const value = (families: ReturnType<typeof parseExposition>, name: string, labels: Record<string, string> = {}) => sample(families, name, labels) ?? 0;
+
+  await assert.rejects(d.call('PullImage', { image: { image: `${registry.host}/e2e/absent:v1` } }), (e: any) => e.code === status.NOT_FOUND);
+  await pushBusybox(registry.url, 'e2e/metrics-busybox', 'v1', { config: { Cmd: ['sh'] } });
+  await d.call('PullImage', { image: { image: `${registry.host}/e2e/metrics-busybox:v1` } });
+  const p = await pod('prom');
+  const id = await run(p, 'sleeper', { command: ['sleep', '600'] });
+  const exec = await spdyExec(id, ['sh', '-c', 'echo hi']);
+  await exec.error.ended;
+
+
+  const after = await scrape();
+  assert.equal(value(after, 'tscri_image_pulls_total', { result: 'success' }) - value(before, 'tscri_image_pulls_total', { result: 'success' }), 1);
+  assert.equal(value(after, 'tscri_image_pulls_total', { result: 'failure' }) - value(before, 'tscri_image_pulls_total', { result: 'failure' }), 1);
+  assert.equal(value(after, 'tscri_image_pull_failures_total', { reason: 'NOT_FOUND' }) - value(before, 'tscri_image_pull_failures_total', { reason: 'NOT_FOUND' }), 1);
+  // The base layer is shared with the image pulled before: only the config and the top layer arrive.
+  const pulled = JSON.parse(d.output().split('\n').filter((l) => l.includes('"image pulled"') && l.includes('metrics-busybox')).at(-1)!);
+  assert.ok(pulled.bytes > 0);
+  assert.equal(value(after, 'tscri_image_pull_bytes_total') - value(before, 'tscri_image_pull_bytes_total'), pulled.bytes, 'the bytes received are counted');
+  assert.equal(value(after, 'tscri_image_pull_duration_seconds_count', { result: 'success' }) - value(before, 'tscri_image_pull_duration_seconds_count', { result: 'success' }), 1);
+  assert.equal(value(after, 'tscri_image_pulls_in_flight'), 0);
+  assert.ok(value(after, 'tscri_pods', { state: 'ready' }) >= 1);
+  assert.ok(value(after, 'tscri_containers', { state: 'running' }) >= 1);
+  assert.ok(value(after, 'tscri_stream_sessions_total', { kind: 'exec', protocol: 'spdy' }) > value(before, 'tscri_stream_sessions_total', { kind: 'exec', protocol: 'spdy' }));
+  assert.ok(value(after, 'tscri_cni_plugin_duration_seconds_count', { command: 'ADD', plugin: 'bridge', result: 'ok' }) >= 1);
+  for (const command of ['create', 'start']) {
+    assert.ok(value(after, 'tscri_oci_runtime_duration_seconds_count', { command, result: 'ok' }) >= 1, command);
+  }
+  assert.ok(value(after, 'tscri_grpc_requests_total', { rpc: 'PullImage', code: 'NOT_FOUND' }) >= 1);
+  for (const name of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'process_open_fds', 'tscri_process_resident_memory_bytes', 'tscri_process_heap_used_bytes']) {
+    assert.ok(value(after, name) > 0, name);
+  }
+  // Low cardinality: no label value is an id, a name or an image reference.
+  const values = [...after.values()].flatMap((f) => f.series.flatMap((s) => Object.values(s.labels)));
+  for (const v of values) {
+    assert.ok(!v.includes(id.slice(0, 12)) && !v.includes(p.id.slice(0, 12)) && !v.includes('busybox') && !v.includes('prom'), `label value ${v}`);
+  }
+  await d.call('StopContainer', { container_id: id, timeout: 0 });
   await d.call('RemoveContainer', { container_id: id });
 });

@@ -22,7 +22,7 @@ const LAYERS: string[][] = [
   ['network', 'cgroups', 'snapshot'],
   ['store'],
   ['config'],
-  ['log.ts', 'errors.ts', 'sys', 'systemd'],
+  ['log.ts', 'errors.ts', 'metrics.ts', 'sys', 'systemd'],
   ['generated'],
 ];
 
