@@ -54,6 +54,8 @@ export interface KubePod {
   /** Stands in for /var/lib/kubelet/pods/<uid>. */
   podDir: string;
   shareProcessNamespace?: boolean;
+  /** hostNetwork: true (no DNS config or hostname of its own, network NODE). */
+  hostNetwork?: boolean;
   labels?: Record<string, string>;
   /** Sum of the containers' requests and limits, for the sandbox resources. */
   cpuRequestMilli?: number;
@@ -127,19 +129,28 @@ export function limitedSwap(memoryRequest: number, m: Machine): number {
   return Math.trunc((memoryRequest / m.memoryCapacity) * m.swapCapacity);
 }
 
+/** namespacesForPod: the pod's own network and IPC unless hostNetwork; pid shared only with shareProcessNamespace. */
+function namespaceOptions(pod: KubePod): Record<string, any> {
+  return { network: pod.hostNetwork ? 'NODE' : 'POD', pid: pod.shareProcessNamespace ? 'POD' : 'CONTAINER', ipc: 'POD', userns_options: null };
+}
+
 export function podSandboxConfig(pod: KubePod, m: Machine): Record<string, any> {
   return {
     metadata: { name: pod.name, namespace: pod.namespace, uid: pod.uid, attempt: pod.attempt },
-    hostname: pod.name,
+    ...(pod.hostNetwork
+      ? {}
+      : {
+          hostname: pod.name,
+          dns_config: { servers: ['10.96.0.10'], searches: [`${pod.namespace}.svc.cluster.local`, 'svc.cluster.local', 'cluster.local'], options: ['ndots:5'] },
+        }),
     log_directory: podLogDirectory(pod),
-    dns_config: { servers: ['10.96.0.10'], searches: [`${pod.namespace}.svc.cluster.local`, 'svc.cluster.local', 'cluster.local'], options: ['ndots:5'] },
     port_mappings: [],
     labels: { ...pod.labels, 'io.kubernetes.pod.name': pod.name, 'io.kubernetes.pod.namespace': pod.namespace, 'io.kubernetes.pod.uid': pod.uid },
     annotations: { 'kubernetes.io/config.seen': new Date().toISOString(), 'kubernetes.io/config.source': 'api' },
     linux: {
       cgroup_parent: podCgroup(pod),
       security_context: {
-        namespace_options: { network: 'POD', pid: pod.shareProcessNamespace ? 'POD' : 'CONTAINER', ipc: 'POD', userns_options: null },
+        namespace_options: namespaceOptions(pod),
         privileged: false,
         seccomp: { profile_type: 'RuntimeDefault' },
         supplemental_groups: [],
@@ -212,7 +223,7 @@ export function containerConfig(pod: KubePod, c: KubeContainer, m: Machine, swap
       security_context: {
         capabilities: { add_capabilities: [], drop_capabilities: [] },
         privileged: false,
-        namespace_options: { network: 'POD', pid: pod.shareProcessNamespace ? 'POD' : 'CONTAINER', ipc: 'POD', userns_options: null },
+        namespace_options: namespaceOptions(pod),
         readonly_rootfs: false,
         no_new_privs: false,
         masked_paths: MASKED_PATHS,

@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
-export const RUN_IN_VM = join(dirname(REPO.replace(/\/$/, '')), 'shared', 'vm', 'run-in-vm');
+/** ../shared/vm/run-in-vm beside the checkout, or $RUN_IN_VM (for checkouts elsewhere, such as git worktrees). */
+export const RUN_IN_VM = process.env.RUN_IN_VM || join(dirname(REPO.replace(/\/$/, '')), 'shared', 'vm', 'run-in-vm');
 
 /** The `skip` option for tests that need the VM runner. */
 export const vmSkip = existsSync(RUN_IN_VM) ? false : `no VM runner at ${RUN_IN_VM}`;

@@ -21,6 +21,8 @@ import { makeTestNetwork, type TestNetwork } from '../helpers/cni.ts';
 import { criStream } from '../helpers/cri-client.ts';
 import { containerConfig, machine, podCgroup, podLogDirectory, podSandboxConfig, type KubeContainer, type KubePod, type Qos } from '../helpers/kubelet.ts';
 import { cgroupDirs, createCgroup, hierarchies, removeCgroup } from '../../src/cgroups/cgroups.ts';
+import { runVmScript, vmSkip } from '../helpers/vm.ts';
+import { fileURLToPath } from 'node:url';
 
 const MiB = 1024 * 1024;
 const tag = randomBytes(3).toString('hex');
@@ -280,4 +282,40 @@ test('a pod and a container without namespace_options share the pod\'s namespace
   await d.call('StopPodSandbox', { pod_sandbox_id: podId });
   await d.call('RemovePodSandbox', { pod_sandbox_id: podId });
   assert.ok(!existsSync(`/sys/fs/cgroup/pids${cgroupRoot}/plain-${uid}`), 'a cgroup_parent tscri had to make goes with the pod');
+});
+
+test('cgroup v2 with swap (VM): hugetlb limits, memory.oom.group per container only, LimitedSwap and NoSwap as kubelet computes them, one OOM kills one container', { skip: vmSkip }, (t) => {
+  const run = runVmScript(fileURLToPath(new URL('../vm/kubelet.ts', import.meta.url)), ['--mem', '2G', '--swap', '512M']);
+  for (const note of run.notes) t.diagnostic(note);
+  assert.ok(run.result, run.failure);
+  const r = run.result!;
+  assert.equal(r.error, undefined, r.error);
+  const vm = r.machine;
+  assert.ok(vm.cgroupV2 && vm.swapCapacity > 0 && vm.hugePageSizes.length > 0, JSON.stringify(vm));
+  // Every page size gets its limit (0: the pod asked for none), and runc creates the container.
+  for (const files of [r.limited.files, r.noswap, r.guaranteed.files]) {
+    for (const size of vm.hugePageSizes) assert.equal(files[`hugetlb.${size}.max`], '0', size);
+    assert.equal(files['memory.oom.group'], '1');
+  }
+  // kubelet sends memory.oom.group with the sandbox resources; the pod cgroup (kubelet's) is left as it was.
+  assert.equal(r.podSandboxResources.unified['memory.oom.group'], '1');
+  assert.deepEqual(r.pod.after, r.pod.before);
+  assert.equal(r.pod.after['memory.oom.group'], '0');
+  // LimitedSwap, Burstable: request / node memory × node swap (the kernel keeps whole pages).
+  const swap = Math.trunc(((32 * MiB) / vm.memoryCapacity) * vm.swapCapacity);
+  assert.equal(r.limited.sent.unified['memory.swap.max'], String(swap));
+  assert.equal(r.limited.files['memory.swap.max'], String(Math.floor(swap / 4096) * 4096));
+  assert.equal(r.limited.files['memory.max'], String(64 * MiB));
+  assert.equal(r.limited.files['cpu.max'], '50000 100000');
+  // NoSwap, and Guaranteed under LimitedSwap: no swap.
+  assert.equal(r.noswap['memory.swap.max'], '0');
+  assert.equal(r.guaranteed.sent['memory.swap.max'], '0');
+  assert.equal(r.guaranteed.files['memory.swap.max'], '0');
+  assert.equal(r.guaranteed.files['cpu.max'], '10000 100000');
+  // The container over its limit dies alone.
+  assert.deepEqual(r.oom, { hog: 'OOMKilled', limited: 'CONTAINER_RUNNING', noswap: 'CONTAINER_RUNNING' });
+  // A shared pid namespace: the infra process has its own cgroup, so the container's limits apply.
+  assert.deepEqual(r.shared, { state: 'CONTAINER_RUNNING', memoryMax: String(32 * MiB), podProcs: '' });
+  assert.deepEqual(r.gc, { newState: 'CONTAINER_RUNNING', oldCgroupGone: true, newCgroup: true, podCgroup: true });
+  assert.deepEqual(r.podCgroupsAfterRemoval, [true, true, true]);
 });
