@@ -16,7 +16,8 @@ import { RecordStore, writeFileAtomic } from '../store/store.ts';
 import { KeyedLock, SharedKeyedLock } from '../store/lock.ts';
 import type { ResolvedImage, SpecRequest } from '../oci/request.ts';
 import type { Process, Resources, Spec } from '../oci/types.ts';
-import { alreadyExists, DomainError, failedPrecondition, internal, invalidArgument, notFound, quote } from '../errors.ts';
+import { alreadyExists, DomainError, failedPrecondition, internal, invalidArgument, notFound, quote, resourceExhausted } from '../errors.ts';
+import { diskFullCode } from '../store/disk-full.ts';
 import type { SandboxRecord } from '../sandbox/record.ts';
 import type { ContainerConfig__Output } from '../generated/runtime/v1/ContainerConfig.ts';
 import type { ContainerFilter__Output } from '../generated/runtime/v1/ContainerFilter.ts';
@@ -75,6 +76,8 @@ export class ContainerService {
   private readonly ops = new KeyedLock();
   /** The conmon pid of each running container, once read; and the timer that checks them. */
   private readonly monitors = new Map<string, number>();
+  /** Exits that happened but could not be written to the record, by container. */
+  private readonly exitSaveErrors = new Map<string, Error>();
   private monitorTimer?: NodeJS.Timeout;
   /** Per pod: creates and starts share it, the pod's stop and removal hold it alone. */
   private readonly pods = new SharedKeyedLock();
@@ -102,7 +105,7 @@ export class ContainerService {
     this.stateDir = join(deps.config.state, 'containers');
     this.exitDir = join(deps.config.state, 'exits');
     this.socketDir = join(deps.config.state, 'sockets');
-    this.watcher = new ExitWatcher(this.exitDir, (exit) => void this.onExit(exit));
+    this.watcher = new ExitWatcher(this.exitDir, (exit) => void this.onExit(exit).catch(() => undefined));
   }
 
   /** Loads records, starts watching exits and settles containers that ended while tscri was down. */
@@ -493,12 +496,18 @@ export class ContainerService {
   async stop(id: string, timeoutSeconds: number): Promise<void> {
     const r = this.find(id);
     if (!r) return;
-    await this.ops.with(r.id, () => this.stopLocked(r, timeoutSeconds));
+    await this.ops.with(r.id, async () => {
+      await this.stopLocked(r, timeoutSeconds);
+      this.assertExitRecorded(r);
+    });
     if (r.state === 'CONTAINER_EXITED') await this.nri.stopContainer(r);
   }
 
   private async stopLocked(r: ContainerRecord, timeoutSeconds: number): Promise<void> {
     if (r.state === 'CONTAINER_EXITED') return;
+    // An exit seen earlier but not yet recorded (the disk was full) is recorded now.
+    const pending = this.exitSaveErrors.has(r.id) ? await readExitFile(join(this.exitDir, r.id), r.id) : undefined;
+    if (pending) return this.onExit(pending);
     // A container waiting to be restored has no process and no runtime state yet.
     if (r.restore && r.state === 'CONTAINER_CREATED') return this.settleWithoutExitFile(r, 0, 'the container was stopped before it was restored');
     const runtime = this.runtimeFor(r.runtimeHandler);
@@ -558,15 +567,17 @@ export class ContainerService {
     const r = this.store.get(exit.id);
     if (!r || r.state === 'CONTAINER_EXITED') return;
     const oom = await access(bundleFiles(r.bundle).oom).then(() => true, () => false);
-    r.state = 'CONTAINER_EXITED';
-    r.exitCode = exit.exitCode;
-    r.finishedAt = Math.round(exit.finishedAtMs * 1e6);
-    if (r.startedAt && r.finishedAt < r.startedAt) r.finishedAt = r.startedAt;
-    r.reason = exitReason(exit.exitCode, oom);
-    r.pid = 0;
+    const finishedAt = Math.round(exit.finishedAtMs * 1e6);
+    const applied = await this.commitExit(r, {
+      state: 'CONTAINER_EXITED',
+      exitCode: exit.exitCode,
+      finishedAt: r.startedAt && finishedAt < r.startedAt ? r.startedAt : finishedAt,
+      reason: exitReason(exit.exitCode, oom),
+      pid: 0,
+    });
+    if (!applied) return;
     this.wakeExitWaiters(r.id);
     void this.nri.stopContainer(r);
-    await this.persist(r).catch((err) => this.log.error({ id: r.id, err: String(err) }, 'cannot save container exit'));
     this.log.info({ id: r.id, name: containerName(r), exitCode: r.exitCode, reason: r.reason }, 'container exited');
     await this.starting.get(r.id);
     this.events.publish('CONTAINER_STOPPED_EVENT', r.id, r.sandboxId);
@@ -576,15 +587,9 @@ export class ContainerService {
     const exit = await readExitFile(join(this.exitDir, r.id), r.id);
     if (exit) return this.onExit(exit);
     if (r.state === 'CONTAINER_EXITED') return;
-    r.state = 'CONTAINER_EXITED';
-    r.exitCode = exitCode;
-    r.finishedAt = nowNs();
-    r.reason = 'Error';
-    r.message = message;
-    r.pid = 0;
+    if (!(await this.commitExit(r, { state: 'CONTAINER_EXITED', exitCode, finishedAt: nowNs(), reason: 'Error', message, pid: 0 }))) return;
     this.wakeExitWaiters(r.id);
     void this.nri.stopContainer(r);
-    await this.persist(r);
     this.events.publish('CONTAINER_STOPPED_EVENT', r.id, r.sandboxId);
   }
 
@@ -628,6 +633,43 @@ export class ContainerService {
     if (!set) return;
     this.exitWaiters.delete(id);
     for (const wake of [...set]) wake();
+  }
+
+  /**
+   * Records an exit: memory changes only once the record is on disk. When the
+   * write fails (a full disk) both still say what they said, the exit stays
+   * in conmon's exit file to be applied again, and the StopContainer waiting
+   * for it fails with the reason.
+   */
+  private async commitExit(r: ContainerRecord, changes: Partial<ContainerRecord>): Promise<boolean> {
+    try {
+      const applied = await this.writes.with(r.id, async () => {
+        // Another report of the same exit got here first.
+        if (r.state === 'CONTAINER_EXITED') return false;
+        if (this.store.get(r.id) === r) await this.store.update(r, changes);
+        else Object.assign(r, changes);
+        return true;
+      });
+      this.exitSaveErrors.delete(r.id);
+      return applied;
+    } catch (err) {
+      const code = diskFullCode(err);
+      const failure = code
+        ? resourceExhausted(`cannot record the exit of container ${r.id}: ${code}, the disk of ${this.deps.config.root} is full; it still reads ${stateWord(r.state)} and the exit is recorded once there is room`, err)
+        : internal(`cannot record the exit of container ${r.id}: ${(err as Error).message}`, err);
+      this.exitSaveErrors.set(r.id, failure);
+      this.log.error({ id: r.id, err: String(err) }, 'cannot save container exit');
+      this.wakeExitWaiters(r.id);
+      throw failure;
+    }
+  }
+
+  /** After a stop: an exit that happened but could not be recorded fails the call. */
+  private assertExitRecorded(r: ContainerRecord): void {
+    const failure = this.exitSaveErrors.get(r.id);
+    if (r.state === 'CONTAINER_EXITED' || !failure) return;
+    this.exitSaveErrors.delete(r.id);
+    throw failure;
   }
 
   private persist(r: ContainerRecord): Promise<void> {

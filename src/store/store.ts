@@ -113,6 +113,18 @@ export class RecordStore<T extends Identified> {
     this.records.set(record.id, record);
   }
 
+  /**
+   * Changes a record that is in the store: the new content is written first
+   * and the record changed in place only once it is on disk, so a failed write
+   * (a full disk) leaves memory as the disk has it.
+   */
+  async update(record: T, changes: Partial<T>): Promise<void> {
+    assertSafeId(record.id);
+    await writeFileAtomic(join(this.dir, `${record.id}.json`), JSON.stringify({ ...record, ...changes }, null, 1));
+    Object.assign(record, changes);
+    this.records.set(record.id, record);
+  }
+
   async delete(id: string): Promise<void> {
     assertSafeId(id);
     await rm(join(this.dir, `${id}.json`), { force: true });

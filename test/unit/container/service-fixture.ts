@@ -20,12 +20,12 @@ export interface Env {
   service: ContainerService;
 }
 
-export async function setup(t: any): Promise<Env> {
+export async function setup(t: any, options: { root?: string } = {}): Promise<Env> {
   const dir = await mkdtemp(join(tmpdir(), 'tscri-svc-'));
   const rootfs = join(dir, 'busybox');
   await makeBusyboxRootfs(rootfs);
   const config = defaultConfig();
-  config.root = join(dir, 'root');
+  config.root = options.root ?? join(dir, 'root');
   config.state = join(dir, 'state');
   const sandbox = {
     id: 'a'.repeat(64),

@@ -5,7 +5,8 @@
 import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { access, readFile, rename } from 'node:fs/promises';
+import { access, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mountTmpfs } from '../../helpers/tmpfs.ts';
 import { join } from 'node:path';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { ContainerService } from '../../../src/container/service.ts';
@@ -93,6 +94,30 @@ test('a container whose conmon was killed is seen exited once its process ends',
   const { status } = await service.status(id, false);
   assert.equal(status.state, 'CONTAINER_EXITED');
   assert.match(status.message ?? '', /monitor/);
+  await service.remove(id);
+});
+
+test('a stop whose exit cannot be written (disk full) fails, and memory and disk agree until it can', async (t) => {
+  const disk = await mountTmpfs(1 << 20);
+  t.after(() => disk.remove());
+  const { service, sandbox } = await setup(t, { root: join(disk.dir, 'root') });
+  const id = await service.create(sandbox.id, containerConfig('full', ['/bin/sleep', '300']), null);
+  await service.start(id);
+  const recordFile = join(disk.dir, 'root', 'containers', `${id}.json`);
+  const onDisk = async () => JSON.parse(await readFile(recordFile, 'utf8')).state;
+  const filler = join(disk.dir, 'filler');
+  await writeFile(filler, Buffer.alloc(4 << 20)).catch(() => undefined);
+
+  await assert.rejects(service.stop(id, 0), (e: Error) => toStatus(e).code === grpcStatus.RESOURCE_EXHAUSTED && /ENOSPC/.test(e.message));
+  assert.equal(await onDisk(), 'CONTAINER_RUNNING');
+  assert.equal(service.get(id).state, 'CONTAINER_RUNNING', 'memory says what the disk says');
+  assert.deepEqual((await readdir(join(disk.dir, 'root', 'containers'))).filter((n) => n.includes('.tmp-')), [], 'no temporary file is left');
+
+  await rm(filler);
+  await service.stop(id, 0);
+  assert.equal(service.get(id).state, 'CONTAINER_EXITED');
+  assert.equal(await onDisk(), 'CONTAINER_EXITED');
+  assert.equal(service.get(id).exitCode, 137);
   await service.remove(id);
 });
 
