@@ -367,7 +367,8 @@ export async function removeCgroupIfUnused(path: string): Promise<boolean> {
       try {
         await rmdir(dir);
         break;
-      } catch (err: any) {
+      } catch (caught) {
+        const err = caught as NodeJS.ErrnoException;
         if (err.code === 'ENOENT') break;
         if ((err.code !== 'EBUSY' && err.code !== 'ENOTEMPTY') || attempt >= 10) {
           gone = false;
@@ -392,7 +393,8 @@ async function removeTree(dir: string): Promise<void> {
     try {
       await rmdir(dir);
       return;
-    } catch (err: any) {
+    } catch (caught) {
+      const err = caught as NodeJS.ErrnoException;
       if (err.code === 'ENOENT') return;
       if (err.code !== 'EBUSY' || attempt >= 50) throw new Error(`rmdir ${dir}: ${err.message}`);
       await new Promise((r) => setTimeout(r, 20));

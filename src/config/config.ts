@@ -129,7 +129,7 @@ export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
 /** Builds the effective configuration: defaults, then the file, then flags. */
 export function loadConfig(flags: Flags): Config {
   const config = defaultConfig();
-  if (flags.config) mergeInto(config, readToml(flags.config), '');
+  if (flags.config) mergeInto(config as unknown as Record<string, unknown>, readToml(flags.config), '');
   if (flags.listen) config.listen = flags.listen;
   if (flags.root) config.root = flags.root;
   if (flags.state) config.state = flags.state;
@@ -156,19 +156,19 @@ export class ConfigError extends Error {}
 
 // Tables whose keys are chosen by the user (handler names, registry hosts);
 // their entries are merged onto a template of the entry's type.
-const OPEN_TABLES: Record<string, () => object> = {
+const OPEN_TABLES: Record<string, () => Record<string, unknown>> = {
   'runtime.handlers': () => ({ path: '', root: '' }),
   'registry.auths': () => ({ username: '', password: '', auth: '', identity_token: '' }),
 };
 
 /** Merges a parsed TOML table onto defaults, rejecting unknown keys and wrong types. */
-export function mergeInto(target: Record<string, any>, source: Record<string, unknown>, prefix: string): void {
+export function mergeInto(target: Record<string, unknown>, source: Record<string, unknown>, prefix: string): void {
   for (const [key, value] of Object.entries(source)) {
     const path = prefix ? `${prefix}.${key}` : key;
     const open = OPEN_TABLES[prefix];
     if (open) {
       if (!isTable(value)) throw new ConfigError(`config key ${path} must be a table`);
-      const entry = (target[key] ??= open());
+      const entry = isTable(target[key]) ? target[key] : (target[key] = open());
       mergeInto(entry, value, `${prefix}.*`);
       continue;
     }

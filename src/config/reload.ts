@@ -18,7 +18,7 @@ export function applyReload(current: Config, next: Config): ReloadResult {
   for (const key of Object.keys(next) as (keyof Config)[]) {
     if (isDeepStrictEqual(current[key], next[key])) continue;
     if ((RELOADABLE as readonly string[]).includes(key)) {
-      (current as any)[key] = next[key];
+      (current as unknown as Record<string, unknown>)[key] = next[key];
       result.applied.push(key);
     } else {
       result.needRestart.push(key);

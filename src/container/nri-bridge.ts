@@ -7,6 +7,7 @@
 // Which failures fail the call: RunPodSandbox, CreateContainer,
 // StartContainer, UpdateContainer and UpdatePodSandbox (a plugin may refuse
 // them). The other events are notifications: a failure is logged.
+import type { Spec } from '../oci/types.ts';
 import { readFile } from 'node:fs/promises';
 import type { Logger } from '../log.ts';
 import { bundleFiles } from './conmon.ts';
@@ -33,7 +34,7 @@ export interface ContainerNriHooks {
    * place). Until postCreateContainer or createFailed, no plugin is
    * synchronized, so a new plugin learns of the container one way or the other.
    */
-  createContainer(container: ContainerRecord, spec: Record<string, any>): Promise<void>;
+  createContainer(container: ContainerRecord, spec: Spec): Promise<void>;
   /** The container is created and listed. */
   postCreateContainer(container: ContainerRecord): Promise<void>;
   /** The creation failed after createContainer: plugins release what they set aside. */
@@ -140,7 +141,7 @@ export class NriBridge implements NriHooks, NriRuntime {
 
   // ---- containers ----
 
-  async createContainer(record: ContainerRecord, spec: Record<string, any>): Promise<void> {
+  async createContainer(record: ContainerRecord, spec: Spec): Promise<void> {
     const release = await this.nri.blockSync();
     this.creating.set(record.id, release);
     const pod = this.pod(record);

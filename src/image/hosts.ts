@@ -64,15 +64,20 @@ function headersOf(value: unknown): Record<string, string> {
   return out;
 }
 
+/** A hosts.toml table as parsed: values are checked where they are read. */
+type HostsToml = Record<string, unknown>;
+
+const isTable = (v: unknown): v is HostsToml => typeof v === 'object' && v !== null && !Array.isArray(v);
+
 /**
  * Parses one hosts.toml text into endpoints (mirrors first, then the server).
  * Relative certificate paths are relative to the file's directory (`dir`).
  */
 export function parseHostsToml(text: string, host: string, dir = '/', own = true): RegistryEndpoint[] {
-  const doc = parseToml(text) as Record<string, any>;
+  const doc: HostsToml = parseToml(text);
   const endpoints: RegistryEndpoint[] = [];
   const resolve = (p: string) => (isAbsolute(p) ? p : join(dir, p));
-  const entry = (url: string, settings: Record<string, any>, ownServer: boolean): RegistryEndpoint => ({
+  const entry = (url: string, settings: HostsToml, ownServer: boolean): RegistryEndpoint => ({
     url: baseUrl(url),
     host: new URL(url).host,
     capabilities: asStrings(settings.capabilities) ?? ['pull', 'resolve'],
@@ -83,7 +88,8 @@ export function parseHostsToml(text: string, host: string, dir = '/', own = true
     httpFallback: false,
     ownServer,
   });
-  for (const [url, settings] of Object.entries((doc.host ?? {}) as Record<string, Record<string, any>>)) {
+  for (const [url, settings] of Object.entries(isTable(doc.host) ? doc.host : {})) {
+    if (!isTable(settings)) continue;
     endpoints.push(entry(url.includes('://') ? url : `https://${url}`, settings, false));
   }
   if (typeof doc.server === 'string') endpoints.push(entry(doc.server, doc, own));

@@ -280,7 +280,7 @@ async function download(client: RegistryClient, digest: string, size: number | u
             throw new RegistryError(`registry ${client.endpoint.host} answered ${res.status} for blob ${digest}${reason ? `: ${reason}` : ''}`, res.status);
           }
           const start = res.status === 206 ? rangeStart(res.headers.get('content-range')) ?? 0 : 0;
-          return { stream: Readable.fromWeb(res.body as any), offset: start };
+          return { stream: Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), offset: start };
         }, {
           signal: stall.signal,
           onProgress: (bytes, done) => {

@@ -44,6 +44,8 @@ export interface CniPodArgs {
 }
 
 /** What a sandbox keeps so DEL runs with the same config after a restart or a config change. */
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
 export interface CniAttachment {
   confFile: string;
   list: CniNetworkList;
@@ -108,27 +110,30 @@ export function pluginConfig(list: CniNetworkList, plugin: CniPlugin, args: CniC
 
 /** Reads a .conflist, or a single-plugin .conf/.json wrapped into a list. */
 export async function loadNetworkList(file: string): Promise<CniNetworkList> {
-  let parsed: any;
+  let doc: unknown;
   try {
-    parsed = JSON.parse(await readFile(file, 'utf8'));
+    doc = JSON.parse(await readFile(file, 'utf8'));
   } catch (err) {
     throw new Error(`CNI config ${file} is not valid JSON: ${(err as Error).message}`);
   }
-  if (!parsed || typeof parsed !== 'object') throw new Error(`CNI config ${file} is not a JSON object`);
+  if (!isObject(doc)) throw new Error(`CNI config ${file} is not a JSON object`);
+  let parsed = doc;
   if (!file.endsWith('.conflist')) {
-    if (!parsed.type) throw new Error(`CNI config ${file} has no plugin type`);
-    const { cniVersion, name, ...plugin } = parsed;
+    if (!doc.type) throw new Error(`CNI config ${file} has no plugin type`);
+    const { cniVersion, name, ...plugin } = doc;
     parsed = { cniVersion, name, plugins: [plugin] };
   }
   if (typeof parsed.name !== 'string' || !parsed.name) throw new Error(`CNI config ${file} has no network name`);
   if (!Array.isArray(parsed.plugins) || parsed.plugins.length === 0) throw new Error(`CNI config ${file} lists no plugins`);
   parsed.cniVersion ??= '0.4.0';
-  for (const p of parsed.plugins) {
-    if (!p || typeof p.type !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(p.type) || p.type.includes('..')) {
-      throw new Error(`CNI config ${file} names an invalid plugin type ${quote(p?.type)}`);
+  if (typeof parsed.cniVersion !== 'string') throw new Error(`CNI config ${file} has a cniVersion that is not a string`);
+  for (const p of parsed.plugins as unknown[]) {
+    const type = isObject(p) ? p.type : undefined;
+    if (typeof type !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(type) || type.includes('..')) {
+      throw new Error(`CNI config ${file} names an invalid plugin type ${quote(type)}`);
     }
   }
-  return parsed as CniNetworkList;
+  return parsed as unknown as CniNetworkList;
 }
 
 /** The pod IPs of a result: every address, IPv4 first (the primary), as kubelet expects. */
@@ -226,14 +231,16 @@ export class CniRunner {
       (r) => ({ code: r.code ?? 1, stdout: r.stdout, stderr: r.stderr || (r.timedOut ? 'timed out' : r.signal ? `killed by ${r.signal}` : '') }),
       (err: Error) => ({ code: 1, stdout: '', stderr: err.message }),
     );
-    let parsed: any;
+    let parsed: unknown;
     try {
       parsed = stdout.trim() ? JSON.parse(stdout) : undefined;
     } catch {
       parsed = undefined;
     }
     if (code !== 0) {
-      const detail = parsed?.msg ? `${parsed.msg}${parsed.details ? `: ${parsed.details}` : ''}` : (stderr || stdout).trim() || `exit code ${code}`;
+      // A CNI error: { code, msg, details }.
+      const failure = isObject(parsed) ? parsed : {};
+      const detail = failure.msg ? `${String(failure.msg)}${failure.details ? `: ${String(failure.details)}` : ''}` : (stderr || stdout).trim() || `exit code ${code}`;
       throw new CniError(type, `CNI plugin ${type} (${basename(binary)}) failed ${command} on network ${a.list.name}: ${detail}`);
     }
     return parsed;

@@ -43,7 +43,7 @@ export function handlerTable(): Map<string, Handler | null> {
   return new Map<string, Handler | null>([...Object.entries(runtimeHandlers), ...Object.entries(imageHandlers)]);
 }
 
-function callInfo(call: grpc.ServerUnaryCall<any, any> | grpc.ServerWritableStream<any, any>): { info: CallInfo; done: () => void } {
+function callInfo(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): { info: CallInfo; done: () => void } {
   const controller = new AbortController();
   const raw = call.getDeadline();
   const deadline = raw instanceof Date ? raw.getTime() : Number.isFinite(raw) ? Number(raw) : undefined;
@@ -96,16 +96,16 @@ function wrap(ctx: Context, rpc: string, handler: Handler | undefined): grpc.Unt
   };
 
   if (!handler) {
-    return (call: grpc.ServerUnaryCall<any, any>, callback?: grpc.sendUnaryData<any>) => {
+    return (call: grpc.ServerUnaryCall<unknown, unknown>, callback?: grpc.sendUnaryData<unknown>) => {
       const error = { code: grpc.status.UNIMPLEMENTED, details: `${rpc} is not implemented by tscri` };
       ctx.log.warn({ rpc, code: 'UNIMPLEMENTED' }, error.details);
       if (callback) callback(error);
-      else (call as unknown as grpc.ServerWritableStream<any, any>).emit('error', error);
+      else (call as unknown as grpc.ServerWritableStream<unknown, unknown>).emit('error', error);
     };
   }
 
   if (handler.kind === 'unary') {
-    return (call: grpc.ServerUnaryCall<any, any>, callback: grpc.sendUnaryData<any>) => {
+    return (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
       const start = process.hrtime.bigint();
       logRequest(call.request);
       const subject = about(call.request);
@@ -124,7 +124,7 @@ function wrap(ctx: Context, rpc: string, handler: Handler | undefined): grpc.Unt
     };
   }
 
-  return (call: grpc.ServerWritableStream<any, any>) => {
+  return (call: grpc.ServerWritableStream<unknown, unknown>) => {
     const start = process.hrtime.bigint();
     logRequest(call.request);
     const subject = about(call.request);

@@ -14,33 +14,38 @@ export interface Subject {
 const MAX = 256;
 const clip = (value: unknown): string | undefined => (typeof value === 'string' && value ? value.slice(0, MAX) : undefined);
 
+/** A field of a request or response object, or undefined. */
+const at = (value: unknown, key: string): unknown => (value && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined);
+
 function compact(subject: Subject): Subject {
   return Object.fromEntries(Object.entries(subject).filter(([, v]) => v !== undefined)) as Subject;
 }
 
 /** What the request names. Never throws: a log line must not fail a call. */
-export function subjectOf(ctx: Context, request: any): Subject {
+export function subjectOf(ctx: Context, request: unknown): Subject {
   try {
     if (!request || typeof request !== 'object') return {};
-    const containerId = clip(request.container_id);
+    const config = at(request, 'config');
+    const metadata = at(config, 'metadata');
+    const containerId = clip(at(request, 'container_id'));
     if (containerId) {
       const r = ctx.containers.find(containerId);
       return compact({ id: r?.id ?? containerId, name: clip(r?.config.metadata?.name), podId: r?.sandboxId });
     }
-    if (request.config?.metadata && request.pod_sandbox_id !== undefined) {
+    if (metadata && at(request, 'pod_sandbox_id') !== undefined) {
       // CreateContainer: the container's name now, its id from the response.
-      return compact({ name: clip(request.config.metadata.name), podId: clip(request.pod_sandbox_id) });
+      return compact({ name: clip(at(metadata, 'name')), podId: clip(at(request, 'pod_sandbox_id')) });
     }
-    const podId = clip(request.pod_sandbox_id);
+    const podId = clip(at(request, 'pod_sandbox_id'));
     if (podId) {
       const r = ctx.sandboxes.get(podId);
       return compact({ id: r?.id ?? podId, name: clip(r?.config.metadata?.name), namespace: clip(r?.config.metadata?.namespace) });
     }
-    if (request.config?.metadata) {
+    if (metadata) {
       // RunPodSandbox.
-      return compact({ name: clip(request.config.metadata.name), namespace: clip(request.config.metadata.namespace) });
+      return compact({ name: clip(at(metadata, 'name')), namespace: clip(at(metadata, 'namespace')) });
     }
-    const image = clip(request.image?.image);
+    const image = clip(at(at(request, 'image'), 'image'));
     if (image) return compact({ id: ctx.images.find(image)?.id, name: image });
   } catch {
     // A lookup that fails leaves the line without the subject.
@@ -49,8 +54,8 @@ export function subjectOf(ctx: Context, request: any): Subject {
 }
 
 /** The subject with what the response adds (the id of what was made). */
-export function withResponse(subject: Subject, response: any): Subject {
+export function withResponse(subject: Subject, response: unknown): Subject {
   if (!response || typeof response !== 'object') return subject;
-  const made = clip(response.container_id) ?? clip(response.pod_sandbox_id) ?? clip(response.image_ref);
+  const made = clip(at(response, 'container_id')) ?? clip(at(response, 'pod_sandbox_id')) ?? clip(at(response, 'image_ref'));
   return made ? { ...subject, id: made } : subject;
 }

@@ -82,3 +82,14 @@ test('only the server speaks gRPC', () => {
   const outside = files.filter((f) => !f.startsWith('server/') && f !== 'daemon.ts' && /from '@grpc\/grpc-js'/.test(readFileSync(join(SRC, f), 'utf8')));
   assert.deepEqual(outside, []);
 });
+
+test('no `any` outside the generated code', () => {
+  const uses = files.flatMap((f) =>
+    readFileSync(join(SRC, f), 'utf8')
+      .split('\n')
+      .map((line, i) => ({ line, at: `${f}:${i + 1}` }))
+      .filter(({ line }) => !/^\s*(\/\/|\*|\/\*)/.test(line) && /(:\s*any\b|<any\b|\bas any\b|\bany\[\]|,\s*any>)/.test(line))
+      .map(({ at }) => at),
+  );
+  assert.deepEqual(uses, []);
+});
