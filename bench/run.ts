@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { median } from './measure.ts';
-import { round, type Figures, type Images, type Sizes } from './workload.ts';
+import { KUBELET_NAMESPACES, round, type Figures, type Images, type Sizes } from './workload.ts';
 import { containerdAvailable, CONTAINERD_DIR, startContainerd, startTscri, type Runtime } from './runtimes.ts';
 import { summarizeProfile, type ProfileSummary } from './profile.ts';
 import { startRegistry, type TestRegistry } from '../test/helpers/registry.ts';
@@ -76,9 +76,9 @@ async function profilePodStart(images: Images, parent: string): Promise<{ summar
         await call('PullImage', { image: { image: images.container } });
         const started: Array<{ pod: string; ctr: string }> = [];
         const one = async (i: number) => {
-          const config = { metadata: { name: `prof-${i}`, namespace: 'bench', uid: `prof-${i}-${randomBytes(3).toString('hex')}`, attempt: 0 }, linux: { cgroup_parent: `${parent}/prof-${i}` } };
+          const config = { metadata: { name: `prof-${i}`, namespace: 'bench', uid: `prof-${i}-${randomBytes(3).toString('hex')}`, attempt: 0 }, linux: { cgroup_parent: `${parent}/prof-${i}`, security_context: { namespace_options: KUBELET_NAMESPACES } } };
           const { pod_sandbox_id } = await call('RunPodSandbox', { config });
-          const { container_id } = await call('CreateContainer', { pod_sandbox_id, config: { metadata: { name: 'c' }, image: { image: images.container }, command: ['sleep', '3600'] }, sandbox_config: config });
+          const { container_id } = await call('CreateContainer', { pod_sandbox_id, config: { metadata: { name: 'c' }, image: { image: images.container }, command: ['sleep', '3600'], linux: { security_context: { namespace_options: KUBELET_NAMESPACES } } }, sandbox_config: config });
           await call('StartContainer', { container_id });
           started.push({ pod: pod_sandbox_id, ctr: container_id });
         };

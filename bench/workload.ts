@@ -40,6 +40,9 @@ interface Pod {
 
 const now = () => performance.now();
 
+/** What kubelet sends for a pod without hostNetwork, hostIPC or shareProcessNamespace. */
+export const KUBELET_NAMESPACES = { network: 'POD', pid: 'CONTAINER', ipc: 'POD' };
+
 async function timed<T>(samples: Map<string, number[]>, name: string, fn: () => Promise<T>): Promise<T> {
   const start = now();
   const value = await fn();
@@ -56,9 +59,9 @@ export async function round(rt: Runtime, images: Images, cgroupParent: string, s
   let seq = 0;
   const podConfig = (prefix: string) => {
     const name = `${prefix}-${seq++}`;
-    return { metadata: { name, namespace: 'bench', uid: `${name}-${tag}`, attempt: 0 }, log_directory: join(logs, name), linux: { cgroup_parent: `${cgroupParent}/${name}-${tag}` } };
+    return { metadata: { name, namespace: 'bench', uid: `${name}-${tag}`, attempt: 0 }, log_directory: join(logs, name), linux: { cgroup_parent: `${cgroupParent}/${name}-${tag}`, security_context: { namespace_options: KUBELET_NAMESPACES } } };
   };
-  const ctrConfig = (name = 'c') => ({ metadata: { name }, image: { image: images.container }, command: ['sleep', '3600'], log_path: `${name}.log`, linux: {} });
+  const ctrConfig = (name = 'c') => ({ metadata: { name }, image: { image: images.container }, command: ['sleep', '3600'], log_path: `${name}.log`, linux: { security_context: { namespace_options: KUBELET_NAMESPACES } } });
   const samples = new Map<string, number[]>();
   const figures: Figures = {};
 
