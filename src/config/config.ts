@@ -32,6 +32,13 @@ export interface NriSettings {
 
 export interface Config {
   listen: string;
+  /**
+   * Also serve gRPC clients that send the socket path as the HTTP/2
+   * :authority (kubelet before 1.26, crictl 1.26): every connection then
+   * passes through a frame filter. Off: Kubernetes' CRI client and crictl
+   * since 1.27 send "localhost".
+   */
+  legacy_authority: boolean;
   root: string;
   state: string;
   log_level: string;
@@ -83,6 +90,7 @@ export interface Config {
 export function defaultConfig(): Config {
   return {
     listen: 'unix:///run/tscri/tscri.sock',
+    legacy_authority: false,
     root: '/var/lib/tscri',
     state: '/run/tscri',
     log_level: 'info',

@@ -5,8 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { mkdir, chmod, chown, rm, stat } from 'node:fs/promises';
-import { createConnection, type Server as NetServer } from 'node:net';
-import { filteredListener } from './authority.ts';
+import { createConnection, createServer, type Server as NetServer } from 'node:net';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { imageHandlers, runtimeHandlers } from './rpc/table.ts';
@@ -184,10 +183,10 @@ export async function startServer(ctx: Context, socket: string, inheritedFd?: nu
   }
   let listener: NetServer;
   if (inheritedFd !== undefined) {
-    listener = await listenFiltered(server, { fd: inheritedFd });
+    listener = await listen(server, { fd: inheritedFd }, ctx.config.legacy_authority);
   } else {
     await prepareSocket(socket);
-    listener = await listenFiltered(server, { path: socket });
+    listener = await listen(server, { path: socket }, ctx.config.legacy_authority);
   }
   // Errors after the start (accept failing with EMFILE) must not end the daemon.
   listener.on('error', (err) => ctx.log.warn({ err: String(err) }, 'CRI socket listener error'));
@@ -239,11 +238,20 @@ function isListening(socket: string): Promise<boolean> {
 }
 
 /**
- * Listens on the unix socket and hands each connection to gRPC through the
- * :authority filter (see authority.ts), so older clients are served too.
+ * Listens on the unix socket (or the inherited listening fd) and hands each
+ * connection to the gRPC server as it is. With legacyAuthority each goes
+ * through the :authority filter first (see authority.ts), so clients that
+ * send the socket path as :authority are served too.
  */
-async function listenFiltered(server: grpc.Server, at: { path: string } | { fd: number }): Promise<NetServer> {
-  const listener = filteredListener(server);
+async function listen(server: grpc.Server, at: { path: string } | { fd: number }, legacyAuthority: boolean): Promise<NetServer> {
+  let listener: NetServer;
+  if (legacyAuthority) {
+    const { filteredListener } = await import('./authority.ts');
+    listener = filteredListener(server);
+  } else {
+    const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+    listener = createServer((conn) => injector.injectConnection(conn));
+  }
   const previousUmask = process.umask(0o177);
   try {
     await new Promise<void>((resolve, reject) => {

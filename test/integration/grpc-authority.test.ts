@@ -1,5 +1,7 @@
 // Clients that send the socket path as :authority (grpc-go before 1.52:
-// kubelet before 1.26, crictl 1.26) are served by the daemon. Node's own
+// kubelet before 1.26, crictl 1.26) are served by the daemon with
+// legacy_authority = true; without it (the default) such a call is refused
+// and the connection serves on. Node's own
 // HTTP/2 client refuses to send such an authority, so these tests write the
 // HTTP/2 frames themselves, encoded the way grpc-go encodes them.
 import { test } from 'node:test';
@@ -148,7 +150,7 @@ function assertVersionAnswer(result: StreamResult, label: string): void {
 }
 
 test('grpc-go style calls with the socket path as :authority are answered', async (t) => {
-  const d = await startDaemon();
+  const d = await startDaemon({ config: 'legacy_authority = true' });
   t.after(() => d.cleanup());
   const client = new RawClient(d.socket);
   t.after(() => client.socket.destroy());
@@ -189,7 +191,7 @@ test('grpc-go style calls with the socket path as :authority are answered', asyn
 });
 
 test('an undecodable header block ends that connection with COMPRESSION_ERROR; the daemon serves on', async (t) => {
-  const d = await startDaemon();
+  const d = await startDaemon({ config: 'legacy_authority = true' });
   t.after(() => d.cleanup());
   const client = new RawClient(d.socket);
   t.after(() => client.socket.destroy());
@@ -200,7 +202,7 @@ test('an undecodable header block ends that connection with COMPRESSION_ERROR; t
 });
 
 test('SIGTERM lets a call in flight through the filter finish, then exits', async (t) => {
-  const d = await startDaemon();
+  const d = await startDaemon({ config: 'legacy_authority = true' });
   t.after(() => d.cleanup());
   const client = new RawClient(d.socket);
   t.after(() => client.socket.destroy());
@@ -220,4 +222,19 @@ test('SIGTERM lets a call in flight through the filter finish, then exits', asyn
   assertVersionAnswer(await client.result(1), 'call in flight');
   client.socket.end();
   assert.equal(await exited, 0);
+});
+
+test('by default a call with the socket path as :authority is refused; calls with localhost on the same connection are answered', async (t) => {
+  const d = await startDaemon();
+  t.after(() => d.cleanup());
+  const client = new RawClient(d.socket);
+  t.after(() => client.socket.destroy());
+  client.send(frame(TYPE.HEADERS, 0x4, 1, firstCall('/runtime.v1.RuntimeService/Version', d.socket)), frame(TYPE.DATA, 0x1, 1, EMPTY_MESSAGE));
+  const refused = await client.result(1);
+  assert.ok(refused.reset !== undefined || header(refused.headers[0], ':status') !== '200', 'the path authority is not served');
+  if (!client.closed) {
+    client.send(frame(TYPE.HEADERS, 0x4, 3, firstCall('/runtime.v1.RuntimeService/Version', 'localhost')), frame(TYPE.DATA, 0x1, 3, EMPTY_MESSAGE));
+    assertVersionAnswer(await client.result(3), 'localhost call');
+  }
+  assert.equal((await d.call('Version', {})).runtime_name, 'tscri');
 });

@@ -163,10 +163,10 @@ test('the metrics endpoint counts calls', async (t) => {
   assert.equal((await fetch(`http://127.0.0.1:${port}/other`)).status, 404);
 });
 
-test('a client sending the socket path as :authority (older kubelet and crictl) is served', async (t) => {
+test('with legacy_authority, a client sending the socket path as :authority (older kubelet and crictl) is served', async (t) => {
   const { createConnection } = await import('node:net');
   const { writeInteger } = await import('../../src/server/authority.ts');
-  const d = await startDaemon();
+  const d = await startDaemon({ config: 'legacy_authority = true' });
   t.after(() => d.cleanup());
   const str = (s: string) => Buffer.concat([writeInteger(Buffer.byteLength(s), 7, 0), Buffer.from(s)]);
   const literal = (index: number, value: string) => Buffer.concat([writeInteger(index, 4, 0), str(value)]);
