@@ -66,6 +66,10 @@ export class ImageService {
   private readonly lock = new KeyedLock();
   /** What each running pull relies on; garbage collection keeps it. */
   private readonly active = new Set<{ blobs: Set<string>; chains: Set<string> }>();
+  /** Counts changes of images, blobs and snapshots; usage measured before the last change is not served. */
+  private changes = 0;
+  private usage: UsageEntry | undefined;
+  private measuring: UsageEntry | undefined;
 
   constructor(config: Config, log: Logger, snapshots: SnapshotStore) {
     this.config = config;
@@ -198,6 +202,7 @@ export class ImageService {
         record.pinned = this.isPinned(record);
         await this.store.put(record);
       });
+      this.changes++;
       this.log.info({ id: pulled.id, name: key, ms: Date.now() - started, bytes: progress.received }, 'image pulled');
       metrics.imagePulls.inc({ result: 'success' });
       endTimer({ result: 'success' });
@@ -260,6 +265,7 @@ export class ImageService {
       for (const digest of created.blobs) if (!used.blobs.has(digest)) await this.content.remove(digest);
       for (const chain of created.chains) if (!used.chains.has(chain)) await this.snapshots.remove(chain).catch(() => undefined);
     });
+    this.changes++;
   }
 
   /** Blobs and snapshots that image records or running pulls need. */
@@ -313,9 +319,41 @@ export class ImageService {
       }
       await this.snapshots.gc(used.chains);
     });
+    this.changes++;
   }
 
-  async fsUsage(): Promise<{ images: { bytes: number; inodes: number }; containers: { bytes: number; inodes: number } }> {
+  /**
+   * Bytes and inodes of images and of containers' writable layers. Walking
+   * the disk takes milliseconds, and kubelet asks every few seconds: the
+   * figures are kept for USAGE_PERIOD_MS (containerd collects them every 10
+   * s too) and refreshed in the background, or at once after an image change.
+   */
+  fsUsage(): Promise<FsUsage> {
+    const cached = this.usage;
+    if (cached && cached.changes === this.changes) {
+      if (Date.now() - cached.at >= USAGE_PERIOD_MS) this.measure().catch(() => undefined);
+      return cached.value;
+    }
+    return this.measure();
+  }
+
+  /** Measures usage once for the current state of the images (calls meanwhile share it). */
+  private measure(): Promise<FsUsage> {
+    if (this.measuring && this.measuring.changes === this.changes) return this.measuring.value;
+    const entry = { at: Date.now(), changes: this.changes, value: this.measureUsage() };
+    this.measuring = entry;
+    entry.value.then(
+      () => {
+        if (!this.usage || this.usage.at <= entry.at) this.usage = entry;
+      },
+      () => undefined,
+    ).finally(() => {
+      if (this.measuring === entry) this.measuring = undefined;
+    });
+    return entry.value;
+  }
+
+  private async measureUsage(): Promise<FsUsage> {
     const [snapshots, content, containers] = await Promise.all([this.snapshots.usage(), diskUsage(this.content.root), diskUsage(this.snapshots.containersDir)]);
     return {
       images: { bytes: snapshots.bytes - containers.bytes + content.bytes, inodes: snapshots.inodes - containers.inodes + content.inodes },
@@ -323,6 +361,11 @@ export class ImageService {
     };
   }
 }
+
+type FsUsage = { images: { bytes: number; inodes: number }; containers: { bytes: number; inodes: number } };
+type UsageEntry = { at: number; changes: number; value: Promise<FsUsage> };
+/** How long disk usage figures are served before they are measured again. */
+const USAGE_PERIOD_MS = 10_000;
 
 function addUnique(list: string[], value: string | undefined): void {
   if (value && !list.includes(value)) list.push(value);

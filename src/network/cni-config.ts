@@ -1,5 +1,6 @@
 // Finding the CNI network configuration: the first .conflist/.conf/.json file
 // (in lexical order, as kubelet and containerd choose) in the configured dir.
+import { readdirSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -21,12 +22,25 @@ export async function findCniConfigFile(confDir: string): Promise<string | undef
   return first ? join(confDir, first) : undefined;
 }
 
-/** Reports NetworkReady from the presence of a CNI config, read fresh on each call. */
+function hasCniConfigFile(confDir: string): boolean {
+  let names: string[];
+  try {
+    names = readdirSync(confDir);
+  } catch {
+    return false;
+  }
+  return names.some((n) => CONFIG_EXTENSIONS.some((ext) => n.endsWith(ext)));
+}
+
+/**
+ * Reports NetworkReady from the presence of a CNI config, read fresh on each
+ * call: a readdir on the event loop (the directory is in the dentry cache),
+ * never queued behind disk writes in the thread pool.
+ */
 export function cniConfigStatus(confDir: () => string): NetworkStatus {
   return {
     async condition() {
-      const file = await findCniConfigFile(confDir());
-      if (file) return { ready: true, reason: '', message: '' };
+      if (hasCniConfigFile(confDir())) return { ready: true, reason: '', message: '' };
       return {
         ready: false,
         reason: 'NetworkPluginNotReady',

@@ -2,6 +2,7 @@
 // shared pid namespace, started in the pod's other namespaces and cgroup,
 // detached so it outlives daemon restarts.
 import { spawnChild } from '../sys/spawn.ts';
+import { readFileSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 
 export interface InfraOptions {
@@ -73,6 +74,20 @@ export async function processStartTime(pid: number): Promise<number | undefined>
   // fields[0] is field 3 (state); a zombie is as good as gone.
   if (fields[0] === 'Z' || fields[0] === 'X') return undefined;
   return Number(fields[19]);
+}
+
+/** infraAlive without the thread pool: one read of /proc, for the calls kubelet makes in a loop. */
+export function infraAliveSync(pid: number | undefined, startTime: number | undefined): boolean {
+  if (!pid) return false;
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return false;
+  }
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  if (fields[0] === 'Z' || fields[0] === 'X') return false;
+  return startTime === undefined || Number(fields[19]) === startTime;
 }
 
 export async function infraAlive(pid: number | undefined, startTime: number | undefined): Promise<boolean> {

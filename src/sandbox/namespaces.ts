@@ -1,6 +1,7 @@
 // The pod's namespaces pinned as files (bind mounts of /proc/<pid>/ns/*) so
 // they outlive every process: created in one unshare call that also sets the
 // hostname, brings up loopback and applies the pod's sysctls inside them.
+import { statfsSync } from 'node:fs';
 import { mkdir, readdir, rm, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from './exec.ts';
@@ -110,6 +111,15 @@ export async function unpinNamespaces(pinned: PinnedNamespaces): Promise<void> {
 }
 
 /** Whether a file is a live pinned namespace (an nsfs bind mount). */
+/** isNamespaceFile without the thread pool (a statfs of an nsfs file reads no disk). */
+export function isNamespaceFileSync(file: string): boolean {
+  try {
+    return statfsSync(file).type === NSFS_MAGIC;
+  } catch {
+    return false;
+  }
+}
+
 export async function isNamespaceFile(file: string): Promise<boolean> {
   try {
     return (await statfs(file)).type === NSFS_MAGIC;

@@ -24,8 +24,8 @@ import type { SandboxRecord, SandboxState } from './record.ts';
 import { buildHosts, buildResolvConf, checkHostname, mountShm, podFilePaths, unmount, writePodFiles } from './files.ts';
 import { checkSysctls } from './sysctl.ts';
 import { filterItems } from './filter.ts';
-import { isNamespaceFile, pinNamespaces, pinnedPodIds, unpinPodNamespaces } from './namespaces.ts';
-import { infraAlive, killInfra, startInfra } from './infra.ts';
+import { isNamespaceFile, isNamespaceFileSync, pinNamespaces, pinnedPodIds, unpinPodNamespaces } from './namespaces.ts';
+import { infraAliveSync, killInfra, startInfra } from './infra.ts';
 import { clampOomScoreAdj, setRestrictOomScoreAdj } from './oom.ts';
 import { checkUserNamespace, NO_USER_NAMESPACES, type UserNamespaceSupport } from '../oci/features.ts';
 import { NO_POD_NRI, type PodNriHooks } from './nri-hooks.ts';
@@ -464,11 +464,16 @@ export class SandboxService {
     });
   }
 
-  /** The state as it really is: a READY record whose infra process or netns is gone is NOTREADY. */
-  async liveState(record: SandboxRecord): Promise<SandboxState> {
+  /**
+   * The state as it really is: a READY record whose infra process or netns
+   * is gone is NOTREADY. Checked without the thread pool (a read of /proc and
+   * a statfs of the namespace file, microseconds each), so listings kubelet
+   * makes every second never queue behind disk writes.
+   */
+  liveState(record: SandboxRecord): SandboxState {
     if (record.state !== 'SANDBOX_READY' || record.creating) return 'SANDBOX_NOTREADY';
-    if (record.infraPid && !(await infraAlive(record.infraPid, record.infraStartTime))) return 'SANDBOX_NOTREADY';
-    if (record.namespaces.network && !(await isNamespaceFile(record.namespaces.network))) return 'SANDBOX_NOTREADY';
+    if (record.infraPid && !infraAliveSync(record.infraPid, record.infraStartTime)) return 'SANDBOX_NOTREADY';
+    if (record.namespaces.network && !isNamespaceFileSync(record.namespaces.network)) return 'SANDBOX_NOTREADY';
     return 'SANDBOX_READY';
   }
 
@@ -483,7 +488,7 @@ export class SandboxService {
     // as the pod's state at this time (nanoseconds) and then skips ListContainers.
     const timestamp = nowNs();
     const record = this.require(id);
-    const state = await this.liveState(record);
+    const state = this.liveState(record);
     const c = record.config;
     const ns = c.linux?.security_context?.namespace_options;
     const [ip, ...additional] = record.ips;
@@ -519,7 +524,7 @@ export class SandboxService {
         pid,
         pidOf: record.infraPid && pid === record.infraPid ? 'infra' : pid ? 'container' : 'none',
         processStatus: state === 'SANDBOX_READY' ? 'running' : 'stopped',
-        netNamespaceClosed: !(record.namespaces.network && (await isNamespaceFile(record.namespaces.network))),
+        netNamespaceClosed: !(record.namespaces.network && isNamespaceFileSync(record.namespaces.network)),
         runtimeHandler: record.runtimeHandler,
         cgroupParent: record.cgroupParent,
         namespaces: record.namespaces,
@@ -559,7 +564,7 @@ export class SandboxService {
       items.push({
         id: record.id,
         metadata: record.config.metadata,
-        state: await this.liveState(record),
+        state: this.liveState(record),
         created_at: record.createdAt,
         labels: record.config.labels ?? {},
         annotations: record.config.annotations ?? {},
