@@ -81,7 +81,7 @@ export function cgroupFsPath(name: string, driver?: CgroupDriver): string {
   if (driver === 'systemd' || (driver === undefined && name.endsWith('.slice') && !name.includes('/'))) return expandSlice(name);
   if (driver === undefined && /^[^/:]+\.slice:[^:]*:[^:]+$/.test(name)) {
     const [slice, prefix, id] = name.split(':');
-    return `${expandSlice(slice)}/${prefix ? `${prefix}-` : ''}${id}.scope`;
+    return `${expandSlice(slice!)}/${prefix ? `${prefix}-` : ''}${id}.scope`;
   }
   assertSafeCgroupPath(name);
   return name;
@@ -106,7 +106,7 @@ export function hierarchies(mountinfo = readFileSync('/proc/self/mountinfo', 'ut
     const [pre, post] = line.split(' - ');
     if (!post) continue;
     const [fstype, , superOptions = ''] = post.split(' ');
-    const mount = pre.split(' ')[4];
+    const mount = pre?.split(' ')[4];
     if (!mount?.startsWith(CGROUP_ROOT)) continue;
     if (fstype === 'cgroup2') found.push({ mount, version: 'v2', controllers: [] });
     if (fstype === 'cgroup') {
@@ -405,5 +405,6 @@ async function removeTree(dir: string): Promise<void> {
 /** Whether a cgroup directory exists in the first hierarchy. */
 export async function cgroupExists(path: string): Promise<boolean> {
   const dirs = cgroupDirs(cgroupFsPath(path));
-  return dirs.length > 0 && (await stat(dirs[0]).then(() => true, () => false));
+  const first = dirs[0];
+  return first !== undefined && (await stat(first).then(() => true, () => false));
 }

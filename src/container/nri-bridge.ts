@@ -159,7 +159,7 @@ export class NriBridge implements NriHooks, NriRuntime {
       const failed = (await this.updateContainers(result.updates)).filter((u) => !u.ignore_failure);
       if (failed.length > 0) {
         await this.createFailed(record);
-        throw failedPrecondition(`NRI CreateContainer: plugins asked to update container ${failed[0].container_id}, which failed`);
+        throw failedPrecondition(`NRI CreateContainer: plugins asked to update container ${failed[0]?.container_id}, which failed`);
       }
     }
     this.evictInBackground(result.evictions);

@@ -144,11 +144,11 @@ export function resultIps(result: CniResult | undefined): string[] {
     const sandboxIfaces = new Set((result.interfaces ?? []).map((iface, i) => (iface.sandbox ? i : -1)).filter((i) => i >= 0));
     for (const ip of result.ips) {
       if (ip.interface !== undefined && sandboxIfaces.size && !sandboxIfaces.has(ip.interface)) continue;
-      addresses.push(ip.address.split('/')[0]);
+      addresses.push(ip.address.split('/')[0]!);
     }
   } else {
-    if (result.ip4?.ip) addresses.push(result.ip4.ip.split('/')[0]);
-    if (result.ip6?.ip) addresses.push(result.ip6.ip.split('/')[0]);
+    if (result.ip4?.ip) addresses.push(result.ip4.ip.split('/')[0]!);
+    if (result.ip6?.ip) addresses.push(result.ip6.ip.split('/')[0]!);
   }
   const unique = [...new Set(addresses)];
   return [...unique.filter((a) => !a.includes(':')), ...unique.filter((a) => a.includes(':'))];
@@ -252,5 +252,5 @@ export function parseBandwidth(quantity: string): number {
   const m = /^(\d+(?:\.\d+)?)([kMGTPE]i?|m)?$/.exec(quantity.trim());
   if (!m) throw new Error(`invalid bandwidth quantity ${quote(quantity)}`);
   const units: Record<string, number> = { '': 1, m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60 };
-  return Math.round(Number(m[1]) * units[m[2] ?? '']);
+  return Math.round(Number(m[1]) * (units[m[2] ?? ''] ?? 1));
 }

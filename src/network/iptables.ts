@@ -52,7 +52,8 @@ export function taggedRules(dump: string, id: string): { rules: string[][]; chai
     const args = splitRule(line);
     rules.push(args.slice(1));
     const jump = args.indexOf('-j');
-    if (jump >= 0 && args[jump + 1]?.startsWith('CNI-')) chains.add(args[jump + 1]);
+    const target = jump >= 0 ? args[jump + 1] : undefined;
+    if (target?.startsWith('CNI-')) chains.add(target);
   }
   return { rules, chains: [...chains] };
 }

@@ -55,7 +55,7 @@ export class ReadWriteLock {
 
   private next(): void {
     while (this.waiting.length > 0 && !this.writing) {
-      const head = this.waiting[0];
+      const head = this.waiting[0]!;
       if (head.write) {
         if (this.readers > 0) return;
         this.waiting.shift();

@@ -202,7 +202,7 @@ test('a corrupted blob fails the pull and leaves nothing behind', async (t) => {
     if (req.url?.includes('/manifests/')) return void res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(manifest);
     if (req.url?.endsWith(digest(config))) return void res.writeHead(200).end(config);
     const corrupted = Buffer.from(good.blob);
-    corrupted[corrupted.length - 5] ^= 0xff;
+    corrupted[corrupted.length - 5]! ^= 0xff;
     res.writeHead(200).end(corrupted);
   });
   await new Promise<void>((r) => fake.listen(0, '127.0.0.1', () => r()));

@@ -161,17 +161,17 @@ test('the NRI socket is root-only; a plugin sees the lifecycle in order, with po
     mine.map((r) => r.method),
     ['RunPodSandbox', 'CreateContainer', 'ValidateContainerAdjustment', 'PostCreateContainer', 'StartContainer', 'PostStartContainer', 'UpdateContainer', 'PostUpdateContainer', 'StopContainer', 'RemoveContainer', 'StopPodSandbox', 'RemovePodSandbox'],
   );
-  const run = mine[0].pod!;
+  const run = mine[0]!.pod!;
   assert.equal(run.name, 'watched');
   assert.equal(run.namespace, 'nri-test');
   assert.equal(run.uid, `uid-watched-${tag}`);
-  const created = mine[1].container!;
+  const created = mine[1]!.container!;
   assert.equal(created.id, id);
   assert.equal(created.name, 'app');
   assert.equal(created.pod_sandbox_id, pod.id);
   assert.deepEqual(created.args, ['sleep', '300']);
-  assert.equal(mine[6].request.linux_resources.memory.limit.value, 200 * MiB);
-  assert.equal(mine[8].container!.state, 'CONTAINER_STOPPED');
+  assert.equal(mine[6]!.request.linux_resources.memory.limit.value, 200 * MiB);
+  assert.equal(mine[8]!.container!.state, 'CONTAINER_STOPPED');
   await unplug(plugin);
 });
 

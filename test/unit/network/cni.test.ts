@@ -31,9 +31,9 @@ test('runtimeConfig holds only the capabilities a plugin declares', () => {
 test('each plugin gets the list name and version, its runtimeConfig and the previous result', () => {
   const list = { cniVersion: '1.0.0', name: 'net', plugins: [{ type: 'bridge', bridge: 'b0' }, { type: 'portmap', capabilities: { portMappings: true } }] };
   const prev = { cniVersion: '1.0.0', ips: [{ address: '10.0.0.2/24' }] };
-  assert.deepEqual(pluginConfig(list, list.plugins[0], {}, undefined), { type: 'bridge', bridge: 'b0', cniVersion: '1.0.0', name: 'net' });
+  assert.deepEqual(pluginConfig(list, list.plugins[0]!, {}, undefined), { type: 'bridge', bridge: 'b0', cniVersion: '1.0.0', name: 'net' });
   const pm = [{ hostPort: 1, containerPort: 2, protocol: 'tcp' }];
-  assert.deepEqual(pluginConfig(list, list.plugins[1], { portMappings: pm }, prev), {
+  assert.deepEqual(pluginConfig(list, list.plugins[1]!, { portMappings: pm }, prev), {
     type: 'portmap', capabilities: { portMappings: true }, cniVersion: '1.0.0', name: 'net', runtimeConfig: { portMappings: pm }, prevResult: prev,
   });
 });

@@ -82,8 +82,8 @@ test('the socket is root-only and a plugin is configured and synchronized with t
   assert.equal(statSync(socket).mode & 0o777, 0o600);
   const plugin = await plug(nri, socket, { name: 'sync', index: '10' });
   assert.deepEqual(plugin.methods().slice(0, 2), ['Configure', 'Synchronize']);
-  assert.equal(plugin.received[0].request.runtime_name, 'tscri');
-  assert.equal(plugin.received[0].request.request_timeout, 500);
+  assert.equal(plugin.received[0]!.request.runtime_name, 'tscri');
+  assert.equal(plugin.received[0]!.request.request_timeout, 500);
   assert.deepEqual(plugin.synced!.pods.map((p) => p.id), ['p1']);
   assert.deepEqual(plugin.synced!.containers.map((c) => c.id), ['c1']);
 });
@@ -154,7 +154,7 @@ test('adjustments of several plugins are merged; conflicting ones fail the creat
   });
   const result = await nri.createContainer(pod, ctr('c2'));
   assert.deepEqual(result.adjust.env, [{ key: 'INJECTED', value: 'yes' }]);
-  assert.equal(result.adjust.mounts![0].destination, '/nri');
+  assert.equal(result.adjust.mounts![0]!.destination, '/nri');
   assert.equal(result.adjust.linux!.resources!.pids!.limit, 42);
 
   await plug(nri, socket, { name: 'clash', index: '30', adjust: { env: [{ key: 'INJECTED', value: 'no' }] } });
@@ -242,8 +242,8 @@ test('plugin-requested updates and evictions reach the runtime; failed ones are 
     [{ container_id: 'c1', reason: 'too greedy' }],
   );
   assert.deepEqual(failed.map((u) => u.container_id), ['missing']);
-  assert.equal(runtime.updated[0].linux!.resources!.memory!.limit!.value, 1 << 30);
-  assert.match(runtime.evicted[0].reason!, /10-upd: too greedy/);
+  assert.equal(runtime.updated[0]!.linux!.resources!.memory!.limit!.value, 1 << 30);
+  assert.match(runtime.evicted[0]!.reason!, /10-upd: too greedy/);
 });
 
 test('pre-installed plugins are started from plugin_path with their configuration', async () => {

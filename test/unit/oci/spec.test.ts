@@ -141,7 +141,7 @@ test('privileged containers get every capability and device, no masks, no seccom
   assert.ok(spec.process.capabilities.bounding.includes('CAP_SYS_ADMIN'));
   assert.deepEqual(spec.linux.maskedPaths, []);
   assert.equal(spec.linux.seccomp, undefined);
-  assert.equal(spec.linux.devices[0].path, '/dev/fuse');
+  assert.equal(spec.linux.devices[0]?.path, '/dev/fuse');
   assert.deepEqual(spec.linux.resources.devices, [{ allow: true, access: 'rwm' }]);
   assert.equal(spec.mounts.find((m: any) => m.destination === '/sys')?.options?.includes('ro'), false);
 });
