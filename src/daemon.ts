@@ -3,6 +3,7 @@
 import { mkdir, readFile, rm, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createLogger, type Logger } from './log.ts';
+import { secureDirs } from './store/dir-modes.ts';
 import { loadConfig, socketPath, type Config, type Flags } from './config/config.ts';
 import { applyReload } from './config/reload.ts';
 import { inheritedSocket, Notifier, takeNotifySocket, type InheritedSocket } from './systemd/systemd.ts';
@@ -55,6 +56,7 @@ export async function runDaemon(config: Config, flags: Flags = {}): Promise<void
     if (!inherited) made(await prepareSocket(socketPath(config.listen)));
     made(await mkdir(config.root, { recursive: true, mode: 0o700 }));
     made(await mkdir(config.state, { recursive: true, mode: 0o711 }));
+    for (const warning of await secureDirs(config.root, config.state)) log.warn(warning);
     notifier.status('loading images, pods and containers');
     started = await startServices(config, log, inherited);
   } catch (err) {

@@ -110,7 +110,7 @@ export class ContainerService {
 
   /** Loads records, starts watching exits and settles containers that ended while tscri was down. */
   async load(): Promise<void> {
-    await mkdir(this.stateDir, { recursive: true, mode: 0o711 });
+    await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
     await mkdir(this.socketDir, { recursive: true, mode: 0o700 });
     const records = await this.store.load();
     for (const r of records) this.names.set(r.name, r.id);
@@ -324,7 +324,8 @@ export class ContainerService {
     };
     return this.ops.with(id, async () => {
       try {
-        await mkdir(rootfs, { recursive: true, mode: 0o755 });
+        // The bundle and the rootfs mount point are root's only: host users must not reach an image's setuid binaries.
+        await mkdir(rootfs, { recursive: true, mode: 0o700 });
         const rootfsDiff = restore ? await unpackForRestore(restore.archive, bundle) : undefined;
         await this.deps.prepareRootfs(id, image.chainIds, rootfs, rootfsDiff);
         if (rootfsDiff) await rm(rootfsDiff, { force: true });

@@ -86,7 +86,7 @@ export async function pinNamespaces(stateDir: string, id: string, req: PinReques
   for (const [kind, key, wanted] of kinds) {
     if (!wanted) continue;
     const file = namespacePath(stateDir, kind, id);
-    await mkdir(join(file, '..'), { recursive: true, mode: 0o711 });
+    await mkdir(join(file, '..'), { recursive: true, mode: 0o700 });
     await writeFile(file, '', { mode: 0o444 });
     pinned[key] = file;
     args.push(`--${kind}=${file}`);

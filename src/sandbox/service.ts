@@ -307,7 +307,7 @@ export class SandboxService {
 
   private async setUp(record: SandboxRecord, plan: ReturnType<SandboxService['plan']>): Promise<void> {
     const { config } = record;
-    await mkdir(record.dir, { recursive: true, mode: 0o755 });
+    await mkdir(record.dir, { recursive: true, mode: 0o700 });
     // Container logs go under the pod's log directory; kubelet usually makes it, CRI-O and we make sure.
     if (config.log_directory) await mkdir(config.log_directory, { recursive: true, mode: 0o755 });
 

@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFile, rm, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { readlinkSync, statSync } from 'node:fs';
+import { chmodSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { status } from '@grpc/grpc-js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
@@ -310,6 +310,61 @@ test('CreateContainer racing RemovePodSandbox leaves no container behind, and th
     assert.deepEqual((await d.call('ListContainers', { filter: { pod_sandbox_id: p.id } })).containers, [], `no container of the removed pod is left (${delay} ms)`);
     const procs = execFileSync('sh', ['-c', `ps -eo args | grep -F "${d.state}" | grep -E "[c]onmon|[r]unc init" || true`], { encoding: 'utf8' }).trim();
     assert.equal(procs, '', `no process of the removed pod is left (${delay} ms)`);
+  }
+});
+
+/** Every path under dir, without following symlinks or leaving it, to a depth. */
+function walk(dir: string, depth: number, out: string[] = []): string[] {
+  if (depth === 0 || out.length > 20_000) return out;
+  let entries: import('node:fs').Dirent[] = [];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    const path = join(dir, e.name);
+    out.push(path);
+    if (e.isDirectory()) walk(path, depth - 1, out);
+  }
+  return out;
+}
+
+/** Runs a shell script as the host user nobody, paths on its stdin. */
+function asNobody(script: string, input = ''): string {
+  return execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--', '/bin/sh', '-c', script], { input, encoding: 'utf8' });
+}
+
+test('host users reach nothing under root and state, while containers run as root and as other users', { timeout: 120_000 }, async (t) => {
+  // Directories above root and state are usually world-searchable (/var/lib, /run).
+  chmodSync(d.dir, 0o755);
+  t.after(() => chmodSync(d.dir, 0o700));
+  const p = await pod('modes');
+  const asUser = await run(p, 'as-user', {
+    command: ['/bin/sh', '-c', 'echo shared > /dev/shm/by-user && cat /dev/shm/by-user /etc/hostname && sleep 300'],
+    linux: { security_context: { run_as_user: { value: 1000 }, run_as_group: { value: 1000 } } },
+  });
+  const asRoot = await run(p, 'as-root', { command: ['/bin/sleep', '300'] });
+  const out = await d.call('ExecSync', { container_id: asUser, cmd: ['/bin/sh', '-c', 'id -u; cat /dev/shm/by-user; cat /etc/hostname; ls /bin/busybox'], timeout: 10 });
+  assert.equal(out.exit_code, 0, Buffer.from(out.stderr).toString());
+  assert.deepEqual(Buffer.from(out.stdout).toString().trim().split('\n'), ['1000', 'shared', 'modes', '/bin/busybox']);
+  assert.equal((await d.call('ExecSync', { container_id: asRoot, cmd: ['/bin/sh', '-c', 'id -u; cat /dev/shm/by-user'], timeout: 10 })).exit_code, 0);
+
+  const paths = [...walk(d.root, 6), ...walk(d.state, 6)];
+  const { info } = await d.call('PodSandboxStatus', { pod_sandbox_id: p.id, verbose: true });
+  const podInfo = JSON.parse(info.info);
+  const rootfs = join(d.state, 'containers', asUser, 'rootfs');
+  for (const wanted of [join(rootfs, 'bin', 'busybox'), podInfo.files.shm, podInfo.namespaces.network, podInfo.files.resolvConf]) assert.ok(paths.includes(wanted), wanted);
+  const reachable = asNobody('while IFS= read -r p; do if [ -e "$p" ] || [ -L "$p" ]; then echo "$p"; fi; done', paths.join('\n') + '\n').split('\n').filter(Boolean);
+  // Only the names directly in state can be looked up (it is searchable, not listable); nothing below.
+  const beyond = reachable.filter((path) => dirname(path) !== d.state);
+  assert.deepEqual(beyond.slice(0, 10), [], `a host user reaches ${beyond.length} paths under root or state`);
+  assert.notEqual(asNobody(`ls ${d.state} >/dev/null 2>&1 && echo listed || echo refused`).trim(), 'listed');
+  assert.equal(asNobody(`echo x > ${podInfo.files.shm}/by-host 2>/dev/null && echo wrote || echo refused`).trim(), 'refused');
+  assert.equal(asNobody(`${join(rootfs, 'bin', 'busybox')} true 2>/dev/null && echo ran || echo refused`).trim(), 'refused');
+  for (const id of [asUser, asRoot]) {
+    await d.call('StopContainer', { container_id: id, timeout: 0 });
+    await d.call('RemoveContainer', { container_id: id });
   }
 });
 

@@ -165,3 +165,28 @@ test('SharedKeyedLock: shared holders run together, an exclusive one alone, in a
   await assert.rejects(lock.exclusive('pod', async () => { throw new Error('boom'); }), /boom/);
   assert.equal(await lock.shared('pod', async () => 7), 7);
 });
+
+test('directories an earlier version made wider are narrowed to 0700; root and state themselves are only reported', async () => {
+  const { secureDirs } = await import('../../../src/store/dir-modes.ts');
+  const { chmod, mkdir: mkdirp, mkdtemp: mktemp, stat: statOf, rm: remove } = await import('node:fs/promises');
+  const { tmpdir: tmp } = await import('node:os');
+  const base = await mktemp(join(tmp(), 'tscri-modes-'));
+  try {
+    const root = join(base, 'root');
+    const state = join(base, 'state');
+    for (const dir of [join(root, 'snapshots'), join(state, 'containers'), join(state, 'pods'), join(state, 'ns', 'net')]) await mkdirp(dir, { recursive: true });
+    for (const dir of [root, state, join(root, 'snapshots'), join(state, 'containers'), join(state, 'pods'), join(state, 'ns'), join(state, 'ns', 'net')]) await chmod(dir, 0o755);
+    const warnings = await secureDirs(root, state);
+    const mode = async (dir: string) => (await statOf(dir)).mode & 0o777;
+    for (const dir of ['containers', 'pods', 'ns', 'ns/net', 'ns/ipc', 'exits', 'sockets', 'runtime']) assert.equal(await mode(join(state, dir)), 0o700, dir);
+    assert.equal(await mode(join(root, 'snapshots')), 0o700);
+    assert.equal(await mode(root), 0o755, 'the operator\'s directory is left as it is');
+    assert.equal(warnings.length, 2);
+    assert.match(warnings[0]!, /mode 755/);
+    await chmod(root, 0o700);
+    await chmod(state, 0o711);
+    assert.deepEqual(await secureDirs(root, state), []);
+  } finally {
+    await remove(base, { recursive: true, force: true });
+  }
+});
