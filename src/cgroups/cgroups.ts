@@ -219,6 +219,34 @@ async function enableV2Controllers(dir: string): Promise<void> {
   }
 }
 
+/**
+ * SIGKILLs every process of a cgroup (in every hierarchy) and waits, briefly,
+ * until it is empty. For cgroups that hold only what tscri put there.
+ */
+export async function killCgroupProcesses(fsPath: string): Promise<void> {
+  const pids = async () => {
+    const found = new Set<number>();
+    for (const dir of cgroupDirs(fsPath)) {
+      const text = await readFile(join(dir, 'cgroup.procs'), 'utf8').catch(() => '');
+      for (const line of text.split('\n')) if (/^\d+$/.test(line)) found.add(Number(line));
+    }
+    return found;
+  };
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const left = await pids();
+    if (!left.size) return;
+    for (const pid of left) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`processes of cgroup ${fsPath} did not exit after SIGKILL`);
+}
+
 /** Moves a process into a cgroup in every hierarchy. */
 export async function addProcess(fsPath: string, pid: number): Promise<void> {
   for (const dir of cgroupDirs(fsPath)) await appendFile(join(dir, 'cgroup.procs'), `${pid}\n`);

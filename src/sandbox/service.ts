@@ -17,7 +17,7 @@ import type { PodSandboxStatus } from '../generated/runtime/v1/PodSandboxStatus.
 import { RecordStore } from '../store/store.ts';
 import { KeyedLock } from '../store/lock.ts';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, quote } from '../errors.ts';
-import { addProcess, cgroupDirs, cgroupFsPath, checkResources, createCgroup, podCgroupPath, podResources, removeCgroup, removeCgroupIfUnused, writeResources } from '../cgroups/cgroups.ts';
+import { addProcess, cgroupDirs, cgroupFsPath, checkResources, createCgroup, killCgroupProcesses, podCgroupPath, podResources, removeCgroup, removeCgroupIfUnused, writeResources } from '../cgroups/cgroups.ts';
 import { removeTaggedRules } from '../network/iptables.ts';
 import { CniRunner, parseBandwidth, resultIps, type CniCapabilityArgs, type CniPortMapping } from '../network/cni.ts';
 import type { SandboxRecord, SandboxState } from './record.ts';
@@ -382,6 +382,9 @@ export class SandboxService {
   private async teardown(record: SandboxRecord): Promise<void> {
     const errors: string[] = [];
     await killInfra(record.infraPid, record.infraStartTime, record.infraParentPid).catch((err) => errors.push(err.message));
+    // The infra cgroup holds only what tscri started there: also an infra process
+    // whose pid a crash kept from being recorded.
+    if (record.infraCgroup) await killCgroupProcesses(record.infraCgroup).catch((err) => errors.push(err.message));
     if (record.networkSetUp && record.network) {
       const netns = record.namespaces.network && (await isNamespaceFile(record.namespaces.network)) ? record.namespaces.network : '';
       try {
