@@ -1,6 +1,6 @@
 // The daemon: prepares directories, builds the services, serves the socket
 // and shuts down gracefully on SIGTERM/SIGINT without touching containers.
-import { mkdir, readFile, rm, readdir } from 'node:fs/promises';
+import { access, constants, mkdir, readFile, rm, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createLogger, type Logger } from './log.ts';
 import { secureDirs } from './store/dir-modes.ts';
@@ -9,7 +9,8 @@ import { applyReload } from './config/reload.ts';
 import { inheritedSocket, Notifier, takeNotifySocket, type InheritedSocket } from './systemd/systemd.ts';
 import { prepareSocket, startServer } from './server/server.ts';
 import type { Context } from './server/context.ts';
-import { cniConfigStatus } from './network/cni-config.ts';
+import { cniConfigStatus, findCniConfigFile } from './network/cni-config.ts';
+import { CniRunner, loadNetworkList } from './network/cni.ts';
 import { SandboxService } from './sandbox/service.ts';
 import { serveMetrics } from './server/metrics.ts';
 import { metrics } from './metrics.ts';
@@ -81,6 +82,8 @@ export async function runDaemon(config: Config, flags: Flags = {}): Promise<void
     process.on('SIGHUP', () => {
       notifier.reloading('reloading the configuration');
       const failure = reload(ctx, flags);
+      // CNI plugins may have been installed, or bin_dirs changed: pending pod network cleanups run now.
+      void ctx.sandboxes.retryNetworkCleanups();
       notifier.ready(failure ? `${serving()}; the last reload failed: ${failure}` : serving());
     });
   });
@@ -89,6 +92,7 @@ export async function runDaemon(config: Config, flags: Flags = {}): Promise<void
   await streams.close();
   await nri.stop();
   containers.close();
+  ctx.sandboxes.close();
   log.info('tscri stopped');
   log.flush();
 }
@@ -220,8 +224,39 @@ async function startServices(config: Config, log: Logger, inherited: InheritedSo
     log.warn({ socket: inherited.path, listen: config.listen }, 'serving on the socket systemd handed in, not on the configured listen address');
   }
   if (metricsServer) log.info({ address: config.metrics.address, port: metricsServer.port }, 'serving Prometheus metrics at /metrics');
+  await warnMissingBinaries(config, log);
   log.info({ socket: server.socket, activated: Boolean(inherited), root: config.root, state: config.state, version: ctx.version }, 'tscri is serving');
   return { ctx, server, metricsServer, streams, containers, nri };
+}
+
+/**
+ * Says at start what is missing on the node for pods and containers to run:
+ * the OCI runtimes, conmon, the infra process, the CNI network and its
+ * plugins. tscri serves anyway (Status reports it too); the calls that need a
+ * missing binary fail with FAILED_PRECONDITION naming it.
+ */
+async function warnMissingBinaries(config: Config, log: Logger): Promise<void> {
+  const executable = (path: string) => access(path, constants.X_OK).then(() => true, () => false);
+  for (const [name, handler] of Object.entries(config.runtime.handlers)) {
+    if (!(await executable(handler.path))) {
+      const what = name === config.runtime.default_handler ? 'the default OCI runtime' : 'an OCI runtime';
+      log.warn({ handler: name, path: handler.path }, `${what} is not installed: containers of runtime handler ${name} cannot run (set [runtime.handlers.${name}] path)`);
+    }
+  }
+  if (!(await executable(config.conmon.path))) log.warn({ path: config.conmon.path }, 'conmon is not installed: no container can be created (Debian: apt-get install conmon, or set [conmon] path)');
+  if (!(await executable(config.pod.infra_path))) log.warn({ path: config.pod.infra_path }, 'the pod infra process is not installed: pods sharing one pid namespace cannot run (Debian: apt-get install catatonit, or set [pod] infra_path)');
+  const confFile = await findCniConfigFile(config.cni.conf_dir);
+  if (!confFile) {
+    log.warn({ confDir: config.cni.conf_dir }, 'no CNI network configuration: only pods on the host network can run until one is installed');
+    return;
+  }
+  try {
+    const list = await loadNetworkList(confFile);
+    const missing = await new CniRunner({ confDir: config.cni.conf_dir, binDirs: config.cni.bin_dirs }).missingPlugins(list);
+    if (missing.length) log.warn({ confFile, missing, binDirs: config.cni.bin_dirs }, `the CNI plugins ${missing.join(', ')} of network ${list.name} are not installed: pods cannot get a network (Debian: apt-get install containernetworking-plugins, or set [cni] bin_dirs)`);
+  } catch (err) {
+    log.warn({ confFile, err: (err as Error).message }, 'the CNI network configuration cannot be used');
+  }
 }
 
 /**

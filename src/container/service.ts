@@ -271,6 +271,10 @@ export class ContainerService {
     if (!sandbox) throw notFound(`pod sandbox ${quote(sandboxId)} not found`);
     if (sandbox.state !== 'SANDBOX_READY') throw failedPrecondition(`pod sandbox ${sandbox.id} is not ready; create containers in a running pod`);
     void sandboxConfig;
+    // A binary that is not installed is named here, before anything is made, not as a broken sync pipe later.
+    const handlerName = sandbox.runtimeHandler || this.deps.config.runtime.default_handler;
+    await requireExecutable(this.deps.config.conmon.path, 'conmon', '[conmon] path', 'conmon');
+    await requireExecutable(this.runtimeFor(sandbox.runtimeHandler).path, `the OCI runtime of handler ${quote(handlerName)}`, `[runtime.handlers.${handlerName}] path`, handlerName === 'crun' ? 'crun' : 'runc');
     let ref = config.image?.image ?? '';
     if (!ref) throw invalidArgument('config.image.image is required');
     // An image that is the path of a checkpoint archive makes a container that StartContainer restores.
@@ -770,6 +774,12 @@ function userOf(spec: Spec): ContainerUser | null {
   const u = spec.process?.user;
   if (!u) return null;
   return { linux: { uid: u.uid ?? 0, gid: u.gid ?? 0, supplemental_groups: u.additionalGids ?? [u.gid ?? 0] } };
+}
+
+/** FAILED_PRECONDITION naming a binary tscri needs that is not installed or not executable. */
+export async function requireExecutable(path: string, what: string, key: string, debianPackage: string): Promise<void> {
+  if (await access(path, fsConstants.X_OK).then(() => true, () => false)) return;
+  throw failedPrecondition(`${what} ${path} is not installed or not executable: install it (Debian: apt-get install ${debianPackage}) or set ${key} in the config`);
 }
 
 /** How log lines name a container: the name it was created with (the reservation name is in the record). */

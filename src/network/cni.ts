@@ -67,9 +67,28 @@ export interface CniResult {
 
 export class CniError extends Error {
   readonly plugin: string;
-  constructor(plugin: string, message: string) {
+  /** The plugin's binary is in none of the bin_dirs. */
+  readonly missing: boolean;
+  constructor(plugin: string, message: string, missing = false) {
     super(message);
     this.plugin = plugin;
+    this.missing = missing;
+  }
+}
+
+/** A DEL that failed: the plugins not installed, and the messages of those that failed. */
+export class CniDelError extends Error {
+  readonly missing: string[];
+  readonly failed: string[];
+  constructor(missing: string[], failed: string[], messages: string[]) {
+    super(messages.join('; '));
+    this.missing = missing;
+    this.failed = failed;
+  }
+
+  /** Only missing plugins stood in the way: the DEL can wait until they are installed. */
+  get onlyMissing(): boolean {
+    return this.missing.length > 0 && this.failed.length === 0;
   }
 }
 
@@ -192,6 +211,8 @@ export class CniRunner {
   /** DEL through every plugin in reverse order; every plugin runs even if one fails. */
   async del(attachment: CniAttachment, netns: string): Promise<void> {
     const errors: string[] = [];
+    const missing: string[] = [];
+    const failed: string[] = [];
     const withPrev = versionAtLeast(attachment.list.cniVersion, 0, 4);
     for (const plugin of [...attachment.list.plugins].reverse()) {
       const config = pluginConfig(attachment.list, plugin, attachment.capabilities, withPrev ? attachment.result : undefined);
@@ -199,9 +220,23 @@ export class CniRunner {
         await this.exec('DEL', plugin.type, config, attachment, netns);
       } catch (err) {
         errors.push((err as Error).message);
+        (err instanceof CniError && err.missing ? missing : failed).push(plugin.type);
       }
     }
-    if (errors.length) throw new Error(errors.join('; '));
+    if (errors.length) throw new CniDelError(missing, failed, errors);
+  }
+
+  /** The plugin types of a network list that are in none of the bin_dirs. */
+  async missingPlugins(list: CniNetworkList): Promise<string[]> {
+    const missing: string[] = [];
+    for (const plugin of list.plugins) {
+      try {
+        await this.findPlugin(plugin.type);
+      } catch {
+        missing.push(plugin.type);
+      }
+    }
+    return [...new Set(missing)];
   }
 
   async findPlugin(type: string): Promise<string> {
@@ -209,7 +244,7 @@ export class CniRunner {
       const file = join(dir, type);
       if (await access(file, constants.X_OK).then(() => true, () => false)) return file;
     }
-    throw new CniError(type, `CNI plugin ${type} not found in ${this.options.binDirs.join(', ')}`);
+    throw new CniError(type, `CNI plugin ${type} not found in ${this.options.binDirs.join(', ')}`, true);
   }
 
   private exec(command: 'ADD' | 'DEL', type: string, config: Record<string, unknown>, a: CniAttachment, netns: string): Promise<unknown> {

@@ -2,7 +2,7 @@
 // machine and records, name reservation, status and listing. Namespaces,
 // files, cgroups and CNI are delegated to their own modules.
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
+import { access, constants, mkdir, rm } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +19,7 @@ import { KeyedLock } from '../store/lock.ts';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, quote } from '../errors.ts';
 import { addProcess, cgroupDirs, cgroupFsPath, checkResources, createCgroup, killCgroupProcesses, podCgroupPath, podResources, removeCgroup, removeCgroupIfUnused, writeResources } from '../cgroups/cgroups.ts';
 import { removeTaggedRules } from '../network/iptables.ts';
-import { CniRunner, parseBandwidth, resultIps, type CniCapabilityArgs, type CniPortMapping } from '../network/cni.ts';
+import { CniDelError, CniError, CniRunner, parseBandwidth, resultIps, type CniAttachment, type CniCapabilityArgs, type CniPortMapping } from '../network/cni.ts';
 import type { SandboxRecord, SandboxState } from './record.ts';
 import { buildHosts, buildResolvConf, checkHostname, mountShm, podFilePaths, unmount, writePodFiles } from './files.ts';
 import { checkSysctls } from './sysctl.ts';
@@ -73,6 +73,25 @@ const INFRA_OOM_SCORE_ADJ = -998;
 const nowNs = () => Date.now() * 1_000_000;
 
 /**
+ * A pod network whose CNI DEL could not run because plugins are not
+ * installed: kept (with the pod's network namespace still pinned) until the
+ * plugins are back, so that the pod itself can be stopped and removed.
+ */
+interface PendingNetworkCleanup {
+  id: string;
+  name: string;
+  namespace: string;
+  attachment: CniAttachment;
+  /** The pinned network namespace file, or '' when it was already gone. */
+  netns: string;
+  missing: string[];
+  since: number;
+}
+
+/** How often pending network cleanups are tried again (also at start and on SIGHUP). */
+const NETWORK_RETRY_MS = 30_000;
+
+/**
  * Whether the pod cgroup is tscri's to set limits on: one it named or made.
  * A cgroup_parent that already existed is kubelet's pod cgroup, whose limits
  * kubelet sets itself (the sandbox resources it sends sum only the limits
@@ -99,6 +118,8 @@ export class SandboxService {
   private readonly config: Config;
   private readonly log: Logger;
   private readonly store: RecordStore<SandboxRecord>;
+  private readonly pendingNetworks: RecordStore<PendingNetworkCleanup>;
+  private retryTimer: NodeJS.Timeout | undefined;
   private readonly locks = new KeyedLock();
   /** Reserved names to the id holding them, until that sandbox is removed. */
   private readonly names = new Map<string, string>();
@@ -111,11 +132,13 @@ export class SandboxService {
     this.config = config;
     this.log = log.child({ service: 'sandbox' });
     this.store = new RecordStore<SandboxRecord>(join(config.root, 'sandboxes'));
+    this.pendingNetworks = new RecordStore<PendingNetworkCleanup>(join(config.root, 'network-cleanup'));
     setRestrictOomScoreAdj(config.pod.restrict_oom_score_adj);
   }
 
   /** Loads records; sandboxes whose creation a crash interrupted become NOTREADY so they can be removed. */
   async load(): Promise<void> {
+    await this.pendingNetworks.load();
     for (const record of await this.store.load()) {
       if (record.name) this.names.set(record.name, record.id);
       if (record.creating) {
@@ -128,11 +151,50 @@ export class SandboxService {
     }
     // Namespaces pinned for a pod whose record never reached the disk (a crash right at the start of RunPodSandbox).
     for (const id of await pinnedPodIds(this.config.state)) {
-      if (this.store.get(id)) continue;
+      if (this.store.get(id) || this.pendingNetworks.get(id)) continue;
       this.log.warn({ id }, 'unpinning the namespaces of a pod sandbox that has no record');
       await unpinPodNamespaces(this.config.state, id).catch((err) => this.log.error({ id, err: (err as Error).message }, 'cannot unpin namespaces'));
     }
     this.log.info({ sandboxes: this.store.list().length }, 'sandboxes loaded');
+    await this.retryNetworkCleanups();
+    this.retryTimer = setInterval(() => void this.retryNetworkCleanups(), NETWORK_RETRY_MS);
+    this.retryTimer.unref();
+  }
+
+  close(): void {
+    clearInterval(this.retryTimer);
+  }
+
+  /** Pod networks whose CNI DEL waits for plugins to be installed. */
+  pendingNetworkCleanups(): PendingNetworkCleanup[] {
+    return this.pendingNetworks.list();
+  }
+
+  /**
+   * Runs the CNI DEL of each pending network whose plugins are installed
+   * now, then unpins its network namespace. Safe to call at any time.
+   */
+  async retryNetworkCleanups(): Promise<void> {
+    for (const pending of this.pendingNetworks.list()) {
+      await this.locks.with(`network-${pending.id}`, async () => {
+        if (!this.pendingNetworks.get(pending.id)) return;
+        const cni = this.cni();
+        const missing = await cni.missingPlugins(pending.attachment.list);
+        if (missing.length) return;
+        const netns = pending.netns && (await isNamespaceFile(pending.netns)) ? pending.netns : '';
+        try {
+          await cni.del(pending.attachment, netns);
+          if (!netns) await removeTaggedRules(pending.id);
+        } catch (err) {
+          this.log.warn({ id: pending.id, name: pending.name, err: (err as Error).message }, 'the network cleanup of a pod sandbox failed again; retrying later');
+          return;
+        }
+        // The pod is stopped or gone: its network namespace has nothing left to hold.
+        await unpinPodNamespaces(this.config.state, pending.id, { network: pending.netns || undefined });
+        await this.pendingNetworks.delete(pending.id);
+        this.log.info({ id: pending.id, name: pending.name, namespace: pending.namespace }, 'pod sandbox network cleaned up now that its CNI plugins are installed');
+      });
+    }
   }
 
   setContainers(containers: PodContainers): void {
@@ -334,6 +396,9 @@ export class SandboxService {
       record.infraCgroup = join(fsPath, this.config.cgroup_driver === 'systemd' ? `tscri-sandbox-${record.id}.scope` : `sandbox-${record.id}`);
       await this.store.put(record);
       await createCgroup(record.infraCgroup);
+      if (!(await access(this.config.pod.infra_path, constants.X_OK).then(() => true, () => false))) {
+        throw failedPrecondition(`the pod infra process ${this.config.pod.infra_path} (for a pod sharing one pid namespace) is not installed or not executable: install it (Debian: apt-get install catatonit) or set [pod] infra_path in the config`);
+      }
       const infra = await startInfra({
         infraPath: this.config.pod.infra_path,
         netns: pinned.network,
@@ -370,7 +435,12 @@ export class SandboxService {
       record.network = attachment;
       record.networkSetUp = true;
       await this.store.put(record);
-      attachment.result = await cni.add(attachment, pinned.network!);
+      try {
+        attachment.result = await cni.add(attachment, pinned.network!);
+      } catch (err) {
+        if (err instanceof CniError && err.missing) throw failedPrecondition(`${err.message}: install it (Debian: apt-get install containernetworking-plugins) or add its directory to [cni] bin_dirs`);
+        throw err;
+      }
       record.ips = resultIps(attachment.result);
       await this.store.put(record);
     }
@@ -381,6 +451,7 @@ export class SandboxService {
   /** Releases what a running pod holds: infra process, network, /dev/shm, namespaces. */
   private async teardown(record: SandboxRecord): Promise<void> {
     const errors: string[] = [];
+    let keepNetns = false;
     await killInfra(record.infraPid, record.infraStartTime, record.infraParentPid).catch((err) => errors.push(err.message));
     // The infra cgroup holds only what tscri started there: also an infra process
     // whose pid a crash kept from being recorded.
@@ -393,16 +464,33 @@ export class SandboxService {
         if (!netns) await removeTaggedRules(record.id);
         record.networkSetUp = false;
       } catch (err) {
-        errors.push((err as Error).message);
+        if (err instanceof CniDelError && err.onlyMissing && record.creating) {
+          // A failed RunPodSandbox: a plugin missing now was missing at ADD too, and did nothing to undo.
+          this.log.debug({ id: record.id, missing: err.missing }, 'CNI plugins missing at ADD are skipped at DEL');
+          record.networkSetUp = false;
+        } else if (err instanceof CniDelError && err.onlyMissing) {
+          // The plugins are not installed: the DEL waits for them, so the pod can still be stopped and removed.
+          await this.deferNetworkCleanup(record, netns, err.missing);
+          keepNetns = Boolean(netns);
+          record.networkSetUp = false;
+        } else {
+          errors.push((err as Error).message);
+        }
       }
     }
     if (record.files.shm) await unmount(record.files.shm).catch((err) => errors.push(err.message));
     // The namespaces go with the network: a stopped pod never runs again, and an
     // empty network namespace would only hold kernel memory. When DEL failed the
     // network namespace stays so that a retry can still find the pod's interface.
-    const keepNet = record.networkSetUp;
+    const keepNet = record.networkSetUp || keepNetns || this.pendingNetworks.get(record.id) !== undefined;
     await unpinPodNamespaces(this.config.state, record.id, record.namespaces, keepNet).catch((err) => errors.push(err.message));
     if (errors.length) throw new Error(`tearing down pod sandbox ${record.id}: ${errors.join('; ')}`);
+  }
+
+  private async deferNetworkCleanup(record: SandboxRecord, netns: string, missing: string[]): Promise<void> {
+    const label = podLabel(record);
+    await this.pendingNetworks.put({ ...label, attachment: record.network!, netns, missing, since: Date.now() });
+    this.log.warn({ ...label, missing, binDirs: this.config.cni.bin_dirs }, `the CNI plugins ${missing.join(', ')} are not installed: the pod's network is removed once they are (its network namespace stays pinned until then)`);
   }
 
   /**

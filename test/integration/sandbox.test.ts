@@ -419,3 +419,89 @@ test('namespaces a crash left pinned are unpinned at start and on removal, whate
   assert.deepEqual(mountsUnder(first.dir), [], 'no mount of the daemon is left');
   assert.deepEqual(await net.leftovers([interrupted, forgetful]), []);
 });
+
+test('a pod whose CNI plugins went missing can still be stopped and removed; its network is cleaned up once they are back', async (t) => {
+  const defer = cleanups(t);
+  const net = await makeTestNetwork();
+  defer(() => net.cleanup());
+  const { mkdtemp, rename, symlink, readdir, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const base = await mkdtemp(join(tmpdir(), 'tscri-plugins-'));
+  defer(() => rm(base, { recursive: true, force: true }));
+  const plugins = join(base, 'bin');
+  const away = join(base, 'away');
+  await import('node:fs/promises').then((fs) => fs.mkdir(plugins));
+  for (const p of ['bridge', 'host-local', 'portmap', 'loopback']) await symlink(`/usr/lib/cni/${p}`, join(plugins, p));
+  const parent = `/tscri-test-${randomBytes(4).toString('hex')}`;
+  defer(() => removeCgroupDirs(parent));
+  const d = await startDaemon({ config: `default_cgroup_parent = "${parent}"\n[cni]\nconf_dir = "${net.confDir}"\nbin_dirs = ["${plugins}"]\n` });
+  defer(() => d.cleanup());
+  defer(() => removeAll(d));
+
+  const id = await run(d, podConfig('orphaned-net'));
+  const netns = (await info(d, id)).info.namespaces.network;
+  await rename(plugins, away);
+  defer(() => rename(away, plugins).catch(() => undefined));
+
+  await d.call('StopPodSandbox', { pod_sandbox_id: id });
+  assert.match(d.output(), /the CNI plugins [a-z, -]+ are not installed/);
+  await d.call('RemovePodSandbox', { pod_sandbox_id: id });
+  assert.deepEqual((await d.call('ListPodSandbox', {})).items, []);
+  assert.ok(existsSync(netns), 'the network namespace stays pinned until DEL can run');
+  assert.deepEqual(await readdir(join(d.root, 'network-cleanup')), [`${id}.json`]);
+  assert.ok((await net.leftovers([id])).length > 0, 'the IP reservation is still held');
+
+  // The plugins come back (here: SIGHUP after the install; a timer and the next start retry too).
+  await rename(away, plugins);
+  d.process.kill('SIGHUP');
+  for (let i = 0; i < 200 && !d.output().includes('network cleaned up now that its CNI plugins are installed'); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.match(d.output(), /network cleaned up now that its CNI plugins are installed/);
+  assert.deepEqual(await net.leftovers([id]), []);
+  assert.ok(!existsSync(netns), 'the network namespace is unpinned');
+  assert.deepEqual(await readdir(join(d.root, 'network-cleanup')), []);
+});
+
+test('missing conmon, runc, infra process and CNI plugins are warned about at start and named by the calls that need them', async (t) => {
+  const defer = cleanups(t);
+  const net = await makeTestNetwork();
+  defer(() => net.cleanup());
+  const { readFile: read, writeFile: write } = await import('node:fs/promises');
+  const conf = JSON.parse(await read(join(net.confDir, '10-test.conflist'), 'utf8'));
+  conf.plugins.splice(1, 0, { type: 'nosuch-plugin' });
+  await write(join(net.confDir, '10-test.conflist'), JSON.stringify(conf));
+  const parent = `/tscri-test-${randomBytes(4).toString('hex')}`;
+  defer(() => removeCgroupDirs(parent));
+  const d = await startDaemon({
+    config: `default_cgroup_parent = "${parent}"\n[conmon]\npath = "/nonexistent/conmon"\n[pod]\ninfra_path = "/nonexistent/catatonit"\n[runtime.handlers.broken]\npath = "/nonexistent/runc"\n${net.toml}`,
+  });
+  defer(() => d.cleanup());
+  defer(() => removeAll(d));
+  const out = d.output();
+  assert.match(out, /conmon is not installed/);
+  assert.match(out, /the pod infra process is not installed/);
+  assert.match(out, /an OCI runtime is not installed: containers of runtime handler broken cannot run/);
+  assert.match(out, /the CNI plugins nosuch-plugin of network tscri-test-\w+ are not installed/);
+
+  await assert.rejects(d.call('RunPodSandbox', { config: podConfig('needs-plugin') }), (e: any) => {
+    assert.equal(e.code, status.FAILED_PRECONDITION, e.details);
+    assert.match(e.details, /CNI plugin nosuch-plugin not found/);
+    return true;
+  });
+  assert.deepEqual(await net.leftovers([]), [], 'the failed ADD was undone');
+  const hostNet = { linux: { security_context: { namespace_options: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } } } };
+  await assert.rejects(d.call('RunPodSandbox', { config: podConfig('needs-infra', { linux: { security_context: { namespace_options: { network: 'NODE', pid: 'POD', ipc: 'POD' } } } }) }), (e: any) => {
+    assert.equal(e.code, status.FAILED_PRECONDITION, e.details);
+    assert.match(e.details, /\/nonexistent\/catatonit .*is not installed/);
+    return true;
+  });
+  const config = podConfig('needs-conmon', hostNet);
+  const id = await run(d, config);
+  await assert.rejects(d.call('CreateContainer', { pod_sandbox_id: id, config: { metadata: { name: 'c' }, image: { image: 'busybox' } }, sandbox_config: config }), (e: any) => {
+    assert.equal(e.code, status.FAILED_PRECONDITION, e.details);
+    assert.match(e.details, /conmon \/nonexistent\/conmon is not installed or not executable/);
+    assert.doesNotMatch(e.details, /sync pipe/);
+    return true;
+  });
+  const { pod_sandbox_id: broken } = await d.call('RunPodSandbox', { config: podConfig('broken-runtime', hostNet), runtime_handler: 'broken' });
+  await assert.rejects(d.call('CreateContainer', { pod_sandbox_id: broken, config: { metadata: { name: 'c' }, image: { image: 'busybox' } }, sandbox_config: config }), (e: any) => e.code === status.FAILED_PRECONDITION && /conmon/.test(e.details));
+});
