@@ -76,48 +76,114 @@ export function pipeBoth(a: Duplex, b: Duplex, done: () => void): void {
   b.once('close', () => setImmediate(finish));
 }
 
-/** WebSocket port-forward: ports from the URL's ?port= query, channel 2i data and 2i+1 error. */
-export async function servePortForwardWebSocket(ws: WebSocket, ports: number[], dial: Dial, podId: string): Promise<void> {
+/** The WebSocket subprotocols of the channel form of port-forward; '' is a client that offers none. */
+export const PORTFORWARD_WEBSOCKET_PROTOCOLS = ['v4.channel.k8s.io', 'v4.base64.channel.k8s.io', PORTFORWARD_PROTOCOL];
+
+const HIGH_WATER = 4 * 1024 * 1024;
+const LOW_WATER = 1024 * 1024;
+
+/**
+ * WebSocket port-forward in the channel form kubelet serves: ports from the
+ * URL's ?port= query (repeated or comma-separated), channel 2i carries the
+ * data of port i and 2i+1 its errors, each first sent the port as two
+ * little-endian bytes. Binary messages, or text with the channel as a digit
+ * and base64 data for the base64 protocol. Data the client sends while its
+ * port is still being dialed in the pod is kept and delivered once connected.
+ */
+export function servePortForwardWebSocket(ws: WebSocket, protocol: string, ports: number[], dial: Dial, podId: string): void {
+  const base64 = protocol.includes('base64');
   const controller = new AbortController();
-  ws.once('close', () => controller.abort());
-  const conns: Array<Duplex | undefined> = [];
-  const portBytes = (port: number) => Buffer.from([port & 0xff, port >> 8]);
   const send = (channel: number, data: Buffer) => {
-    if (ws.readyState === ws.OPEN) ws.send(Buffer.concat([Buffer.from([channel]), data]));
+    if (ws.readyState !== ws.OPEN) return;
+    ws.send(base64 ? String.fromCharCode(48 + channel) + data.toString('base64') : Buffer.concat([Buffer.from([channel]), data]));
   };
-  ports.forEach((port, i) => {
-    send(2 * i, portBytes(port));
-    send(2 * i + 1, portBytes(port));
+  interface Port {
+    conn?: Duplex;
+    /** What the client sent before the connection was up. */
+    early: Buffer[];
+    done: boolean;
+  }
+  const state: Port[] = ports.map(() => ({ early: [], done: false }));
+  const finishPort = (i: number) => {
+    state[i]!.done = true;
+    state[i]!.early = [];
+    if (state.every((p) => p.done) && ws.readyState === ws.OPEN) ws.close(1000);
+  };
+  // Listening before any dial: nothing the client sends right away is lost.
+  ws.on('message', (message: Buffer | string, isBinary: boolean) => {
+    let channel: number;
+    let data: Buffer;
+    if (base64 || !isBinary) {
+      const text = message.toString();
+      channel = text.charCodeAt(0) - 48;
+      data = Buffer.from(text.slice(1), 'base64');
+    } else {
+      const buf = message as Buffer;
+      channel = buf[0]!;
+      data = buf.subarray(1);
+    }
+    const port = state[channel >> 1];
+    if (!port || channel % 2 !== 0 || !data.length || port.done) return;
+    if (!port.conn) {
+      port.early.push(Buffer.from(data));
+      // Too much before the pod answered: stop reading until it does.
+      if (port.early.reduce((n, b) => n + b.length, 0) > HIGH_WATER) ws.pause();
+      return;
+    }
+    if (!port.conn.write(data)) {
+      ws.pause();
+      port.conn.once('drain', () => ws.resume());
+    }
   });
-  await Promise.all(
-    ports.map(async (port, i) => {
-      try {
-        const conn = await dial(port, controller.signal);
-        conns[i] = conn;
+  ws.on('close', () => {
+    controller.abort();
+    for (const p of state) p.conn?.destroy();
+  });
+  ports.forEach((port, i) => {
+    const portBytes = Buffer.from([port & 0xff, port >> 8]);
+    send(2 * i, portBytes);
+    send(2 * i + 1, portBytes);
+  });
+  ports.forEach((port, i) => {
+    dial(port, controller.signal).then(
+      (conn) => {
+        const p = state[i]!;
+        if (controller.signal.aborted) {
+          conn.destroy();
+          return;
+        }
+        p.conn = conn;
+        for (const chunk of p.early) conn.write(chunk);
+        p.early = [];
+        ws.resume();
         conn.on('data', (chunk: Buffer) => {
           send(2 * i, chunk);
           // Backpressure: stop reading the pod while the client lags behind.
-          if (ws.bufferedAmount > 4 * 1024 * 1024) {
+          if (ws.bufferedAmount > HIGH_WATER) {
             conn.pause();
             const wait = setInterval(() => {
-              if (ws.bufferedAmount < 1024 * 1024 || ws.readyState !== ws.OPEN) {
+              if (ws.bufferedAmount < LOW_WATER || ws.readyState !== ws.OPEN) {
                 clearInterval(wait);
                 conn.resume();
               }
             }, 10);
           }
         });
-        conn.on('end', () => ws.close(1000));
         conn.on('error', () => undefined);
-      } catch (err) {
+        conn.once('close', () => finishPort(i));
+        conn.once('end', () => finishPort(i));
+      },
+      (err) => {
         send(2 * i + 1, Buffer.from(`error forwarding port ${port} to pod ${podId}: ${(err as Error).message}`));
-      }
-    }),
-  );
-  ws.on('message', (message: Buffer) => {
-    const channel = message[0]!;
-    const conn = conns[channel >> 1];
-    if (conn && channel % 2 === 0 && message.length > 1) conn.write(message.subarray(1));
+        finishPort(i);
+      },
+    );
   });
-  ws.on('close', () => conns.forEach((c) => c?.destroy()));
+}
+
+/** Ports from ?port= (repeated or comma-separated); undefined when one is not a port. */
+export function queryPorts(url: URL): number[] | undefined {
+  const values = url.searchParams.getAll('port').flatMap((v) => v.split(','));
+  const ports = values.map((v) => (/^\d{1,5}$/.test(v.trim()) ? Number(v.trim()) : NaN));
+  return ports.every((p) => validPort(p)) ? ports : undefined;
 }

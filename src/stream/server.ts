@@ -13,7 +13,7 @@ import type { StreamBackend } from './backend.ts';
 import { TokenCache, type StreamRequest } from './tokens.ts';
 import { SpdySession } from './spdy/session.ts';
 import { REMOTECOMMAND_PROTOCOLS, collectStreams, endStream, expectedStreams, streamIO } from './remotecommand.ts';
-import { PORTFORWARD_PROTOCOL, servePortForwardSpdy, servePortForwardWebSocket } from './portforward.ts';
+import { PORTFORWARD_PROTOCOL, PORTFORWARD_WEBSOCKET_PROTOCOLS, queryPorts, servePortForwardSpdy, servePortForwardWebSocket } from './portforward.ts';
 import { WEBSOCKET_PROTOCOLS, webSocketSession } from './websocket.ts';
 import { errorChannelPayload } from './status.ts';
 import { quote } from '../errors.ts';
@@ -40,9 +40,9 @@ export class StreamServer {
     // One message holds at most one SPDY frame (tunnelled port-forward) or
     // one chunk of a channel; anything larger is closed with 1009.
     maxPayload: MAX_MESSAGE,
-    // The protocol was chosen in upgradeWebSocket, where the request kind is known.
-    handleProtocols: (_offered, req) => (req as IncomingMessage & { chosenProtocol?: string }).chosenProtocol ?? false,
   });
+  /** The subprotocol chosen for each upgrade in flight ('' for none). */
+  private readonly chosenProtocols = new WeakMap<IncomingMessage, string>();
   private server: Server | undefined;
   private baseUrl = '';
   private readonly sockets = new Set<Duplex>();
@@ -53,6 +53,10 @@ export class StreamServer {
     this.log = log.child({ component: 'stream' });
     this.tokens = new TokenCache(() => options.tokenTimeoutSeconds() * 1000);
     this.wss.on('error', (err) => this.log.warn({ err: String(err) }, 'WebSocket server error'));
+    this.wss.on('headers', (headers, req) => {
+      const protocol = this.chosenProtocols.get(req);
+      if (protocol) headers.push(`Sec-WebSocket-Protocol: ${protocol}`);
+    });
   }
 
   async start(): Promise<string> {
@@ -167,37 +171,46 @@ export class StreamServer {
 
   private upgradeWebSocket(req: IncomingMessage, socket: Duplex, head: Buffer, request: StreamRequest, url: URL): void {
     const offered = headerList(req.headers['sec-websocket-protocol']);
-    const supported = request.kind === 'portforward' ? [PORTFORWARD_PROTOCOL, SPDY_TUNNEL, 'v4.channel.k8s.io'] : WEBSOCKET_PROTOCOLS;
-    const protocol = offered.find((p) => supported.includes(p));
-    if (!protocol) {
-      return refuse(socket, 403, `none of the requested WebSocket protocols ${offered.join(', ') || '(none)'} is supported; supported: ${supported.join(', ')}`);
+    const supported = request.kind === 'portforward' ? [SPDY_TUNNEL, ...PORTFORWARD_WEBSOCKET_PROTOCOLS] : WEBSOCKET_PROTOCOLS;
+    // A client that offers no subprotocol gets the binary channel protocol, as from kubelet.
+    const protocol = offered.length ? offered.find((p) => supported.includes(p)) : '';
+    if (protocol === undefined) {
+      return refuse(socket, 403, `none of the requested WebSocket protocols ${offered.join(', ')} is supported; supported: ${supported.join(', ')}`);
     }
-    (req as IncomingMessage & { chosenProtocol?: string }).chosenProtocol = protocol;
+    // ws refuses subprotocols that are not RFC 7230 tokens, and
+    // SPDY/3.1+portforward.k8s.io is not one (the "/"): the choice is made
+    // here and the response header added in the 'headers' event.
+    delete req.headers['sec-websocket-protocol'];
+    this.chosenProtocols.set(req, protocol);
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       // A frame that breaks RFC 6455 (ws closes the stream with 1002, or 1007
       // for text that is not UTF-8) is an error of this stream only.
       ws.on('error', (err) => this.log.debug({ err: String(err), kind: request.kind }, 'WebSocket stream closed on a protocol error'));
       ws.once('close', metrics.openSession(request.kind, 'websocket'));
       if (request.kind === 'portforward') return this.portForwardWebSocket(ws, protocol, request, url);
-      void this.runCommandWebSocket(ws, protocol, request);
+      void this.runCommandWebSocket(ws, protocol || 'channel.k8s.io', request);
     });
   }
 
   private portForwardWebSocket(ws: WebSocket, protocol: string, request: Extract<StreamRequest, { kind: 'portforward' }>, url: URL): void {
     const dial = (port: number, signal: AbortSignal) => this.backend.portForward(request.podSandboxId, port, signal);
     if (protocol === SPDY_TUNNEL) {
-      const session = new SpdySession(createWebSocketStream(ws));
-      session.on('error', () => undefined);
+      // SPDY frames carried in binary messages (client-go's tunneling
+      // connection): the same session as over a plain upgrade.
+      const tunnel = createWebSocketStream(ws);
+      tunnel.on('error', () => undefined);
+      const session = new SpdySession(tunnel);
+      session.on('error', (err) => this.log.debug({ err: String(err) }, 'tunnelled SPDY connection error'));
       servePortForwardSpdy(session, dial, request.podSandboxId);
       return;
     }
-    const ports = url.searchParams.getAll('port').map(Number);
-    const chosen = ports.length ? ports : request.ports;
-    if (!chosen.length || chosen.some((p) => !Number.isInteger(p) || p <= 0 || p > 65535)) {
+    const ports = queryPorts(url);
+    const chosen = ports?.length ? ports : request.ports;
+    if (!ports || !chosen.length) {
       ws.close(1008, 'give the ports to forward as ?port=N');
       return;
     }
-    void servePortForwardWebSocket(ws, chosen, dial, request.podSandboxId);
+    servePortForwardWebSocket(ws, protocol, chosen, dial, request.podSandboxId);
   }
 
   private async runCommandWebSocket(ws: WebSocket, protocol: string, request: Exclude<StreamRequest, { kind: 'portforward' }>): Promise<void> {

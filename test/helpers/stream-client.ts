@@ -3,6 +3,7 @@
 // and the WebSocket channel protocols.
 import { request } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { createDeflate, createInflate, constants } from 'node:zlib';
 import { WebSocket } from 'ws';
@@ -71,7 +72,7 @@ export interface ClientStream {
 
 /** The client side of a SPDY session: opens streams, collects what the server sends. */
 export class SpdyClient {
-  private readonly socket: Socket;
+  private readonly socket: Duplex;
   private readonly deflate = new Zlib(createDeflate({ dictionary: SPDY3_DICTIONARY }));
   private readonly inflate = new Zlib(createInflate({ dictionary: SPDY3_DICTIONARY }));
   private readonly streams = new Map<number, ClientStream & { finish(): void; reply(): void }>();
@@ -80,7 +81,7 @@ export class SpdyClient {
   private chain: Promise<unknown> = Promise.resolve();
   readonly closed: Promise<void>;
 
-  constructor(socket: Socket) {
+  constructor(socket: Duplex) {
     this.socket = socket;
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
     socket.on('data', (chunk: Buffer) => {
@@ -175,6 +176,8 @@ export interface RawWebSocket {
   frames: Array<{ opcode: number; payload: Buffer }>;
   /** Resolves when the connection is closed; with the close code the server sent, if any. */
   closed: Promise<number | undefined>;
+  /** Called for each frame from the server, in order (frames already received included). */
+  onFrame(listener: (frame: { opcode: number; payload: Buffer }) => void): void;
 }
 
 /**
@@ -196,6 +199,7 @@ export function rawWebSocket(url: string, protocols: string[]): Promise<RawWebSo
     });
     let buffer = Buffer.alloc(0);
     let result: RawWebSocket | undefined;
+    let frameListeners: Array<(frame: { opcode: number; payload: Buffer }) => void> = [];
     let closeCode: number | undefined;
     let onClosed!: (code: number | undefined) => void;
     const closed = new Promise<number | undefined>((r) => (onClosed = r));
@@ -206,7 +210,15 @@ export function rawWebSocket(url: string, protocols: string[]): Promise<RawWebSo
         if (end < 0) return;
         const head = buffer.subarray(0, end).toString('latin1');
         buffer = buffer.subarray(end + 4);
-        result = { status: Number(head.split(' ')[1]), head, socket, frames: [], closed };
+        const listeners: Array<(frame: { opcode: number; payload: Buffer }) => void> = [];
+        result = {
+          status: Number(head.split(' ')[1]), head, socket, frames: [], closed,
+          onFrame(listener) {
+            listeners.push(listener);
+            for (const f of this.frames) listener(f);
+          },
+        };
+        frameListeners = listeners;
         resolve(result);
         if (result.status !== 101) return;
       }
@@ -215,7 +227,9 @@ export function rawWebSocket(url: string, protocols: string[]): Promise<RawWebSo
         const parsed = parseServerFrame(buffer);
         if (!parsed) break;
         buffer = buffer.subarray(parsed.size);
-        result.frames.push({ opcode: parsed.opcode, payload: parsed.payload });
+        const frame = { opcode: parsed.opcode, payload: parsed.payload };
+        result.frames.push(frame);
+        for (const l of frameListeners) l(frame);
         if (parsed.opcode === 8 && parsed.payload.length >= 2) closeCode ??= parsed.payload.readUInt16BE(0);
       }
     });
@@ -293,4 +307,30 @@ export async function zlibBomb(compressedBytes: number): Promise<Buffer> {
   deflate.close();
   const count = Math.max(1, Math.ceil((compressedBytes - head.length) / repeat.length));
   return Buffer.concat([head, ...Array.from({ length: count }, () => repeat)]);
+}
+
+/**
+ * The byte stream carried in a WebSocket's binary messages, as client-go's
+ * tunneling connection sees it: each write is one binary message.
+ */
+export function webSocketTunnel(raw: RawWebSocket): Duplex {
+  const duplex = new Duplex({
+    read() {},
+    write(chunk: Buffer, _enc, callback) {
+      raw.socket.write(wsFrame({ opcode: 0x2, payload: chunk }), callback);
+    },
+    final(callback) {
+      raw.socket.end(wsFrame({ opcode: 0x8, payload: Buffer.from([0x03, 0xe8]) }), callback);
+    },
+    destroy(err, callback) {
+      raw.socket.destroy();
+      callback(err);
+    },
+  });
+  raw.onFrame((frame) => {
+    if (frame.opcode === 0x2) duplex.push(frame.payload);
+    if (frame.opcode === 0x8) duplex.push(null);
+  });
+  raw.socket.once('close', () => duplex.destroy());
+  return duplex;
 }

@@ -100,6 +100,11 @@ const KINDS: Array<{ kind: string; protocols: string[]; url: () => Promise<strin
     protocols: ['portforward.k8s.io'],
     url: async () => `${(await d.call('PortForward', { pod_sandbox_id: podId, port: [8080] })).url}?port=8080`,
   },
+  {
+    kind: 'tunnelled SPDY port-forward',
+    protocols: ['SPDY/3.1+portforward.k8s.io'],
+    url: async () => (await d.call('PortForward', { pod_sandbox_id: podId, port: [8080] })).url,
+  },
 ];
 
 for (const { kind, protocols, url } of KINDS) {

@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { pino } from 'pino';
 import { StreamServer } from '../../src/stream/server.ts';
 import type { StreamBackend, TerminalSize } from '../../src/stream/backend.ts';
-import { SpdyClient, openWebSocket, rawWebSocket, upgrade, wsFrame } from '../helpers/stream-client.ts';
+import { SpdyClient, openWebSocket, rawWebSocket, upgrade, webSocketTunnel, wsFrame } from '../helpers/stream-client.ts';
 
 interface Fake {
   server: StreamServer;
@@ -42,6 +42,8 @@ async function start(t: any, tokenSeconds = 60): Promise<Fake> {
     },
     async portForward(_pod, port) {
       if (port !== 80) throw new Error('connection refused');
+      // The in-pod dial takes a while: whatever the client sends meanwhile must wait, not be lost.
+      await new Promise((r) => setTimeout(r, 100));
       const socket = connect(echoPort, '127.0.0.1');
       await once(socket, 'connect');
       return socket;
@@ -163,7 +165,7 @@ test('port-forward over SPDY relays bytes and reports dial errors on the error s
   client.destroy();
 });
 
-test('port-forward over WebSocket uses a data and an error channel per port', async (t) => {
+test('port-forward over WebSocket uses a data and an error channel per port', { timeout: 10_000 }, async (t) => {
   const { server } = await start(t);
   const url = server.prepare({ kind: 'portforward', podSandboxId: 'p1', ports: [80] }) + '?port=80';
   const { ws, channels } = await openWebSocket(url, ['portforward.k8s.io']);
@@ -191,3 +193,66 @@ test('a malformed WebSocket frame closes its stream with 1002 (1007 for bad UTF-
   assert.equal(await b64.closed, 1000);
   assert.equal(Buffer.concat(b64.channels.get(1)!).toString(), 'out\n');
 });
+
+/** Channel messages of a raw WebSocket, binary or base64 text, by channel. */
+function channelsOf(ws: Awaited<ReturnType<typeof rawWebSocket>>): Map<number, Buffer[]> {
+  const channels = new Map<number, Buffer[]>();
+  ws.onFrame(({ opcode, payload }) => {
+    if (opcode !== 1 && opcode !== 2) return;
+    const channel = opcode === 2 ? payload[0]! : payload[0]! - 48;
+    const data = opcode === 2 ? payload.subarray(1) : Buffer.from(payload.subarray(1).toString(), 'base64');
+    channels.set(channel, [...(channels.get(channel) ?? []), data]);
+  });
+  return channels;
+}
+
+async function until(check: () => boolean): Promise<void> {
+  while (!check()) await new Promise((r) => setTimeout(r, 10));
+}
+
+test('port-forward over SPDY tunnelled in WebSocket (SPDY/3.1+portforward.k8s.io, as client-go sends it)', { timeout: 10_000 }, async (t) => {
+  const { server } = await start(t);
+  const raw = await rawWebSocket(server.prepare({ kind: 'portforward', podSandboxId: 'p1', ports: [80] }), ['SPDY/3.1+portforward.k8s.io']);
+  assert.equal(raw.status, 101, raw.head);
+  assert.match(raw.head, /^Sec-WebSocket-Protocol: SPDY\/3\.1\+portforward\.k8s\.io$/im);
+  const client = new SpdyClient(webSocketTunnel(raw));
+  const error = await client.open({ streamtype: 'error', port: '80', requestid: '0' });
+  await error.end();
+  const data = await client.open({ streamtype: 'data', port: '80', requestid: '0' });
+  // Sent at once, before the server replied or dialed.
+  await data.write('through the tunnel');
+  await until(() => data.text() === 'through the tunnel');
+  await data.end();
+  await error.ended;
+  assert.equal(error.text(), '');
+  const bad = await client.open({ streamtype: 'error', port: '81', requestid: '1' });
+  await client.open({ streamtype: 'data', port: '81', requestid: '1' });
+  await bad.ended;
+  assert.match(bad.text(), /error forwarding port 81 to pod p1: connection refused/);
+  client.destroy();
+});
+
+for (const [protocols, encoding] of [[['v4.channel.k8s.io'], 'binary'], [['v4.base64.channel.k8s.io'], 'base64'], [[], 'binary']] as const) {
+  test(`port-forward over WebSocket (${protocols[0] ?? 'no subprotocol'}): data sent right after the port frames reaches the pod; ports may be listed with commas`, { timeout: 10_000 }, async (t) => {
+    const { server } = await start(t);
+    const url = server.prepare({ kind: 'portforward', podSandboxId: 'p1', ports: [] }) + '?port=80,81';
+    const raw = await rawWebSocket(url, [...protocols]);
+    assert.equal(raw.status, 101, raw.head);
+    if (!protocols.length) assert.doesNotMatch(raw.head, /Sec-WebSocket-Protocol/i);
+    const channels = channelsOf(raw);
+    const send = (channel: number, data: string) =>
+      raw.socket.write(encoding === 'binary'
+        ? wsFrame({ opcode: 2, payload: Buffer.concat([Buffer.from([channel]), Buffer.from(data)]) })
+        : wsFrame({ opcode: 1, payload: Buffer.from(String.fromCharCode(48 + channel) + Buffer.from(data).toString('base64')) }));
+    await until(() => (channels.get(0)?.length ?? 0) > 0 && (channels.get(2)?.length ?? 0) > 0);
+    assert.deepEqual([...channels.get(0)![0]!], [80, 0]);
+    assert.deepEqual([...channels.get(2)![0]!], [81, 0]);
+    send(0, 'early ');
+    send(0, 'bytes');
+    await until(() => Buffer.concat(channels.get(0)!.slice(1)).toString() === 'early bytes');
+    await until(() => (channels.get(3)?.length ?? 0) > 1);
+    assert.match(Buffer.concat(channels.get(3)!.slice(1)).toString(), /error forwarding port 81 to pod p1: connection refused/);
+    raw.socket.end(wsFrame({ opcode: 8, payload: Buffer.from([3, 0xe8]) }));
+    await raw.closed;
+  });
+}
