@@ -16,9 +16,13 @@ const STDIN_PACKET = 8192;
 
 /**
  * Wires a connected attach socket to the client's streams. Resolves when
- * conmon closes the socket (the process ended) or the signal aborts.
+ * conmon closes the socket (the process ended) or the signal aborts (the
+ * client went). When the client's stdin ends, `close` closes the process's
+ * stdin and the output flows on until it ends (exec, and attach with
+ * stdin_once as containerd does it); `detach` resolves at once, leaving the
+ * process and its stdin alone (attach otherwise).
  */
-export function pipeAttachSocket(socket: SeqpacketSocket, io: StreamIO, signal: AbortSignal, ctlDir: string, useStdin = true): Promise<void> {
+export function pipeAttachSocket(socket: SeqpacketSocket, io: StreamIO, signal: AbortSignal, ctlDir: string, useStdin = true, onStdinEnd: 'close' | 'detach' = 'close'): Promise<void> {
   const stdin = useStdin ? io.stdin : undefined;
   return new Promise<void>((resolve) => {
     socket.on('message', (packet: Buffer) => {
@@ -30,7 +34,10 @@ export function pipeAttachSocket(socket: SeqpacketSocket, io: StreamIO, signal: 
     const onData = (chunk: Buffer) => {
       for (let i = 0; i < chunk.length; i += STDIN_PACKET) socket.send(chunk.subarray(i, i + STDIN_PACKET));
     };
-    const onEnd = () => socket.endWrite();
+    const onEnd = () => {
+      if (onStdinEnd === 'close') socket.endWrite();
+      else void socket.flushed().then(finish);
+    };
     stdin?.on('data', onData);
     stdin?.once('end', onEnd);
     io.onResize((size) => {
@@ -59,7 +66,7 @@ export function attachBackend(containers: ContainerService): Pick<ContainerStrea
         throw failedPrecondition(`container ${r.id} was created with tty=${Boolean(r.config.tty)}; attach with the same tty setting`);
       }
       const socket = SeqpacketSocket.connect(r.bundle, 'attach');
-      await pipeAttachSocket(socket, io, signal, r.bundle, r.config.stdin);
+      await pipeAttachSocket(socket, io, signal, r.bundle, r.config.stdin, r.config.stdin_once && !io.tty ? 'close' : 'detach');
     },
   };
 }

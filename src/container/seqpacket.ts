@@ -56,6 +56,7 @@ export class SeqpacketSocket extends EventEmitter {
   fd: number;
   private readonly pending: Buffer[] = [];
   private closed = false;
+  private shutdownWhenFlushed = false;
 
   private constructor(fd: number) {
     super();
@@ -110,6 +111,27 @@ export class SeqpacketSocket extends EventEmitter {
       }
       this.pending.shift();
     }
+    if (!this.pending.length && !this.closed) {
+      if (this.shutdownWhenFlushed) {
+        this.shutdownWhenFlushed = false;
+        c.shutdown(this.fd, SHUT_WR);
+      }
+      this.emit('flushed');
+    }
+  }
+
+  /** Resolves once every queued packet was sent (or the socket closed). */
+  flushed(): Promise<void> {
+    if (!this.pending.length || this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        this.off('flushed', done);
+        this.off('close', done);
+        resolve();
+      };
+      this.on('flushed', done);
+      this.on('close', done);
+    });
   }
 
   /** Reads every packet available now; closes on end of stream. */
@@ -131,9 +153,14 @@ export class SeqpacketSocket extends EventEmitter {
     }
   }
 
-  /** Tells the peer no more data follows (conmon closes the process's stdin). */
+  /**
+   * Tells the peer no more data follows, once the packets queued before are
+   * sent (conmon then closes the process's stdin, unless --leave-stdin-open).
+   */
   endWrite(): void {
-    if (!this.closed) c.shutdown(this.fd, SHUT_WR);
+    if (this.closed) return;
+    if (this.pending.length) this.shutdownWhenFlushed = true;
+    else c.shutdown(this.fd, SHUT_WR);
   }
 
   close(): void {

@@ -109,3 +109,39 @@ test('a container with a terminal can be attached to with a tty and resized', as
   await waitState(service, id, 'CONTAINER_EXITED');
   assert.equal(service.get(id).exitCode, 4);
 });
+
+test('attach with stdin_once: the client closing stdin closes the container\'s stdin; output flows until it exits', { timeout: 30_000 }, async (t) => {
+  const { service, sandbox } = await setup(t);
+  const streams = containerStreams(service, '/usr/bin/conmon');
+  const script = 'while read line; do echo "got $line"; done; echo "stdin closed"';
+  const id = await service.create(sandbox.id, containerConfig('once', ['/bin/sh', '-c', script], { stdin: true, stdin_once: true }), null);
+  await service.start(id);
+  const io = fakeIO(false, true);
+  const attached = streams.attach(id, io, new AbortController().signal);
+  io.input.end('last\n');
+  await attached;
+  assert.match(io.out(), /got last\nstdin closed\n/);
+  await waitState(service, id, 'CONTAINER_EXITED');
+});
+
+test('attach without stdin_once: the client closing stdin detaches it; the container keeps running with its stdin open', { timeout: 30_000 }, async (t) => {
+  const { service, sandbox } = await setup(t);
+  const streams = containerStreams(service, '/usr/bin/conmon');
+  const script = 'while read line; do echo "got $line"; done; echo "stdin closed"';
+  const id = await service.create(sandbox.id, containerConfig('open', ['/bin/sh', '-c', script], { stdin: true, stdin_once: false }), null);
+  await service.start(id);
+  const io = fakeIO(false, true);
+  const attached = streams.attach(id, io, new AbortController().signal);
+  io.input.end('first\n');
+  await attached;
+  assert.equal(service.get(id).state, 'CONTAINER_RUNNING');
+  // Still reading: a second client's input reaches it.
+  const again = fakeIO(false, true);
+  const second = streams.attach(id, again, new AbortController().signal);
+  again.input.write('second\n');
+  for (let i = 0; i < 100 && !again.out().includes('got second'); i++) await new Promise((r) => setTimeout(r, 20));
+  assert.match(again.out(), /got second/);
+  again.input.end();
+  await second;
+  assert.equal(service.get(id).state, 'CONTAINER_RUNNING');
+});
