@@ -373,7 +373,7 @@ export async function readCgroupDetail(fsPath: string): Promise<CgroupDetail | u
   const v1 = cachedHierarchies.filter((h) => h.version === 'v1');
   const unified = cachedHierarchies.find((h) => h.version === 'v2');
   if (!v1.length) {
-    if (!unified || unified.mount !== '/sys/fs/cgroup') return undefined;
+    if (unified?.mount !== '/sys/fs/cgroup') return undefined;
     const dir = join(unified.mount, fsPath);
     const files = await readAll(dir, [...V2_DETAIL_FILES, ...(await hugetlbNames(dir, ['current']))]);
     return files['memory.current'] === undefined && files['cpu.stat'] === undefined ? undefined : detailFromV2(files);

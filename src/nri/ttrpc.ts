@@ -5,7 +5,7 @@
 // MAX_MESSAGE bytes, a limited number of calls in flight on a server; a peer
 // that breaks the protocol has its connection closed, never the daemon.
 import type { ByteChannel } from './mux.ts';
-import { codec, DecodeError } from './proto.ts';
+import { codec, type DecodeError } from './proto.ts';
 import { FrameDecoder, HEADER_LENGTH, MAX_MESSAGE, MessageType, encodeHeader, type FrameHeader } from './ttrpc-frame.ts';
 import type { Request, Request__Output } from '../generated/ttrpc/Request.ts';
 import type { Response, Response__Output } from '../generated/ttrpc/Response.ts';

@@ -291,7 +291,7 @@ export class SandboxService {
   /** Validates a request and works out everything about the pod that does not touch the system. */
   private plan(config: PodSandboxConfig__Output, runtimeHandler: string) {
     const md = config.metadata;
-    if (!md || !md.name || !md.namespace || !md.uid) throw invalidArgument('pod sandbox metadata must give name, namespace and uid');
+    if (!md?.name || !md.namespace || !md.uid) throw invalidArgument('pod sandbox metadata must give name, namespace and uid');
     for (const [key, value] of [['name', md.name], ['namespace', md.namespace], ['uid', md.uid]] as const) {
       if (/[\s/;=\0]/.test(value) || value.length > 253) throw invalidArgument(`pod sandbox metadata ${key} ${quote(value)} is invalid: no whitespace, '/', ';' or '=' and at most 253 characters`);
     }

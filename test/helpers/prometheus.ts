@@ -109,7 +109,7 @@ export function parseExposition(text: string): Map<string, Family> {
     if (line.startsWith('#')) continue;
     const s = parseSample(line);
     const f = owner(s.name);
-    assert.ok(f && f.type, `sample ${s.name} belongs to a family with a TYPE`);
+    assert.ok(f?.type, `sample ${s.name} belongs to a family with a TYPE`);
     assert.ok(f.help, `family ${f.name} has a HELP`);
     if (f.type === 'counter') assert.ok(s.value >= 0, `counter ${s.name} is not negative`);
     f.series.push(s);

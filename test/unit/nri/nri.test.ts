@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { after, afterEach, test } from 'node:test';
 import { pino } from 'pino';
 import type { NriSettings } from '../../../src/config/config.ts';
-import { NriError } from '../../../src/nri/errors.ts';
+import type { NriError } from '../../../src/nri/errors.ts';
 import { Event, eventBit } from '../../../src/nri/events.ts';
 import { Nri, type NriRuntime } from '../../../src/nri/nri.ts';
 import type { Container, ContainerEviction, ContainerUpdate, PodSandbox } from '../../../src/nri/types.ts';
