@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ContainerStreams, StreamIO } from './stream-io.ts';
-import { writeFileAtomic } from '../store/store.ts';
+import { VOLATILE, writeFileAtomic } from '../store/store.ts';
 import { internal, invalidArgument, quote } from '../errors.ts';
 import { conmonExecArgs, firstSyncMessage, spawnConmon } from './conmon.ts';
 import { SeqpacketSocket } from './seqpacket.ts';
@@ -37,7 +37,7 @@ export async function execStreaming(containers: ContainerService, conmonPath: st
   await mkdir(dir, { mode: 0o700 });
   try {
     const processSpec = join(dir, 'process.json');
-    await writeFileAtomic(processSpec, JSON.stringify(streamingExecProcess(base, cmd, io.tty)));
+    await writeFileAtomic(processSpec, JSON.stringify(streamingExecProcess(base, cmd, io.tty)), 0o600, VOLATILE);
     const args = conmonExecArgs({
       conmonPath,
       runtimePath: runtime.path,

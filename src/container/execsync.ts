@@ -13,7 +13,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { constants as osConstants } from 'node:os';
-import { writeFileAtomic } from '../store/store.ts';
+import { VOLATILE, writeFileAtomic } from '../store/store.ts';
 import { deadlineExceeded, quote } from '../errors.ts';
 import type { OciRuntime } from './runtime.ts';
 import { readPidFile } from './conmon.ts';
@@ -66,7 +66,7 @@ export async function execSync(
   const tag = randomBytes(6).toString('hex');
   const processFile = join(bundle, `exec-${tag}.json`);
   const pidFile = join(bundle, `exec-${tag}.pid`);
-  await writeFileAtomic(processFile, JSON.stringify(processSpec));
+  await writeFileAtomic(processFile, JSON.stringify(processSpec), 0o600, VOLATILE);
   const stdout = new CappedBuffer(EXEC_OUTPUT_LIMIT);
   const stderr = new CappedBuffer(EXEC_OUTPUT_LIMIT);
   const child = runtime.spawnExec(id, processFile, pidFile);

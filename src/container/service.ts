@@ -12,7 +12,7 @@ import { access, mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
 import type { Logger } from '../log.ts';
 import type { Config } from '../config/config.ts';
-import { RecordStore, writeFileAtomic } from '../store/store.ts';
+import { RecordStore, VOLATILE, writeFileAtomic } from '../store/store.ts';
 import { KeyedLock, SharedKeyedLock } from '../store/lock.ts';
 import type { ResolvedImage, SpecRequest } from '../oci/request.ts';
 import type { Process, Resources, Spec } from '../oci/types.ts';
@@ -337,7 +337,7 @@ export class ContainerService {
         const spec = await this.deps.makeSpec({ id, config, sandbox, image, rootfs, cgroupsPath: record.cgroupsPath, targetPidNamespace });
         await this.nri.createContainer(record, spec);
         record.user = userOf(spec);
-        await writeFileAtomic(bundleFiles(bundle).config, JSON.stringify(spec));
+        await writeFileAtomic(bundleFiles(bundle).config, JSON.stringify(spec), 0o600, VOLATILE);
         if (logPath) await mkdir(dirname(logPath), { recursive: true });
         // A restored container's process comes into being at StartContainer (runc restore).
         if (!restore) record.pid = await this.startConmon(record, runtime, spec);

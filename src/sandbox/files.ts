@@ -3,7 +3,7 @@
 import { copyFile, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DNSConfig__Output } from '../generated/runtime/v1/DNSConfig.ts';
-import { writeFileAtomic } from '../store/store.ts';
+import { VOLATILE, writeFileAtomic } from '../store/store.ts';
 import { mount, MS_NODEV, MS_NOEXEC, MS_NOSUID, unmountAll } from '../sys/mount.ts';
 import { quote } from '../errors.ts';
 
@@ -63,14 +63,14 @@ export function podFilePaths(dir: string, withShm: boolean): PodFiles {
 }
 
 export async function writePodFiles(files: PodFiles, hostname: string, hosts: string | undefined, resolvConf: string | undefined): Promise<void> {
-  await writeFileAtomic(files.hostname, `${hostname}\n`, 0o644);
+  await writeFileAtomic(files.hostname, `${hostname}\n`, 0o644, VOLATILE);
   if (hosts === undefined) await copyFile('/etc/hosts', files.hosts);
-  else await writeFileAtomic(files.hosts, hosts, 0o644);
+  else await writeFileAtomic(files.hosts, hosts, 0o644, VOLATILE);
   if (resolvConf === undefined) {
     const host = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
-    await writeFileAtomic(files.resolvConf, host, 0o644);
+    await writeFileAtomic(files.resolvConf, host, 0o644, VOLATILE);
   } else {
-    await writeFileAtomic(files.resolvConf, resolvConf, 0o644);
+    await writeFileAtomic(files.resolvConf, resolvConf, 0o644, VOLATILE);
   }
 }
 

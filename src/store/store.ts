@@ -14,14 +14,31 @@ export interface Identified {
   id: string;
 }
 
+export interface AtomicWriteOptions {
+  /**
+   * Sync the file before it replaces the old one, and the directory after
+   * (default): a power loss then also leaves the old content or the new.
+   * Without it the replace is still atomic for readers and for a crash of
+   * the daemon: for files under --state, which a reboot removes anyway.
+   */
+  durable?: boolean;
+  /**
+   * Sync the directory after the rename (default with durable). A record
+   * that replaces an older one needs no directory sync to read old-or-new
+   * after a power loss: the name was already there.
+   */
+  syncDir?: boolean;
+}
+
 /** Writes a file so that readers and crashes see the old content or the new, never a mix. */
-export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
+export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o600, options: AtomicWriteOptions = {}): Promise<void> {
+  const durable = options.durable ?? true;
   const tmp = `${file}.tmp-${randomBytes(6).toString('hex')}`;
   const handle = await open(tmp, 'wx', mode);
   try {
     try {
       await handle.writeFile(data);
-      await handle.sync();
+      if (durable) await handle.sync();
     } finally {
       await handle.close();
     }
@@ -31,8 +48,11 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
     await rm(tmp, { force: true }).catch(() => undefined);
     throw err;
   }
-  await syncDir(join(file, '..'));
+  if (durable && (options.syncDir ?? true)) await syncDir(join(file, '..'));
 }
+
+/** For files under --state: atomic, not synced (see AtomicWriteOptions.durable). */
+export const VOLATILE: AtomicWriteOptions = { durable: false };
 
 async function syncDir(dir: string): Promise<void> {
   const handle = await open(dir, 'r');
@@ -109,7 +129,8 @@ export class RecordStore<T extends Identified> {
 
   async put(record: T): Promise<void> {
     assertSafeId(record.id);
-    await writeFileAtomic(join(this.dir, `${record.id}.json`), JSON.stringify(record, null, 1));
+    // Only a new record's name needs the directory synced (see AtomicWriteOptions.syncDir).
+    await writeFileAtomic(join(this.dir, `${record.id}.json`), JSON.stringify(record, null, 1), 0o600, { syncDir: !this.records.has(record.id) });
     this.records.set(record.id, record);
   }
 
@@ -120,7 +141,7 @@ export class RecordStore<T extends Identified> {
    */
   async update(record: T, changes: Partial<T>): Promise<void> {
     assertSafeId(record.id);
-    await writeFileAtomic(join(this.dir, `${record.id}.json`), JSON.stringify({ ...record, ...changes }, null, 1));
+    await writeFileAtomic(join(this.dir, `${record.id}.json`), JSON.stringify({ ...record, ...changes }, null, 1), 0o600, { syncDir: !this.records.has(record.id) });
     Object.assign(record, changes);
     this.records.set(record.id, record);
   }

@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { RecordStore, assertSafeId, writeFileAtomic } from '../../../src/store/store.ts';
+import { RecordStore, VOLATILE, assertSafeId, writeFileAtomic } from '../../../src/store/store.ts';
 import { KeyedLock, SharedKeyedLock } from '../../../src/store/lock.ts';
 import { mountTmpfs } from '../../helpers/tmpfs.ts';
 
@@ -107,6 +107,31 @@ test('writeFileAtomic replaces content whole', async (t) => {
   await writeFileAtomic(file, 'one');
   await writeFileAtomic(file, 'two');
   assert.deepEqual(await readdir(dir), ['f']);
+});
+
+test('volatile writes (files under --state) replace content whole too, with the mode asked for', async (t) => {
+  const dir = await tempDir(t);
+  const file = join(dir, 'f');
+  await writeFileAtomic(file, 'one', 0o644, VOLATILE);
+  await writeFileAtomic(file, 'two', 0o644, VOLATILE);
+  assert.equal(await readFile(file, 'utf8'), 'two');
+  assert.equal((await stat(file)).mode & 0o777, 0o644);
+  assert.deepEqual(await readdir(dir), ['f']);
+});
+
+test('a record written again (no directory sync) reads back its last content after a reload', async (t) => {
+  const dir = await tempDir(t);
+  const store = new RecordStore<Thing>(dir);
+  await store.load();
+  const thing = { id: 'a', value: 1 };
+  await store.put(thing);
+  thing.value = 2;
+  await store.put(thing);
+  await store.update(thing, { value: 3 });
+  const again = new RecordStore<Thing>(dir);
+  await again.load();
+  assert.equal(again.get('a')?.value, 3);
+  assert.deepEqual(await readdir(dir), ['a.json']);
 });
 
 test('KeyedLock serialises one key and lets other keys run', async () => {
