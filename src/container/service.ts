@@ -86,6 +86,13 @@ export class ContainerService {
   private readonly exitWaiters = new Map<string, Set<() => void>>();
   /** Starts under way: settle when the start has published its event. */
   private readonly starting = new Map<string, Promise<void>>();
+  /**
+   * The runtime state and cgroup of a container whose exit was recorded are
+   * removed right away, in the background, as containerd deletes a task at
+   * its exit: RemoveContainer then waits for that (long done, usually)
+   * instead of running `runc delete` itself. Resolves true when it worked.
+   */
+  private readonly exitCleanups = new Map<string, Promise<boolean>>();
   private readonly watcher: ExitWatcher;
   private readonly log: Logger;
   private readonly nri: ContainerNriHooks;
@@ -543,7 +550,9 @@ export class ContainerService {
       if (!this.store.get(r.id)) return;
       if (r.state !== 'CONTAINER_EXITED') await this.stopLocked(r, 0);
       const runtime = this.runtimeFor(r.runtimeHandler);
-      await runtime.delete(r.id);
+      const cleaned = await this.exitCleanups.get(r.id);
+      this.exitCleanups.delete(r.id);
+      if (!cleaned) await runtime.delete(r.id);
       const conmonPid = await readPidFile(bundleFiles(r.bundle).conmonPid);
       if (conmonPid && isConmon(conmonPid, r.id)) {
         try {
@@ -553,7 +562,7 @@ export class ContainerService {
         }
       }
       // runc deletes the container's cgroup; what it leaves (the unified copy on hybrid hosts) goes here.
-      await removeCgroup(r.cgroupsPath).catch((err) => this.log.warn({ id: r.id, err: String(err) }, 'cannot remove the container cgroup'));
+      if (!cleaned) await removeCgroup(r.cgroupsPath).catch((err) => this.log.warn({ id: r.id, err: String(err) }, 'cannot remove the container cgroup'));
       if (r.rootfsPrepared) await this.deps.removeRootfs(r.id, r.rootfs);
       await rm(r.bundle, { recursive: true, force: true });
       await this.watcher.remove(r.id);
@@ -581,6 +590,7 @@ export class ContainerService {
       pid: 0,
     });
     if (!applied) return;
+    this.cleanUpAfterExit(r);
     this.wakeExitWaiters(r.id);
     void this.nri.stopContainer(r);
     this.log.info({ id: r.id, name: containerName(r), exitCode: r.exitCode, reason: r.reason }, 'container exited');
@@ -588,11 +598,31 @@ export class ContainerService {
     this.events.publish('CONTAINER_STOPPED_EVENT', r.id, r.sandboxId);
   }
 
+  /** Starts removing the runtime state and cgroup of an exited container (see exitCleanups). */
+  private cleanUpAfterExit(r: ContainerRecord): void {
+    if (this.exitCleanups.has(r.id)) return;
+    const runtime = this.runtimeFor(r.runtimeHandler);
+    // Not while `runc start` may still be running for a process that exited at once.
+    const started = (this.starting.get(r.id) ?? Promise.resolve()).catch(() => undefined);
+    const done = started.then(() => runtime.delete(r.id)).then(
+      async () => {
+        await removeCgroup(r.cgroupsPath).catch((err) => this.log.warn({ id: r.id, err: String(err) }, 'cannot remove the container cgroup'));
+        return true;
+      },
+      (err) => {
+        this.log.debug({ id: r.id, err: String(err) }, 'runtime state of an exited container not removed yet; RemoveContainer will');
+        return false;
+      },
+    );
+    this.exitCleanups.set(r.id, done);
+  }
+
   private async settleWithoutExitFile(r: ContainerRecord, exitCode: number, message: string): Promise<void> {
     const exit = await readExitFile(join(this.exitDir, r.id), r.id);
     if (exit) return this.onExit(exit);
     if (r.state === 'CONTAINER_EXITED') return;
     if (!(await this.commitExit(r, { state: 'CONTAINER_EXITED', exitCode, finishedAt: nowNs(), reason: 'Error', message, pid: 0 }))) return;
+    this.cleanUpAfterExit(r);
     this.wakeExitWaiters(r.id);
     void this.nri.stopContainer(r);
     this.events.publish('CONTAINER_STOPPED_EVENT', r.id, r.sandboxId);
