@@ -92,6 +92,7 @@ export async function execSync(
   // container) are killed too, and the scan repeats until nothing of the
   // command is left. runc is killed only if it does not end soon after.
   const killAll = async () => {
+    if (!(await child.spawned)) return;
     const pid = await readPidFile(pidFile);
     if (pid) await killTree(pid);
     for (const member of groupMembers(child.pid!)) if (member !== child.pid) kill(member);

@@ -132,13 +132,7 @@ export class OciRuntime {
       const child = spawnChild(this.path, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
       let stderr = '';
       child.stderr!.on('data', (d) => (stderr += d));
-      const onAbort = () => {
-        try {
-          process.kill(-child.pid!, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      };
+      const onAbort = () => void child.killGroup('SIGKILL');
       signal.addEventListener('abort', onAbort, { once: true });
       child.once('error', (err) => {
         signal.removeEventListener('abort', onAbort);

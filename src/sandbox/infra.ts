@@ -34,9 +34,10 @@ export async function startInfra(o: InfraOptions): Promise<InfraProcess> {
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
   const exited = new Promise<string>((resolve) => child.once('exit', (code, signal) => resolve(`exited (${signal ?? code}): ${stderr.trim()}`)));
-  child.once('error', () => undefined);
-  const parentPid = child.pid;
-  if (!parentPid) throw new Error(`cannot start infra process ${o.infraPath}: ${await exited}`);
+  let spawnError = '';
+  child.once('error', (err) => (spawnError = err.message));
+  const parentPid = await child.spawned;
+  if (!parentPid) throw new Error(`cannot start infra process ${o.infraPath}: ${spawnError}`);
   for (let i = 0; i < 500; i++) {
     const pid = await findChild(parentPid);
     if (pid) {

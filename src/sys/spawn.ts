@@ -6,7 +6,9 @@
 // and nothing else runs meanwhile. glibc's posix_spawn uses
 // clone(CLONE_VM|CLONE_VFORK): the child borrows the parent's memory until it
 // execs, so starting a process costs well under a millisecond whatever the
-// daemon's size.
+// daemon's size. The call itself runs on a thread of libuv's pool (the caller
+// waits there until the child has exec'd, which on a busy machine takes some
+// milliseconds): the pid is known from the 'spawn' event (or `spawned`) on.
 //
 // What it keeps of child_process: stdio entries 'pipe' (a socketpair end in
 // the parent as a net.Socket, as libuv makes them), 'ignore' (/dev/null) and
@@ -73,16 +75,23 @@ export interface SpawnOptions {
 
 /** A started process: stdio as net.Sockets (null where not piped), 'exit' and 'close' events with (code, signal). */
 export class Child extends EventEmitter {
+  /** Set once the process exists (the 'spawn' event). */
   pid: number | undefined;
   readonly stdio: Array<Socket | null>;
   exitCode: number | null = null;
   signalCode: NodeJS.Signals | null = null;
+  /** Resolves with the pid once the process exists, or with undefined when it could not start. */
+  readonly spawned: Promise<number | undefined>;
+  private resolveSpawned!: (pid: number | undefined) => void;
   private exited = false;
   private openStreams = 0;
+  /** Signals asked for before the pid was known: [signal, whole process group]. */
+  private pendingKills: Array<[NodeJS.Signals | number, boolean]> = [];
 
   constructor(stdio: Array<Socket | null>) {
     super();
     this.stdio = stdio;
+    this.spawned = new Promise((resolve) => (this.resolveSpawned = resolve));
     for (const s of stdio) {
       if (!s) continue;
       this.openStreams++;
@@ -105,15 +114,42 @@ export class Child extends EventEmitter {
     return this.stdio[2] ?? null;
   }
 
-  /** Sends a signal; false when the process has already been collected. */
+  /** Sends a signal (once the process exists, if it does not yet); false when it has already been collected. */
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): boolean {
-    if (this.exited || !this.pid) return false;
+    return this.signal(signal, false);
+  }
+
+  /** Sends a signal to the child's process group (a detached child leads its own). */
+  killGroup(signal: NodeJS.Signals | number = 'SIGTERM'): boolean {
+    return this.signal(signal, true);
+  }
+
+  private signal(signal: NodeJS.Signals | number, group: boolean): boolean {
+    if (this.exited) return false;
+    if (!this.pid) {
+      this.pendingKills.push([signal, group]);
+      return true;
+    }
     try {
-      process.kill(this.pid, signal);
+      process.kill(group ? -this.pid : this.pid, signal);
       return true;
     } catch {
       return false;
     }
+  }
+
+  /** @internal The process exists. */
+  started(pid: number): void {
+    this.pid = pid;
+    this.resolveSpawned(pid);
+    this.emit('spawn');
+    for (const [signal, group] of this.pendingKills.splice(0)) this.signal(signal, group);
+  }
+
+  /** @internal The process could not be started. */
+  failed(err: Error): void {
+    this.resolveSpawned(undefined);
+    this.emit('error', err);
   }
 
   /** @internal Whether the event loop waits for this child's exit. */
@@ -245,7 +281,10 @@ export function spawnChild(file: string, args: string[], options: SpawnOptions =
   c.actionsInit(actions);
   c.attrInit(attr);
   let errno = 0;
-  const pid = [0];
+  const pid = new Int32Array(1);
+  let argv: Array<string | null> = [];
+  let envp: Array<string | null> = [];
+  let program: string | undefined;
   try {
     for (let i = 0; i < stdio.length; i++) {
       const entry = stdio[i]!;
@@ -272,30 +311,35 @@ export function spawnChild(file: string, args: string[], options: SpawnOptions =
     c.attrSetSigDefault(attr, all);
     c.attrSetSigMask(attr, none);
     c.attrSetFlags(attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | (options.detached ? POSIX_SPAWN_SETSID : 0));
-    const program = resolveProgram(file, env);
+    program = resolveProgram(file, env);
     if (!program) errno = osConstants.errno.ENOENT;
-    else {
-      const envp = Object.entries(env).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`);
-      errno = c.posix_spawn(pid, program, actions, attr, [file, ...args, null], [...envp, null]) as number;
-    }
+    argv = [file, ...args, null];
+    envp = [...Object.entries(env).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`), null];
   } catch (err) {
     for (const fd of [...childEnds, ...parentEnds]) if (fd !== null) c.close(fd);
-    throw err;
-  } finally {
     c.actionsDestroy(actions);
     c.attrDestroy(attr);
+    throw err;
   }
-  for (const fd of childEnds) c.close(fd);
   // Pipes exist even when the program did not start (they read as closed), as with child_process.
   const child = new Child(parentEnds.map((fd) => (fd === null ? null : new Socket({ fd, readable: true, writable: true }))));
   // Writes to a child that has gone fail with EPIPE; that is the exit's business, not an uncaught error.
   child.stdin?.on('error', () => undefined);
-  if (errno !== 0) {
-    process.nextTick(() => child.emit('error', new SpawnError(file, args, errno)));
-    return child;
-  }
-  child.pid = pid[0]!;
-  track(child);
+  const finish = (err: unknown, rc: number) => {
+    c.actionsDestroy(actions);
+    c.attrDestroy(attr);
+    for (const fd of childEnds) c.close(fd);
+    if (err || rc !== 0) {
+      child.failed(err instanceof Error ? err : new SpawnError(file, args, rc || errno));
+      return;
+    }
+    child.started(pid[0]!);
+    track(child);
+    // Its SIGCHLD may have come and gone before the pid was known.
+    reap();
+  };
+  if (!program) process.nextTick(() => finish(undefined, errno));
+  else c.posix_spawn.async(pid, program, actions, attr, argv, envp, finish);
   return child;
 }
 

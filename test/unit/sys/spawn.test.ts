@@ -97,6 +97,7 @@ test('detached runs the child in a new session and process group', async () => {
 
 test('exit and close events carry (code, signal); kill signals a running child', async () => {
   const child = spawnChild('/bin/sleep', ['30'], { stdio: ['ignore', 'ignore', 'ignore'] });
+  assert.ok(await child.spawned);
   assert.ok(child.pid);
   const exit = new Promise<[number | null, string | null]>((resolve) => child.once('exit', (c, s) => resolve([c, s])));
   assert.equal(child.kill('SIGTERM'), true);
@@ -147,4 +148,16 @@ test('arguments, environment or cwd with a NUL byte are refused before anything 
   assert.throws(() => spawnChild('/bin/echo\0x', []), TypeError);
   assert.throws(() => spawnChild('/bin/echo', [], { env: { A: 'x\0y' } }), TypeError);
   assert.throws(() => spawnChild('/bin/echo', [], { cwd: '/tmp\0/etc' }), TypeError);
+});
+
+test('a signal sent before the process exists is delivered once it does; the pid comes with the spawn event', async () => {
+  const child = spawnChild('/bin/sleep', ['30'], { stdio: ['ignore', 'ignore', 'ignore'], detached: true });
+  assert.equal(child.killGroup('SIGKILL'), true);
+  const spawned = new Promise<number | undefined>((resolve) => child.once('spawn', () => resolve(child.pid)));
+  const exit = new Promise<[number | null, string | null]>((resolve) => child.once('exit', (c, s) => resolve([c, s])));
+  assert.ok(await spawned);
+  assert.deepEqual(await exit, [null, 'SIGKILL']);
+  const failed = spawnChild('/nonexistent/program', []);
+  failed.once('error', () => undefined);
+  assert.equal(await failed.spawned, undefined);
 });
