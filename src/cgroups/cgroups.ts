@@ -302,10 +302,48 @@ export function resourceFiles(r: Partial<LinuxContainerResources__Output>, versi
 }
 
 /** Refuses resources that cannot be written as cgroup files on either version (hugepage sizes, unified keys). */
-export function checkResources(r: Partial<LinuxContainerResources__Output> | null | undefined): void {
+export function checkResources(r: Partial<LinuxContainerResources__Output> | null | undefined, online: { cpus?: string; mems?: string } = onlineCpusAndMems()): void {
   if (!r) return;
+  for (const key of ['cpu_shares', 'cpu_period', 'memory_limit_in_bytes'] as const) {
+    if (Number(r[key] ?? 0) < 0) throw new Error(`${key} ${r[key]} is negative; 0 means no limit`);
+  }
+  if (Number(r.memory_swap_limit_in_bytes ?? 0) < -1) throw new Error(`memory_swap_limit_in_bytes ${r.memory_swap_limit_in_bytes} is invalid: -1 (unlimited), 0 (not set) or a byte count`);
+  for (const [key, list, have] of [['cpuset_cpus', r.cpuset_cpus, online.cpus], ['cpuset_mems', r.cpuset_mems, online.mems]] as const) {
+    if (!list) continue;
+    const wanted = parseCpuList(list);
+    if (!wanted) throw new Error(`${key} ${JSON.stringify(list.slice(0, 64))} is not a list such as 0-3,5`);
+    const present = have ? parseCpuList(have) : undefined;
+    const missing = present ? [...wanted].filter((n) => !present.has(n)) : [];
+    if (missing.length) throw new Error(`${key} ${JSON.stringify(list.slice(0, 64))} names ${key === 'cpuset_cpus' ? 'CPUs' : 'memory nodes'} this node does not have (${missing.slice(0, 8).join(', ')}); it has ${have!.trim()}`);
+  }
   resourceFiles(r, 'v1');
   resourceFiles(r, 'v2');
+}
+
+/** A kernel CPU or node list ("0-3,5") as a set, or undefined when it is not one. */
+export function parseCpuList(list: string): Set<number> | undefined {
+  const out = new Set<number>();
+  for (const part of list.trim().split(',')) {
+    const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(part);
+    if (!m) return undefined;
+    const from = Number(m[1]);
+    const to = m[2] === undefined ? from : Number(m[2]);
+    if (to < from) return undefined;
+    for (let n = from; n <= to && out.size <= 65536; n++) out.add(n);
+  }
+  return out;
+}
+
+/** The node's online CPUs and memory nodes, as the kernel lists them. */
+function onlineCpusAndMems(): { cpus?: string; mems?: string } {
+  const read = (file: string) => {
+    try {
+      return readFileSync(file, 'utf8').trim() || undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  return { cpus: read('/sys/devices/system/cpu/online'), mems: read('/sys/devices/system/node/online') };
 }
 
 /** A pod's total: its containers' resources plus the sandbox overhead, without `unified`. */

@@ -32,6 +32,7 @@ export async function criuInstalled(path = process.env.PATH ?? '/usr/local/sbin:
 /** Checks the CheckpointContainer location: an absolute path of a file to be, in an existing directory. */
 export async function validateLocation(location: string): Promise<void> {
   if (!location) throw invalidArgument('location is required: the absolute path of the checkpoint archive to write');
+  if (location.includes('\0')) throw invalidArgument('location contains a NUL byte');
   if (!isAbsolute(location)) throw invalidArgument(`location ${quote(location)} must be an absolute path`);
   const parent = await stat(dirname(location)).catch(() => undefined);
   if (!parent?.isDirectory()) throw invalidArgument(`the directory of location ${quote(location)} does not exist`);

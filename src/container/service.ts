@@ -18,6 +18,8 @@ import type { ResolvedImage, SpecRequest } from '../oci/request.ts';
 import type { Process, Resources, Spec } from '../oci/types.ts';
 import { alreadyExists, DomainError, failedPrecondition, internal, invalidArgument, notFound, quote, resourceExhausted } from '../errors.ts';
 import { diskFullCode } from '../store/disk-full.ts';
+import { checkContainerConfig } from '../oci/request-checks.ts';
+import { requestErrorOf } from './runtime-errors.ts';
 import type { SandboxRecord } from '../sandbox/record.ts';
 import type { ContainerConfig__Output } from '../generated/runtime/v1/ContainerConfig.ts';
 import type { ContainerFilter__Output } from '../generated/runtime/v1/ContainerFilter.ts';
@@ -267,6 +269,7 @@ export class ContainerService {
 
   private async createInPod(sandboxId: string, request: ContainerConfig__Output | null, sandboxConfig: unknown): Promise<string> {
     if (!request) throw invalidArgument('config is required');
+    checkContainerConfig(request);
     let config = request;
     if (!config.metadata?.name) throw invalidArgument('config.metadata.name is required');
     const metaName = config.metadata.name;
@@ -289,6 +292,7 @@ export class ContainerService {
     if (restore) {
       config = restore.config;
       ref = restore.imageRef;
+      checkContainerConfig(config);
     }
     const image = restore?.image ?? (await this.deps.resolveImage(ref));
     if (!image) throw notFound(`image ${quote(ref)} is not present on this node; pull it first`);
@@ -357,7 +361,7 @@ export class ContainerService {
       } catch (err) {
         await this.nri.createFailed(record);
         await this.discard(record, runtime);
-        throw err instanceof DomainError ? err : internal(`cannot create container ${name}: ${(err as Error).message}`);
+        throw err instanceof DomainError ? err : requestErrorOf((err as Error).message) ?? internal(`cannot create container ${name}: ${(err as Error).message}`);
       }
     });
   }
@@ -727,7 +731,7 @@ export class ContainerService {
       try {
         await this.runtimeFor(r.runtimeHandler).update(r.id, this.deps.ociResources(resources));
       } catch (err) {
-        throw internal(`cannot update the resources of container ${r.id}: ${(err as Error).message}`);
+        throw requestErrorOf((err as Error).message) ?? internal(`cannot update the resources of container ${r.id}: ${(err as Error).message}`);
       }
       r.resources = mergeResources(r.resources, resources) as ContainerRecord['resources'];
       await this.persist(r);

@@ -1,7 +1,7 @@
 // Gathers what buildSpec needs beyond the request: the container's
 // /etc/passwd and /etc/group (read inside its rootfs), requested devices,
 // a Localhost seccomp profile, and image volumes mounted read-only.
-import { lstat, open, readdir, rm } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { dirname, join, normalize } from 'node:path';
 import type { SpecRequest } from './request.ts';
 import type { Spec } from './types.ts';
@@ -164,6 +164,7 @@ async function withAnonymousVolumes(req: SpecRequest, sources: SpecSources): Pro
 export async function makeSpec(req: SpecRequest, sources: SpecSources): Promise<Spec> {
   // A container never silently runs in the node's user namespace when it asks for the pod's own.
   if (sources.runtimeFeatures) checkUserNamespace(req.config.linux?.security_context?.namespace_options?.userns_options, req.sandbox.runtimeHandler ?? '', sources.runtimeFeatures);
+  await createMissingHostPaths(req);
   const cdi = await cdiDevices(req, sources);
   const [passwd, group] = await Promise.all([readInRoot(req.rootfs, '/etc/passwd'), readInRoot(req.rootfs, '/etc/group')]);
   const mounts = await withAnonymousVolumes(req, sources);
@@ -183,6 +184,21 @@ export async function makeSpec(req: SpecRequest, sources: SpecSources): Promise<
   });
   if (cdi) applyCdiEdits(spec, cdi.edits);
   return spec;
+}
+
+/**
+ * A bind mount whose host path does not exist gets it made as a directory,
+ * as containerd does (kubelet's hostPath volumes of no type rely on it).
+ */
+async function createMissingHostPaths(req: SpecRequest): Promise<void> {
+  for (const m of req.config.mounts ?? []) {
+    if (!m.host_path || m.image?.image) continue;
+    const exists = await stat(m.host_path).then(() => true, (err) => {
+      if (err.code === 'ENOENT') return false;
+      throw new SpecError(`cannot use mount host_path ${quote(m.host_path)}: ${err.code ?? err.message}`);
+    });
+    if (!exists) await mkdir(m.host_path, { recursive: true, mode: 0o755 });
+  }
 }
 
 /** The CDI devices the request names, resolved in the spec directories; undefined when it names none. */

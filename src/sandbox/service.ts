@@ -23,6 +23,7 @@ import { CniDelError, CniError, CniRunner, parseBandwidth, resultIps, type CniAt
 import type { SandboxRecord, SandboxState } from './record.ts';
 import { buildHosts, buildResolvConf, checkHostname, mountShm, podFilePaths, unmount, writePodFiles } from './files.ts';
 import { checkSysctls } from './sysctl.ts';
+import { refuseNul } from '../oci/request-checks.ts';
 import { filterItems } from './filter.ts';
 import { isNamespaceFile, isNamespaceFileSync, pinNamespaces, pinnedPodIds, unpinPodNamespaces } from './namespaces.ts';
 import { infraAliveSync, killInfra, startInfra } from './infra.ts';
@@ -290,6 +291,7 @@ export class SandboxService {
 
   /** Validates a request and works out everything about the pod that does not touch the system. */
   private plan(config: PodSandboxConfig__Output, runtimeHandler: string) {
+    refuseNul(config, 'config');
     const md = config.metadata;
     if (!md?.name || !md.namespace || !md.uid) throw invalidArgument('pod sandbox metadata must give name, namespace and uid');
     for (const [key, value] of [['name', md.name], ['namespace', md.namespace], ['uid', md.uid]] as const) {
