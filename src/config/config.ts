@@ -59,6 +59,12 @@ export interface Config {
   registry: {
     config_path: string;
     auths: Record<string, RegistryAuth>;
+    /** Registry host to credential helper name (runs docker-credential-<name>), as Docker's and CRI-O's credHelpers. */
+    cred_helpers: Record<string, string>;
+    /** The credential helper for registries without another source, as Docker's credsStore. */
+    creds_store: string;
+    /** A Docker config.json or containers auth.json (auths, credHelpers, credsStore); empty for none. */
+    auth_file: string;
   };
   image: {
     pull_timeout_seconds: number;
@@ -106,7 +112,7 @@ export function defaultConfig(): Config {
     conmon: { path: '/usr/bin/conmon' },
     pod: { infra_path: '/usr/bin/catatonit', shm_size: 64 * 1024 * 1024, restrict_oom_score_adj: true },
     cni: { conf_dir: '/etc/cni/net.d', bin_dirs: ['/opt/cni/bin', '/usr/lib/cni'] },
-    registry: { config_path: '/etc/tscri/certs.d', auths: {} },
+    registry: { config_path: '/etc/tscri/certs.d', auths: {}, cred_helpers: {}, creds_store: '', auth_file: '' },
     image: { pull_timeout_seconds: 0, progress_deadline_seconds: 60, progress_log_interval_seconds: 10, max_concurrent_downloads: 3, pinned_images: [], ignore_image_defined_volumes: false },
     stream: { address: '127.0.0.1', port: 0, tls_cert: '', tls_key: '', token_timeout_seconds: 60 },
     security: { seccomp_profile: '', apparmor_default_profile: '' },
@@ -169,10 +175,18 @@ const OPEN_TABLES: Record<string, () => Record<string, unknown>> = {
   'registry.auths': () => ({ username: '', password: '', auth: '', identity_token: '' }),
 };
 
+// Tables of strings whose keys are chosen by the user (registry host = helper name).
+const STRING_TABLES = new Set(['registry.cred_helpers']);
+
 /** Merges a parsed TOML table onto defaults, rejecting unknown keys and wrong types. */
 export function mergeInto(target: Record<string, unknown>, source: Record<string, unknown>, prefix: string): void {
   for (const [key, value] of Object.entries(source)) {
     const path = prefix ? `${prefix}.${key}` : key;
+    if (STRING_TABLES.has(prefix)) {
+      if (typeof value !== 'string') throw new ConfigError(`config key ${path} must be a string`);
+      target[key] = value;
+      continue;
+    }
     const open = OPEN_TABLES[prefix];
     if (open) {
       if (!isTable(value)) throw new ConfigError(`config key ${path} must be a table`);

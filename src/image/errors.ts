@@ -7,6 +7,7 @@ import { DigestMismatchError } from './content.ts';
 import { LayerError } from '../snapshot/layer.ts';
 import { TooLargeError } from './body.ts';
 import { ImageFormatError } from './validate.ts';
+import { CredentialSourceError } from './cred-helper.ts';
 import { diskFullCode } from '../store/disk-full.ts';
 
 /** The cause of an abort (stream pipelines wrap the signal's reason in an AbortError). */
@@ -29,6 +30,7 @@ export function pullError(image: string, thrown: unknown, root = ''): unknown {
   if (err instanceof RegistryError) return new DomainError('Unavailable', message);
   if (err instanceof TooLargeError) return new DomainError('ResourceExhausted', message);
   if (err instanceof ImageFormatError) return new DomainError('FailedPrecondition', message);
+  if (err instanceof CredentialSourceError) return new DomainError('FailedPrecondition', message);
   if (err instanceof DigestMismatchError) return new DomainError('DataLoss', message);
   if (err instanceof LayerError) return new DomainError('FailedPrecondition', message);
   const full = diskFullCode(err);

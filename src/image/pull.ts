@@ -5,6 +5,7 @@
 import type { ImageConfig, Manifest } from './types.ts';
 import { Readable } from 'node:stream';
 import { metrics } from '../metrics.ts';
+import { CredentialSourceError } from './cred-helper.ts';
 import type { Logger } from '../log.ts';
 import type { Config } from '../config/config.ts';
 import type { SnapshotStore } from '../snapshot/snapshots.ts';
@@ -69,7 +70,7 @@ export interface PullContext {
   /** Epoch ms by which the pull must end (Infinity when nothing limits it). */
   deadline?: () => number;
   /** The credentials for one endpoint (credentials.ts decides which may go where). */
-  credentials: (endpoint: RegistryEndpoint) => Credentials;
+  credentials: (endpoint: RegistryEndpoint) => Promise<Credentials>;
   /** Records what this pull created, so a failed pull can remove it. */
   created: { blobs: Set<string>; chains: Set<string> };
   /** Blobs and snapshots this pull relies on, which garbage collection must keep while it runs. */
@@ -224,8 +225,8 @@ async function resolve(ref: ImageReference, ctx: PullContext): Promise<Resolved>
   let notFound = 0;
   let stalled = false;
   for (const endpoint of endpoints) {
-    const client = new RegistryClient(endpoint, ref.path, ctx.credentials(endpoint), ctx.signal, ctx.deadline);
     try {
+      const client = new RegistryClient(endpoint, ref.path, await ctx.credentials(endpoint), ctx.signal, ctx.deadline);
       const top = await fetchManifest(client, ref.digest ?? ref.tag!, ctx);
       // The repo digest is the digest the reference resolves to: the index's, when there is one.
       const manifest = isIndex(top) ? await fromIndex(client, top, ref, ctx) : top;
@@ -233,7 +234,8 @@ async function resolve(ref: ImageReference, ctx: PullContext): Promise<Resolved>
       checkManifest(doc, `the manifest of ${formatReference(ref)}`);
       return { client, manifest: doc, manifestDigest: top.digest };
     } catch (err) {
-      if (ctx.signal.aborted || isContentError(err)) throw err;
+      // A credential helper or auth file that is broken is the node's to fix: no other endpoint is tried.
+      if (ctx.signal.aborted || isContentError(err) || err instanceof CredentialSourceError) throw err;
       if (err instanceof NotFoundError) notFound++;
       // A mirror that stalls is passed over like one that fails; the pull then reports the stall.
       if (err instanceof PullStalledError) stalled = true;

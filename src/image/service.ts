@@ -17,8 +17,9 @@ import { pullError } from './errors.ts';
 import { DomainError } from '../errors.ts';
 import { metrics } from '../metrics.ts';
 import type { Credentials } from './registry.ts';
-import { credentialsFor } from './credentials.ts';
+import { lookupCredentials } from './credentials.ts';
 import { toCriImage, type ImageRecord } from './record.ts';
+import type { Image } from '../generated/runtime/v1/Image.ts';
 import { checkRecord } from './validate.ts';
 
 
@@ -63,6 +64,8 @@ export class ImageService {
   readonly content: ContentStore;
   private readonly store: RecordStore<ImageRecord>;
   private readonly inflight = new Map<string, SharedPull>();
+  /** Records already warned about as unrenderable. */
+  private readonly unrenderable = new Set<string>();
   private readonly lock = new KeyedLock();
   /** What each running pull relies on; garbage collection keeps it. */
   private readonly active = new Set<{ blobs: Set<string>; chains: Set<string> }>();
@@ -93,6 +96,25 @@ export class ImageService {
       onInvalid: (file, err) => this.log.warn({ file, err: err.message }, 'image record skipped: it cannot be read; pull the image again'),
     });
     await this.collectGarbage();
+  }
+
+  /**
+   * The CRI view of records. One that cannot be rendered (it passed the
+   * checks at pull and at start, so only a bug or a hand edit gets here) is
+   * left out with a warning: it never fails the listing of the others.
+   */
+  render(records: ImageRecord[]): Image[] {
+    const images: Image[] = [];
+    for (const r of records) {
+      try {
+        checkRecord(r, `image record ${r.id}`);
+        images.push(toCriImage(r));
+      } catch (err) {
+        if (!this.unrenderable.has(r.id)) this.log.warn({ id: r.id, name: r.repoTags?.[0], err: (err as Error).message }, 'image left out of the listing: its record cannot be read; pull the image again');
+        this.unrenderable.add(r.id);
+      }
+    }
+    return images;
   }
 
   list(): ImageRecord[] {
@@ -187,7 +209,12 @@ export class ImageService {
         deadline,
         created,
         using,
-        credentials: (endpoint) => credentialsFor(endpoint, ref.domain, { requested: auth, configured: this.config.registry.auths, decode: credentialsFrom }),
+        credentials: (endpoint) => lookupCredentials(endpoint, ref.domain, {
+          requested: auth,
+          configured: this.config.registry.auths,
+          decode: credentialsFrom,
+          helpers: { credHelpers: this.config.registry.cred_helpers, credsStore: this.config.registry.creds_store, authFile: this.config.registry.auth_file },
+        }),
       });
       // The record is written last and atomically: until then no half image is visible.
       await this.lock.with('records', async () => {

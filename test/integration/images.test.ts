@@ -164,6 +164,43 @@ test('credentials from [registry.auths."host"] are used when the request has non
   assert.ok(!d.output().includes(configured.password));
 });
 
+test('credentials from docker-credential-* helpers and an auth file, for their own host only; a hostile helper is FAILED_PRECONDITION', async (t) => {
+  await pushBusybox(registry.url, 'test/helped', 'v1');
+  const dir = await mkdtemp(join(tmpdir(), 'tscri-credhelpers-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const { chmod } = await import('node:fs/promises');
+  const helper = async (name: string, body: string) => {
+    await writeFile(join(dir, `docker-credential-${name}`), `#!/bin/sh\n${body}\n`);
+    await chmod(join(dir, `docker-credential-${name}`), 0o755);
+  };
+  // The helper notes which server it was asked about, and knows only the basic-auth registry.
+  await helper('test', `read server; echo "$server" >> ${dir}/asked; if [ "$server" = "${basicRegistry.host}" ]; then printf '{"ServerURL":"%s","Username":"${basicRegistry.username}","Secret":"${basicRegistry.password}"}' "$server"; else echo "credentials not found in native keychain"; exit 1; fi`);
+  await helper('huge', 'head -c 20000000 /dev/zero');
+  await helper('prose', `echo "Secret is ${basicRegistry.password}"`);
+  const authFile = join(dir, 'auth.json');
+  await writeFile(authFile, JSON.stringify({ credHelpers: { [tokenRegistry.host]: 'prose' } }));
+  const hd = await startDaemon({
+    config: `[registry]\ncreds_store = "test"\nauth_file = "${authFile}"\n[registry.cred_helpers]\n"${configured.host}" = "huge"\n`,
+    env: { PATH: `${dir}:${process.env.PATH}` },
+  });
+  t.after(() => hd.cleanup());
+
+  const ref = `${basicRegistry.host}/test/helped:v1`;
+  assert.match((await hd.call('PullImage', { image: { image: ref } })).image_ref, /^sha256:/);
+  assert.deepEqual((await readFile(join(dir, 'asked'), 'utf8')).trim().split('\n'), [basicRegistry.host], 'asked about the registry\'s own host');
+  // The open registry gets no credentials from a helper that has none for it, and pulls anonymously.
+  assert.match((await hd.call('PullImage', { image: { image: `${registry.host}/test/helped:v1` } })).image_ref, /^sha256:/);
+  // A helper that writes 20 MB, or prose, fails the pull naming the helper; nothing it said is quoted.
+  for (const [host, pattern] of [[configured.host, /docker-credential-huge wrote more than 64 KiB/], [tokenRegistry.host, /docker-credential-prose answered with something that is not JSON/]] as const) {
+    const err = await hd.call('PullImage', { image: { image: `${host}/test/helped:v1` } }).catch((e: any) => e);
+    assert.equal(err.code, status.FAILED_PRECONDITION, err.details);
+    assert.match(err.details, pattern);
+    assert.ok(!err.details.includes(basicRegistry.password));
+  }
+  assert.equal((await hd.call('Version', {})).runtime_name, 'tscri', 'the daemon serves on');
+  assert.ok(!hd.output().includes(basicRegistry.password), 'the helper\'s secret is never logged');
+});
+
 test('a mirror from hosts.toml serves another registry name', async () => {
   await pushBusybox(registry.url, 'library/mirrored', 'v1');
   await mkdir(join(hostsDir, 'docker.io'), { recursive: true });

@@ -5,7 +5,6 @@ import type { ImageStatusRequest__Output } from '../../generated/runtime/v1/Imag
 import type { ImageStatusResponse } from '../../generated/runtime/v1/ImageStatusResponse.ts';
 import { unary } from '../handler.ts';
 import { invalidArgument } from '../../errors.ts';
-import { toCriImage } from '../../image/record.ts';
 
 export default unary<ImageStatusRequest__Output, ImageStatusResponse>(async (ctx, req) => {
   const ref = req.image?.image ?? '';
@@ -15,5 +14,7 @@ export default unary<ImageStatusRequest__Output, ImageStatusResponse>(async (ctx
   const info: Record<string, string> = req.verbose
     ? { info: JSON.stringify({ id: record.id, manifestDigest: record.manifestDigest, layers: record.layers, chainID: record.chainIds.at(-1) ?? '', layerChainIDs: record.chainIds, imageSpec: record.config, pulledAt: new Date(record.pulledAt).toISOString() }) }
     : {};
-  return { image: toCriImage(record), info };
+  const [image] = ctx.images.render([record]);
+  if (!image) return { image: null, info: {} };
+  return { image, info };
 });

@@ -39,7 +39,7 @@ async function setup(options: { hosts?: Record<string, string>; deadline?: numbe
   const controller = new AbortController();
   const ctx: PullContext = {
     config, log: pino({ level: 'silent' }), content, snapshots, signal: controller.signal,
-    credentials: () => options.credentials ?? {},
+    credentials: async () => options.credentials ?? {},
     created: { blobs: new Set(), chains: new Set() }, using: { blobs: new Set(), chains: new Set() },
   };
   return { ctx, content, snapshots, controller, blobsDir: content.dir };

@@ -49,3 +49,23 @@ test('a record is checked field by field, its config included', () => {
   assert.throws(() => checkRecord({ ...record, config: { ...config(), config: { User: 0 } } }, 'r'), /config\.User must be a string/);
   assert.throws(() => checkRecord({ ...record, id: '../x' }, 'r'), /id is not a digest/);
 });
+
+test('a record that cannot be rendered is left out of the listing with one warning; the others are listed', async (t) => {
+  const { mkdtemp, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { pino } = await import('pino');
+  const { ImageService } = await import('../../../src/image/service.ts');
+  const { defaultConfig } = await import('../../../src/config/config.ts');
+  const dir = await mkdtemp(join(tmpdir(), 'tscri-render-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const warnings: string[] = [];
+  const log = pino({ level: 'warn' }, { write: (line: string) => warnings.push(line) });
+  const service = new ImageService({ ...defaultConfig(), root: dir }, log, { has: () => true } as any);
+  const good = { id: D, repoTags: ['a:b'], repoDigests: [], size: 1, config: config(), manifestDigest: D, layers: [], diffIds: [], chainIds: [], pinned: false, annotations: {}, pulledAt: 1 };
+  const bad = { ...good, id: digestOf('y'), repoTags: ['c:d'], config: { ...config(), config: { User: 1000 } } };
+  assert.deepEqual(service.render([good, bad] as any).map((i) => i.id), [D]);
+  service.render([bad] as any);
+  assert.equal(warnings.filter((w) => w.includes('left out of the listing')).length, 1, 'warned once');
+  assert.ok(warnings[0]!.includes(bad.id));
+});
