@@ -13,6 +13,7 @@
 import { EventEmitter } from 'node:events';
 import { closeSync, openSync } from 'node:fs';
 import koffi from 'koffi';
+import { libc } from '../sys/libc.ts';
 
 const AF_UNIX = 1;
 const SOCK_SEQPACKET = 5;
@@ -31,7 +32,6 @@ const POLL_TIMEOUT_MS = 50;
 /** conmon sends at most 8 KiB + 1 per packet; leave room. */
 const RECV_SIZE = 64 * 1024;
 
-const libc = koffi.load('libc.so.6');
 const c = {
   socket: libc.func('int socket(int domain, int type, int protocol)'),
   connect: libc.func('int connect(int fd, const uint8_t *addr, uint32_t len)'),

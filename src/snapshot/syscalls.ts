@@ -6,8 +6,8 @@
 import { closeSync, constants as fsConstants, openSync } from 'node:fs';
 import { constants } from 'node:os';
 import koffi from 'koffi';
+import { libc, SyscallError } from '../sys/libc.ts';
 
-const libc = koffi.load('libc.so.6');
 const fns = {
   mknod: libc.func('int mknod(const char *path, uint32_t mode, uint64_t dev)'),
   lsetxattr: libc.func('int lsetxattr(const char *path, const char *name, const uint8_t *value, size_t size, int flags)'),
@@ -19,22 +19,7 @@ export const S_IFCHR = 0o020000;
 export const S_IFBLK = 0o060000;
 export const S_IFIFO = 0o010000;
 
-/** An error from a syscall, with the errno name (`ENOENT`) as `code` like Node's own errors. */
-export class SyscallError extends Error {
-  readonly code: string;
-  readonly errno: number;
-  constructor(what: string, errno: number) {
-    const code = errnoName(errno);
-    super(`${what}: ${code}`);
-    this.code = code;
-    this.errno = errno;
-  }
-}
-
-function errnoName(errno: number): string {
-  for (const [name, value] of Object.entries(constants.errno)) if (value === errno) return name;
-  return `errno ${errno}`;
-}
+export { SyscallError };
 
 /** makedev as glibc encodes it (major 12 bits + minor 20 bits, split as in sys/sysmacros.h). */
 export function makedev(major: number, minor: number): bigint {

@@ -3,9 +3,8 @@
 import { statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { constants } from 'node:os';
-import koffi from 'koffi';
+import { errnoName, lastErrno, libc } from './libc.ts';
 
-const libc = koffi.load('libc.so.6');
 const c = {
   mount: libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)'),
   umount2: libc.func('int umount2(const char *target, int flags)'),
@@ -19,13 +18,11 @@ const MNT_DETACH = 0x2;
 /** Stacked mounts unmounted at one target before giving up. */
 const MAX_STACKED = 16;
 
-const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([name, n]) => [n, name]));
-
 /** A failed mount or unmount, with the errno name (`EBUSY`) as `code` like Node's own errors. */
 export class MountError extends Error {
   readonly code: string;
   constructor(what: string, errno: number) {
-    const code = ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
+    const code = errnoName(errno);
     super(`${what}: ${code}`);
     this.code = code;
   }
@@ -40,7 +37,7 @@ function checkString(what: string, value: string): void {
 export function mount(source: string, target: string, fstype: string, flags: number, data = ''): void {
   for (const [what, value] of [['source', source], ['target', target], ['type', fstype], ['options', data]] as const) checkString(what, value);
   if ((c.mount(source, target, fstype, flags, data || null) as number) !== 0) {
-    throw new MountError(`cannot mount ${fstype} at ${target}`, koffi.errno());
+    throw new MountError(`cannot mount ${fstype} at ${target}`, lastErrno());
   }
 }
 
@@ -53,10 +50,10 @@ export function unmountAll(target: string): number {
   checkString('target', target);
   for (let n = 0; n < MAX_STACKED; n++) {
     if ((c.umount2(target, 0) as number) === 0) continue;
-    const errno = koffi.errno();
+    const errno = lastErrno();
     if (errno === constants.errno.EINVAL || errno === constants.errno.ENOENT) return n;
     if (errno === constants.errno.EBUSY && (c.umount2(target, MNT_DETACH) as number) === 0) continue;
-    throw new MountError(`cannot unmount ${target}`, errno === constants.errno.EBUSY ? koffi.errno() : errno);
+    throw new MountError(`cannot unmount ${target}`, errno === constants.errno.EBUSY ? lastErrno() : errno);
   }
   return MAX_STACKED;
 }

@@ -23,8 +23,8 @@ import { accessSync, constants as fsConstants } from 'node:fs';
 import { Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import koffi from 'koffi';
+import { errnoName, libc } from './libc.ts';
 
-const libc = koffi.load('libc.so.6');
 const c = {
   posix_spawn: libc.func('int posix_spawn(_Out_ int *pid, const char *path, const uint8_t *actions, const uint8_t *attr, const char **argv, const char **envp)'),
   actionsInit: libc.func('int posix_spawn_file_actions_init(_Inout_ uint8_t *actions)'),
@@ -59,7 +59,6 @@ const ATTR_SIZE = 1024;
 const SIGSET_SIZE = 128;
 
 const SIGNAL_NAMES = new Map(Object.entries(osConstants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
-const ERRNO_NAMES = new Map(Object.entries(osConstants.errno).map(([name, n]) => [n, name]));
 
 export type StdioEntry = 'pipe' | 'ignore' | 'inherit';
 
@@ -185,7 +184,7 @@ export class SpawnError extends Error {
   readonly path: string;
   readonly spawnargs: string[];
   constructor(file: string, args: string[], errno: number) {
-    const code = ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
+    const code = errnoName(errno);
     super(`spawn ${file} ${code}`);
     this.code = code;
     this.errno = -errno;

@@ -17,6 +17,7 @@
 // of its own).
 import { fstatSync } from 'node:fs';
 import koffi from 'koffi';
+import { libc } from '../sys/libc.ts';
 
 const AF_UNIX = 1;
 const SOCK_STREAM = 1;
@@ -35,7 +36,6 @@ export const LISTEN_FDS_START = 3;
 /** The name tscri.socket gives the CRI socket (FileDescriptorName=). */
 export const CRI_FD_NAME = 'cri';
 
-const libc = koffi.load('libc.so.6');
 const c = {
   socket: libc.func('int socket(int domain, int type, int protocol)'),
   sendto: libc.func('intptr_t sendto(int fd, const uint8_t *buf, size_t len, int flags, const uint8_t *addr, uint32_t addrlen)'),

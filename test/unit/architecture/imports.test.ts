@@ -22,7 +22,8 @@ const LAYERS: string[][] = [
   ['network', 'cgroups', 'snapshot'],
   ['store'],
   ['config'],
-  ['log.ts', 'errors.ts', 'metrics.ts', 'sys', 'systemd'],
+  ['metrics.ts', 'systemd'],
+  ['log.ts', 'errors.ts', 'sys'],
   ['generated'],
 ];
 
