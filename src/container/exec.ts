@@ -9,12 +9,12 @@ import type { Process } from '../oci/types.ts';
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ContainerStreams, StreamIO } from './stream-io.ts';
+import type { ContainerStreams, StreamIO, TerminalSize } from './stream-io.ts';
 import { VOLATILE, writeFileAtomic } from '../store/store.ts';
 import { internal, invalidArgument, quote } from '../errors.ts';
-import { conmonExecArgs, firstSyncMessage, spawnConmon } from './conmon.ts';
+import { conmonExecArgs, CTL_RESIZE, ctlMessage, firstSyncMessage, spawnConmon } from './conmon.ts';
 import { SeqpacketSocket } from './seqpacket.ts';
-import { execProcess, type ContainerService } from './service.ts';
+import { execProcess, writeCtl, type ContainerService } from './service.ts';
 import { pipeAttachSocket } from './attach.ts';
 import { attachBackend } from './attach.ts';
 
@@ -29,15 +29,23 @@ export function streamingExecProcess(base: Process, cmd: string[], tty: boolean)
   return p;
 }
 
+function withConsoleSize(process: Process, size: TerminalSize | undefined): Process {
+  return size ? { ...process, consoleSize: { height: size.height, width: size.width } } : process;
+}
+
 export async function execStreaming(containers: ContainerService, conmonPath: string, containerId: string, cmd: string[], io: StreamIO, signal: AbortSignal): Promise<number> {
   if (!cmd.length) throw invalidArgument('cmd is required');
+  // kubectl sends the terminal size at once, before the process has a terminal: the
+  // latest size goes into the process spec, and is applied again once the process runs.
+  let size: TerminalSize | undefined;
+  if (io.tty) io.onResize((s) => (size = s));
   const { record, runtime, process: base } = await containers.execTarget(containerId);
   const sessionId = randomBytes(8).toString('hex');
   const dir = join(record.bundle, `exec-${sessionId}`);
   await mkdir(dir, { mode: 0o700 });
   try {
     const processSpec = join(dir, 'process.json');
-    await writeFileAtomic(processSpec, JSON.stringify(streamingExecProcess(base, cmd, io.tty)), 0o600, VOLATILE);
+    await writeFileAtomic(processSpec, JSON.stringify(withConsoleSize(streamingExecProcess(base, cmd, io.tty), size)), 0o600, VOLATILE);
     const args = conmonExecArgs({
       conmonPath,
       runtimePath: runtime.path,
@@ -64,6 +72,7 @@ export async function execStreaming(containers: ContainerService, conmonPath: st
       const started = await firstSyncMessage(conmon, conmon.sync, READY_TIMEOUT_MS);
       if (started.data <= 0) throw new Error(started.message?.trim() || 'the runtime could not start the command');
       const pid = started.data;
+      if (size) await writeCtl(dir, ctlMessage(CTL_RESIZE, size.height, size.width)).catch(() => undefined);
       const kill = () => {
         try {
           process.kill(pid, 'SIGKILL');

@@ -64,9 +64,8 @@ test('exec with a terminal sees a tty and its size', async (t) => {
   await service.start(id);
   const io = fakeIO(true, true);
   const running = streams.exec(id, ['/bin/sh'], io, new AbortController().signal);
-  await new Promise((r) => setTimeout(r, 300));
+  // The size comes at once, before the process has its terminal, as kubectl sends it.
   io.resize({ width: 77, height: 33 });
-  await new Promise((r) => setTimeout(r, 200));
   io.input.write('tty; stty size; exit 6\n');
   assert.equal(await running, 6);
   assert.match(io.out(), /\/dev\/pts\/\d+/);
