@@ -52,6 +52,8 @@ export interface CheckpointJob {
   /** The call's own signal (client deadline or cancel). */
   signal?: AbortSignal;
   log: Logger;
+  /** The caller has paused the container (with others, for one consistent cut) and resumes it. */
+  pausedByCaller?: boolean;
 }
 
 /** An AbortSignal for the checkpoint: the call's signal or the request's timeout, whichever comes first. */
@@ -89,8 +91,10 @@ export async function checkpointToArchive(job: CheckpointJob): Promise<void> {
   let paused = false;
   try {
     const spec = JSON.parse(await readFile(bundleFiles(r.bundle).config, 'utf8'));
-    await runtime.pause(r.id);
-    paused = true;
+    if (!job.pausedByCaller) {
+      await runtime.pause(r.id);
+      paused = true;
+    }
     await runtime.checkpoint(r.id, join(work, CHECKPOINT_DIR), work, signal);
     signal.throwIfAborted();
     await writeFile(join(work, SPEC_DUMP), JSON.stringify(spec), { mode: 0o600 });
@@ -166,6 +170,17 @@ export async function unpackForRestore(archive: string, bundle: string): Promise
     if (err instanceof ArchiveError) throw invalidArgument(err.message);
     throw err;
   }
+}
+
+/** The OCI annotation runc reads the path of a CRIU configuration file from. */
+export const CRIU_CONFIG_ANNOTATION = 'org.criu.config';
+/** The CRIU configuration file in a restored container's bundle. */
+export const CRIU_RESTORE_CONFIG = 'criu-restore.conf';
+
+/** CRIU configuration for a restore: the dumped processes' cgroup becomes the container's own (cgroupFs, a path below each hierarchy). */
+export function criuRestoreConfig(cgroupFs: string): string {
+  if (!cgroupFs.startsWith('/') || /[\s\0]/.test(cgroupFs)) throw internal(`cgroup path ${JSON.stringify(cgroupFs)} cannot be written to a CRIU configuration file`);
+  return `cgroup-root ${cgroupFs}\n`;
 }
 
 /** CRIU's restore log in the bundle (conmon runs runc restore with the bundle as work path). */

@@ -16,10 +16,11 @@ import { RecordStore, VOLATILE, writeFileAtomic } from '../store/store.ts';
 import { KeyedLock, SharedKeyedLock } from '../store/lock.ts';
 import type { ResolvedImage, SpecRequest } from '../oci/request.ts';
 import type { Process, Resources, Spec } from '../oci/types.ts';
-import { alreadyExists, DomainError, failedPrecondition, internal, invalidArgument, notFound, quote, resourceExhausted } from '../errors.ts';
+import { alreadyExists, deadlineExceeded, DomainError, failedPrecondition, internal, invalidArgument, notFound, quote, resourceExhausted } from '../errors.ts';
 import { diskFullCode } from '../store/disk-full.ts';
 import { checkContainerConfig } from '../oci/request-checks.ts';
 import { requestErrorOf } from './runtime-errors.ts';
+import { archiveName, checkOutputDir, PodCheckpointError, POD_MANIFEST, POD_MANIFEST_VERSION, type PodManifest } from '../checkpoint/pod.ts';
 import type { SandboxRecord } from '../sandbox/record.ts';
 import type { ContainerConfig__Output } from '../generated/runtime/v1/ContainerConfig.ts';
 import type { ContainerFilter__Output } from '../generated/runtime/v1/ContainerFilter.ts';
@@ -28,7 +29,7 @@ import type { ContainerStatus } from '../generated/runtime/v1/ContainerStatus.ts
 import type { Container } from '../generated/runtime/v1/Container.ts';
 import type { ContainerUser } from '../generated/runtime/v1/ContainerUser.ts';
 import { OciRuntime } from './runtime.ts';
-import { removeCgroup } from '../cgroups/cgroups.ts';
+import { cgroupFsPath, removeCgroup } from '../cgroups/cgroups.ts';
 import { metrics } from '../metrics.ts';
 import { bundleFiles, conmonCreateArgs, ctlMessage, CTL_REOPEN_LOG, firstSyncMessage, readPidFile, spawnConmon } from './conmon.ts';
 import { ExitWatcher, readExitFile, type ExitInfo } from './exits.ts';
@@ -36,7 +37,7 @@ import { exitReason, matchesFilter, pickRepoDigest, reservationName, stopSignal,
 import { ContainerEvents } from './events.ts';
 import { execSync, type ExecSyncResult } from './execsync.ts';
 import { NO_CONTAINER_NRI, type ContainerNriHooks } from './nri-bridge.ts';
-import { checkpointToArchive, criuInstalled, isArchivePath, planRestore, restoreDir, restoreLogTail, unpackForRestore, validateLocation } from './checkpoint.ts';
+import { checkpointToArchive, CRIU_CONFIG_ANNOTATION, CRIU_RESTORE_CONFIG, criuInstalled, criuRestoreConfig, isArchivePath, planRestore, restoreDir, restoreLogTail, unpackForRestore, validateLocation } from './checkpoint.ts';
 
 /** What CreateContainer needs to know about an image. */
 export type { ResolvedImage, SpecRequest } from '../oci/request.ts';
@@ -83,6 +84,8 @@ export class ContainerService {
   private monitorTimer?: NodeJS.Timeout;
   /** Per pod: creates and starts share it, the pod's stop and removal hold it alone. */
   private readonly pods = new SharedKeyedLock();
+  /** Output directories of pod checkpoints being written. */
+  private readonly podCheckpointDirs = new Set<string>();
   private readonly writes = new KeyedLock();
   private readonly names = new Map<string, string>();
   private readonly exitWaiters = new Map<string, Set<() => void>>();
@@ -225,6 +228,11 @@ export class ContainerService {
     return r;
   }
 
+  /** An image present on the node, by reference or id. */
+  resolveImage(ref: string): Promise<ResolvedImage | undefined> {
+    return this.deps.resolveImage(ref);
+  }
+
   find(id: string): ContainerRecord | undefined {
     return id ? this.store.find(id) : undefined;
   }
@@ -348,6 +356,14 @@ export class ContainerService {
         const spec = await this.deps.makeSpec({ id, config, sandbox, image, rootfs, cgroupsPath: record.cgroupsPath, targetPidNamespace });
         await this.nri.createContainer(record, spec);
         record.user = userOf(spec);
+        if (restore) {
+          // CRIU puts restored processes in the cgroup they were dumped from unless told otherwise; runc
+          // tells it only on cgroup v1. A CRIU config file, named by runc's org.criu.config annotation,
+          // maps the dumped cgroup onto this container's, so its limits apply and stopping it finds them.
+          const conf = join(bundle, CRIU_RESTORE_CONFIG);
+          await writeFileAtomic(conf, criuRestoreConfig(cgroupFsPath(record.cgroupsPath)), 0o600, VOLATILE);
+          spec.annotations = { ...(spec.annotations ?? {}), [CRIU_CONFIG_ANNOTATION]: conf };
+        }
         await writeFileAtomic(bundleFiles(bundle).config, JSON.stringify(spec), 0o600, VOLATILE);
         if (logPath) await mkdir(dirname(logPath), { recursive: true });
         // A restored container's process comes into being at StartContainer (runc restore).
@@ -506,6 +522,100 @@ export class ContainerService {
       });
       this.log.info({ id: r.id, name: containerName(r), location, ms: Date.now() - started }, 'container checkpointed');
     });
+  }
+
+  /**
+   * CheckpointPod: the selected running containers of a ready pod, paused
+   * together so the archives are one consistent cut of the pod, each
+   * checkpointed into dir, then all resumed (on failure too). The manifest
+   * with the pod's config is written last; a failure removes what was written.
+   */
+  async checkpointPod(sandboxId: string, containerIds: string[], dir: string, signal?: AbortSignal): Promise<void> {
+    if (!sandboxId) throw invalidArgument('pod_sandbox_id is required');
+    await checkOutputDir(dir).catch((err) => {
+      throw err instanceof PodCheckpointError ? invalidArgument(err.message) : err;
+    });
+    const sandbox = this.deps.sandbox(sandboxId);
+    if (!sandbox) throw notFound(`pod sandbox ${sandboxId} not found`);
+    if (sandbox.state !== 'SANDBOX_READY') throw failedPrecondition(`pod sandbox ${sandbox.id} is not ready; only a running pod can be checkpointed`);
+    if (sandbox.infraPid) throw failedPrecondition(`pod sandbox ${sandbox.id} shares one pid namespace among its containers; tscri checkpoints only pods whose containers have their own (CRIU must restore pid 1 of each namespace)`);
+    if (!containerIds.length) throw invalidArgument('container_ids is empty: name the running containers of the pod to checkpoint');
+    const records: ContainerRecord[] = [];
+    const names = new Set<string>();
+    for (const id of containerIds) {
+      const r = this.get(id);
+      if (records.includes(r)) throw invalidArgument(`container ${r.id} is named twice in container_ids`);
+      if (r.sandboxId !== sandbox.id) throw invalidArgument(`container ${r.id} belongs to pod ${r.sandboxId}, not to pod ${sandbox.id}`);
+      const name = r.config.metadata?.name ?? '';
+      if (names.has(name)) throw invalidArgument(`two containers of container_ids are named ${JSON.stringify(name)}; a restore matches containers by name`);
+      names.add(name);
+      records.push(r);
+    }
+    if (!(await criuInstalled())) throw failedPrecondition('checkpointing needs criu, which is not installed on this node (Debian: apt-get install criu)');
+    const key = normalize(dir).replace(/\/+$/, '');
+    if (this.podCheckpointDirs.has(key)) throw failedPrecondition(`another checkpoint is being written to ${dir}`);
+    this.podCheckpointDirs.add(key);
+    try {
+      if ((await readdir(dir)).length) throw failedPrecondition(`output_path ${dir} is not empty; give an empty directory`);
+      // Locks in id order, so two calls over overlapping containers never wait on each other crosswise.
+      const sorted = [...records].sort((a, b) => a.id.localeCompare(b.id));
+      const locked = sorted.reduceRight<() => Promise<void>>((inner, r) => () => this.ops.with(r.id, inner), () => this.checkpointPodLocked(sandbox, records, dir, signal));
+      // The pod's stop and removal wait for the checkpoint, as for creates and starts.
+      await this.pods.shared(sandbox.id, locked);
+    } finally {
+      this.podCheckpointDirs.delete(key);
+    }
+  }
+
+  private async checkpointPodLocked(sandbox: SandboxRecord, records: ContainerRecord[], dir: string, signal?: AbortSignal): Promise<void> {
+    for (const r of records) {
+      if (r.state !== 'CONTAINER_RUNNING') throw failedPrecondition(`container ${r.id} is ${stateWord(r.state)}; every container of a pod checkpoint must be running`);
+    }
+    const started = Date.now();
+    const paused: ContainerRecord[] = [];
+    let done = false;
+    try {
+      for (const r of records) {
+        signal?.throwIfAborted();
+        await this.runtimeFor(r.runtimeHandler).pause(r.id);
+        paused.push(r);
+      }
+      for (const r of records) {
+        await checkpointToArchive({
+          record: r,
+          runtime: this.runtimeFor(r.runtimeHandler),
+          workRoot: join(this.deps.config.root, 'checkpoints'),
+          upper: this.deps.upperDir(r.id),
+          location: join(dir, archiveName(r.id)),
+          timeoutSeconds: 0,
+          signal,
+          log: this.log,
+          pausedByCaller: true,
+        });
+      }
+      const manifest: PodManifest = {
+        version: POD_MANIFEST_VERSION,
+        sandboxId: sandbox.id,
+        runtimeHandler: sandbox.runtimeHandler,
+        checkpointedTime: new Date().toISOString(),
+        podConfig: sandbox.config,
+        containers: records.map((r) => ({ name: r.config.metadata?.name ?? '', id: r.id, archive: archiveName(r.id) })),
+      };
+      signal?.throwIfAborted();
+      await writeFileAtomic(join(dir, POD_MANIFEST), JSON.stringify(manifest), 0o600);
+      done = true;
+    } catch (err) {
+      if (signal?.aborted) throw deadlineExceeded(`checkpointing pod ${sandbox.id} did not finish before the client's deadline; nothing was kept`);
+      throw err instanceof DomainError ? err : internal(`cannot checkpoint pod ${sandbox.id}: ${(err as Error).message}`);
+    } finally {
+      for (const r of paused) {
+        await this.runtimeFor(r.runtimeHandler).resume(r.id).catch((err) => this.log.error({ id: r.id, err: String(err) }, 'cannot resume the container after checkpointing its pod'));
+      }
+      if (!done) {
+        for (const entry of await readdir(dir).catch(() => [] as string[])) await rm(join(dir, entry), { recursive: true, force: true });
+      }
+    }
+    this.log.info({ id: sandbox.id, containers: records.map((r) => r.id), dir, ms: Date.now() - started }, 'pod checkpointed');
   }
 
   /** Stops a container: its stop signal, then SIGKILL after timeoutSeconds. Idempotent. */
