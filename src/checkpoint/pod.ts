@@ -61,36 +61,47 @@ export async function checkOutputDir(dir: string): Promise<void> {
   if (info.isSymbolicLink() || !info.isDirectory()) throw new PodCheckpointError(`output_path ${dir} is not a directory`);
 }
 
+type Json = Record<string, unknown>;
+const isObject = (v: unknown): v is Json => Boolean(v) && typeof v === 'object' && !Array.isArray(v);
+
 /** The manifest's text, checked field by field. */
 export function parseManifest(text: string): PodManifest {
-  let raw: any;
+  let parsed: unknown;
   try {
-    raw = JSON.parse(text);
+    parsed = JSON.parse(text);
   } catch (err) {
     throw new PodCheckpointError(`${POD_MANIFEST} is not JSON: ${(err as Error).message}`);
   }
-  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new PodCheckpointError(`${POD_MANIFEST} is not an object`);
+  if (!isObject(parsed)) throw new PodCheckpointError(`${POD_MANIFEST} is not an object`);
+  const raw = parsed;
   if (raw.version !== POD_MANIFEST_VERSION) throw new PodCheckpointError(`${POD_MANIFEST} has version ${JSON.stringify(raw.version)}; this tscri reads version ${POD_MANIFEST_VERSION}`);
-  for (const field of ['sandboxId', 'runtimeHandler', 'checkpointedTime']) {
-    if (typeof raw[field] !== 'string') throw new PodCheckpointError(`${POD_MANIFEST}: ${field} is not a string`);
-  }
-  if (!raw.podConfig || typeof raw.podConfig !== 'object' || Array.isArray(raw.podConfig)) throw new PodCheckpointError(`${POD_MANIFEST}: podConfig is not an object`);
-  if (!Array.isArray(raw.containers) || raw.containers.length === 0) throw new PodCheckpointError(`${POD_MANIFEST} lists no containers`);
-  if (raw.containers.length > MAX_CONTAINERS) throw new PodCheckpointError(`${POD_MANIFEST} lists ${raw.containers.length} containers, more than ${MAX_CONTAINERS}`);
+  const text_ = (field: string): string => {
+    const value = raw[field];
+    if (typeof value !== 'string') throw new PodCheckpointError(`${POD_MANIFEST}: ${field} is not a string`);
+    return value;
+  };
+  const sandboxId = text_('sandboxId');
+  const runtimeHandler = text_('runtimeHandler');
+  const checkpointedTime = text_('checkpointedTime');
+  if (!isObject(raw.podConfig)) throw new PodCheckpointError(`${POD_MANIFEST}: podConfig is not an object`);
+  const list = raw.containers;
+  if (!Array.isArray(list) || list.length === 0) throw new PodCheckpointError(`${POD_MANIFEST} lists no containers`);
+  if (list.length > MAX_CONTAINERS) throw new PodCheckpointError(`${POD_MANIFEST} lists ${list.length} containers, more than ${MAX_CONTAINERS}`);
   const names = new Set<string>();
   const ids = new Set<string>();
-  const containers: PodManifestContainer[] = raw.containers.map((c: any, i: number) => {
-    if (!c || typeof c !== 'object') throw new PodCheckpointError(`${POD_MANIFEST}: containers[${i}] is not an object`);
-    if (typeof c.name !== 'string' || !c.name) throw new PodCheckpointError(`${POD_MANIFEST}: containers[${i}] has no name`);
-    if (typeof c.id !== 'string' || !/^[0-9a-f]{64}$/.test(c.id)) throw new PodCheckpointError(`${POD_MANIFEST}: containers[${i}] has no valid id`);
-    if (c.archive !== archiveName(c.id)) throw new PodCheckpointError(`${POD_MANIFEST}: containers[${i}] names archive ${JSON.stringify(c.archive)}; expected ${archiveName(c.id)}`);
-    if (names.has(c.name)) throw new PodCheckpointError(`${POD_MANIFEST} lists container name ${JSON.stringify(c.name)} twice`);
-    if (ids.has(c.id)) throw new PodCheckpointError(`${POD_MANIFEST} lists container id ${c.id} twice`);
-    names.add(c.name);
-    ids.add(c.id);
-    return { name: c.name, id: c.id, archive: c.archive };
+  const containers: PodManifestContainer[] = list.map((c: unknown, i: number) => {
+    if (!isObject(c)) throw new PodCheckpointError(`${POD_MANIFEST}: containers[${i}] is not an object`);
+    const { name, id, archive } = c;
+    if (typeof name !== 'string' || !name) throw new PodCheckpointError(`${POD_MANIFEST}: containers[${i}] has no name`);
+    if (typeof id !== 'string' || !/^[0-9a-f]{64}$/.test(id)) throw new PodCheckpointError(`${POD_MANIFEST}: containers[${i}] has no valid id`);
+    if (archive !== archiveName(id)) throw new PodCheckpointError(`${POD_MANIFEST}: containers[${i}] names archive ${JSON.stringify(archive)}; expected ${archiveName(id)}`);
+    if (names.has(name)) throw new PodCheckpointError(`${POD_MANIFEST} lists container name ${JSON.stringify(name)} twice`);
+    if (ids.has(id)) throw new PodCheckpointError(`${POD_MANIFEST} lists container id ${id} twice`);
+    names.add(name);
+    ids.add(id);
+    return { name, id, archive: archiveName(id) };
   });
-  return { version: raw.version, sandboxId: raw.sandboxId, runtimeHandler: raw.runtimeHandler, checkpointedTime: raw.checkpointedTime, podConfig: raw.podConfig, containers };
+  return { version: POD_MANIFEST_VERSION, sandboxId, runtimeHandler, checkpointedTime, podConfig: raw.podConfig as unknown as PodSandboxConfig__Output, containers };
 }
 
 async function regularFile(path: string, what: string): Promise<number> {
