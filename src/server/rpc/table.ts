@@ -8,6 +8,7 @@ import type { RuntimeServiceHandlers } from '../../generated/runtime/v1/RuntimeS
 import type { StreamHandler, UnaryHandler } from '../handler.ts';
 import Attach from './Attach.ts';
 import CheckpointContainer from './CheckpointContainer.ts';
+import CheckpointPod from './CheckpointPod.ts';
 import ContainerStats from './ContainerStats.ts';
 import ContainerStatus from './ContainerStatus.ts';
 import CreateContainer from './CreateContainer.ts';
@@ -31,6 +32,7 @@ import RemoveContainer from './RemoveContainer.ts';
 import RemoveImage from './RemoveImage.ts';
 import RemovePodSandbox from './RemovePodSandbox.ts';
 import ReopenContainerLog from './ReopenContainerLog.ts';
+import RestorePod from './RestorePod.ts';
 import RunPodSandbox from './RunPodSandbox.ts';
 import RuntimeConfig from './RuntimeConfig.ts';
 import StartContainer from './StartContainer.ts';
@@ -59,7 +61,7 @@ type Table<S> = { [Rpc in keyof S as string extends Rpc ? never : Rpc]-?: Handle
 export const runtimeHandlers: Table<RuntimeServiceHandlers> = {
   Attach: Attach,
   CheckpointContainer: CheckpointContainer,
-  CheckpointPod: null,
+  CheckpointPod: CheckpointPod,
   ContainerStats: ContainerStats,
   ContainerStatus: ContainerStatus,
   CreateContainer: CreateContainer,
@@ -78,7 +80,7 @@ export const runtimeHandlers: Table<RuntimeServiceHandlers> = {
   RemoveContainer: RemoveContainer,
   RemovePodSandbox: RemovePodSandbox,
   ReopenContainerLog: ReopenContainerLog,
-  RestorePod: null,
+  RestorePod: RestorePod,
   RunPodSandbox: RunPodSandbox,
   RuntimeConfig: RuntimeConfig,
   StartContainer: StartContainer,
