@@ -198,3 +198,36 @@ test('crictl port-forward over SPDY and WebSocket reaches a server in the pod, c
   }
   await d.call('StopContainer', { container_id: web, timeout: 0 });
 });
+
+test('the README\'s sample pod.json and container.json run with crictl', { skip }, async (t) => {
+  const { readFile, writeFile } = await import('node:fs/promises');
+  const top = new URL('../../runtime/crictl/', import.meta.url);
+  const podJson = JSON.parse(await readFile(new URL('pod.json', top), 'utf8'));
+  const ctrJson = JSON.parse(await readFile(new URL('container.json', top), 'utf8'));
+  // Only what this machine needs differs: a unique uid, a free host port, a temporary log
+  // directory, the image from the test registry (no network here).
+  podJson.metadata.uid = `sample-${tag}`;
+  podJson.log_directory = join(logDir, 'sample');
+  const hostPort = await freePort();
+  podJson.port_mappings[0].host_port = hostPort;
+  ctrJson.image.image = image;
+  const dir = await mkdtemp(join(tmpdir(), 'tscri-crictl-sample-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, 'pod.json'), JSON.stringify(podJson));
+  await writeFile(join(dir, 'container.json'), JSON.stringify(ctrJson));
+  const crictl = (...args: string[]) => execFileSync('crictl', ['--runtime-endpoint', `unix://${d.socket}`, '--image-endpoint', `unix://${d.socket}`, '--timeout', '60s', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  const podId = crictl('runp', join(dir, 'pod.json'));
+  t.after(() => { try { crictl('rmp', '-f', podId); } catch { /* already gone */ } });
+  const ctrId = crictl('create', podId, join(dir, 'container.json'), join(dir, 'pod.json'));
+  crictl('start', ctrId);
+  assert.equal(crictl('exec', ctrId, 'sh', '-c', 'echo $GREETING'), 'hello');
+  // httpd serves /etc on port 80 in the pod, reached through the host port.
+  const body = await (await fetch(`http://${network.gateway}:${hostPort}/hostname`)).text();
+  assert.equal(body.trim(), 'sample');
+  const inspect = JSON.parse(crictl('inspectp', podId));
+  assert.ok(inspect.info.pid > 0, 'inspectp shows a pid in the pod');
+  crictl('stop', ctrId);
+  crictl('rm', ctrId);
+  crictl('stopp', podId);
+  crictl('rmp', podId);
+});
