@@ -7,15 +7,12 @@
 // arrive from the exit directory watcher and never wait on that lock.
 import { mergeResources } from '../oci/resources.ts';
 import { randomBytes } from 'node:crypto';
-import { constants as fsConstants, existsSync, readFileSync } from 'node:fs';
+import { constants as fsConstants, existsSync } from 'node:fs';
 import { access, mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
-import type { Logger } from '../log.ts';
-import type { Config } from '../config/config.ts';
-import { RecordStore, VOLATILE, writeFileAtomic } from '../store/store.ts';
-import { KeyedLock, SharedKeyedLock } from '../store/lock.ts';
-import type { ResolvedImage, SpecRequest } from '../oci/request.ts';
-import type { Process, Resources, Spec } from '../oci/types.ts';
+import { VOLATILE, writeFileAtomic } from '../store/store.ts';
+import type { ResolvedImage } from '../oci/request.ts';
+import type { Process, Spec } from '../oci/types.ts';
 import { alreadyExists, deadlineExceeded, DomainError, failedPrecondition, internal, invalidArgument, notFound, quote, resourceExhausted } from '../errors.ts';
 import { diskFullCode } from '../store/disk-full.ts';
 import { checkContainerConfig } from '../oci/request-checks.ts';
@@ -23,49 +20,22 @@ import { requestErrorOf } from './runtime-errors.ts';
 import { archiveName, checkOutputDir, PodCheckpointError, POD_MANIFEST, POD_MANIFEST_VERSION, type PodManifest } from '../checkpoint/pod.ts';
 import type { SandboxRecord } from '../sandbox/record.ts';
 import type { ContainerConfig__Output } from '../generated/runtime/v1/ContainerConfig.ts';
-import type { ContainerFilter__Output } from '../generated/runtime/v1/ContainerFilter.ts';
 import type { LinuxContainerResources__Output } from '../generated/runtime/v1/LinuxContainerResources.ts';
 import type { ContainerStatus } from '../generated/runtime/v1/ContainerStatus.ts';
-import type { Container } from '../generated/runtime/v1/Container.ts';
 import type { ContainerUser } from '../generated/runtime/v1/ContainerUser.ts';
-import { OciRuntime } from './runtime.ts';
+import type { OciRuntime } from './runtime.ts';
 import { cgroupFsPath, removeCgroup } from '../cgroups/cgroups.ts';
 import { metrics } from '../metrics.ts';
 import { bundleFiles, conmonCreateArgs, ctlMessage, CTL_REOPEN_LOG, firstSyncMessage, readPidFile, spawnConmon } from './conmon.ts';
-import { ExitWatcher, readExitFile, type ExitInfo } from './exits.ts';
-import { exitReason, matchesFilter, pickRepoDigest, reservationName, stopSignal, toContainer, toStatus, verboseInfo, type ContainerRecord } from './record.ts';
-import { ContainerEvents } from './events.ts';
+import { readExitFile, type ExitInfo } from './exits.ts';
+import { exitReason, pickRepoDigest, reservationName, stopSignal, toStatus, verboseInfo, type ContainerRecord } from './record.ts';
 import { execSync, type ExecSyncResult } from './execsync.ts';
-import { NO_CONTAINER_NRI, type ContainerNriHooks } from './nri-bridge.ts';
+import { ContainerState, containerName, isConmon, nowNs, stateWord } from './state.ts';
 import { checkpointToArchive, CRIU_CONFIG_ANNOTATION, CRIU_RESTORE_CONFIG, criuInstalled, criuRestoreConfig, isArchivePath, planRestore, restoreDir, restoreLogTail, unpackForRestore, validateLocation } from './checkpoint.ts';
 
 /** What CreateContainer needs to know about an image. */
 export type { ResolvedImage, SpecRequest } from '../oci/request.ts';
-
-export interface ContainerDeps {
-  config: Config;
-  log: Logger;
-  sandbox(id: string): SandboxRecord | undefined;
-  resolveImage(ref: string): Promise<ResolvedImage | undefined>;
-  /**
-   * Mounts the container's rootfs (image layers + a writable upper dir) at
-   * dir; rootfsDiff (a checkpoint's rootfs-diff.tar) is unpacked into a new
-   * upper dir first.
-   */
-  prepareRootfs(containerId: string, chainIds: string[], dir: string, rootfsDiff?: string): Promise<void>;
-  /** Unmounts and deletes what prepareRootfs made. */
-  removeRootfs(containerId: string, dir: string): Promise<void>;
-  /** The container's writable (overlay upper) directory. */
-  upperDir(containerId: string): string;
-  /** Builds the OCI runtime spec (config.json). */
-  makeSpec(request: SpecRequest): Promise<Spec>;
-  /** The container's cgroup path for the runtime. */
-  cgroupsPath(sandbox: SandboxRecord, containerId: string): string;
-  /** Converts CRI resources to the OCI LinuxResources object `runc update` reads. */
-  ociResources(resources: LinuxContainerResources__Output): Resources;
-  /** NRI plugins, at each step of the lifecycle (none when absent). */
-  nri?: ContainerNriHooks;
-}
+export type { ContainerDeps } from './state.ts';
 
 const CONMON_TIMEOUT_MS = 240_000;
 /** How often running containers' monitors are checked for having vanished. */
@@ -73,53 +43,7 @@ const MONITOR_CHECK_MS = 5_000;
 /** How long stop waits for conmon's exit file after SIGKILL before asking runc directly. */
 const KILL_GRACE_MS = 2_000;
 
-export class ContainerService {
-  private readonly deps: ContainerDeps;
-  private readonly store: RecordStore<ContainerRecord>;
-  private readonly ops = new KeyedLock();
-  /** The conmon pid of each running container, once read; and the timer that checks them. */
-  private readonly monitors = new Map<string, number>();
-  /** Exits that happened but could not be written to the record, by container. */
-  private readonly exitSaveErrors = new Map<string, Error>();
-  private monitorTimer?: NodeJS.Timeout;
-  /** Per pod: creates and starts share it, the pod's stop and removal hold it alone. */
-  private readonly pods = new SharedKeyedLock();
-  /** Output directories of pod checkpoints being written. */
-  private readonly podCheckpointDirs = new Set<string>();
-  private readonly writes = new KeyedLock();
-  private readonly names = new Map<string, string>();
-  private readonly exitWaiters = new Map<string, Set<() => void>>();
-  /** Starts under way: settle when the start has published its event. */
-  private readonly starting = new Map<string, Promise<void>>();
-  /**
-   * The runtime state and cgroup of a container whose exit was recorded are
-   * removed right away, in the background, as containerd deletes a task at
-   * its exit: RemoveContainer then waits for that (long done, usually)
-   * instead of running `runc delete` itself. Resolves true when it worked.
-   */
-  private readonly exitCleanups = new Map<string, Promise<boolean>>();
-  private readonly watcher: ExitWatcher;
-  private readonly log: Logger;
-  private readonly nri: ContainerNriHooks;
-  /** Directory of bundles and the exit directory, under the state dir. */
-  readonly stateDir: string;
-  readonly exitDir: string;
-  readonly socketDir: string;
-
-  /** Lifecycle events for GetContainerEvents subscribers. */
-  readonly events = new ContainerEvents();
-
-  constructor(deps: ContainerDeps) {
-    this.deps = deps;
-    this.nri = deps.nri ?? NO_CONTAINER_NRI;
-    this.log = deps.log.child({ component: 'containers' });
-    this.store = new RecordStore<ContainerRecord>(join(deps.config.root, 'containers'));
-    this.stateDir = join(deps.config.state, 'containers');
-    this.exitDir = join(deps.config.state, 'exits');
-    this.socketDir = join(deps.config.state, 'sockets');
-    this.watcher = new ExitWatcher(this.exitDir, (exit) => void this.onExit(exit).catch(() => undefined));
-  }
-
+export class ContainerService extends ContainerState {
   /** Loads records, starts watching exits and settles containers that ended while tscri was down. */
   async load(): Promise<void> {
     await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
@@ -196,16 +120,8 @@ export class ContainerService {
     this.watcher.close();
   }
 
-  runtimeFor(handler: string): OciRuntime {
-    const name = handler || this.deps.config.runtime.default_handler;
-    const h = this.deps.config.runtime.handlers[name];
-    if (!h) throw invalidArgument(`runtime handler ${quote(name)} is not configured; known handlers: ${Object.keys(this.deps.config.runtime.handlers).join(', ')}`);
-    return new OciRuntime(h.path, h.root || join(this.deps.config.state, 'runtime', name), this.deps.config.cgroup_driver === 'systemd');
-  }
-
   // ---- lookups ----
 
-  /** A container by full id or unique prefix, else NOT_FOUND. */
   /**
    * The pid namespace a TARGET-mode container joins: that of the running
    * container named by target_id in the same pod (kubectl debug --target).
@@ -221,28 +137,9 @@ export class ContainerService {
     return `/proc/${target.pid}/ns/pid`;
   }
 
-  get(id: string): ContainerRecord {
-    if (!id) throw invalidArgument('container_id is required');
-    const r = this.store.find(id);
-    if (!r) throw notFound(`container ${quote(id)} not found`);
-    return r;
-  }
-
   /** An image present on the node, by reference or id. */
   resolveImage(ref: string): Promise<ResolvedImage | undefined> {
     return this.deps.resolveImage(ref);
-  }
-
-  find(id: string): ContainerRecord | undefined {
-    return id ? this.store.find(id) : undefined;
-  }
-
-  list(filter?: ContainerFilter__Output | null): Container[] {
-    return this.store.list().filter((r) => matchesFilter(r, filter)).sort((a, b) => a.createdAt - b.createdAt).map(toContainer);
-  }
-
-  records(): ContainerRecord[] {
-    return this.store.list();
   }
 
   async status(id: string, verbose: boolean): Promise<{ status: ContainerStatus; info: Record<string, string> }> {
@@ -691,7 +588,7 @@ export class ContainerService {
 
   // ---- exits ----
 
-  private async onExit(exit: ExitInfo): Promise<void> {
+  async onExit(exit: ExitInfo): Promise<void> {
     const r = this.store.get(exit.id);
     if (!r || r.state === 'CONTAINER_EXITED') return;
     const oom = await access(bundleFiles(r.bundle).oom).then(() => true, () => false);
@@ -759,31 +656,6 @@ export class ContainerService {
     }
   }
 
-  private waitExit(r: ContainerRecord, ms: number): Promise<boolean> {
-    if (r.state === 'CONTAINER_EXITED') return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const set = this.exitWaiters.get(r.id) ?? new Set();
-      this.exitWaiters.set(r.id, set);
-      const done = () => {
-        clearTimeout(timer);
-        set.delete(done);
-        resolve(true);
-      };
-      const timer = setTimeout(() => {
-        set.delete(done);
-        resolve(r.state === 'CONTAINER_EXITED');
-      }, ms);
-      set.add(done);
-    });
-  }
-
-  private wakeExitWaiters(id: string): void {
-    const set = this.exitWaiters.get(id);
-    if (!set) return;
-    this.exitWaiters.delete(id);
-    for (const wake of [...set]) wake();
-  }
-
   /**
    * Records an exit: memory changes only once the record is on disk. When the
    * write fails (a full disk) both still say what they said, the exit stays
@@ -819,12 +691,6 @@ export class ContainerService {
     if (r.state === 'CONTAINER_EXITED' || !failure) return;
     this.exitSaveErrors.delete(r.id);
     throw failure;
-  }
-
-  private persist(r: ContainerRecord): Promise<void> {
-    return this.writes.with(r.id, async () => {
-      if (this.store.get(r.id) === r) await this.store.put(r);
-    });
   }
 
   // ---- update, logs, exec ----
@@ -926,19 +792,6 @@ export async function requireExecutable(path: string, what: string, key: string,
   throw failedPrecondition(`${what} ${path} is not installed or not executable: install it (Debian: apt-get install ${debianPackage}) or set ${key} in the config`);
 }
 
-/** How log lines name a container: the name it was created with (the reservation name is in the record). */
-function containerName(r: ContainerRecord): string {
-  return r.config.metadata?.name ?? r.name;
-}
-
-function stateWord(state: string): string {
-  return state.replace('CONTAINER_', '').toLowerCase();
-}
-
-function nowNs(): number {
-  return Date.now() * 1e6;
-}
-
 const REOPEN_WAIT_MS = 5000;
 
 /** Whether a file exists within a time limit (polled; conmon creates it asynchronously). */
@@ -948,16 +801,6 @@ async function appears(path: string, limitMs: number): Promise<boolean> {
     if (await access(path).then(() => true, () => false)) return true;
     if (Date.now() > until) return false;
     await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-/** Whether pid is conmon for this container (pids are reused). */
-function isConmon(pid: number, id: string): boolean {
-  try {
-    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    return cmdline.includes('conmon') && cmdline.includes(id);
-  } catch {
-    return false;
   }
 }
 
