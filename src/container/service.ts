@@ -13,8 +13,7 @@ import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { VOLATILE, writeFileAtomic } from '../store/store.ts';
 import type { ResolvedImage } from '../oci/request.ts';
 import type { Process, Spec } from '../oci/types.ts';
-import { alreadyExists, deadlineExceeded, DomainError, failedPrecondition, internal, invalidArgument, notFound, quote, resourceExhausted } from '../errors.ts';
-import { diskFullCode } from '../store/disk-full.ts';
+import { alreadyExists, deadlineExceeded, DomainError, failedPrecondition, internal, invalidArgument, notFound, quote } from '../errors.ts';
 import { checkContainerConfig } from '../oci/request-checks.ts';
 import { requestErrorOf } from './runtime-errors.ts';
 import { archiveName, checkOutputDir, PodCheckpointError, POD_MANIFEST, POD_MANIFEST_VERSION, type PodManifest } from '../checkpoint/pod.ts';
@@ -28,8 +27,9 @@ import { cgroupFsPath, removeCgroup } from '../cgroups/cgroups.ts';
 import { metrics } from '../metrics.ts';
 import { bundleFiles, conmonCreateArgs, ctlMessage, CTL_REOPEN_LOG, firstSyncMessage, readPidFile, spawnConmon } from './conmon.ts';
 import { readExitFile, type ExitInfo } from './exits.ts';
-import { exitReason, pickRepoDigest, reservationName, stopSignal, toStatus, verboseInfo, type ContainerRecord } from './record.ts';
+import { pickRepoDigest, reservationName, stopSignal, toStatus, verboseInfo, type ContainerRecord } from './record.ts';
 import { execSync, type ExecSyncResult } from './execsync.ts';
+import { assertExitRecorded, recordExit, settleWithoutExitFile } from './ops/exits.ts';
 import { ContainerState, containerName, isConmon, nowNs, stateWord } from './state.ts';
 import { checkpointToArchive, CRIU_CONFIG_ANNOTATION, CRIU_RESTORE_CONFIG, criuInstalled, criuRestoreConfig, isArchivePath, planRestore, restoreDir, restoreLogTail, unpackForRestore, validateLocation } from './checkpoint.ts';
 
@@ -79,7 +79,7 @@ export class ContainerService extends ContainerState {
       const state = await this.runtimeFor(r.runtimeHandler).state(r.id);
       if (state && state.status !== 'stopped') return;
       this.log.warn({ id: r.id, conmonPid: pid }, 'the monitor (conmon) of a running container is gone and the container has stopped');
-      await this.settleWithoutExitFile(r, 255, 'the container stopped while its monitor (conmon) was not running; its exit code is unknown');
+      await settleWithoutExitFile(this, r, 255, 'the container stopped while its monitor (conmon) was not running; its exit code is unknown');
     });
   }
 
@@ -521,7 +521,7 @@ export class ContainerService extends ContainerState {
     if (!r) return;
     await this.ops.with(r.id, async () => {
       await this.stopLocked(r, timeoutSeconds);
-      this.assertExitRecorded(r);
+      assertExitRecorded(this, r);
     });
     if (r.state === 'CONTAINER_EXITED') await this.nri.stopContainer(r);
   }
@@ -530,9 +530,9 @@ export class ContainerService extends ContainerState {
     if (r.state === 'CONTAINER_EXITED') return;
     // An exit seen earlier but not yet recorded (the disk was full) is recorded now.
     const pending = this.exitSaveErrors.has(r.id) ? await readExitFile(join(this.exitDir, r.id), r.id) : undefined;
-    if (pending) return this.onExit(pending);
+    if (pending) return recordExit(this, pending);
     // A container waiting to be restored has no process and no runtime state yet.
-    if (r.restore && r.state === 'CONTAINER_CREATED') return this.settleWithoutExitFile(r, 0, 'the container was stopped before it was restored');
+    if (r.restore && r.state === 'CONTAINER_CREATED') return settleWithoutExitFile(this, r, 0, 'the container was stopped before it was restored');
     const runtime = this.runtimeFor(r.runtimeHandler);
     if (timeoutSeconds > 0 && r.state === 'CONTAINER_RUNNING') {
       const signal = stopSignal(r.config.stop_signal, r.imageStopSignal);
@@ -546,7 +546,7 @@ export class ContainerService extends ContainerState {
     for (let i = 0; i < 50; i++) {
       const state = await runtime.state(r.id);
       if (!state || state.status === 'stopped') {
-        await this.settleWithoutExitFile(r, 137, 'the container was killed; its monitor was not running');
+        await settleWithoutExitFile(this, r, 137, 'the container was killed; its monitor was not running');
         return;
       }
       if (await this.waitExit(r, 200)) return;
@@ -588,55 +588,8 @@ export class ContainerService extends ContainerState {
 
   // ---- exits ----
 
-  async onExit(exit: ExitInfo): Promise<void> {
-    const r = this.store.get(exit.id);
-    if (!r || r.state === 'CONTAINER_EXITED') return;
-    const oom = await access(bundleFiles(r.bundle).oom).then(() => true, () => false);
-    const finishedAt = Math.round(exit.finishedAtMs * 1e6);
-    const applied = await this.commitExit(r, {
-      state: 'CONTAINER_EXITED',
-      exitCode: exit.exitCode,
-      finishedAt: r.startedAt && finishedAt < r.startedAt ? r.startedAt : finishedAt,
-      reason: exitReason(exit.exitCode, oom),
-      pid: 0,
-    });
-    if (!applied) return;
-    this.cleanUpAfterExit(r);
-    this.wakeExitWaiters(r.id);
-    void this.nri.stopContainer(r);
-    this.log.info({ id: r.id, name: containerName(r), exitCode: r.exitCode, reason: r.reason }, 'container exited');
-    await this.starting.get(r.id);
-    this.events.publish('CONTAINER_STOPPED_EVENT', r.id, r.sandboxId);
-  }
-
-  /** Starts removing the runtime state and cgroup of an exited container (see exitCleanups). */
-  private cleanUpAfterExit(r: ContainerRecord): void {
-    if (this.exitCleanups.has(r.id)) return;
-    const runtime = this.runtimeFor(r.runtimeHandler);
-    // Not while `runc start` may still be running for a process that exited at once.
-    const started = (this.starting.get(r.id) ?? Promise.resolve()).catch(() => undefined);
-    const done = started.then(() => runtime.delete(r.id)).then(
-      async () => {
-        await removeCgroup(r.cgroupsPath).catch((err) => this.log.warn({ id: r.id, err: String(err) }, 'cannot remove the container cgroup'));
-        return true;
-      },
-      (err) => {
-        this.log.debug({ id: r.id, err: String(err) }, 'runtime state of an exited container not removed yet; RemoveContainer will');
-        return false;
-      },
-    );
-    this.exitCleanups.set(r.id, done);
-  }
-
-  private async settleWithoutExitFile(r: ContainerRecord, exitCode: number, message: string): Promise<void> {
-    const exit = await readExitFile(join(this.exitDir, r.id), r.id);
-    if (exit) return this.onExit(exit);
-    if (r.state === 'CONTAINER_EXITED') return;
-    if (!(await this.commitExit(r, { state: 'CONTAINER_EXITED', exitCode, finishedAt: nowNs(), reason: 'Error', message, pid: 0 }))) return;
-    this.cleanUpAfterExit(r);
-    this.wakeExitWaiters(r.id);
-    void this.nri.stopContainer(r);
-    this.events.publish('CONTAINER_STOPPED_EVENT', r.id, r.sandboxId);
+  onExit(exit: ExitInfo): Promise<void> {
+    return recordExit(this, exit);
   }
 
   /** At start: an exit file was handled by scan(); otherwise ask the runtime whether the process lives. */
@@ -645,52 +598,15 @@ export class ContainerService extends ContainerState {
     if (r.restore && r.state === 'CONTAINER_CREATED') return;
     const runtime = this.runtimeFor(r.runtimeHandler);
     const state = await runtime.state(r.id);
-    if (!state) return this.settleWithoutExitFile(r, 255, 'the container is gone from the runtime (was the host restarted?)');
+    if (!state) return settleWithoutExitFile(this, r, 255, 'the container is gone from the runtime (was the host restarted?)');
     const conmonPid = await readPidFile(bundleFiles(r.bundle).conmonPid);
     const conmonAlive = conmonPid !== undefined && isConmon(conmonPid, r.id);
-    if (state.status === 'stopped' && !conmonAlive) return this.settleWithoutExitFile(r, 255, 'the container stopped while its monitor was not running');
+    if (state.status === 'stopped' && !conmonAlive) return settleWithoutExitFile(this, r, 255, 'the container stopped while its monitor was not running');
     if (state.status === 'running' && r.state === 'CONTAINER_CREATED') {
       r.state = 'CONTAINER_RUNNING';
       r.startedAt = r.startedAt || nowNs();
       await this.persist(r);
     }
-  }
-
-  /**
-   * Records an exit: memory changes only once the record is on disk. When the
-   * write fails (a full disk) both still say what they said, the exit stays
-   * in conmon's exit file to be applied again, and the StopContainer waiting
-   * for it fails with the reason.
-   */
-  private async commitExit(r: ContainerRecord, changes: Partial<ContainerRecord>): Promise<boolean> {
-    try {
-      const applied = await this.writes.with(r.id, async () => {
-        // Another report of the same exit got here first.
-        if (r.state === 'CONTAINER_EXITED') return false;
-        if (this.store.get(r.id) === r) await this.store.update(r, changes);
-        else Object.assign(r, changes);
-        return true;
-      });
-      this.exitSaveErrors.delete(r.id);
-      return applied;
-    } catch (err) {
-      const code = diskFullCode(err);
-      const failure = code
-        ? resourceExhausted(`cannot record the exit of container ${r.id}: ${code}, the disk of ${this.deps.config.root} is full; it still reads ${stateWord(r.state)} and the exit is recorded once there is room`, err)
-        : internal(`cannot record the exit of container ${r.id}: ${(err as Error).message}`, err);
-      this.exitSaveErrors.set(r.id, failure);
-      this.log.error({ id: r.id, err: String(err) }, 'cannot save container exit');
-      this.wakeExitWaiters(r.id);
-      throw failure;
-    }
-  }
-
-  /** After a stop: an exit that happened but could not be recorded fails the call. */
-  private assertExitRecorded(r: ContainerRecord): void {
-    const failure = this.exitSaveErrors.get(r.id);
-    if (r.state === 'CONTAINER_EXITED' || !failure) return;
-    this.exitSaveErrors.delete(r.id);
-    throw failure;
   }
 
   // ---- update, logs, exec ----
