@@ -5,7 +5,14 @@
 // errors or logs.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Agent, fetch, type Dispatcher, type Response } from 'undici';
+import type { Dispatcher, Response } from 'undici';
+
+type Undici = typeof import('undici');
+let undici: Undici | undefined;
+/** undici (about 20 MiB of the daemon's memory) is loaded at the first registry call, not at start. */
+async function loadUndici(): Promise<Undici> {
+  return (undici ??= await import('undici'));
+}
 import type { RegistryEndpoint } from './hosts.ts';
 import { TOKEN_LIMIT, TooLargeError, errorReason, quote, readBody } from './body.ts';
 
@@ -50,7 +57,7 @@ const RETRIES = 3;
 export const RETRY_AFTER_MAX_MS = 60_000;
 
 /** A connection pool with the endpoint's TLS settings (shared by endpoints with the same settings). */
-function agentFor(endpoint: RegistryEndpoint): Dispatcher | undefined {
+function agentFor(u: Undici, endpoint: RegistryEndpoint): Dispatcher | undefined {
   if (!endpoint.skipVerify && !endpoint.ca && !endpoint.client) return undefined;
   const key = JSON.stringify([endpoint.skipVerify, endpoint.ca ?? '', endpoint.client ?? '']);
   let agent = agents.get(key);
@@ -62,7 +69,7 @@ function agentFor(endpoint: RegistryEndpoint): Dispatcher | undefined {
         throw new RegistryError(`cannot read the ${what} ${file} configured for ${endpoint.host}: ${(err as NodeJS.ErrnoException).code ?? err}`);
       }
     };
-    agent = new Agent({
+    agent = new u.Agent({
       connect: {
         rejectUnauthorized: !endpoint.skipVerify,
         ca: endpoint.ca ? read(endpoint.ca, 'CA file') : undefined,
@@ -199,16 +206,17 @@ export class RegistryClient {
   }
 
   private async send(path: string, headers: Record<string, string>, signal: AbortSignal | undefined): Promise<Response> {
+    const u = await loadUndici();
     const url = `${this.baseUrl}/${this.repo}/${path}`;
     // Redirects (to blob storage) are followed; fetch drops the Authorization header when one leaves the registry's origin.
     const init = {
       headers: { ...this.endpoint.headers, ...headers, ...(this.authorization ? { authorization: this.authorization } : {}) },
       signal,
-      dispatcher: agentFor(this.endpoint),
+      dispatcher: agentFor(u, this.endpoint),
       redirect: 'follow' as const,
     };
     try {
-      return await fetch(url, init);
+      return await u.fetch(url, init);
     } catch (err) {
       const code = errorCode(err);
       if (code && CERTIFICATE_ERRORS.test(code)) {
@@ -217,7 +225,7 @@ export class RegistryClient {
       // Loopback registries commonly serve plain HTTP.
       if (this.endpoint.httpFallback && this.baseUrl.startsWith('https://') && !signal?.aborted) {
         this.baseUrl = `http://${this.baseUrl.slice('https://'.length)}`;
-        return fetch(`${this.baseUrl}/${this.repo}/${path}`, init);
+        return u.fetch(`${this.baseUrl}/${this.repo}/${path}`, init);
       }
       throw err;
     }
@@ -253,17 +261,18 @@ export class RegistryClient {
   private async fetchToken(realm: string, service: string, scope: string, signal: AbortSignal | undefined, progress: Progress | undefined): Promise<{ token: string; expiresIn: number }> {
     if (!/^https?:\/\//.test(realm)) throw new RegistryError(`registry ${this.endpoint.host} gave an invalid token realm`, 401);
     const creds = this.credentials;
+    const u = await loadUndici();
     let res: Response;
     if (creds.identityToken) {
       const body = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: creds.identityToken, service, scope, client_id: 'tscri' });
-      res = await fetch(realm, { method: 'POST', body, signal, dispatcher: agentFor(this.endpoint) });
+      res = await u.fetch(realm, { method: 'POST', body, signal, dispatcher: agentFor(u, this.endpoint) });
     } else {
       const url = new URL(realm);
       if (service) url.searchParams.set('service', service);
       url.searchParams.set('scope', scope);
       const headers: Record<string, string> = {};
       if (creds.username) headers.authorization = `Basic ${Buffer.from(`${creds.username}:${creds.password ?? ''}`).toString('base64')}`;
-      res = await fetch(url, { headers, signal, dispatcher: agentFor(this.endpoint) });
+      res = await u.fetch(url, { headers, signal, dispatcher: agentFor(u, this.endpoint) });
     }
     progress?.arm();
     if (res.status === 401 || res.status === 403) {
