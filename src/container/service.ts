@@ -30,6 +30,7 @@ import { readExitFile, type ExitInfo } from './exits.ts';
 import { pickRepoDigest, reservationName, stopSignal, toStatus, verboseInfo, type ContainerRecord } from './record.ts';
 import { execSync, type ExecSyncResult } from './execsync.ts';
 import { assertExitRecorded, recordExit, settleWithoutExitFile } from './ops/exits.ts';
+import { checkMonitor, loadContainers } from './ops/recovery.ts';
 import { ContainerState, containerName, isConmon, nowNs, stateWord } from './state.ts';
 import { checkpointToArchive, CRIU_CONFIG_ANNOTATION, CRIU_RESTORE_CONFIG, criuInstalled, criuRestoreConfig, isArchivePath, planRestore, restoreDir, restoreLogTail, unpackForRestore, validateLocation } from './checkpoint.ts';
 
@@ -38,81 +39,13 @@ export type { ResolvedImage, SpecRequest } from '../oci/request.ts';
 export type { ContainerDeps } from './state.ts';
 
 const CONMON_TIMEOUT_MS = 240_000;
-/** How often running containers' monitors are checked for having vanished. */
-const MONITOR_CHECK_MS = 5_000;
 /** How long stop waits for conmon's exit file after SIGKILL before asking runc directly. */
 const KILL_GRACE_MS = 2_000;
 
 export class ContainerService extends ContainerState {
   /** Loads records, starts watching exits and settles containers that ended while tscri was down. */
-  async load(): Promise<void> {
-    await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
-    await mkdir(this.socketDir, { recursive: true, mode: 0o700 });
-    const records = await this.store.load();
-    for (const r of records) this.names.set(r.name, r.id);
-    await this.watcher.start();
-    await this.watcher.scan();
-    for (const r of records) {
-      if (r.state === 'CONTAINER_EXITED') continue;
-      await this.reconcile(r).catch((err) => this.log.warn({ id: r.id, err: String(err) }, 'cannot read container state at start'));
-    }
-    await this.removeOrphans(new Set(records.map((r) => r.id)));
-    this.monitorTimer = setInterval(() => void this.checkMonitors(), MONITOR_CHECK_MS);
-    this.monitorTimer.unref();
-  }
-
-  /**
-   * A running container whose conmon is gone (killed, say) has nobody to
-   * record its exit: once the runtime says it stopped, it is settled as
-   * exited (code unknown). Checked on ContainerStatus and every few seconds.
-   */
-  private async checkMonitor(r: ContainerRecord): Promise<void> {
-    if (r.state !== 'CONTAINER_RUNNING' || this.ops.isHeld(r.id)) return;
-    let pid = this.monitors.get(r.id);
-    if (pid === undefined) {
-      pid = await readPidFile(bundleFiles(r.bundle).conmonPid);
-      if (pid) this.monitors.set(r.id, pid);
-    }
-    if (pid && isConmon(pid, r.id)) return;
-    await this.ops.with(r.id, async () => {
-      if (r.state !== 'CONTAINER_RUNNING' || !this.store.get(r.id)) return;
-      const state = await this.runtimeFor(r.runtimeHandler).state(r.id);
-      if (state && state.status !== 'stopped') return;
-      this.log.warn({ id: r.id, conmonPid: pid }, 'the monitor (conmon) of a running container is gone and the container has stopped');
-      await settleWithoutExitFile(this, r, 255, 'the container stopped while its monitor (conmon) was not running; its exit code is unknown');
-    });
-  }
-
-  private async checkMonitors(): Promise<void> {
-    for (const r of this.store.list()) {
-      await this.checkMonitor(r).catch((err) => this.log.warn({ id: r.id, err: String(err) }, 'cannot check the monitor of a container'));
-    }
-  }
-
-  /**
-   * A create interrupted by a crash leaves a bundle (and maybe a mounted
-   * rootfs, a conmon and a runtime container) but no record: undo it all.
-   */
-  private async removeOrphans(known: Set<string>): Promise<void> {
-    const names = await readdir(this.stateDir).catch(() => [] as string[]);
-    for (const id of names.filter((n) => /^[a-f0-9]{64}$/.test(n) && !known.has(n))) {
-      const bundle = join(this.stateDir, id);
-      this.log.warn({ id }, 'removing a container whose creation was interrupted');
-      const conmonPid = await readPidFile(bundleFiles(bundle).conmonPid);
-      if (conmonPid && isConmon(conmonPid, id)) {
-        try {
-          process.kill(conmonPid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }
-      for (const handler of Object.keys(this.deps.config.runtime.handlers)) {
-        await this.runtimeFor(handler).delete(id).catch(() => undefined);
-      }
-      await this.deps.removeRootfs(id, join(bundle, 'rootfs')).catch((err) => this.log.warn({ id, err: String(err) }, 'cannot remove rootfs'));
-      await rm(bundle, { recursive: true, force: true }).catch(() => undefined);
-      await this.watcher.remove(id).catch(() => undefined);
-    }
+  load(): Promise<void> {
+    return loadContainers(this);
   }
 
   close(): void {
@@ -144,7 +77,7 @@ export class ContainerService extends ContainerState {
 
   async status(id: string, verbose: boolean): Promise<{ status: ContainerStatus; info: Record<string, string> }> {
     const r = this.get(id);
-    await this.checkMonitor(r).catch((err) => this.log.warn({ id: r.id, err: String(err) }, 'cannot check the monitor of a container'));
+    await checkMonitor(this, r).catch((err) => this.log.warn({ id: r.id, err: String(err) }, 'cannot check the monitor of a container'));
     let info: Record<string, string> = {};
     if (verbose) {
       const spec = await readFile(bundleFiles(r.bundle).config, 'utf8').then(JSON.parse, () => undefined);
@@ -590,23 +523,6 @@ export class ContainerService extends ContainerState {
 
   onExit(exit: ExitInfo): Promise<void> {
     return recordExit(this, exit);
-  }
-
-  /** At start: an exit file was handled by scan(); otherwise ask the runtime whether the process lives. */
-  private async reconcile(r: ContainerRecord): Promise<void> {
-    if (r.state === 'CONTAINER_EXITED') return;
-    if (r.restore && r.state === 'CONTAINER_CREATED') return;
-    const runtime = this.runtimeFor(r.runtimeHandler);
-    const state = await runtime.state(r.id);
-    if (!state) return settleWithoutExitFile(this, r, 255, 'the container is gone from the runtime (was the host restarted?)');
-    const conmonPid = await readPidFile(bundleFiles(r.bundle).conmonPid);
-    const conmonAlive = conmonPid !== undefined && isConmon(conmonPid, r.id);
-    if (state.status === 'stopped' && !conmonAlive) return settleWithoutExitFile(this, r, 255, 'the container stopped while its monitor was not running');
-    if (state.status === 'running' && r.state === 'CONTAINER_CREATED') {
-      r.state = 'CONTAINER_RUNNING';
-      r.startedAt = r.startedAt || nowNs();
-      await this.persist(r);
-    }
   }
 
   // ---- update, logs, exec ----
