@@ -200,8 +200,11 @@ export async function createCgroup(fsPath: string): Promise<boolean> {
         throw err;
       });
       if (created && current === dir) made = true;
-      if (created && existsSync(join(current, 'cpuset.cpus')) && !existsSync(join(current, 'cgroup.controllers'))) {
+      // A v1 cpuset starts empty and takes no process until seeded from its parent.
+      // Also when found: a cgroup another caller just made may not be seeded yet.
+      if (existsSync(join(current, 'cpuset.cpus')) && !existsSync(join(current, 'cgroup.controllers'))) {
         for (const file of ['cpuset.cpus', 'cpuset.mems']) {
+          if ((await readFile(join(current, file), 'utf8')).trim()) continue;
           const value = (await readFile(join(parent, file), 'utf8')).trim();
           await writeFile(join(current, file), value);
         }

@@ -25,7 +25,7 @@ export interface InfraProcess {
 }
 
 // Joins the cgroups given before "--", then runs the rest of the arguments.
-const JOIN_SCRIPT = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 1; shift; done; shift; exec "$@"';
+const JOIN_SCRIPT = 'while [ "$1" != -- ]; do echo $$ > "$1" || { echo "cannot join $1" >&2; exit 1; }; shift; done; shift; exec "$@"';
 
 export async function startInfra(o: InfraOptions): Promise<InfraProcess> {
   const nsArgs = [o.netns && `--net=${o.netns}`, o.ipcns && `--ipc=${o.ipcns}`, o.utsns && `--uts=${o.utsns}`].filter(Boolean) as string[];

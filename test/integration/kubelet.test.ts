@@ -284,6 +284,21 @@ test('a pod and a container without namespace_options share the pod\'s namespace
   assert.ok(!existsSync(`/sys/fs/cgroup/pids${cgroupRoot}/plain-${uid}`), 'a cgroup_parent tscri had to make goes with the pod');
 });
 
+test('pods sharing a pid namespace start in parallel under cgroup parents that do not exist yet', async () => {
+  const fresh = `${cgroupRoot}/fresh-${randomBytes(3).toString('hex')}`;
+  const configs = Array.from({ length: 6 }, (_, i) => {
+    const uid = randomBytes(8).toString('hex');
+    return { metadata: { name: `par${i}`, namespace: 'kube-test', uid, attempt: 0 }, log_directory: join(dir, 'pods-log', uid), linux: { cgroup_parent: `${fresh}/kubepods/pod${uid}`, security_context: { namespace_options: { network: 'NODE', pid: 'POD', ipc: 'POD' } } } };
+  });
+  // A v1 cpuset made by one call and found by another must be seeded before the infra process joins it.
+  const ids = await Promise.all(configs.map(async (config) => (await d.call('RunPodSandbox', { config })).pod_sandbox_id));
+  for (const id of ids) assert.equal(JSON.parse((await d.call('PodSandboxStatus', { pod_sandbox_id: id, verbose: true })).info.info).pidOf, 'infra');
+  for (const id of ids) {
+    await d.call('StopPodSandbox', { pod_sandbox_id: id });
+    await d.call('RemovePodSandbox', { pod_sandbox_id: id });
+  }
+});
+
 test('cgroup v2 with swap (VM): hugetlb limits, memory.oom.group per container only, LimitedSwap and NoSwap as kubelet computes them, one OOM kills one container', { skip: vmSkip }, (t) => {
   const run = runVmScript(fileURLToPath(new URL('../vm/kubelet.ts', import.meta.url)), ['--mem', '2G', '--swap', '512M']);
   for (const note of run.notes) t.diagnostic(note);
