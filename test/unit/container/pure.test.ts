@@ -3,7 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { exitReason, matchesFilter, pickRepoDigest, reservationName, stopSignal, toContainer, toStatus, type ContainerRecord } from '../../../src/container/record.ts';
-import { criLogPath, execProcess } from '../../../src/container/service.ts';
+import { execProcess } from '../../../src/container/service.ts';
+import { criLogPath } from '../../../src/container/ops/create.ts';
 import { conmonCreateArgs, ctlMessage, CTL_REOPEN_LOG, CTL_RESIZE, parseSyncMessages } from '../../../src/container/conmon.ts';
 import { CappedBuffer, commandProcesses } from '../../../src/container/execsync.ts';
 import { runtimeMessage } from '../../../src/container/runtime.ts';
