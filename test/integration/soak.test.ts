@@ -34,10 +34,20 @@ before(async () => {
 });
 
 after(async () => {
-  await d?.cleanup();
-  await network?.cleanup();
-  await registry?.stop();
-  await removeCgroup(parent).catch(() => undefined);
+  // A failed run still removes what it made, each step whatever the one before did.
+  const steps: Array<() => Promise<unknown>> = [
+    async () => {
+      for (const pod of (await d.call('ListPodSandbox', {})).items) {
+        await d.call('StopPodSandbox', { pod_sandbox_id: pod.id });
+        await d.call('RemovePodSandbox', { pod_sandbox_id: pod.id });
+      }
+    },
+    () => d.cleanup(),
+    () => network.cleanup(),
+    () => registry.stop(),
+    () => removeCgroup(parent),
+  ];
+  for (const step of steps) await step().catch((err: unknown) => console.error(`soak cleanup: ${(err as Error).message}`));
 });
 
 async function lifecycle(i: number): Promise<void> {

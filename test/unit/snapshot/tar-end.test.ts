@@ -23,7 +23,7 @@ async function through(data: Buffer, chunkSize: number): Promise<{ out: Buffer; 
   const pieces = function* () {
     for (let i = 0; i < data.length; i += chunkSize) yield data.subarray(i, i + chunkSize);
   };
-  await pipeline(Readable.from(pieces()), end, async function (source) {
+  await pipeline(Readable.from(pieces()), end, async (source: AsyncIterable<unknown>) => {
     for await (const c of source) chunks.push(c as Buffer);
   });
   return { out: Buffer.concat(chunks), trailing: end.trailing };
