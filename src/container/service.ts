@@ -25,8 +25,9 @@ import { execSync, type ExecSyncResult } from './execsync.ts';
 import { assertExitRecorded, recordExit, settleWithoutExitFile } from './ops/exits.ts';
 import { checkMonitor, loadContainers } from './ops/recovery.ts';
 import { createContainer } from './ops/create.ts';
-import { checkpointContainer, checkpointPod, restoreContainer } from './ops/checkpoint.ts';
-import { ContainerState, containerName, isConmon, nowNs, stateWord } from './state.ts';
+import { checkpointContainer, checkpointPod } from './ops/checkpoint.ts';
+import { startContainer } from './ops/start.ts';
+import { ContainerState, containerName, isConmon, stateWord } from './state.ts';
 
 /** What CreateContainer needs to know about an image. */
 export type { ResolvedImage, SpecRequest } from '../oci/request.ts';
@@ -83,44 +84,8 @@ export class ContainerService extends ContainerState {
 
   // ---- start / stop / remove ----
 
-  async start(id: string): Promise<void> {
-    const r = this.get(id);
-    // A process that exits at once is seen by the exit watcher while start
-    // still runs: its stopped event waits for the started event.
-    let started!: () => void;
-    const starting = new Promise<void>((resolve) => (started = resolve));
-    await this.pods.shared(r.sandboxId, () => this.ops.with(r.id, async () => {
-      const pod = this.deps.sandbox(r.sandboxId);
-      if (pod?.state !== 'SANDBOX_READY') throw failedPrecondition(`the pod sandbox ${r.sandboxId} of container ${r.id} is ${pod ? 'not ready' : 'gone'}; containers start only in a running pod`);
-      this.starting.set(r.id, starting);
-      try {
-        await this.startLocked(r);
-      } finally {
-        this.starting.delete(r.id);
-        started();
-      }
-    }));
-    await this.nri.postStartContainer(r);
-  }
-
-  private async startLocked(r: ContainerRecord): Promise<void> {
-    if (r.state !== 'CONTAINER_CREATED') throw failedPrecondition(`container ${r.id} is ${stateWord(r.state)}; only a created container can be started`);
-    const runtime = this.runtimeFor(r.runtimeHandler);
-    await this.nri.startContainer(r);
-    if (r.restore) return restoreContainer(this, r, runtime);
-    try {
-      await runtime.start(r.id);
-    } catch (err) {
-      throw internal(`cannot start container ${r.id}: ${(err as Error).message}`);
-    }
-    if (r.state === 'CONTAINER_CREATED') {
-      r.startedAt = nowNs();
-      r.state = 'CONTAINER_RUNNING';
-    } else if (!r.startedAt) {
-      r.startedAt = Math.min(nowNs(), r.finishedAt || nowNs());
-    }
-    await this.persist(r);
-    this.events.publish('CONTAINER_STARTED_EVENT', r.id, r.sandboxId);
+  start(id: string): Promise<void> {
+    return startContainer(this, id);
   }
 
   // ---- checkpoint ----
