@@ -8,7 +8,6 @@
 import { mergeResources } from '../oci/resources.ts';
 import { constants as fsConstants, existsSync } from 'node:fs';
 import { access, open, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { ResolvedImage } from '../oci/request.ts';
 import type { Process } from '../oci/types.ts';
 import { failedPrecondition, internal, invalidArgument } from '../errors.ts';
@@ -19,22 +18,20 @@ import type { ContainerStatus } from '../generated/runtime/v1/ContainerStatus.ts
 import type { OciRuntime } from './runtime.ts';
 import { removeCgroup } from '../cgroups/cgroups.ts';
 import { bundleFiles, ctlMessage, CTL_REOPEN_LOG, readPidFile } from './conmon.ts';
-import { readExitFile, type ExitInfo } from './exits.ts';
-import { stopSignal, toStatus, verboseInfo, type ContainerRecord } from './record.ts';
+import type { ExitInfo } from './exits.ts';
+import { toStatus, verboseInfo, type ContainerRecord } from './record.ts';
 import { execSync, type ExecSyncResult } from './execsync.ts';
-import { assertExitRecorded, recordExit, settleWithoutExitFile } from './ops/exits.ts';
+import { recordExit } from './ops/exits.ts';
 import { checkMonitor, loadContainers } from './ops/recovery.ts';
 import { createContainer } from './ops/create.ts';
 import { checkpointContainer, checkpointPod } from './ops/checkpoint.ts';
 import { startContainer } from './ops/start.ts';
+import { stopContainer, stopLocked } from './ops/stop.ts';
 import { ContainerState, containerName, isConmon, stateWord } from './state.ts';
 
 /** What CreateContainer needs to know about an image. */
 export type { ResolvedImage, SpecRequest } from '../oci/request.ts';
 export type { ContainerDeps } from './state.ts';
-
-/** How long stop waits for conmon's exit file after SIGKILL before asking runc directly. */
-const KILL_GRACE_MS = 2_000;
 
 export class ContainerService extends ContainerState {
   /** Loads records, starts watching exits and settles containers that ended while tscri was down. */
@@ -106,42 +103,8 @@ export class ContainerService extends ContainerState {
   }
 
   /** Stops a container: its stop signal, then SIGKILL after timeoutSeconds. Idempotent. */
-  async stop(id: string, timeoutSeconds: number): Promise<void> {
-    const r = this.find(id);
-    if (!r) return;
-    await this.ops.with(r.id, async () => {
-      await this.stopLocked(r, timeoutSeconds);
-      assertExitRecorded(this, r);
-    });
-    if (r.state === 'CONTAINER_EXITED') await this.nri.stopContainer(r);
-  }
-
-  private async stopLocked(r: ContainerRecord, timeoutSeconds: number): Promise<void> {
-    if (r.state === 'CONTAINER_EXITED') return;
-    // An exit seen earlier but not yet recorded (the disk was full) is recorded now.
-    const pending = this.exitSaveErrors.has(r.id) ? await readExitFile(join(this.exitDir, r.id), r.id) : undefined;
-    if (pending) return recordExit(this, pending);
-    // A container waiting to be restored has no process and no runtime state yet.
-    if (r.restore && r.state === 'CONTAINER_CREATED') return settleWithoutExitFile(this, r, 0, 'the container was stopped before it was restored');
-    const runtime = this.runtimeFor(r.runtimeHandler);
-    if (timeoutSeconds > 0 && r.state === 'CONTAINER_RUNNING') {
-      const signal = stopSignal(r.config.stop_signal, r.imageStopSignal);
-      await runtime.kill(r.id, signal);
-      if (await this.waitExit(r, timeoutSeconds * 1000)) return;
-      this.log.info({ id: r.id, name: containerName(r), signal, timeoutSeconds }, 'container ignored its stop signal; killing it');
-    }
-    await runtime.kill(r.id, 'SIGKILL', true);
-    if (await this.waitExit(r, KILL_GRACE_MS)) return;
-    // conmon is gone (killed, or the host lost it): ask the runtime directly.
-    for (let i = 0; i < 50; i++) {
-      const state = await runtime.state(r.id);
-      if (!state || state.status === 'stopped') {
-        await settleWithoutExitFile(this, r, 137, 'the container was killed; its monitor was not running');
-        return;
-      }
-      if (await this.waitExit(r, 200)) return;
-    }
-    throw internal(`container ${r.id} did not stop after SIGKILL`);
+  stop(id: string, timeoutSeconds: number): Promise<void> {
+    return stopContainer(this, id, timeoutSeconds);
   }
 
   async remove(id: string): Promise<void> {
@@ -149,7 +112,7 @@ export class ContainerService extends ContainerState {
     if (!r) return;
     await this.ops.with(r.id, async () => {
       if (!this.store.get(r.id)) return;
-      if (r.state !== 'CONTAINER_EXITED') await this.stopLocked(r, 0);
+      if (r.state !== 'CONTAINER_EXITED') await stopLocked(this, r, 0);
       const runtime = this.runtimeFor(r.runtimeHandler);
       const cleaned = await this.exitCleanups.get(r.id);
       this.exitCleanups.delete(r.id);
@@ -235,7 +198,7 @@ export class ContainerService extends ContainerState {
 
   async stopAll(sandboxId: string, timeoutSeconds: number): Promise<void> {
     const ids = this.store.list().filter((r) => r.sandboxId === sandboxId).map((r) => r.id);
-    await Promise.all(ids.map((id) => this.stop(id, timeoutSeconds)));
+    await Promise.all(ids.map((id) => stopContainer(this, id, timeoutSeconds)));
   }
 
   async removeAll(sandboxId: string): Promise<void> {
