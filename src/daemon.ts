@@ -120,6 +120,7 @@ async function startServices(config: Config, log: Logger, inherited: InheritedSo
     containers: () => containers.records(),
     updateResources: (id, resources) => containers.update(id, resources, false),
     stopContainer: (id) => containers.stop(id, 0),
+    cdiSpecDirs: () => config.cdi.spec_dirs,
   });
   const nriHooks: NriHooks = config.nri.enable ? bridge : { ...NO_POD_NRI, ...NO_CONTAINER_NRI };
   sandboxes.setNri(nriHooks);

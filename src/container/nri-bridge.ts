@@ -23,6 +23,7 @@ import { NriError } from '../nri/errors.ts';
 import type { Nri, NriRuntime } from '../nri/nri.ts';
 import { criToNriResources, nriToCriResources } from '../nri/resources.ts';
 import { applyAdjustment, type AdjustableSpec } from '../nri/spec.ts';
+import { addCdiDevices } from '../oci/cdi.ts';
 import type { Container, ContainerEviction, ContainerUpdate, PodSandbox } from '../nri/types.ts';
 
 type Resources = LinuxContainerResources__Output;
@@ -73,6 +74,8 @@ export const NO_CONTAINER_NRI: ContainerNriHooks = {
 /** What the bridge needs from the runtime. */
 export interface NriBridgeDeps {
   log: Logger;
+  /** Where CDI spec files are, for CDI devices plugins add. */
+  cdiSpecDirs?: () => string[];
   sandbox(id: string): SandboxRecord | undefined;
   sandboxes(): SandboxRecord[];
   container(id: string): ContainerRecord | undefined;
@@ -149,7 +152,10 @@ export class NriBridge implements NriHooks, NriRuntime {
     let result;
     try {
       result = await this.nri.createContainer(pod, container);
-      applyAdjustment(spec as AdjustableSpec, result.adjust, { clampOomScoreAdj });
+      // CDI devices resolve against the spec files, which applyAdjustment cannot read.
+      const { CDI_devices: cdi, ...adjust } = result.adjust;
+      await addCdiDevices(spec, (cdi ?? []).map((d) => d.name ?? ''), this.deps.cdiSpecDirs?.() ?? []);
+      applyAdjustment(spec as AdjustableSpec, adjust, { clampOomScoreAdj });
     } catch (err) {
       await this.createFailed(record);
       throw nriStatus(err, 'CreateContainer');

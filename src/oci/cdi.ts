@@ -396,3 +396,19 @@ export function applyCdiEdits(spec: Spec, edits: CdiEdits[]): void {
     spec.mounts = indexed.map((x) => x.m);
   }
 }
+
+/**
+ * Resolves CDI devices named after the spec was built (by NRI plugins) and applies
+ * them: device nodes with their cgroup rules, then the edits.
+ */
+export async function addCdiDevices(spec: Spec, names: string[], dirs: string[]): Promise<void> {
+  if (!names.length) return;
+  const resolved = resolveCdiDevices(names, await loadCdiRegistry(dirs), dirs);
+  const linux = (spec.linux ??= {});
+  const resources = (linux.resources ??= {});
+  for (const d of resolved.devices) {
+    linux.devices = [...(linux.devices ?? []).filter((x) => x.path !== d.containerPath), { path: d.containerPath, type: d.type, major: d.major, minor: d.minor, fileMode: d.fileMode, uid: d.uid, gid: d.gid }];
+    resources.devices = [...(resources.devices ?? []), { allow: true, type: d.type, major: d.major, minor: d.minor, access: d.permissions }];
+  }
+  applyCdiEdits(spec, resolved.edits);
+}

@@ -6,6 +6,7 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  addCdiDevices,
   applyCdiEdits,
   loadCdiRegistry,
   MAX_SPEC_BYTES,
@@ -143,4 +144,16 @@ test('applyCdiEdits: env overrides by name, mounts replace and sort by depth, ho
   assert.deepEqual(s.mounts![1]!.options, ['rbind', 'rprivate']);
   assert.deepEqual(s.hooks, { createContainer: [{ path: '/usr/bin/vendor-hook', args: ['vendor-hook', 'x'], timeout: 5 }] });
   assert.deepEqual(s.process!.user.additionalGids, [0, 44]);
+});
+
+test('addCdiDevices: devices an NRI plugin names join a built spec with their cgroup rule and edits; unknown ones are refused', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'tscri-cdi-nri-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, 'v.json'), spec('vendor.com/dev', [{ name: 'x', containerEdits: { deviceNodes: [{ path: '/dev/xnull', hostPath: '/dev/null' }], env: ['FROM_CDI=1'] } }]));
+  const built: Spec = { ociVersion: '1.0.2', process: { user: { uid: 0, gid: 0 }, args: ['sh'], cwd: '/', env: ['A=1'] }, linux: { devices: [], resources: { devices: [{ allow: false, access: 'rwm' }] } } };
+  await addCdiDevices(built, ['vendor.com/dev=x'], [dir]);
+  assert.deepEqual(built.linux?.devices, [{ path: '/dev/xnull', type: 'c', major: 1, minor: 3, fileMode: 0o666, uid: 0, gid: 0 }]);
+  assert.deepEqual(built.linux?.resources?.devices?.at(-1), { allow: true, type: 'c', major: 1, minor: 3, access: 'rwm' });
+  assert.deepEqual(built.process?.env, ['A=1', 'FROM_CDI=1']);
+  await assert.rejects(addCdiDevices(built, ['vendor.com/dev=nope'], [dir]), (e: unknown) => e instanceof DomainError && e.kind === 'InvalidArgument' && /vendor.com\/dev=nope/.test(e.message));
 });
