@@ -7,7 +7,7 @@
 // arrive from the exit directory watcher and never wait on that lock.
 import { mergeResources } from '../oci/resources.ts';
 import { constants as fsConstants, existsSync } from 'node:fs';
-import { access, open, readFile, rm } from 'node:fs/promises';
+import { access, open, readFile } from 'node:fs/promises';
 import type { ResolvedImage } from '../oci/request.ts';
 import type { Process } from '../oci/types.ts';
 import { failedPrecondition, internal, invalidArgument } from '../errors.ts';
@@ -16,8 +16,7 @@ import type { ContainerConfig__Output } from '../generated/runtime/v1/ContainerC
 import type { LinuxContainerResources__Output } from '../generated/runtime/v1/LinuxContainerResources.ts';
 import type { ContainerStatus } from '../generated/runtime/v1/ContainerStatus.ts';
 import type { OciRuntime } from './runtime.ts';
-import { removeCgroup } from '../cgroups/cgroups.ts';
-import { bundleFiles, ctlMessage, CTL_REOPEN_LOG, readPidFile } from './conmon.ts';
+import { bundleFiles, ctlMessage, CTL_REOPEN_LOG } from './conmon.ts';
 import type { ExitInfo } from './exits.ts';
 import { toStatus, verboseInfo, type ContainerRecord } from './record.ts';
 import { execSync, type ExecSyncResult } from './execsync.ts';
@@ -26,8 +25,9 @@ import { checkMonitor, loadContainers } from './ops/recovery.ts';
 import { createContainer } from './ops/create.ts';
 import { checkpointContainer, checkpointPod } from './ops/checkpoint.ts';
 import { startContainer } from './ops/start.ts';
-import { stopContainer, stopLocked } from './ops/stop.ts';
-import { ContainerState, containerName, isConmon, stateWord } from './state.ts';
+import { stopContainer } from './ops/stop.ts';
+import { removeContainer } from './ops/remove.ts';
+import { ContainerState, stateWord } from './state.ts';
 
 /** What CreateContainer needs to know about an image. */
 export type { ResolvedImage, SpecRequest } from '../oci/request.ts';
@@ -107,36 +107,8 @@ export class ContainerService extends ContainerState {
     return stopContainer(this, id, timeoutSeconds);
   }
 
-  async remove(id: string): Promise<void> {
-    const r = this.find(id);
-    if (!r) return;
-    await this.ops.with(r.id, async () => {
-      if (!this.store.get(r.id)) return;
-      if (r.state !== 'CONTAINER_EXITED') await stopLocked(this, r, 0);
-      const runtime = this.runtimeFor(r.runtimeHandler);
-      const cleaned = await this.exitCleanups.get(r.id);
-      this.exitCleanups.delete(r.id);
-      if (!cleaned) await runtime.delete(r.id);
-      const conmonPid = await readPidFile(bundleFiles(r.bundle).conmonPid);
-      if (conmonPid && isConmon(conmonPid, r.id)) {
-        try {
-          process.kill(conmonPid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }
-      // runc deletes the container's cgroup; what it leaves (the unified copy on hybrid hosts) goes here.
-      if (!cleaned) await removeCgroup(r.cgroupsPath).catch((err) => this.log.warn({ id: r.id, err: String(err) }, 'cannot remove the container cgroup'));
-      if (r.rootfsPrepared) await this.deps.removeRootfs(r.id, r.rootfs);
-      await rm(r.bundle, { recursive: true, force: true });
-      await this.watcher.remove(r.id);
-      await this.writes.with(r.id, () => this.store.delete(r.id));
-      if (this.names.get(r.name) === r.id) this.names.delete(r.name);
-      this.monitors.delete(r.id);
-      this.log.info({ id: r.id, name: containerName(r), podId: r.sandboxId }, 'container removed');
-      this.events.publish('CONTAINER_DELETED_EVENT', r.id, r.sandboxId);
-      await this.nri.removeContainer(r);
-    });
+  remove(id: string): Promise<void> {
+    return removeContainer(this, id);
   }
 
   // ---- exits ----
@@ -203,7 +175,7 @@ export class ContainerService extends ContainerState {
 
   async removeAll(sandboxId: string): Promise<void> {
     const ids = this.store.list().filter((r) => r.sandboxId === sandboxId).map((r) => r.id);
-    await Promise.all(ids.map((id) => this.remove(id)));
+    await Promise.all(ids.map((id) => removeContainer(this, id)));
   }
 
   /** The pid of the pod's earliest running container whose process is alive. */

@@ -1,0 +1,40 @@
+// RemoveContainer: a container still running is killed first; then its
+// runtime state, cgroup, conmon, rootfs, bundle, record and name go, and NRI
+// plugins and event subscribers are told. Removing twice is a no-op.
+import { rm } from 'node:fs/promises';
+import { removeCgroup } from '../../cgroups/cgroups.ts';
+import { bundleFiles, readPidFile } from '../conmon.ts';
+import { stopLocked } from './stop.ts';
+import { type ContainerState, containerName, isConmon } from '../state.ts';
+
+export async function removeContainer(s: ContainerState, id: string): Promise<void> {
+  const r = s.find(id);
+  if (!r) return;
+  await s.ops.with(r.id, async () => {
+    if (!s.store.get(r.id)) return;
+    if (r.state !== 'CONTAINER_EXITED') await stopLocked(s, r, 0);
+    const runtime = s.runtimeFor(r.runtimeHandler);
+    const cleaned = await s.exitCleanups.get(r.id);
+    s.exitCleanups.delete(r.id);
+    if (!cleaned) await runtime.delete(r.id);
+    const conmonPid = await readPidFile(bundleFiles(r.bundle).conmonPid);
+    if (conmonPid && isConmon(conmonPid, r.id)) {
+      try {
+        process.kill(conmonPid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    // runc deletes the container's cgroup; what it leaves (the unified copy on hybrid hosts) goes here.
+    if (!cleaned) await removeCgroup(r.cgroupsPath).catch((err) => s.log.warn({ id: r.id, err: String(err) }, 'cannot remove the container cgroup'));
+    if (r.rootfsPrepared) await s.deps.removeRootfs(r.id, r.rootfs);
+    await rm(r.bundle, { recursive: true, force: true });
+    await s.watcher.remove(r.id);
+    await s.writes.with(r.id, () => s.store.delete(r.id));
+    if (s.names.get(r.name) === r.id) s.names.delete(r.name);
+    s.monitors.delete(r.id);
+    s.log.info({ id: r.id, name: containerName(r), podId: r.sandboxId }, 'container removed');
+    s.events.publish('CONTAINER_DELETED_EVENT', r.id, r.sandboxId);
+    await s.nri.removeContainer(r);
+  });
+}
