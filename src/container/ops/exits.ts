@@ -20,7 +20,7 @@ export async function recordExit(s: ContainerState, exit: ExitInfo): Promise<voi
   const applied = await commitExit(s, r, {
     state: 'CONTAINER_EXITED',
     exitCode: exit.exitCode,
-    finishedAt: r.startedAt && finishedAt < r.startedAt ? r.startedAt : finishedAt,
+    finishedAt,
     reason: exitReason(exit.exitCode, oom),
     pid: 0,
   });
@@ -74,8 +74,13 @@ export async function commitExit(s: ContainerState, r: ContainerRecord, changes:
     const applied = await s.writes.with(r.id, async () => {
       // Another report of the same exit got here first.
       if (r.state === 'CONTAINER_EXITED') return false;
+      // A process can end before `runc start` returns: the start then sets startedAt before this
+      // exit is applied, or while it is written (and persists the record after it). Either way the
+      // container never finishes before it started.
+      if (changes.finishedAt !== undefined && r.startedAt && changes.finishedAt < r.startedAt) changes = { ...changes, finishedAt: r.startedAt };
       if (s.store.get(r.id) === r) await s.store.update(r, changes);
       else Object.assign(r, changes);
+      if (r.startedAt && r.finishedAt < r.startedAt) r.finishedAt = r.startedAt;
       return true;
     });
     s.exitSaveErrors.delete(r.id);
