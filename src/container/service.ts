@@ -5,13 +5,11 @@
 // <state>/containers/<id>, since mounts and conmon do not survive a reboot
 // either. Operations on one container are serialised by a KeyedLock; exits
 // arrive from the exit directory watcher and never wait on that lock.
-import { mergeResources } from '../oci/resources.ts';
 import { constants as fsConstants, existsSync } from 'node:fs';
 import { access, open, readFile } from 'node:fs/promises';
 import type { ResolvedImage } from '../oci/request.ts';
 import type { Process } from '../oci/types.ts';
 import { failedPrecondition, internal, invalidArgument } from '../errors.ts';
-import { requestErrorOf } from './runtime-errors.ts';
 import type { ContainerConfig__Output } from '../generated/runtime/v1/ContainerConfig.ts';
 import type { LinuxContainerResources__Output } from '../generated/runtime/v1/LinuxContainerResources.ts';
 import type { ContainerStatus } from '../generated/runtime/v1/ContainerStatus.ts';
@@ -27,6 +25,7 @@ import { checkpointContainer, checkpointPod } from './ops/checkpoint.ts';
 import { startContainer } from './ops/start.ts';
 import { stopContainer } from './ops/stop.ts';
 import { removeContainer } from './ops/remove.ts';
+import { updateContainer } from './ops/update.ts';
 import { ContainerState, stateWord } from './state.ts';
 
 /** What CreateContainer needs to know about an image. */
@@ -120,23 +119,8 @@ export class ContainerService extends ContainerState {
   // ---- update, logs, exec ----
 
   /** UpdateContainerResources; `requested` is false for updates NRI plugins asked for, which plugins are not told of. */
-  async update(id: string, request: LinuxContainerResources__Output | null, requested = true): Promise<void> {
-    const r = this.get(id);
-    if (!request) return;
-    await this.ops.with(r.id, async () => {
-      if (r.state !== 'CONTAINER_CREATED' && r.state !== 'CONTAINER_RUNNING') {
-        throw failedPrecondition(`container ${r.id} is ${stateWord(r.state)}; only a created or running container can be updated`);
-      }
-      const resources = requested ? await this.nri.updateContainer(r, request) : request;
-      try {
-        await this.runtimeFor(r.runtimeHandler).update(r.id, this.deps.ociResources(resources));
-      } catch (err) {
-        throw requestErrorOf((err as Error).message) ?? internal(`cannot update the resources of container ${r.id}: ${(err as Error).message}`);
-      }
-      r.resources = mergeResources(r.resources, resources) as ContainerRecord['resources'];
-      await this.persist(r);
-    });
-    if (requested) await this.nri.postUpdateContainer(r);
+  update(id: string, request: LinuxContainerResources__Output | null, requested = true): Promise<void> {
+    return updateContainer(this, id, request, requested);
   }
 
   /** Asks conmon to reopen the log file (kubelet rotated it). */
