@@ -14,7 +14,8 @@ import { VOLATILE, writeFileAtomic } from '../store/store.ts';
 import { internal, invalidArgument, quote } from '../errors.ts';
 import { conmonExecArgs, CTL_RESIZE, ctlMessage, firstSyncMessage, spawnConmon } from './conmon.ts';
 import { SeqpacketSocket } from './seqpacket.ts';
-import { execProcess, writeCtl, type ContainerService } from './service.ts';
+import { writeCtl, type ContainerService } from './service.ts';
+import { execProcess } from './ops/exec.ts';
 import { pipeAttachSocket } from './attach.ts';
 import { attachBackend } from './attach.ts';
 

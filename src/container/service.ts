@@ -9,7 +9,7 @@ import { constants as fsConstants, existsSync } from 'node:fs';
 import { access, open, readFile } from 'node:fs/promises';
 import type { ResolvedImage } from '../oci/request.ts';
 import type { Process } from '../oci/types.ts';
-import { failedPrecondition, internal, invalidArgument } from '../errors.ts';
+import { failedPrecondition, internal } from '../errors.ts';
 import type { ContainerConfig__Output } from '../generated/runtime/v1/ContainerConfig.ts';
 import type { LinuxContainerResources__Output } from '../generated/runtime/v1/LinuxContainerResources.ts';
 import type { ContainerStatus } from '../generated/runtime/v1/ContainerStatus.ts';
@@ -17,7 +17,7 @@ import type { OciRuntime } from './runtime.ts';
 import { bundleFiles, ctlMessage, CTL_REOPEN_LOG } from './conmon.ts';
 import type { ExitInfo } from './exits.ts';
 import { toStatus, verboseInfo, type ContainerRecord } from './record.ts';
-import { execSync, type ExecSyncResult } from './execsync.ts';
+import type { ExecSyncResult } from './execsync.ts';
 import { recordExit } from './ops/exits.ts';
 import { checkMonitor, loadContainers } from './ops/recovery.ts';
 import { createContainer } from './ops/create.ts';
@@ -26,6 +26,7 @@ import { startContainer } from './ops/start.ts';
 import { stopContainer } from './ops/stop.ts';
 import { removeContainer } from './ops/remove.ts';
 import { updateContainer } from './ops/update.ts';
+import { execSyncIn, execTarget } from './ops/exec.ts';
 import { ContainerState, stateWord } from './state.ts';
 
 /** What CreateContainer needs to know about an image. */
@@ -134,20 +135,13 @@ export class ContainerService extends ContainerState {
     }
   }
 
-  async execSync(id: string, cmd: string[], timeoutSeconds: number, signal?: AbortSignal): Promise<ExecSyncResult> {
-    const r = this.get(id);
-    if (!cmd.length) throw invalidArgument('cmd is required');
-    if (r.state !== 'CONTAINER_RUNNING') throw failedPrecondition(`container ${r.id} is ${stateWord(r.state)}; commands run only in a running container`);
-    const spec = JSON.parse(await readFile(bundleFiles(r.bundle).config, 'utf8'));
-    return execSync(this.runtimeFor(r.runtimeHandler), r.id, r.bundle, execProcess(spec.process, cmd, false), timeoutSeconds, signal);
+  execSync(id: string, cmd: string[], timeoutSeconds: number, signal?: AbortSignal): Promise<ExecSyncResult> {
+    return execSyncIn(this, id, cmd, timeoutSeconds, signal);
   }
 
   /** The process spec for a command run in container id (used by streaming exec). */
-  async execTarget(id: string): Promise<{ record: ContainerRecord; runtime: OciRuntime; process: Process }> {
-    const r = this.get(id);
-    if (r.state !== 'CONTAINER_RUNNING') throw failedPrecondition(`container ${r.id} is ${stateWord(r.state)}; commands run only in a running container`);
-    const spec = JSON.parse(await readFile(bundleFiles(r.bundle).config, 'utf8'));
-    return { record: r, runtime: this.runtimeFor(r.runtimeHandler), process: spec.process };
+  execTarget(id: string): Promise<{ record: ContainerRecord; runtime: OciRuntime; process: Process }> {
+    return execTarget(this, id);
   }
 
   // ---- PodContainers ----
@@ -171,12 +165,6 @@ export class ContainerService extends ContainerState {
   async statuses(sandboxId: string): Promise<ContainerStatus[]> {
     return this.store.list().filter((r) => r.sandboxId === sandboxId).map(toStatus);
   }
-}
-
-/** The process spec of an exec: the container's process with another command. */
-export function execProcess(base: Process, cmd: string[], terminal: boolean): Process {
-  const { consoleSize: _size, ...rest } = base;
-  return { ...rest, args: cmd, terminal };
 }
 
 const REOPEN_WAIT_MS = 5000;

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { exitReason, matchesFilter, pickRepoDigest, reservationName, stopSignal, toContainer, toStatus, type ContainerRecord } from '../../../src/container/record.ts';
-import { execProcess } from '../../../src/container/service.ts';
+import { execProcess } from '../../../src/container/ops/exec.ts';
 import { criLogPath } from '../../../src/container/ops/create.ts';
 import { conmonCreateArgs, ctlMessage, CTL_REOPEN_LOG, CTL_RESIZE, parseSyncMessages } from '../../../src/container/conmon.ts';
 import { CappedBuffer, commandProcesses } from '../../../src/container/execsync.ts';
