@@ -5,9 +5,9 @@
 // resizes go through the `ctl` fifo. Detaching leaves the container running.
 import type { ContainerStreams, StreamIO } from './stream-io.ts';
 import { failedPrecondition } from '../errors.ts';
-import { CTL_RESIZE, ctlMessage } from './conmon.ts';
+import { CTL_RESIZE, ctlMessage, writeCtl } from './conmon.ts';
 import { SeqpacketSocket } from './seqpacket.ts';
-import { writeCtl, type ContainerService } from './service.ts';
+import type { ContainerService } from './service.ts';
 
 export const STREAM_STDOUT = 2;
 export const STREAM_STDERR = 3;

@@ -10,8 +10,10 @@
 // For a container N is its pid (negative on failure); for an exec session
 // the first line is the pid and the second the exit code.
 import { spawnChild, type Child } from '../sys/spawn.ts';
-import { readFile } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { failedPrecondition } from '../errors.ts';
 import type { Readable, Writable } from 'node:stream';
 
 export interface ConmonCommon {
@@ -260,4 +262,19 @@ export const CTL_REOPEN_LOG = 2;
 export function ctlMessage(type: number, height = 0, width = 0): string {
   const clamp = (n: number) => Math.max(0, Math.min(1000, Math.floor(n)));
   return `${type} ${clamp(height)} ${clamp(width)}\n`;
+}
+
+/** Writes one message to conmon's control fifo; fails clearly when conmon is gone. */
+export async function writeCtl(bundle: string, message: string): Promise<void> {
+  let handle;
+  try {
+    handle = await open(bundleFiles(bundle).ctl, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
+  } catch (err) {
+    throw failedPrecondition(`the container's monitor (conmon) is not running: ${(err as Error).message}`);
+  }
+  try {
+    await handle.write(message);
+  } finally {
+    await handle.close();
+  }
 }

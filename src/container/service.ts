@@ -5,16 +5,15 @@
 // <state>/containers/<id>, since mounts and conmon do not survive a reboot
 // either. Operations on one container are serialised by a KeyedLock; exits
 // arrive from the exit directory watcher and never wait on that lock.
-import { constants as fsConstants, existsSync } from 'node:fs';
-import { access, open, readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import type { ResolvedImage } from '../oci/request.ts';
 import type { Process } from '../oci/types.ts';
-import { failedPrecondition, internal } from '../errors.ts';
 import type { ContainerConfig__Output } from '../generated/runtime/v1/ContainerConfig.ts';
 import type { LinuxContainerResources__Output } from '../generated/runtime/v1/LinuxContainerResources.ts';
 import type { ContainerStatus } from '../generated/runtime/v1/ContainerStatus.ts';
 import type { OciRuntime } from './runtime.ts';
-import { bundleFiles, ctlMessage, CTL_REOPEN_LOG } from './conmon.ts';
+import { bundleFiles } from './conmon.ts';
 import type { ExitInfo } from './exits.ts';
 import { toStatus, verboseInfo, type ContainerRecord } from './record.ts';
 import type { ExecSyncResult } from './execsync.ts';
@@ -27,7 +26,8 @@ import { stopContainer } from './ops/stop.ts';
 import { removeContainer } from './ops/remove.ts';
 import { updateContainer } from './ops/update.ts';
 import { execSyncIn, execTarget } from './ops/exec.ts';
-import { ContainerState, stateWord } from './state.ts';
+import { reopenLog } from './ops/logs.ts';
+import { ContainerState } from './state.ts';
 
 /** What CreateContainer needs to know about an image. */
 export type { ResolvedImage, SpecRequest } from '../oci/request.ts';
@@ -125,14 +125,8 @@ export class ContainerService extends ContainerState {
   }
 
   /** Asks conmon to reopen the log file (kubelet rotated it). */
-  async reopenLog(id: string): Promise<void> {
-    const r = this.get(id);
-    if (r.state !== 'CONTAINER_RUNNING') throw failedPrecondition(`container ${r.id} is ${stateWord(r.state)}; only a running container's log can be reopened`);
-    await writeCtl(r.bundle, ctlMessage(CTL_REOPEN_LOG));
-    // kubelet (and critest) look for the new file as soon as the call returns.
-    if (r.logPath && !(await appears(r.logPath, REOPEN_WAIT_MS))) {
-      throw internal(`conmon did not reopen the log file ${r.logPath} of container ${r.id} within ${REOPEN_WAIT_MS / 1000} s`);
-    }
+  reopenLog(id: string): Promise<void> {
+    return reopenLog(this, id);
   }
 
   execSync(id: string, cmd: string[], timeoutSeconds: number, signal?: AbortSignal): Promise<ExecSyncResult> {
@@ -164,33 +158,6 @@ export class ContainerService extends ContainerState {
 
   async statuses(sandboxId: string): Promise<ContainerStatus[]> {
     return this.store.list().filter((r) => r.sandboxId === sandboxId).map(toStatus);
-  }
-}
-
-const REOPEN_WAIT_MS = 5000;
-
-/** Whether a file exists within a time limit (polled; conmon creates it asynchronously). */
-async function appears(path: string, limitMs: number): Promise<boolean> {
-  const until = Date.now() + limitMs;
-  for (;;) {
-    if (await access(path).then(() => true, () => false)) return true;
-    if (Date.now() > until) return false;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-/** Writes one message to conmon's control fifo; fails clearly when conmon is gone. */
-export async function writeCtl(bundle: string, message: string): Promise<void> {
-  let handle;
-  try {
-    handle = await open(bundleFiles(bundle).ctl, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
-  } catch (err) {
-    throw failedPrecondition(`the container's monitor (conmon) is not running: ${(err as Error).message}`);
-  }
-  try {
-    await handle.write(message);
-  } finally {
-    await handle.close();
   }
 }
 
