@@ -1,24 +1,26 @@
-// ContainerService: the container lifecycle behind the container RPCs and
-// the pod service's PodContainers interface. Records live under
-// <root>/containers (one JSON file each); the volatile parts (bundle with
-// config.json, conmon's files, the rootfs mount point) live under
-// <state>/containers/<id>, since mounts and conmon do not survive a reboot
-// either. Operations on one container are serialised by a KeyedLock; exits
-// arrive from the exit directory watcher and never wait on that lock.
+// ContainerService: the container RPCs and the pod service's PodContainers
+// interface, each delegating to the file that does it: src/container/ops/
+// create.ts, start.ts, stop.ts, remove.ts, status.ts, exits.ts (a process
+// ended), recovery.ts (the daemon starting again), exec.ts, update.ts,
+// logs.ts and checkpoint.ts (checkpoint and restore). What they share (the
+// records, the locks, the exit watcher) is ContainerState (state.ts).
+// Records live under <root>/containers (one JSON file each); the volatile
+// parts (bundle with config.json, conmon's files, the rootfs mount point) live
+// under <state>/containers/<id>, since mounts and conmon do not survive a
+// reboot either. Operations on one container are serialised by a KeyedLock;
+// exits arrive from the exit directory watcher and never wait on that lock.
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import type { ResolvedImage } from '../oci/request.ts';
 import type { Process } from '../oci/types.ts';
 import type { ContainerConfig__Output } from '../generated/runtime/v1/ContainerConfig.ts';
 import type { LinuxContainerResources__Output } from '../generated/runtime/v1/LinuxContainerResources.ts';
 import type { ContainerStatus } from '../generated/runtime/v1/ContainerStatus.ts';
 import type { OciRuntime } from './runtime.ts';
-import { bundleFiles } from './conmon.ts';
 import type { ExitInfo } from './exits.ts';
-import { toStatus, verboseInfo, type ContainerRecord } from './record.ts';
+import { toStatus, type ContainerRecord } from './record.ts';
 import type { ExecSyncResult } from './execsync.ts';
 import { recordExit } from './ops/exits.ts';
-import { checkMonitor, loadContainers } from './ops/recovery.ts';
+import { loadContainers } from './ops/recovery.ts';
 import { createContainer } from './ops/create.ts';
 import { checkpointContainer, checkpointPod } from './ops/checkpoint.ts';
 import { startContainer } from './ops/start.ts';
@@ -27,6 +29,7 @@ import { removeContainer } from './ops/remove.ts';
 import { updateContainer } from './ops/update.ts';
 import { execSyncIn, execTarget } from './ops/exec.ts';
 import { reopenLog } from './ops/logs.ts';
+import { containerStatus } from './ops/status.ts';
 import { ContainerState } from './state.ts';
 
 /** What CreateContainer needs to know about an image. */
@@ -51,15 +54,8 @@ export class ContainerService extends ContainerState {
     return this.deps.resolveImage(ref);
   }
 
-  async status(id: string, verbose: boolean): Promise<{ status: ContainerStatus; info: Record<string, string> }> {
-    const r = this.get(id);
-    await checkMonitor(this, r).catch((err) => this.log.warn({ id: r.id, err: String(err) }, 'cannot check the monitor of a container'));
-    let info: Record<string, string> = {};
-    if (verbose) {
-      const spec = await readFile(bundleFiles(r.bundle).config, 'utf8').then(JSON.parse, () => undefined);
-      info = verboseInfo(r, spec);
-    }
-    return { status: toStatus(r), info };
+  status(id: string, verbose: boolean): Promise<{ status: ContainerStatus; info: Record<string, string> }> {
+    return containerStatus(this, id, verbose);
   }
 
   // ---- create ----
@@ -79,13 +75,11 @@ export class ContainerService extends ContainerState {
     return this.pods.exclusive(sandboxId, fn);
   }
 
-  // ---- start / stop / remove ----
+  // ---- start, checkpoint, stop, remove ----
 
   start(id: string): Promise<void> {
     return startContainer(this, id);
   }
-
-  // ---- checkpoint ----
 
   /** CheckpointContainer: the running container's processes and file changes into an archive; it keeps running. */
   checkpoint(id: string, location: string, timeoutSeconds: number, signal?: AbortSignal): Promise<void> {
