@@ -104,7 +104,7 @@ export async function checkpointPod(s: ContainerState, sandboxId: string, contai
   }
 }
 
-export async function checkpointPodLocked(s: ContainerState, sandbox: SandboxRecord, records: ContainerRecord[], dir: string, signal?: AbortSignal): Promise<void> {
+async function checkpointPodLocked(s: ContainerState, sandbox: SandboxRecord, records: ContainerRecord[], dir: string, signal?: AbortSignal): Promise<void> {
   for (const r of records) {
     if (r.state !== 'CONTAINER_RUNNING') throw failedPrecondition(`container ${r.id} is ${stateWord(r.state)}; every container of a pod checkpoint must be running`);
   }

@@ -56,7 +56,7 @@ export async function createContainer(s: ContainerState, sandboxId: string, requ
   return s.pods.shared(pod, () => createInPod(s, sandboxId, request, sandboxConfig));
 }
 
-export async function createInPod(s: ContainerState, sandboxId: string, request: ContainerConfig__Output | null, sandboxConfig: unknown): Promise<string> {
+async function createInPod(s: ContainerState, sandboxId: string, request: ContainerConfig__Output | null, sandboxConfig: unknown): Promise<string> {
   if (!request) throw invalidArgument('config is required');
   checkContainerConfig(request);
   let config = request;
@@ -164,7 +164,7 @@ export async function createInPod(s: ContainerState, sandboxId: string, request:
 }
 
 /** Image volumes carry the id of the image they mount (ContainerStatus mounts' image_ref). */
-export async function withImageVolumeRefs(s: ContainerState, config: ContainerConfig__Output): Promise<ContainerConfig__Output> {
+async function withImageVolumeRefs(s: ContainerState, config: ContainerConfig__Output): Promise<ContainerConfig__Output> {
   if (!(config.mounts ?? []).some((m) => m.image?.image)) return config;
   const mounts = await Promise.all(
     (config.mounts ?? []).map(async (m) => {
@@ -207,7 +207,7 @@ export async function startConmon(s: ContainerState, r: ContainerRecord, runtime
 }
 
 /** Undoes a failed create: runtime state, rootfs, bundle, name. */
-export async function discard(s: ContainerState, r: ContainerRecord, runtime: OciRuntime): Promise<void> {
+async function discard(s: ContainerState, r: ContainerRecord, runtime: OciRuntime): Promise<void> {
   await runtime.delete(r.id).catch(() => undefined);
   if (r.rootfsPrepared) await s.deps.removeRootfs(r.id, r.rootfs).catch((err) => s.log.warn({ id: r.id, err: String(err) }, 'cannot remove rootfs'));
   await rm(r.bundle, { recursive: true, force: true }).catch(() => undefined);
@@ -219,7 +219,7 @@ export async function discard(s: ContainerState, r: ContainerRecord, runtime: Oc
  * The pid namespace a TARGET-mode container joins: that of the running
  * container named by target_id in the same pod (kubectl debug --target).
  */
-export function targetPidNamespaceOf(s: ContainerState, config: ContainerConfig__Output, sandboxId: string): string | undefined {
+function targetPidNamespaceOf(s: ContainerState, config: ContainerConfig__Output, sandboxId: string): string | undefined {
   const options = config.linux?.security_context?.namespace_options;
   if (options?.pid !== 'TARGET') return undefined;
   if (!options.target_id) throw invalidArgument('the TARGET pid namespace mode needs namespace_options.target_id');

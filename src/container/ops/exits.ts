@@ -34,7 +34,7 @@ export async function recordExit(s: ContainerState, exit: ExitInfo): Promise<voi
 }
 
 /** Starts removing the runtime state and cgroup of an exited container (see exitCleanups). */
-export function cleanUpAfterExit(s: ContainerState, r: ContainerRecord): void {
+function cleanUpAfterExit(s: ContainerState, r: ContainerRecord): void {
   if (s.exitCleanups.has(r.id)) return;
   const runtime = s.runtimeFor(r.runtimeHandler);
   // Not while `runc start` may still be running for a process that exited at once.
@@ -69,7 +69,7 @@ export async function settleWithoutExitFile(s: ContainerState, r: ContainerRecor
  * in conmon's exit file to be applied again, and the StopContainer waiting
  * for it fails with the reason.
  */
-export async function commitExit(s: ContainerState, r: ContainerRecord, changes: Partial<ContainerRecord>): Promise<boolean> {
+async function commitExit(s: ContainerState, r: ContainerRecord, changes: Partial<ContainerRecord>): Promise<boolean> {
   try {
     const applied = await s.writes.with(r.id, async () => {
       // Another report of the same exit got here first.

@@ -52,7 +52,7 @@ export async function checkMonitor(s: ContainerState, r: ContainerRecord): Promi
   });
 }
 
-export async function checkMonitors(s: ContainerState): Promise<void> {
+async function checkMonitors(s: ContainerState): Promise<void> {
   for (const r of s.store.list()) {
     await checkMonitor(s, r).catch((err) => s.log.warn({ id: r.id, err: String(err) }, 'cannot check the monitor of a container'));
   }
@@ -62,7 +62,7 @@ export async function checkMonitors(s: ContainerState): Promise<void> {
  * A create interrupted by a crash leaves a bundle (and maybe a mounted
  * rootfs, a conmon and a runtime container) but no record: undo it all.
  */
-export async function removeOrphans(s: ContainerState, known: Set<string>): Promise<void> {
+async function removeOrphans(s: ContainerState, known: Set<string>): Promise<void> {
   const names = await readdir(s.stateDir).catch(() => [] as string[]);
   for (const id of names.filter((n) => /^[a-f0-9]{64}$/.test(n) && !known.has(n))) {
     const bundle = join(s.stateDir, id);
@@ -85,7 +85,7 @@ export async function removeOrphans(s: ContainerState, known: Set<string>): Prom
 }
 
 /** At start: an exit file was handled by scan(); otherwise ask the runtime whether the process lives. */
-export async function reconcile(s: ContainerState, r: ContainerRecord): Promise<void> {
+async function reconcile(s: ContainerState, r: ContainerRecord): Promise<void> {
   if (r.state === 'CONTAINER_EXITED') return;
   if (r.restore && r.state === 'CONTAINER_CREATED') return;
   const runtime = s.runtimeFor(r.runtimeHandler);

@@ -26,7 +26,7 @@ export async function startContainer(s: ContainerState, id: string): Promise<voi
   await s.nri.postStartContainer(r);
 }
 
-export async function startLocked(s: ContainerState, r: ContainerRecord): Promise<void> {
+async function startLocked(s: ContainerState, r: ContainerRecord): Promise<void> {
   if (r.state !== 'CONTAINER_CREATED') throw failedPrecondition(`container ${r.id} is ${stateWord(r.state)}; only a created container can be started`);
   const runtime = s.runtimeFor(r.runtimeHandler);
   await s.nri.startContainer(r);
