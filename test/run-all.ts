@@ -1,0 +1,43 @@
+// The whole test suite after the type check and lint: unit and integration tests
+// (node's test runner), then critest (test/critest/run.ts). The output of each goes
+// through as it comes; the last line sums both up, so a CI log ends with the counts.
+// Test files given as arguments replace the default globs.
+import { spawn } from 'node:child_process';
+
+interface Run {
+  code: number;
+  /** The last lines printed, kept for the summary. */
+  tail: string[];
+}
+
+function run(args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    const tail: string[] = [];
+    let partial = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      process.stdout.write(chunk);
+      const lines = (partial + chunk.toString('utf8')).split('\n');
+      partial = lines.pop() ?? '';
+      tail.push(...lines);
+      if (tail.length > 400) tail.splice(0, tail.length - 400);
+    });
+    child.on('close', (code) => resolve({ code: code ?? 1, tail: partial ? [...tail, partial] : tail }));
+  });
+}
+
+/** A figure of the test runner's summary ("ℹ pass 519"). */
+function count(tail: string[], name: string): string {
+  const line = tail.findLast((l) => l.startsWith(`ℹ ${name} `));
+  return line ? line.slice(`ℹ ${name} `.length).trim() : '?';
+}
+
+const files = process.argv.length > 2 ? process.argv.slice(2) : ['test/unit/**/*.test.ts', 'test/integration/**/*.test.ts'];
+const tests = await run(['--test', '--test-concurrency=1', ...files]);
+const critest = await run(['test/critest/run.ts']);
+const critestLine = critest.tail.findLast((l) => l.startsWith('critest:')) ?? 'critest: no result';
+const ok = tests.code === 0 && critest.code === 0;
+console.log(
+  `suite: ${ok ? 'PASS' : 'FAIL'} — tests: ${count(tests.tail, 'pass')} passed, ${count(tests.tail, 'fail')} failed, ${count(tests.tail, 'skipped')} skipped; ${critestLine}`,
+);
+process.exitCode = ok ? 0 : 1;
