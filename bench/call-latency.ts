@@ -35,5 +35,7 @@ console.log('rpc              direct p50/p99     filtered p50/p99');
 for (const rpc of RPCS) {
   const d = samples.get(`${rpc} direct`)!;
   const f = samples.get(`${rpc} filtered`)!;
-  console.log(`${rpc.padEnd(16)} ${percentile(d, 50).toFixed(0).padStart(6)}/${percentile(d, 99).toFixed(0).padEnd(8)} ${percentile(f, 50).toFixed(0).padStart(6)}/${percentile(f, 99).toFixed(0)}`);
+  console.log(
+    `${rpc.padEnd(16)} ${percentile(d, 50).toFixed(0).padStart(6)}/${percentile(d, 99).toFixed(0).padEnd(8)} ${percentile(f, 50).toFixed(0).padStart(6)}/${percentile(f, 99).toFixed(0)}`,
+  );
 }

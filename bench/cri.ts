@@ -30,7 +30,9 @@ export function client(socket: string): Client {
   const call: Call = (rpc, request = {}, timeoutMs = 120_000) => {
     const c = rpc in runtimeRpcs ? runtime : image;
     return new Promise((resolve, reject) =>
-      c[rpc](request, { deadline: new Date(Date.now() + timeoutMs) }, (err: Error | null, res: unknown) => (err ? reject(new Error(`${rpc}: ${err.message}`)) : resolve(res))),
+      c[rpc](request, { deadline: new Date(Date.now() + timeoutMs) }, (err: Error | null, res: unknown) =>
+        err ? reject(new Error(`${rpc}: ${err.message}`)) : resolve(res),
+      ),
     );
   };
   return {

@@ -33,7 +33,12 @@ function area(node: ProfileNode): string {
   }
   const pkg = /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url);
   if (pkg) return `npm ${pkg[1]}`;
-  if (url.startsWith('node:')) return url.replace(/^node:(internal\/)?/, 'node:').split('/').slice(0, 2).join('/');
+  if (url.startsWith('node:'))
+    return url
+      .replace(/^node:(internal\/)?/, 'node:')
+      .split('/')
+      .slice(0, 2)
+      .join('/');
   const src = /\/(src|bench|test)\/(?:([^/]+)\/)?[^/]+$/.exec(url);
   if (src) return src[2] ? `${src[1]}/${src[2]}` : src[1]!;
   return '(other js)';

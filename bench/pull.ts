@@ -12,7 +12,6 @@ const RUNS = Number(process.env.TSCRI_BENCH_RUNS ?? 3);
 const LAYER_MIB = Number(process.env.TSCRI_BENCH_LAYER_MIB ?? 8);
 const LAYERS = 5;
 
-
 const registry = await startRegistry();
 const daemon = await startDaemon();
 try {
@@ -20,7 +19,9 @@ try {
   const layers: Layer[] = [await layer(busyboxEntries(), 'gzip')];
   for (let i = 1; i < LAYERS; i++) {
     const files = Array.from({ length: 8 }, (_, j) => ({ name: `data/l${i}/f${j}`, body: randomBytes((LAYER_MIB * 1024 * 1024) / 8) }));
-    layers.push(await layer([{ name: 'data/', type: 'directory' as const }, { name: `data/l${i}/`, type: 'directory' as const }, ...files], i % 2 ? 'gzip' : 'zstd'));
+    layers.push(
+      await layer([{ name: 'data/', type: 'directory' as const }, { name: `data/l${i}/`, type: 'directory' as const }, ...files], i % 2 ? 'gzip' : 'zstd'),
+    );
   }
   const bytes = layers.reduce((n, l) => n + l.blob.length, 0);
   const cold: number[] = [];

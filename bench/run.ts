@@ -35,7 +35,9 @@ const { values: flags } = parseArgs({
 });
 const quick = flags.quick || process.env.TSCRI_BENCH_QUICK === '1';
 const ROUNDS = Number(flags.rounds ?? process.env.TSCRI_BENCH_RUNS ?? (quick ? 1 : 5));
-const sizes: Sizes = quick ? { lifecycle: 10, pulls: 3, polls: 100, pods: Number(flags.pods ?? 40) } : { lifecycle: 30, pulls: 5, polls: 300, pods: Number(flags.pods ?? 100) };
+const sizes: Sizes = quick
+  ? { lifecycle: 10, pulls: 3, polls: 100, pods: Number(flags.pods ?? 40) }
+  : { lifecycle: 30, pulls: 5, polls: 300, pods: Number(flags.pods ?? 100) };
 
 async function prepareImages(registry: TestRegistry): Promise<Images> {
   const busybox = await layer(busyboxEntries());
@@ -44,7 +46,10 @@ async function prepareImages(registry: TestRegistry): Promise<Images> {
   for (let i = 0; i < 4; i++) layers.push(await layer(Array.from({ length: 50 }, (_, j) => ({ name: `data${i}/f${j}`, body: randomBytes(20_000) }))));
   await pushImage(registry.url, 'bench/multi', 'v1', { layers, config: { Cmd: ['sleep', '3600'] } });
   // containerd needs a pause image for its sandboxes: catatonit does that job.
-  await pushImage(registry.url, 'bench/pause', '3.10', { layers: [await layer([{ name: 'catatonit', body: readFileSync('/usr/bin/catatonit'), mode: 0o755 }])], config: { Entrypoint: ['/catatonit', '-P'], Cmd: [] } });
+  await pushImage(registry.url, 'bench/pause', '3.10', {
+    layers: [await layer([{ name: 'catatonit', body: readFileSync('/usr/bin/catatonit'), mode: 0o755 }])],
+    config: { Entrypoint: ['/catatonit', '-P'], Cmd: [] },
+  });
   return { container: `${registry.host}/bench/busybox:v1`, pull: `${registry.host}/bench/multi:v1`, pause: `${registry.host}/bench/pause:3.10` };
 }
 
@@ -76,9 +81,21 @@ async function profilePodStart(images: Images, parent: string): Promise<{ summar
         await call('PullImage', { image: { image: images.container } });
         const started: Array<{ pod: string; ctr: string }> = [];
         const one = async (i: number) => {
-          const config = { metadata: { name: `prof-${i}`, namespace: 'bench', uid: `prof-${i}-${randomBytes(3).toString('hex')}`, attempt: 0 }, linux: { cgroup_parent: `${parent}/prof-${i}`, security_context: { namespace_options: KUBELET_NAMESPACES } } };
+          const config = {
+            metadata: { name: `prof-${i}`, namespace: 'bench', uid: `prof-${i}-${randomBytes(3).toString('hex')}`, attempt: 0 },
+            linux: { cgroup_parent: `${parent}/prof-${i}`, security_context: { namespace_options: KUBELET_NAMESPACES } },
+          };
           const { pod_sandbox_id } = await call('RunPodSandbox', { config });
-          const { container_id } = await call('CreateContainer', { pod_sandbox_id, config: { metadata: { name: 'c' }, image: { image: images.container }, command: ['sleep', '3600'], linux: { security_context: { namespace_options: KUBELET_NAMESPACES } } }, sandbox_config: config });
+          const { container_id } = await call('CreateContainer', {
+            pod_sandbox_id,
+            config: {
+              metadata: { name: 'c' },
+              image: { image: images.container },
+              command: ['sleep', '3600'],
+              linux: { security_context: { namespace_options: KUBELET_NAMESPACES } },
+            },
+            sandbox_config: config,
+          });
           await call('StartContainer', { container_id });
           started.push({ pod: pod_sandbox_id, ctr: container_id });
         };
@@ -104,7 +121,21 @@ async function profilePodStart(images: Images, parent: string): Promise<{ summar
 
 type Goal = { label: string; key: string; unit: string; target: (c: number | undefined) => number | undefined; targetText: string };
 
-const OPS = ['RunPodSandbox', 'StopPodSandbox', 'RemovePodSandbox', 'CreateContainer', 'StartContainer', 'ContainerStatus', 'StopContainer', 'RemoveContainer', 'PullImage', 'ImageStatus', 'RemoveImage', 'ListImages', 'pod + container from scratch'];
+const OPS = [
+  'RunPodSandbox',
+  'StopPodSandbox',
+  'RemovePodSandbox',
+  'CreateContainer',
+  'StartContainer',
+  'ContainerStatus',
+  'StopContainer',
+  'RemoveContainer',
+  'PullImage',
+  'ImageStatus',
+  'RemoveImage',
+  'ListImages',
+  'pod + container from scratch',
+];
 const POLLED = ['Version', 'Status', 'ListPodSandbox', 'ListContainers', 'ListImages', 'ImageFsInfo', 'ImageStatus', 'ContainerStatus', 'PodSandboxStatus'];
 
 function goals(pods: number): Goal[] {
@@ -116,7 +147,13 @@ function goals(pods: number): Goal[] {
       const r = op === 'RunPodSandbox' || op === 'pod + container from scratch' ? 0.5 : 1;
       return { label: op, key: op, unit: 'ms', target: ratio(r), targetText: `≤ ${r.toFixed(1)}×` };
     }),
-    ...POLLED.map((rpc) => ({ label: `${rpc} (polled)`, key: `poll ${rpc}`, unit: 'ms', target: (c: number | undefined) => Math.min(1, c ?? 1), targetText: '≤ 1.0×, < 1 ms' })),
+    ...POLLED.map((rpc) => ({
+      label: `${rpc} (polled)`,
+      key: `poll ${rpc}`,
+      unit: 'ms',
+      target: (c: number | undefined) => Math.min(1, c ?? 1),
+      targetText: '≤ 1.0×, < 1 ms',
+    })),
     { label: 'ExecSync `true` p50', key: 'ExecSync', unit: 'ms', target: ratio(1), targetText: '≤ 1.0×' },
     { label: 'CONTAINER_CREATED event after create began', key: 'CONTAINER_CREATED event', unit: 'ms', target: ratio(1), targetText: '≤ 1.0×' },
     { label: `ListPodSandbox, ${half} pods, p50`, key: `relist ListPodSandbox, ${half} pods p50`, unit: 'ms', target: ratio(1), targetText: '≤ 1.0×' },
@@ -145,9 +182,15 @@ function report(results: Record<string, Figures[]>, profile: Awaited<ReturnType<
   };
   const lines: string[] = [];
   const rounds = Math.max(...Object.values(results).map((r) => r.length), 0);
-  lines.push(`${rounds} interleaved round(s), medians over rounds of each round's median (p50/p99 where named); containerd ${containerdAvailable() ? '2.1.9' : 'absent'}; lower is better.`, '');
+  lines.push(
+    `${rounds} interleaved round(s), medians over rounds of each round's median (p50/p99 where named); containerd ${containerdAvailable() ? '2.1.9' : 'absent'}; lower is better.`,
+    '',
+  );
   const base = results['tscri@base'] ? (key: string) => ` ${fmt(med('tscri@base', key))} |` : () => '';
-  lines.push(`| measure | containerd 2.1.9 |${results['tscri@base'] ? ' tscri@base |' : ''} tscri | ratio | target | met |`, `| --- | --- |${results['tscri@base'] ? ' --- |' : ''} --- | --- | --- | --- |`);
+  lines.push(
+    `| measure | containerd 2.1.9 |${results['tscri@base'] ? ' tscri@base |' : ''} tscri | ratio | target | met |`,
+    `| --- | --- |${results['tscri@base'] ? ' --- |' : ''} --- | --- | --- | --- |`,
+  );
   let met = 0;
   let all = 0;
   for (const g of goals(sizes.pods)) {
@@ -160,19 +203,30 @@ function report(results: Record<string, Figures[]>, profile: Awaited<ReturnType<
       if (ok) met++;
     }
     const r = c ?? med('tscri@base', g.key);
-    lines.push(`| ${g.label} (${g.unit}) | ${fmt(c)} |${base(g.key)} ${fmt(t)} | ${t !== undefined && r ? (t / r).toFixed(2) : '—'} | ${g.targetText} | ${ok === undefined ? '—' : ok ? 'yes' : '**no**'} |`);
+    lines.push(
+      `| ${g.label} (${g.unit}) | ${fmt(c)} |${base(g.key)} ${fmt(t)} | ${t !== undefined && r ? (t / r).toFixed(2) : '—'} | ${g.targetText} | ${ok === undefined ? '—' : ok ? 'yes' : '**no**'} |`,
+    );
   }
   for (const key of INFO(sizes.pods)) {
     const t = med('tscri', key);
     const c = med('containerd', key);
     const r = c ?? med('tscri@base', key);
-    lines.push(`| ${key} (${key.startsWith('RSS') ? 'MiB' : 'ms'}) | ${fmt(c)} |${base(key)} ${fmt(t)} | ${t !== undefined && r ? (t / r).toFixed(2) : '—'} | (info) | |`);
+    lines.push(
+      `| ${key} (${key.startsWith('RSS') ? 'MiB' : 'ms'}) | ${fmt(c)} |${base(key)} ${fmt(t)} | ${t !== undefined && r ? (t / r).toFixed(2) : '—'} | (info) | |`,
+    );
   }
   lines.push('', `${met} of ${all} goals met.`);
   if (profile) {
     const { summary, pods, wallMs } = profile;
-    lines.push('', `tscri CPU profile, ${pods} pods + containers started one after another: ${(wallMs / pods).toFixed(0)} ms wall and ${(summary.busyMs / pods).toFixed(1)} ms of the daemon's JavaScript thread per pod (the rest is runc, conmon, CNI plugins and the kernel).`, '');
-    lines.push('| area | ms per pod | | function (self) | ms per pod | | tscri function (total) | ms per pod |', '| --- | --- | --- | --- | --- | --- | --- | --- |');
+    lines.push(
+      '',
+      `tscri CPU profile, ${pods} pods + containers started one after another: ${(wallMs / pods).toFixed(0)} ms wall and ${(summary.busyMs / pods).toFixed(1)} ms of the daemon's JavaScript thread per pod (the rest is runc, conmon, CNI plugins and the kernel).`,
+      '',
+    );
+    lines.push(
+      '| area | ms per pod | | function (self) | ms per pod | | tscri function (total) | ms per pod |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    );
     for (let i = 0; i < Math.max(summary.areas.length, summary.self.length); i++) {
       const a = summary.areas[i];
       const s = summary.self[i];

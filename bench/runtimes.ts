@@ -29,7 +29,13 @@ export interface Runtime {
 
 async function waitServing(c: Client, child: ChildProcess, output: () => string): Promise<void> {
   for (let i = 0; ; i++) {
-    if (await c.call('Version', {}, 1000).then(() => true, () => false)) return;
+    if (
+      await c.call('Version', {}, 1000).then(
+        () => true,
+        () => false,
+      )
+    )
+      return;
     if (i > 300 || child.exitCode !== null) throw new Error(`the runtime did not start serving: ${output().slice(-3000)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -59,7 +65,22 @@ export async function startTscri(network: TestNetwork, cgroupParent: string, opt
   const node = existsSync(NODE) ? NODE : process.execPath;
   // The flags bin/tscri runs the daemon with.
   const cli = options.checkout ? join(options.checkout, 'src/cli.ts') : CLI;
-  const args = ['--max-semi-space-size=2', ...(options.nodeFlags ?? []), cli, 'serve', '--config', join(dir, 'tscri.toml'), '--listen', `unix://${socket}`, '--root', join(dir, 'root'), '--state', join(dir, 'state'), '--log-level', 'warn'];
+  const args = [
+    '--max-semi-space-size=2',
+    ...(options.nodeFlags ?? []),
+    cli,
+    'serve',
+    '--config',
+    join(dir, 'tscri.toml'),
+    '--listen',
+    `unix://${socket}`,
+    '--root',
+    join(dir, 'root'),
+    '--state',
+    join(dir, 'state'),
+    '--log-level',
+    'warn',
+  ];
   const child = spawn(node, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let output = '';
   child.stderr!.on('data', (d) => (output = (output + d).slice(-20000)));
@@ -70,7 +91,10 @@ export async function startTscri(network: TestNetwork, cgroupParent: string, opt
     socket,
     client: c,
     pid: child.pid!,
-    monitors: () => processes().filter((p) => p.comm === 'conmon' && p.cmdline.includes(dir)).map((p) => p.pid),
+    monitors: () =>
+      processes()
+        .filter((p) => p.comm === 'conmon' && p.cmdline.includes(dir))
+        .map((p) => p.pid),
     async stop() {
       c.close();
       await stopChild(child);
@@ -88,40 +112,49 @@ export async function startContainerd(network: TestNetwork, registry: TestRegist
   const socket = join(dir, 'containerd.sock');
   const certs = join(dir, 'certs.d');
   await mkdir(join(certs, registry.host), { recursive: true });
-  await writeFile(join(certs, registry.host, 'hosts.toml'), `server = "http://${registry.host}"\n[host."http://${registry.host}"]\n  capabilities = ["pull", "resolve"]\n`);
-  await writeFile(join(dir, 'config.toml'), [
-    'version = 3',
-    `root = "${dir}/root"`,
-    `state = "${dir}/state"`,
-    '[grpc]',
-    `  address = "${socket}"`,
-    "[plugins.'io.containerd.cri.v1.images']",
-    "  snapshotter = 'overlayfs'",
-    "  [plugins.'io.containerd.cri.v1.images'.pinned_images]",
-    `    sandbox = "${pause}"`,
-    "  [plugins.'io.containerd.cri.v1.images'.registry]",
-    `    config_path = "${certs}"`,
-    "[plugins.'io.containerd.transfer.v1.local']",
-    `  config_path = "${certs}"`,
-    "[plugins.'io.containerd.cri.v1.runtime']",
-    '  restrict_oom_score_adj = true',
-    "  [plugins.'io.containerd.cri.v1.runtime'.cni]",
-    "    bin_dirs = ['/usr/lib/cni']",
-    `    conf_dir = "${network.confDir}"`,
-    "  [plugins.'io.containerd.cri.v1.runtime'.containerd]",
-    "    default_runtime_name = 'runc'",
-    "    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]",
-    "      runtime_type = 'io.containerd.runc.v2'",
-    `      runtime_path = "${join(CONTAINERD_DIR, 'containerd-shim-runc-v2')}"`,
-    "      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]",
-    "        BinaryName = '/usr/sbin/runc'",
-    "[plugins.'io.containerd.nri.v1.nri']",
-    '  disable = true',
-    '',
-  ].join('\n'));
+  await writeFile(
+    join(certs, registry.host, 'hosts.toml'),
+    `server = "http://${registry.host}"\n[host."http://${registry.host}"]\n  capabilities = ["pull", "resolve"]\n`,
+  );
+  await writeFile(
+    join(dir, 'config.toml'),
+    [
+      'version = 3',
+      `root = "${dir}/root"`,
+      `state = "${dir}/state"`,
+      '[grpc]',
+      `  address = "${socket}"`,
+      "[plugins.'io.containerd.cri.v1.images']",
+      "  snapshotter = 'overlayfs'",
+      "  [plugins.'io.containerd.cri.v1.images'.pinned_images]",
+      `    sandbox = "${pause}"`,
+      "  [plugins.'io.containerd.cri.v1.images'.registry]",
+      `    config_path = "${certs}"`,
+      "[plugins.'io.containerd.transfer.v1.local']",
+      `  config_path = "${certs}"`,
+      "[plugins.'io.containerd.cri.v1.runtime']",
+      '  restrict_oom_score_adj = true',
+      "  [plugins.'io.containerd.cri.v1.runtime'.cni]",
+      "    bin_dirs = ['/usr/lib/cni']",
+      `    conf_dir = "${network.confDir}"`,
+      "  [plugins.'io.containerd.cri.v1.runtime'.containerd]",
+      "    default_runtime_name = 'runc'",
+      "    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]",
+      "      runtime_type = 'io.containerd.runc.v2'",
+      `      runtime_path = "${join(CONTAINERD_DIR, 'containerd-shim-runc-v2')}"`,
+      "      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]",
+      "        BinaryName = '/usr/sbin/runc'",
+      "[plugins.'io.containerd.nri.v1.nri']",
+      '  disable = true',
+      '',
+    ].join('\n'),
+  );
   // containerd looks its shim up in PATH first.
   const env = { ...process.env, PATH: `${CONTAINERD_DIR}:${process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'}` };
-  const child = spawn(join(CONTAINERD_DIR, 'containerd'), ['--config', join(dir, 'config.toml'), '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'], env });
+  const child = spawn(join(CONTAINERD_DIR, 'containerd'), ['--config', join(dir, 'config.toml'), '--log-level', 'warn'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env,
+  });
   let output = '';
   child.stderr!.on('data', (d) => (output = (output + d).slice(-20000)));
   const c = client(socket);
@@ -159,7 +192,10 @@ export async function startContainerd(network: TestNetwork, registry: TestRegist
 async function umountUnder(dir: string): Promise<void> {
   const { readFileSync } = await import('node:fs');
   const { execFileSync } = await import('node:child_process');
-  const targets = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((t) => t.startsWith(dir + '/'));
+  const targets = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((t) => t.startsWith(dir + '/'));
   for (const t of targets.sort((a, b) => b.length - a.length)) {
     try {
       execFileSync('umount', ['-l', t]);

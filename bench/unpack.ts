@@ -44,9 +44,11 @@ async function generateLayer(): Promise<{ tar: Buffer; files: number }> {
 }
 
 function chunked(data: Buffer): Readable {
-  return Readable.from((function* () {
-    for (let i = 0; i < data.length; i += CHUNK) yield data.subarray(i, i + CHUNK);
-  })());
+  return Readable.from(
+    (function* () {
+      for (let i = 0; i < data.length; i += CHUNK) yield data.subarray(i, i + CHUNK);
+    })(),
+  );
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -73,7 +75,13 @@ try {
       await rm(dir, { recursive: true, force: true });
     }
     const s = median(seconds);
-    console.log(`${name.padEnd(6)}  ${mb(blob.length).toFixed(1).padStart(7)}  ${s.toFixed(3).padStart(7)}  ${(mb(tar.length) / s).toFixed(1).padStart(8)}  ${(mb(blob.length) / s).toFixed(1).padStart(9)}  ${Math.round(files / s).toString().padStart(7)}`);
+    console.log(
+      `${name.padEnd(6)}  ${mb(blob.length).toFixed(1).padStart(7)}  ${s.toFixed(3).padStart(7)}  ${(mb(tar.length) / s).toFixed(1).padStart(8)}  ${(mb(blob.length) / s).toFixed(1).padStart(9)}  ${Math.round(
+        files / s,
+      )
+        .toString()
+        .padStart(7)}`,
+    );
   }
 } finally {
   await rm(top, { recursive: true, force: true });

@@ -59,9 +59,19 @@ export async function round(rt: Runtime, images: Images, cgroupParent: string, s
   let seq = 0;
   const podConfig = (prefix: string) => {
     const name = `${prefix}-${seq++}`;
-    return { metadata: { name, namespace: 'bench', uid: `${name}-${tag}`, attempt: 0 }, log_directory: join(logs, name), linux: { cgroup_parent: `${cgroupParent}/${name}-${tag}`, security_context: { namespace_options: KUBELET_NAMESPACES } } };
+    return {
+      metadata: { name, namespace: 'bench', uid: `${name}-${tag}`, attempt: 0 },
+      log_directory: join(logs, name),
+      linux: { cgroup_parent: `${cgroupParent}/${name}-${tag}`, security_context: { namespace_options: KUBELET_NAMESPACES } },
+    };
   };
-  const ctrConfig = (name = 'c') => ({ metadata: { name }, image: { image: images.container }, command: ['sleep', '3600'], log_path: `${name}.log`, linux: { security_context: { namespace_options: KUBELET_NAMESPACES } } });
+  const ctrConfig = (name = 'c') => ({
+    metadata: { name },
+    image: { image: images.container },
+    command: ['sleep', '3600'],
+    log_path: `${name}.log`,
+    linux: { security_context: { namespace_options: KUBELET_NAMESPACES } },
+  });
   const samples = new Map<string, number[]>();
   const figures: Figures = {};
 
@@ -98,7 +108,8 @@ export async function round(rt: Runtime, images: Images, cgroupParent: string, s
         await timed(samples, 'ListImages', () => call('ListImages', {}));
       }
     }
-    if ((samples.get('RemoveImage')?.length ?? 0) < sizes.pulls) await timed(samples, 'RemoveImage', () => call('RemoveImage', { image: { image: images.pull } }));
+    if ((samples.get('RemoveImage')?.length ?? 0) < sizes.pulls)
+      await timed(samples, 'RemoveImage', () => call('RemoveImage', { image: { image: images.pull } }));
 
     // The lifecycle, one call at a time per worker, 2 workers (critest's benchmark default).
     await pool(sizes.lifecycle, 2, async () => {

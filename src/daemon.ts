@@ -107,7 +107,8 @@ async function startServices(config: Config, log: Logger, inherited: InheritedSo
   const volumesRoot = join(config.root, 'volumes');
   const runtimeFeatures = await RuntimeFeatures.probe(config.runtime.handlers, config.runtime.default_handler);
   log.info({ handlers: Object.fromEntries(Object.keys(config.runtime.handlers).map((h) => [h, runtimeFeatures.get(h)])) }, 'runtime handler features');
-  if (host.hugetlb && !host.hugetlb.controller && host.hugetlb.pageSizes.length) log.warn('the hugetlb cgroup controller is not available to containers here; hugepage limits are not applied');
+  if (host.hugetlb && !host.hugetlb.controller && host.hugetlb.pageSizes.length)
+    log.warn('the hugetlb cgroup controller is not available to containers here; hugepage limits are not applied');
   const sandboxes = new SandboxService(config, log);
   await sandboxes.load();
   const version = await packageVersion();
@@ -124,7 +125,8 @@ async function startServices(config: Config, log: Logger, inherited: InheritedSo
   });
   const nriHooks: NriHooks = config.nri.enable ? bridge : { ...NO_POD_NRI, ...NO_CONTAINER_NRI };
   sandboxes.setNri(nriHooks);
-  const containers: ContainerService = new ContainerService(containerDeps({
+  const containers: ContainerService = new ContainerService(
+    containerDeps({
       config,
       log,
       sandboxes,
@@ -138,10 +140,19 @@ async function startServices(config: Config, log: Logger, inherited: InheritedSo
         await removeRootfs(snapshots, id, dir);
         await removeAnonymousVolumes(volumesRoot, id);
       },
-      makeSpec: (req) => makeSpec(req, { host, snapshots, resolveImage: (ref) => images.resolve(ref), runtimeFeatures, volumes: { root: volumesRoot, ignore: () => config.image.ignore_image_defined_volumes }, cdiSpecDirs: () => config.cdi.spec_dirs }),
+      makeSpec: (req) =>
+        makeSpec(req, {
+          host,
+          snapshots,
+          resolveImage: (ref) => images.resolve(ref),
+          runtimeFeatures,
+          volumes: { root: volumesRoot, ignore: () => config.image.ignore_image_defined_volumes },
+          cdiSpecDirs: () => config.cdi.spec_dirs,
+        }),
       ociResources: (resources) => resourcesToOci(resources, host.cgroupVersion, host.hugetlb),
       nri: nriHooks,
-    }));
+    }),
+  );
   await containers.load();
   // Leases of containers (and their image volumes, "<id>-volN") that no longer exist would keep their layers forever.
   await snapshots.releaseUnless((owner) => containers.find(owner.replace(/-vol[0-9]+$/, '')) !== undefined);
@@ -214,7 +225,9 @@ async function startServices(config: Config, log: Logger, inherited: InheritedSo
       return counts;
     },
   });
-  const metricsServer = config.metrics.address ? await serveMetrics(ctx.metrics, config.metrics.address, (err) => log.error({ err: String(err) }, 'cannot collect the metrics')) : undefined;
+  const metricsServer = config.metrics.address
+    ? await serveMetrics(ctx.metrics, config.metrics.address, (err) => log.error({ err: String(err) }, 'cannot collect the metrics'))
+    : undefined;
   // Pre-installed plugins start, and plugins may connect, once the state is loaded.
   await nri.start(bridge);
   const server = await startServer(ctx, inherited ? inherited.path || `fd ${inherited.fd}` : socketPath(config.listen), inherited?.fd).catch(async (err) => {
@@ -237,15 +250,27 @@ async function startServices(config: Config, log: Logger, inherited: InheritedSo
  * missing binary fail with FAILED_PRECONDITION naming it.
  */
 async function warnMissingBinaries(config: Config, log: Logger): Promise<void> {
-  const executable = (path: string) => access(path, constants.X_OK).then(() => true, () => false);
+  const executable = (path: string) =>
+    access(path, constants.X_OK).then(
+      () => true,
+      () => false,
+    );
   for (const [name, handler] of Object.entries(config.runtime.handlers)) {
     if (!(await executable(handler.path))) {
       const what = name === config.runtime.default_handler ? 'the default OCI runtime' : 'an OCI runtime';
-      log.warn({ handler: name, path: handler.path }, `${what} is not installed: containers of runtime handler ${name} cannot run (set [runtime.handlers.${name}] path)`);
+      log.warn(
+        { handler: name, path: handler.path },
+        `${what} is not installed: containers of runtime handler ${name} cannot run (set [runtime.handlers.${name}] path)`,
+      );
     }
   }
-  if (!(await executable(config.conmon.path))) log.warn({ path: config.conmon.path }, 'conmon is not installed: no container can be created (Debian: apt-get install conmon, or set [conmon] path)');
-  if (!(await executable(config.pod.infra_path))) log.warn({ path: config.pod.infra_path }, 'the pod infra process is not installed: pods sharing one pid namespace cannot run (Debian: apt-get install catatonit, or set [pod] infra_path)');
+  if (!(await executable(config.conmon.path)))
+    log.warn({ path: config.conmon.path }, 'conmon is not installed: no container can be created (Debian: apt-get install conmon, or set [conmon] path)');
+  if (!(await executable(config.pod.infra_path)))
+    log.warn(
+      { path: config.pod.infra_path },
+      'the pod infra process is not installed: pods sharing one pid namespace cannot run (Debian: apt-get install catatonit, or set [pod] infra_path)',
+    );
   const confFile = await findCniConfigFile(config.cni.conf_dir);
   if (!confFile) {
     log.warn({ confDir: config.cni.conf_dir }, 'no CNI network configuration: only pods on the host network can run until one is installed');
@@ -254,7 +279,11 @@ async function warnMissingBinaries(config: Config, log: Logger): Promise<void> {
   try {
     const list = await loadNetworkList(confFile);
     const missing = await new CniRunner({ confDir: config.cni.conf_dir, binDirs: config.cni.bin_dirs }).missingPlugins(list);
-    if (missing.length) log.warn({ confFile, missing, binDirs: config.cni.bin_dirs }, `the CNI plugins ${missing.join(', ')} of network ${list.name} are not installed: pods cannot get a network (Debian: apt-get install containernetworking-plugins, or set [cni] bin_dirs)`);
+    if (missing.length)
+      log.warn(
+        { confFile, missing, binDirs: config.cni.bin_dirs },
+        `the CNI plugins ${missing.join(', ')} of network ${list.name} are not installed: pods cannot get a network (Debian: apt-get install containernetworking-plugins, or set [cni] bin_dirs)`,
+      );
   } catch (err) {
     log.warn({ confFile, err: (err as Error).message }, 'the CNI network configuration cannot be used');
   }
@@ -266,7 +295,10 @@ async function warnMissingBinaries(config: Config, log: Logger): Promise<void> {
  */
 async function removeCreated(dirs: string[], log: Logger): Promise<void> {
   const mounts = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
-  const mountPoints = mounts.split('\n').map((l) => l.split(' ')[4]).filter((m): m is string => Boolean(m));
+  const mountPoints = mounts
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((m): m is string => Boolean(m));
   for (const dir of dirs.reverse()) {
     if (mountPoints.some((m) => m === dir || m.startsWith(dir + '/'))) {
       log.warn({ dir }, 'not removing a directory this start created: something is mounted below it');

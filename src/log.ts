@@ -10,7 +10,19 @@ export function createLogger(level: string): Logger {
     base: { daemon: 'tscri' },
     // Credentials must never reach the log, wherever they appear in an object.
     redact: {
-      paths: ['*.auth', '*.password', '*.identity_token', '*.registry_token', '*.*.auth', '*.*.password', '*.*.identity_token', '*.*.registry_token', 'authorization', '*.authorization', 'headers.authorization'],
+      paths: [
+        '*.auth',
+        '*.password',
+        '*.identity_token',
+        '*.registry_token',
+        '*.*.auth',
+        '*.*.password',
+        '*.*.identity_token',
+        '*.*.registry_token',
+        'authorization',
+        '*.authorization',
+        'headers.authorization',
+      ],
       censor: '[redacted]',
     },
   });

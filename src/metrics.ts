@@ -23,20 +23,73 @@ export class Metrics {
   readonly registry = new Registry();
   private source: StateSource | undefined;
 
-  readonly grpcRequests = new Counter({ name: 'tscri_grpc_requests_total', help: 'CRI calls served, by RPC and gRPC status code.', labelNames: ['rpc', 'code'], registers: [this.registry] });
-  readonly grpcDuration = new Histogram({ name: 'tscri_grpc_request_duration_seconds', help: 'Latency of CRI calls, by RPC.', labelNames: ['rpc'], buckets: RPC_BUCKETS, registers: [this.registry] });
+  readonly grpcRequests = new Counter({
+    name: 'tscri_grpc_requests_total',
+    help: 'CRI calls served, by RPC and gRPC status code.',
+    labelNames: ['rpc', 'code'],
+    registers: [this.registry],
+  });
+  readonly grpcDuration = new Histogram({
+    name: 'tscri_grpc_request_duration_seconds',
+    help: 'Latency of CRI calls, by RPC.',
+    labelNames: ['rpc'],
+    buckets: RPC_BUCKETS,
+    registers: [this.registry],
+  });
 
-  readonly imagePulls = new Counter({ name: 'tscri_image_pulls_total', help: 'Image pulls from registries, by result (success or failure); pulls shared by concurrent callers count once.', labelNames: ['result'], registers: [this.registry] });
-  readonly imagePullFailures = new Counter({ name: 'tscri_image_pull_failures_total', help: 'Failed image pulls, by reason (the gRPC status code the pull answered).', labelNames: ['reason'], registers: [this.registry] });
-  readonly imagePullBytes = new Counter({ name: 'tscri_image_pull_bytes_total', help: 'Bytes of manifests-referenced blobs (configs and layers) received from registries.', registers: [this.registry] });
-  readonly imagePullDuration = new Histogram({ name: 'tscri_image_pull_duration_seconds', help: 'Duration of image pulls, by result.', labelNames: ['result'], buckets: PULL_BUCKETS, registers: [this.registry] });
+  readonly imagePulls = new Counter({
+    name: 'tscri_image_pulls_total',
+    help: 'Image pulls from registries, by result (success or failure); pulls shared by concurrent callers count once.',
+    labelNames: ['result'],
+    registers: [this.registry],
+  });
+  readonly imagePullFailures = new Counter({
+    name: 'tscri_image_pull_failures_total',
+    help: 'Failed image pulls, by reason (the gRPC status code the pull answered).',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  readonly imagePullBytes = new Counter({
+    name: 'tscri_image_pull_bytes_total',
+    help: 'Bytes of manifests-referenced blobs (configs and layers) received from registries.',
+    registers: [this.registry],
+  });
+  readonly imagePullDuration = new Histogram({
+    name: 'tscri_image_pull_duration_seconds',
+    help: 'Duration of image pulls, by result.',
+    labelNames: ['result'],
+    buckets: PULL_BUCKETS,
+    registers: [this.registry],
+  });
   readonly imagePullsInFlight = new Gauge({ name: 'tscri_image_pulls_in_flight', help: 'Image pulls under way.', registers: [this.registry] });
 
-  readonly streamSessions = new Counter({ name: 'tscri_stream_sessions_total', help: 'Streaming sessions (exec, attach, port-forward) opened on the streaming server, by kind and protocol (spdy or websocket).', labelNames: ['kind', 'protocol'], registers: [this.registry] });
-  readonly streamSessionsActive = new Gauge({ name: 'tscri_stream_sessions_active', help: 'Streaming sessions open now, by kind.', labelNames: ['kind'], registers: [this.registry] });
+  readonly streamSessions = new Counter({
+    name: 'tscri_stream_sessions_total',
+    help: 'Streaming sessions (exec, attach, port-forward) opened on the streaming server, by kind and protocol (spdy or websocket).',
+    labelNames: ['kind', 'protocol'],
+    registers: [this.registry],
+  });
+  readonly streamSessionsActive = new Gauge({
+    name: 'tscri_stream_sessions_active',
+    help: 'Streaming sessions open now, by kind.',
+    labelNames: ['kind'],
+    registers: [this.registry],
+  });
 
-  readonly cniDuration = new Histogram({ name: 'tscri_cni_plugin_duration_seconds', help: 'Duration of CNI plugin invocations, by command (ADD, DEL), plugin type and result (ok or error).', labelNames: ['command', 'plugin', 'result'], buckets: EXEC_BUCKETS, registers: [this.registry] });
-  readonly runtimeDuration = new Histogram({ name: 'tscri_oci_runtime_duration_seconds', help: 'Duration of OCI runtime (runc) invocations, by command and result (ok or error); create is conmon running the runtime until the container exists.', labelNames: ['command', 'result'], buckets: EXEC_BUCKETS, registers: [this.registry] });
+  readonly cniDuration = new Histogram({
+    name: 'tscri_cni_plugin_duration_seconds',
+    help: 'Duration of CNI plugin invocations, by command (ADD, DEL), plugin type and result (ok or error).',
+    labelNames: ['command', 'plugin', 'result'],
+    buckets: EXEC_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly runtimeDuration = new Histogram({
+    name: 'tscri_oci_runtime_duration_seconds',
+    help: 'Duration of OCI runtime (runc) invocations, by command and result (ok or error); create is conmon running the runtime until the container exists.',
+    labelNames: ['command', 'result'],
+    buckets: EXEC_BUCKETS,
+    registers: [this.registry],
+  });
 
   private processMetrics = false;
 

@@ -127,13 +127,15 @@ export function hugetlbControllerAvailable(all: Hierarchy[] = hierarchies(), v2R
   const v1 = all.filter((h) => h.version === 'v1');
   if (v1.length) return v1.some((h) => h.controllers.includes('hugetlb'));
   if (!all.some((h) => h.version === 'v2' && h.mount === CGROUP_ROOT)) return false;
-  const controllers = v2RootControllers ?? (() => {
-    try {
-      return readFileSync(join(CGROUP_ROOT, 'cgroup.controllers'), 'utf8');
-    } catch {
-      return '';
-    }
-  })();
+  const controllers =
+    v2RootControllers ??
+    (() => {
+      try {
+        return readFileSync(join(CGROUP_ROOT, 'cgroup.controllers'), 'utf8');
+      } catch {
+        return '';
+      }
+    })();
   return controllers.split(/\s+/).includes('hugetlb');
 }
 
@@ -195,10 +197,13 @@ export async function createCgroup(fsPath: string): Promise<boolean> {
       const parent = current;
       if (v2) await enableV2Controllers(parent);
       current = join(current, part);
-      const created = await mkdir(current).then(() => true, (err) => {
-        if (err.code === 'EEXIST') return false;
-        throw err;
-      });
+      const created = await mkdir(current).then(
+        () => true,
+        (err) => {
+          if (err.code === 'EEXIST') return false;
+          throw err;
+        },
+      );
       if (created && current === dir) made = true;
       // A v1 cpuset starts empty and takes no process until seeded from its parent.
       // Also when found: a cgroup another caller just made may not be seeded yet.
@@ -305,19 +310,29 @@ export function resourceFiles(r: Partial<LinuxContainerResources__Output>, versi
 }
 
 /** Refuses resources that cannot be written as cgroup files on either version (hugepage sizes, unified keys). */
-export function checkResources(r: Partial<LinuxContainerResources__Output> | null | undefined, online: { cpus?: string; mems?: string } = onlineCpusAndMems()): void {
+export function checkResources(
+  r: Partial<LinuxContainerResources__Output> | null | undefined,
+  online: { cpus?: string; mems?: string } = onlineCpusAndMems(),
+): void {
   if (!r) return;
   for (const key of ['cpu_shares', 'cpu_period', 'memory_limit_in_bytes'] as const) {
     if (Number(r[key] ?? 0) < 0) throw new Error(`${key} ${r[key]} is negative; 0 means no limit`);
   }
-  if (Number(r.memory_swap_limit_in_bytes ?? 0) < -1) throw new Error(`memory_swap_limit_in_bytes ${r.memory_swap_limit_in_bytes} is invalid: -1 (unlimited), 0 (not set) or a byte count`);
-  for (const [key, list, have] of [['cpuset_cpus', r.cpuset_cpus, online.cpus], ['cpuset_mems', r.cpuset_mems, online.mems]] as const) {
+  if (Number(r.memory_swap_limit_in_bytes ?? 0) < -1)
+    throw new Error(`memory_swap_limit_in_bytes ${r.memory_swap_limit_in_bytes} is invalid: -1 (unlimited), 0 (not set) or a byte count`);
+  for (const [key, list, have] of [
+    ['cpuset_cpus', r.cpuset_cpus, online.cpus],
+    ['cpuset_mems', r.cpuset_mems, online.mems],
+  ] as const) {
     if (!list) continue;
     const wanted = parseCpuList(list);
     if (!wanted) throw new Error(`${key} ${JSON.stringify(list.slice(0, 64))} is not a list such as 0-3,5`);
     const present = have ? parseCpuList(have) : undefined;
     const missing = present ? [...wanted].filter((n) => !present.has(n)) : [];
-    if (missing.length) throw new Error(`${key} ${JSON.stringify(list.slice(0, 64))} names ${key === 'cpuset_cpus' ? 'CPUs' : 'memory nodes'} this node does not have (${missing.slice(0, 8).join(', ')}); it has ${have!.trim()}`);
+    if (missing.length)
+      throw new Error(
+        `${key} ${JSON.stringify(list.slice(0, 64))} names ${key === 'cpuset_cpus' ? 'CPUs' : 'memory nodes'} this node does not have (${missing.slice(0, 8).join(', ')}); it has ${have!.trim()}`,
+      );
   }
   resourceFiles(r, 'v1');
   resourceFiles(r, 'v2');
@@ -350,7 +365,10 @@ function onlineCpusAndMems(): { cpus?: string; mems?: string } {
 }
 
 /** A pod's total: its containers' resources plus the sandbox overhead, without `unified`. */
-export function podResources(resources: LinuxContainerResources__Output | null, overhead: LinuxContainerResources__Output | null): Partial<LinuxContainerResources__Output> {
+export function podResources(
+  resources: LinuxContainerResources__Output | null,
+  overhead: LinuxContainerResources__Output | null,
+): Partial<LinuxContainerResources__Output> {
   const r = resources ?? ({} as Partial<LinuxContainerResources__Output>);
   const o = overhead ?? ({} as Partial<LinuxContainerResources__Output>);
   // `unified` is per container: kubelet's memory.oom.group on a pod cgroup would
@@ -406,7 +424,9 @@ export async function removeCgroup(path: string): Promise<void> {
 
 /** On hybrid hosts runc also makes each path in the unified mount: those directories count too. */
 function cgroupDirsWithHybrid(fsPath: string): string[] {
-  const hybridUnified = hierarchies().filter((h) => h.version === 'v2' && h.mount !== CGROUP_ROOT).map((h) => join(h.mount, fsPath));
+  const hybridUnified = hierarchies()
+    .filter((h) => h.version === 'v2' && h.mount !== CGROUP_ROOT)
+    .map((h) => join(h.mount, fsPath));
   return [...cgroupDirs(fsPath), ...hybridUnified];
 }
 
@@ -475,5 +495,11 @@ async function removeTree(dir: string): Promise<void> {
 export async function cgroupExists(path: string): Promise<boolean> {
   const dirs = cgroupDirs(cgroupFsPath(path));
   const first = dirs[0];
-  return first !== undefined && (await stat(first).then(() => true, () => false));
+  return (
+    first !== undefined &&
+    (await stat(first).then(
+      () => true,
+      () => false,
+    ))
+  );
 }

@@ -218,8 +218,20 @@ export function parseIoStat(text: string | undefined): DeviceIo[] {
     const [device, ...fields] = line.trim().split(/\s+/);
     const m = /^(\d+):(\d+)$/.exec(device ?? '');
     if (!m) continue;
-    const kv = new Map(fields.map((f) => f.split('=') as [string, string]).filter(([, v]) => v !== undefined && /^\d+$/.test(v)).map(([k, v]) => [k, Number(v)]));
-    result.push({ major: Number(m[1]), minor: Number(m[2]), readBytes: kv.get('rbytes') ?? 0, writeBytes: kv.get('wbytes') ?? 0, reads: kv.get('rios') ?? 0, writes: kv.get('wios') ?? 0 });
+    const kv = new Map(
+      fields
+        .map((f) => f.split('=') as [string, string])
+        .filter(([, v]) => v !== undefined && /^\d+$/.test(v))
+        .map(([k, v]) => [k, Number(v)]),
+    );
+    result.push({
+      major: Number(m[1]),
+      minor: Number(m[2]),
+      readBytes: kv.get('rbytes') ?? 0,
+      writeBytes: kv.get('wbytes') ?? 0,
+      reads: kv.get('rios') ?? 0,
+      writes: kv.get('wios') ?? 0,
+    });
   }
   return result;
 }
@@ -236,7 +248,10 @@ function devicesIo(bytes: Map<string, { read: number; write: number }>, ops: Map
 }
 
 function parseProcs(text: string | undefined): number[] {
-  return (text ?? '').split('\n').filter((l) => /^\d+$/.test(l.trim())).map(Number);
+  return (text ?? '')
+    .split('\n')
+    .filter((l) => /^\d+$/.test(l.trim()))
+    .map(Number);
 }
 
 /** cpu.weight (v2) back to the cpu.shares it was converted from, as runc converts. */
@@ -308,7 +323,15 @@ export function detailFromV2(files: Record<string, string | undefined>): CgroupD
   const us = (n: number | undefined) => (n === undefined ? undefined : n * 1000);
   const [quota, period] = (files['cpu.max']?.trim() ?? '').split(/\s+/);
   const weight = numberOf(files['cpu.weight']);
-  const kernel = memory.get('kernel') ?? (memory.has('kernel_stack') || memory.has('slab') ? (memory.get('kernel_stack') ?? 0) + (memory.get('slab') ?? 0) + (memory.get('pagetables') ?? 0) + (memory.get('percpu') ?? 0) + (memory.get('sock') ?? 0) : undefined);
+  const kernel =
+    memory.get('kernel') ??
+    (memory.has('kernel_stack') || memory.has('slab')
+      ? (memory.get('kernel_stack') ?? 0) +
+        (memory.get('slab') ?? 0) +
+        (memory.get('pagetables') ?? 0) +
+        (memory.get('percpu') ?? 0) +
+        (memory.get('sock') ?? 0)
+      : undefined);
   const swapMax = parseLimit(files['memory.swap.max']);
   const pidsMax = files['pids.max']?.trim();
   const hugetlb: CgroupDetail['hugetlb'] = [];
@@ -353,11 +376,32 @@ export function detailFromV2(files: Record<string, string | undefined>): CgroupD
   };
 }
 
-const V2_DETAIL_FILES = [...V2_FILES, 'cpu.max', 'cpu.weight', 'memory.peak', 'memory.events', 'memory.low', 'pids.max', 'io.stat', 'cpu.pressure', 'memory.pressure', 'io.pressure', 'cgroup.procs'];
+const V2_DETAIL_FILES = [
+  ...V2_FILES,
+  'cpu.max',
+  'cpu.weight',
+  'memory.peak',
+  'memory.events',
+  'memory.low',
+  'pids.max',
+  'io.stat',
+  'cpu.pressure',
+  'memory.pressure',
+  'io.pressure',
+  'cgroup.procs',
+];
 const V1_DETAIL_FILES: Record<string, string[]> = {
   cpuacct: ['cpuacct.usage', 'cpuacct.usage_user', 'cpuacct.usage_sys', 'cpuacct.stat'],
   cpu: ['cpu.stat', 'cpu.shares', 'cpu.cfs_quota_us', 'cpu.cfs_period_us'],
-  memory: [...V1_FILES.memory!, 'memory.max_usage_in_bytes', 'memory.failcnt', 'memory.kmem.usage_in_bytes', 'memory.oom_control', 'memory.soft_limit_in_bytes', 'cgroup.procs'],
+  memory: [
+    ...V1_FILES.memory!,
+    'memory.max_usage_in_bytes',
+    'memory.failcnt',
+    'memory.kmem.usage_in_bytes',
+    'memory.oom_control',
+    'memory.soft_limit_in_bytes',
+    'cgroup.procs',
+  ],
   pids: ['pids.current', 'pids.max'],
   blkio: ['blkio.throttle.io_service_bytes_recursive', 'blkio.throttle.io_serviced_recursive'],
 };

@@ -78,7 +78,13 @@ export async function writeArchive(dir: string, names: string[], location: strin
     const done = pipeline(p, out);
     try {
       for (const name of names) {
-        if (await lstat(join(dir, name)).then(() => true, () => false)) await addTree(p, join(dir, name), name);
+        if (
+          await lstat(join(dir, name)).then(
+            () => true,
+            () => false,
+          )
+        )
+          await addTree(p, join(dir, name), name);
       }
       p.finalize();
     } catch (err) {

@@ -107,7 +107,8 @@ function containerConfigProblem(c: Fields): string | undefined {
   if (present(r.hugepage_limits) && !listOf(r.hugepage_limits, (h) => typeof h.page_size === 'string')) {
     return 'linux.resources.hugepage_limits is not a list of limits';
   }
-  if (present(r.unified) && (!isObject(r.unified) || !Object.values(r.unified).every((v) => typeof v === 'string'))) return 'linux.resources.unified is not a map of strings';
+  if (present(r.unified) && (!isObject(r.unified) || !Object.values(r.unified).every((v) => typeof v === 'string')))
+    return 'linux.resources.unified is not a map of strings';
   return undefined;
 }
 

@@ -74,7 +74,8 @@ export function parseManifest(text: string): PodManifest {
   }
   if (!isObject(parsed)) throw new PodCheckpointError(`${POD_MANIFEST} is not an object`);
   const raw = parsed;
-  if (raw.version !== POD_MANIFEST_VERSION) throw new PodCheckpointError(`${POD_MANIFEST} has version ${JSON.stringify(raw.version)}; this tscri reads version ${POD_MANIFEST_VERSION}`);
+  if (raw.version !== POD_MANIFEST_VERSION)
+    throw new PodCheckpointError(`${POD_MANIFEST} has version ${JSON.stringify(raw.version)}; this tscri reads version ${POD_MANIFEST_VERSION}`);
   const text_ = (field: string): string => {
     const value = raw[field];
     if (typeof value !== 'string') throw new PodCheckpointError(`${POD_MANIFEST}: ${field} is not a string`);
@@ -94,14 +95,22 @@ export function parseManifest(text: string): PodManifest {
     const { name, id, archive } = c;
     if (typeof name !== 'string' || !name) throw new PodCheckpointError(`${POD_MANIFEST}: containers[${i}] has no name`);
     if (typeof id !== 'string' || !/^[0-9a-f]{64}$/.test(id)) throw new PodCheckpointError(`${POD_MANIFEST}: containers[${i}] has no valid id`);
-    if (archive !== archiveName(id)) throw new PodCheckpointError(`${POD_MANIFEST}: containers[${i}] names archive ${JSON.stringify(archive)}; expected ${archiveName(id)}`);
+    if (archive !== archiveName(id))
+      throw new PodCheckpointError(`${POD_MANIFEST}: containers[${i}] names archive ${JSON.stringify(archive)}; expected ${archiveName(id)}`);
     if (names.has(name)) throw new PodCheckpointError(`${POD_MANIFEST} lists container name ${JSON.stringify(name)} twice`);
     if (ids.has(id)) throw new PodCheckpointError(`${POD_MANIFEST} lists container id ${id} twice`);
     names.add(name);
     ids.add(id);
     return { name, id, archive: archiveName(id) };
   });
-  return { version: POD_MANIFEST_VERSION, sandboxId, runtimeHandler, checkpointedTime, podConfig: raw.podConfig as unknown as PodSandboxConfig__Output, containers };
+  return {
+    version: POD_MANIFEST_VERSION,
+    sandboxId,
+    runtimeHandler,
+    checkpointedTime,
+    podConfig: raw.podConfig as unknown as PodSandboxConfig__Output,
+    containers,
+  };
 }
 
 async function regularFile(path: string, what: string): Promise<number> {
@@ -146,7 +155,18 @@ function pruned(value: unknown): unknown {
   if (value && typeof value === 'object' && !Buffer.isBuffer(value)) {
     const entries = Object.entries(value)
       .map(([k, v]) => [k, pruned(v)] as const)
-      .filter(([, v]) => !(v === null || v === undefined || v === '' || v === 0 || v === false || (Array.isArray(v) && !v.length) || (typeof v === 'object' && !Array.isArray(v) && !Object.keys(v as object).length)));
+      .filter(
+        ([, v]) =>
+          !(
+            v === null ||
+            v === undefined ||
+            v === '' ||
+            v === 0 ||
+            v === false ||
+            (Array.isArray(v) && !v.length) ||
+            (typeof v === 'object' && !Array.isArray(v) && !Object.keys(v as object).length)
+          ),
+      );
     return Object.fromEntries(entries.sort(([a], [b]) => a.localeCompare(b)));
   }
   return value;
@@ -196,7 +216,8 @@ export function containerConfigMismatch(checkpointed: ContainerConfig__Output, r
 /** A bytes field as a request carries it (Buffer) or as JSON keeps it ({type: 'Buffer', data}). */
 function bytesText(value: unknown): string {
   if (Buffer.isBuffer(value)) return value.toString('utf8');
-  if (value && typeof value === 'object' && Array.isArray((value as { data?: unknown }).data)) return Buffer.from((value as { data: number[] }).data).toString('utf8');
+  if (value && typeof value === 'object' && Array.isArray((value as { data?: unknown }).data))
+    return Buffer.from((value as { data: number[] }).data).toString('utf8');
   return String(value ?? '');
 }
 

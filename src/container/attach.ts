@@ -22,7 +22,14 @@ const STDIN_PACKET = 8192;
  * stdin_once as containerd does it); `detach` resolves at once, leaving the
  * process and its stdin alone (attach otherwise).
  */
-export function pipeAttachSocket(socket: SeqpacketSocket, io: StreamIO, signal: AbortSignal, ctlDir: string, useStdin = true, onStdinEnd: 'close' | 'detach' = 'close'): Promise<void> {
+export function pipeAttachSocket(
+  socket: SeqpacketSocket,
+  io: StreamIO,
+  signal: AbortSignal,
+  ctlDir: string,
+  useStdin = true,
+  onStdinEnd: 'close' | 'detach' = 'close',
+): Promise<void> {
   const stdin = useStdin ? io.stdin : undefined;
   return new Promise<void>((resolve) => {
     socket.on('message', (packet: Buffer) => {

@@ -11,8 +11,16 @@ import type { Logger } from '../log.ts';
 import type { ContainerConfig__Output } from '../generated/runtime/v1/ContainerConfig.ts';
 import { deadlineExceeded, internal, invalidArgument, notFound, quote } from '../errors.ts';
 import {
-  ArchiveError, CHECKPOINT_DIR, CONFIG_DUMP, DUMP_LOG, ROOTFS_DIFF, SPEC_DUMP, STATS_DUMP,
-  extractForRestore, readArchiveMetadata, writeArchive,
+  ArchiveError,
+  CHECKPOINT_DIR,
+  CONFIG_DUMP,
+  DUMP_LOG,
+  ROOTFS_DIFF,
+  SPEC_DUMP,
+  STATS_DUMP,
+  extractForRestore,
+  readArchiveMetadata,
+  writeArchive,
 } from '../checkpoint/archive.ts';
 import { imageCandidates, makeConfigDump, restoredConfig, RestoreError, validConfigDump, type ConfigDump } from '../checkpoint/metadata.ts';
 import { excludedPaths, writeRootfsDiff } from '../checkpoint/rootfs-diff.ts';
@@ -24,7 +32,13 @@ import type { ResolvedImage } from '../oci/request.ts';
 /** Whether the criu binary runc calls is on PATH. */
 export async function criuInstalled(path = process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'): Promise<boolean> {
   for (const dir of path.split(delimiter).filter(Boolean)) {
-    if (await access(join(dir, 'criu'), fsConstants.X_OK).then(() => true, () => false)) return true;
+    if (
+      await access(join(dir, 'criu'), fsConstants.X_OK).then(
+        () => true,
+        () => false,
+      )
+    )
+      return true;
   }
   return false;
 }
@@ -70,8 +84,10 @@ function stepError(err: unknown, job: CheckpointJob, signal: AbortSignal): Error
   const id = job.record.id;
   if (signal.aborted) {
     const reason = signal.reason as Error | undefined;
-    if (reason?.name === 'TimeoutError') return deadlineExceeded(`checkpointing container ${id} did not finish within ${job.timeoutSeconds} s; runc and criu were killed`);
-    if (reason?.name === 'DeadlineExceeded') return deadlineExceeded(`checkpointing container ${id} did not finish before the client's deadline; runc and criu were killed`);
+    if (reason?.name === 'TimeoutError')
+      return deadlineExceeded(`checkpointing container ${id} did not finish within ${job.timeoutSeconds} s; runc and criu were killed`);
+    if (reason?.name === 'DeadlineExceeded')
+      return deadlineExceeded(`checkpointing container ${id} did not finish before the client's deadline; runc and criu were killed`);
     return reason instanceof Error ? reason : new Error(String(reason));
   }
   return internal(`cannot checkpoint container ${id}: ${(err as Error).message}`);
@@ -179,12 +195,17 @@ export const CRIU_RESTORE_CONFIG = 'criu-restore.conf';
 
 /** CRIU configuration for a restore: the dumped processes' cgroup becomes the container's own (cgroupFs, a path below each hierarchy). */
 export function criuRestoreConfig(cgroupFs: string): string {
-  if (!cgroupFs.startsWith('/') || /[\s\0]/.test(cgroupFs)) throw internal(`cgroup path ${JSON.stringify(cgroupFs)} cannot be written to a CRIU configuration file`);
+  if (!cgroupFs.startsWith('/') || /[\s\0]/.test(cgroupFs))
+    throw internal(`cgroup path ${JSON.stringify(cgroupFs)} cannot be written to a CRIU configuration file`);
   return `cgroup-root ${cgroupFs}\n`;
 }
 
 /** CRIU's restore log in the bundle (conmon runs runc restore with the bundle as work path). */
 export async function restoreLogTail(bundle: string): Promise<string> {
   const text = await readFile(join(bundle, 'restore.log'), 'utf8').catch(() => '');
-  return text.split('\n').filter((l) => /Error|error/.test(l)).slice(-5).join('; ');
+  return text
+    .split('\n')
+    .filter((l) => /Error|error/.test(l))
+    .slice(-5)
+    .join('; ');
 }

@@ -77,14 +77,22 @@ export function conmonCreateArgs(o: ConmonCreateOptions): string[] {
   const files = bundleFiles(o.bundle);
   const args = [
     ...commonArgs(o),
-    '--cuuid', o.id,
-    '--name', o.name,
-    '--bundle', o.bundle,
-    '--container-pidfile', files.containerPid,
-    '--conmon-pidfile', files.conmonPid,
-    '--persist-dir', o.bundle,
-    '--exit-dir', o.exitDir,
-    '--log-path', o.logPath ? `k8s-file:${o.logPath}` : 'none',
+    '--cuuid',
+    o.id,
+    '--name',
+    o.name,
+    '--bundle',
+    o.bundle,
+    '--container-pidfile',
+    files.containerPid,
+    '--conmon-pidfile',
+    files.conmonPid,
+    '--persist-dir',
+    o.bundle,
+    '--exit-dir',
+    o.exitDir,
+    '--log-path',
+    o.logPath ? `k8s-file:${o.logPath}` : 'none',
   ];
   if (o.stdin && !o.stdinOnce) args.push('--leave-stdin-open');
   if (o.systemdCgroup) args.push('--systemd-cgroup');
@@ -100,16 +108,24 @@ export function conmonCreateArgs(o: ConmonCreateOptions): string[] {
 export function conmonExecArgs(o: ConmonExecOptions): string[] {
   return [
     ...commonArgs(o),
-    '--cuuid', o.sessionId,
-    '--name', o.sessionId,
+    '--cuuid',
+    o.sessionId,
+    '--name',
+    o.sessionId,
     '--exec',
     '--exec-attach',
-    '--exec-process-spec', o.processSpec,
-    '--bundle', o.sessionDir,
-    '--container-pidfile', join(o.sessionDir, 'pidfile'),
-    '--conmon-pidfile', join(o.sessionDir, 'conmon.pid'),
-    '--persist-dir', o.sessionDir,
-    '--log-path', 'none',
+    '--exec-process-spec',
+    o.processSpec,
+    '--bundle',
+    o.sessionDir,
+    '--container-pidfile',
+    join(o.sessionDir, 'pidfile'),
+    '--conmon-pidfile',
+    join(o.sessionDir, 'conmon.pid'),
+    '--persist-dir',
+    o.sessionDir,
+    '--log-path',
+    'none',
   ];
 }
 

@@ -3,11 +3,7 @@
 // (its stream ends and kubelet re-subscribes and relists) rather than ever
 // holding up the daemon or growing memory.
 
-export type ContainerEventType =
-  | 'CONTAINER_CREATED_EVENT'
-  | 'CONTAINER_STARTED_EVENT'
-  | 'CONTAINER_STOPPED_EVENT'
-  | 'CONTAINER_DELETED_EVENT';
+export type ContainerEventType = 'CONTAINER_CREATED_EVENT' | 'CONTAINER_STARTED_EVENT' | 'CONTAINER_STOPPED_EVENT' | 'CONTAINER_DELETED_EVENT';
 
 export interface LifecycleEvent {
   type: ContainerEventType;

@@ -34,7 +34,14 @@ function withConsoleSize(process: Process, size: TerminalSize | undefined): Proc
   return size ? { ...process, consoleSize: { height: size.height, width: size.width } } : process;
 }
 
-export async function execStreaming(containers: ContainerService, conmonPath: string, containerId: string, cmd: string[], io: StreamIO, signal: AbortSignal): Promise<number> {
+export async function execStreaming(
+  containers: ContainerService,
+  conmonPath: string,
+  containerId: string,
+  cmd: string[],
+  io: StreamIO,
+  signal: AbortSignal,
+): Promise<number> {
   if (!cmd.length) throw invalidArgument('cmd is required');
   // kubectl sends the terminal size at once, before the process has a terminal: the
   // latest size goes into the process spec, and is applied again once the process runs.

@@ -99,7 +99,13 @@ export async function execSync(
     const done = await Promise.race([ended.then(() => true), delay(RUNC_GRACE_MS).then(() => false)]);
     if (!done) kill(-child.pid!);
     // A process that escaped the scan may still hold the output pipes: stop reading them.
-    await Promise.race([closed.then(() => undefined, () => undefined), delay(STDIO_GRACE_MS)]);
+    await Promise.race([
+      closed.then(
+        () => undefined,
+        () => undefined,
+      ),
+      delay(STDIO_GRACE_MS),
+    ]);
     child.stdout.destroy();
     child.stderr.destroy();
     forceClose();
@@ -197,7 +203,11 @@ export function commandProcesses(pid: number, table: ProcEntry[], sessions = new
     for (const p of table) if (sessions.has(p.session) || groups.has(p.pgrp)) visit(p, 1);
     if (depth.size === before) break;
   }
-  return [...depth].filter(([p]) => p !== pid).sort((a, b) => b[1] - a[1]).map(([p]) => p).concat(depth.has(pid) ? [pid] : []);
+  return [...depth]
+    .filter(([p]) => p !== pid)
+    .sort((a, b) => b[1] - a[1])
+    .map(([p]) => p)
+    .concat(depth.has(pid) ? [pid] : []);
 }
 
 /** SIGKILLs pid and everything it started, rescanning until none is left alive (forks race the scan). */
@@ -216,7 +226,9 @@ export async function killTree(pid: number, proc = '/proc'): Promise<void> {
 
 /** Processes of a process group, from /proc (the group runc leads). */
 export function groupMembers(pgid: number): number[] {
-  return processTable().filter((p) => p.pgrp === pgid).map((p) => p.pid);
+  return processTable()
+    .filter((p) => p.pgrp === pgid)
+    .map((p) => p.pid);
 }
 
 function signalNumber(sig: NodeJS.Signals | null): number {

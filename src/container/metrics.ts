@@ -69,16 +69,52 @@ const CONTAINER_METRICS: Array<Def<ContainerFacts>> = [
   { name: 'container_last_seen', help: 'Last time the runtime saw the container, in seconds since the epoch.', type: 'GAUGE', samples: (f) => f.now },
   { name: 'container_start_time_seconds', help: 'Start time of the container, in seconds since the epoch.', type: 'GAUGE', samples: (f) => f.startedAt },
   // CPU
-  { name: 'container_cpu_usage_seconds_total', help: 'Cumulative CPU time consumed, in seconds.', type: 'COUNTER', extra: ['cpu'], samples: (f) => one(secs(f.cgroup?.cpu.totalNanos), ['total']) },
-  { name: 'container_cpu_user_seconds_total', help: 'Cumulative user CPU time consumed, in seconds.', type: 'COUNTER', samples: (f) => secs(f.cgroup?.cpu.userNanos) },
-  { name: 'container_cpu_system_seconds_total', help: 'Cumulative system CPU time consumed, in seconds.', type: 'COUNTER', samples: (f) => secs(f.cgroup?.cpu.systemNanos) },
+  {
+    name: 'container_cpu_usage_seconds_total',
+    help: 'Cumulative CPU time consumed, in seconds.',
+    type: 'COUNTER',
+    extra: ['cpu'],
+    samples: (f) => one(secs(f.cgroup?.cpu.totalNanos), ['total']),
+  },
+  {
+    name: 'container_cpu_user_seconds_total',
+    help: 'Cumulative user CPU time consumed, in seconds.',
+    type: 'COUNTER',
+    samples: (f) => secs(f.cgroup?.cpu.userNanos),
+  },
+  {
+    name: 'container_cpu_system_seconds_total',
+    help: 'Cumulative system CPU time consumed, in seconds.',
+    type: 'COUNTER',
+    samples: (f) => secs(f.cgroup?.cpu.systemNanos),
+  },
   { name: 'container_cpu_cfs_periods_total', help: 'Number of elapsed CFS enforcement periods.', type: 'COUNTER', samples: (f) => f.cgroup?.cpu.periods },
-  { name: 'container_cpu_cfs_throttled_periods_total', help: 'Number of CFS periods in which the container was throttled.', type: 'COUNTER', samples: (f) => f.cgroup?.cpu.throttledPeriods },
-  { name: 'container_cpu_cfs_throttled_seconds_total', help: 'Total time the container was throttled, in seconds.', type: 'COUNTER', samples: (f) => secs(f.cgroup?.cpu.throttledNanos) },
+  {
+    name: 'container_cpu_cfs_throttled_periods_total',
+    help: 'Number of CFS periods in which the container was throttled.',
+    type: 'COUNTER',
+    samples: (f) => f.cgroup?.cpu.throttledPeriods,
+  },
+  {
+    name: 'container_cpu_cfs_throttled_seconds_total',
+    help: 'Total time the container was throttled, in seconds.',
+    type: 'COUNTER',
+    samples: (f) => secs(f.cgroup?.cpu.throttledNanos),
+  },
   // Memory
-  { name: 'container_memory_usage_bytes', help: 'Current memory usage in bytes, including all memory regardless of when it was accessed.', type: 'GAUGE', samples: (f) => f.cgroup?.memory.usage },
+  {
+    name: 'container_memory_usage_bytes',
+    help: 'Current memory usage in bytes, including all memory regardless of when it was accessed.',
+    type: 'GAUGE',
+    samples: (f) => f.cgroup?.memory.usage,
+  },
   { name: 'container_memory_max_usage_bytes', help: 'Maximum memory usage recorded, in bytes.', type: 'GAUGE', samples: (f) => f.cgroup?.memory.maxUsage },
-  { name: 'container_memory_working_set_bytes', help: 'Current working set in bytes: usage minus inactive file pages.', type: 'GAUGE', samples: (f) => f.cgroup?.memory.workingSet },
+  {
+    name: 'container_memory_working_set_bytes',
+    help: 'Current working set in bytes: usage minus inactive file pages.',
+    type: 'GAUGE',
+    samples: (f) => f.cgroup?.memory.workingSet,
+  },
   { name: 'container_memory_rss', help: 'Size of anonymous memory (RSS) in bytes.', type: 'GAUGE', samples: (f) => f.cgroup?.memory.rss },
   { name: 'container_memory_cache', help: 'Page cache memory in bytes.', type: 'GAUGE', samples: (f) => f.cgroup?.memory.cache },
   { name: 'container_memory_mapped_file', help: 'Size of memory-mapped files in bytes.', type: 'GAUGE', samples: (f) => f.cgroup?.memory.mappedFile },
@@ -101,27 +137,84 @@ const CONTAINER_METRICS: Array<Def<ContainerFacts>> = [
       return result;
     },
   },
-  { name: 'container_oom_events_total', help: 'Count of out-of-memory kills in the container.', type: 'COUNTER', samples: (f) => f.cgroup?.memory.oomKills ?? (f.cgroup ? 0 : undefined) },
+  {
+    name: 'container_oom_events_total',
+    help: 'Count of out-of-memory kills in the container.',
+    type: 'COUNTER',
+    samples: (f) => f.cgroup?.memory.oomKills ?? (f.cgroup ? 0 : undefined),
+  },
   // Hugepages
-  { name: 'container_hugetlb_usage_bytes', help: 'Current hugepage usage in bytes.', type: 'GAUGE', extra: ['pagesize'], samples: (f) => f.cgroup?.hugetlb.map((h) => [h.usage, [h.pagesize]] as Sample) },
-  { name: 'container_hugetlb_max_usage_bytes', help: 'Maximum hugepage usage recorded, in bytes.', type: 'GAUGE', extra: ['pagesize'], samples: (f) => f.cgroup?.hugetlb.filter((h) => h.maxUsage !== undefined).map((h) => [h.maxUsage!, [h.pagesize]] as Sample) },
+  {
+    name: 'container_hugetlb_usage_bytes',
+    help: 'Current hugepage usage in bytes.',
+    type: 'GAUGE',
+    extra: ['pagesize'],
+    samples: (f) => f.cgroup?.hugetlb.map((h) => [h.usage, [h.pagesize]] as Sample),
+  },
+  {
+    name: 'container_hugetlb_max_usage_bytes',
+    help: 'Maximum hugepage usage recorded, in bytes.',
+    type: 'GAUGE',
+    extra: ['pagesize'],
+    samples: (f) => f.cgroup?.hugetlb.filter((h) => h.maxUsage !== undefined).map((h) => [h.maxUsage!, [h.pagesize]] as Sample),
+  },
   // Processes
-  { name: 'container_processes', help: 'Number of processes running in the container.', type: 'GAUGE', samples: (f) => f.cgroup?.pids.current ?? f.cgroup?.procs.length },
+  {
+    name: 'container_processes',
+    help: 'Number of processes running in the container.',
+    type: 'GAUGE',
+    samples: (f) => f.cgroup?.pids.current ?? f.cgroup?.procs.length,
+  },
   { name: 'container_threads', help: 'Number of threads running in the container.', type: 'GAUGE', samples: (f) => f.processes?.threads },
-  { name: 'container_threads_max', help: 'Maximum number of threads allowed in the container; 0 means no limit.', type: 'GAUGE', samples: (f) => (f.cgroup ? (f.cgroup.pids.max ?? 0) : undefined) },
+  {
+    name: 'container_threads_max',
+    help: 'Maximum number of threads allowed in the container; 0 means no limit.',
+    type: 'GAUGE',
+    samples: (f) => (f.cgroup ? (f.cgroup.pids.max ?? 0) : undefined),
+  },
   { name: 'container_file_descriptors', help: 'Number of open file descriptors in the container.', type: 'GAUGE', samples: (f) => f.processes?.fds },
   { name: 'container_sockets', help: 'Number of open sockets in the container.', type: 'GAUGE', samples: (f) => f.processes?.sockets },
-  { name: 'container_ulimits_soft', help: 'Soft ulimits of the container\'s first process (only limited ones are reported).', type: 'GAUGE', extra: ['ulimit'], samples: (f) => one(f.maxOpenFiles, ['max_open_files']) },
+  {
+    name: 'container_ulimits_soft',
+    help: "Soft ulimits of the container's first process (only limited ones are reported).",
+    type: 'GAUGE',
+    extra: ['ulimit'],
+    samples: (f) => one(f.maxOpenFiles, ['max_open_files']),
+  },
   // Filesystem (the writable layer on its filesystem)
-  { name: 'container_fs_usage_bytes', help: 'Bytes used by the container\'s writable layer.', type: 'GAUGE', samples: (f) => f.fs?.usageBytes },
+  { name: 'container_fs_usage_bytes', help: "Bytes used by the container's writable layer.", type: 'GAUGE', samples: (f) => f.fs?.usageBytes },
   { name: 'container_fs_limit_bytes', help: 'Size in bytes of the filesystem holding the writable layer.', type: 'GAUGE', samples: (f) => f.fs?.limitBytes },
   { name: 'container_fs_inodes_total', help: 'Inodes of the filesystem holding the writable layer.', type: 'GAUGE', samples: (f) => f.fs?.inodesTotal },
   { name: 'container_fs_inodes_free', help: 'Free inodes of the filesystem holding the writable layer.', type: 'GAUGE', samples: (f) => f.fs?.inodesFree },
   // Block I/O
-  { name: 'container_fs_reads_bytes_total', help: 'Cumulative bytes read from block devices.', type: 'COUNTER', extra: ['device'], samples: (f) => f.cgroup?.io.map((d) => [d.readBytes, [deviceLabel(f, d.major, d.minor)]] as Sample) },
-  { name: 'container_fs_reads_total', help: 'Cumulative count of reads from block devices.', type: 'COUNTER', extra: ['device'], samples: (f) => f.cgroup?.io.map((d) => [d.reads, [deviceLabel(f, d.major, d.minor)]] as Sample) },
-  { name: 'container_fs_writes_bytes_total', help: 'Cumulative bytes written to block devices.', type: 'COUNTER', extra: ['device'], samples: (f) => f.cgroup?.io.map((d) => [d.writeBytes, [deviceLabel(f, d.major, d.minor)]] as Sample) },
-  { name: 'container_fs_writes_total', help: 'Cumulative count of writes to block devices.', type: 'COUNTER', extra: ['device'], samples: (f) => f.cgroup?.io.map((d) => [d.writes, [deviceLabel(f, d.major, d.minor)]] as Sample) },
+  {
+    name: 'container_fs_reads_bytes_total',
+    help: 'Cumulative bytes read from block devices.',
+    type: 'COUNTER',
+    extra: ['device'],
+    samples: (f) => f.cgroup?.io.map((d) => [d.readBytes, [deviceLabel(f, d.major, d.minor)]] as Sample),
+  },
+  {
+    name: 'container_fs_reads_total',
+    help: 'Cumulative count of reads from block devices.',
+    type: 'COUNTER',
+    extra: ['device'],
+    samples: (f) => f.cgroup?.io.map((d) => [d.reads, [deviceLabel(f, d.major, d.minor)]] as Sample),
+  },
+  {
+    name: 'container_fs_writes_bytes_total',
+    help: 'Cumulative bytes written to block devices.',
+    type: 'COUNTER',
+    extra: ['device'],
+    samples: (f) => f.cgroup?.io.map((d) => [d.writeBytes, [deviceLabel(f, d.major, d.minor)]] as Sample),
+  },
+  {
+    name: 'container_fs_writes_total',
+    help: 'Cumulative count of writes to block devices.',
+    type: 'COUNTER',
+    extra: ['device'],
+    samples: (f) => f.cgroup?.io.map((d) => [d.writes, [deviceLabel(f, d.major, d.minor)]] as Sample),
+  },
   {
     name: 'container_blkio_device_usage_total',
     help: 'Block I/O bytes per device and operation.',
@@ -130,34 +223,136 @@ const CONTAINER_METRICS: Array<Def<ContainerFacts>> = [
     samples: (f) =>
       f.cgroup?.io.flatMap((d) => {
         const labels = [deviceLabel(f, d.major, d.minor), String(d.major), String(d.minor)];
-        return [[d.readBytes, [...labels, 'Read']], [d.writeBytes, [...labels, 'Write']], [d.readBytes + d.writeBytes, [...labels, 'Total']]] as Sample[];
+        return [
+          [d.readBytes, [...labels, 'Read']],
+          [d.writeBytes, [...labels, 'Write']],
+          [d.readBytes + d.writeBytes, [...labels, 'Total']],
+        ] as Sample[];
       }),
   },
   // Pressure stall information (cgroup v2 and the unified hierarchy of hybrid hosts)
-  { name: 'container_pressure_cpu_waiting_seconds_total', help: 'Total time tasks waited for CPU, in seconds.', type: 'COUNTER', samples: (f) => usecToSecs(f.cgroup?.pressure.cpu?.some) },
-  { name: 'container_pressure_cpu_stalled_seconds_total', help: 'Total time all tasks stalled on CPU, in seconds.', type: 'COUNTER', samples: (f) => usecToSecs(f.cgroup?.pressure.cpu?.full) },
-  { name: 'container_pressure_memory_waiting_seconds_total', help: 'Total time tasks waited for memory, in seconds.', type: 'COUNTER', samples: (f) => usecToSecs(f.cgroup?.pressure.memory?.some) },
-  { name: 'container_pressure_memory_stalled_seconds_total', help: 'Total time all tasks stalled on memory, in seconds.', type: 'COUNTER', samples: (f) => usecToSecs(f.cgroup?.pressure.memory?.full) },
-  { name: 'container_pressure_io_waiting_seconds_total', help: 'Total time tasks waited for I/O, in seconds.', type: 'COUNTER', samples: (f) => usecToSecs(f.cgroup?.pressure.io?.some) },
-  { name: 'container_pressure_io_stalled_seconds_total', help: 'Total time all tasks stalled on I/O, in seconds.', type: 'COUNTER', samples: (f) => usecToSecs(f.cgroup?.pressure.io?.full) },
+  {
+    name: 'container_pressure_cpu_waiting_seconds_total',
+    help: 'Total time tasks waited for CPU, in seconds.',
+    type: 'COUNTER',
+    samples: (f) => usecToSecs(f.cgroup?.pressure.cpu?.some),
+  },
+  {
+    name: 'container_pressure_cpu_stalled_seconds_total',
+    help: 'Total time all tasks stalled on CPU, in seconds.',
+    type: 'COUNTER',
+    samples: (f) => usecToSecs(f.cgroup?.pressure.cpu?.full),
+  },
+  {
+    name: 'container_pressure_memory_waiting_seconds_total',
+    help: 'Total time tasks waited for memory, in seconds.',
+    type: 'COUNTER',
+    samples: (f) => usecToSecs(f.cgroup?.pressure.memory?.some),
+  },
+  {
+    name: 'container_pressure_memory_stalled_seconds_total',
+    help: 'Total time all tasks stalled on memory, in seconds.',
+    type: 'COUNTER',
+    samples: (f) => usecToSecs(f.cgroup?.pressure.memory?.full),
+  },
+  {
+    name: 'container_pressure_io_waiting_seconds_total',
+    help: 'Total time tasks waited for I/O, in seconds.',
+    type: 'COUNTER',
+    samples: (f) => usecToSecs(f.cgroup?.pressure.io?.some),
+  },
+  {
+    name: 'container_pressure_io_stalled_seconds_total',
+    help: 'Total time all tasks stalled on I/O, in seconds.',
+    type: 'COUNTER',
+    samples: (f) => usecToSecs(f.cgroup?.pressure.io?.full),
+  },
   // Limits in force (0 means none)
   { name: 'container_spec_cpu_shares', help: 'CPU shares of the container.', type: 'GAUGE', samples: (f) => f.cgroup?.cpu.shares },
   { name: 'container_spec_cpu_period', help: 'CFS period of the container, in microseconds.', type: 'GAUGE', samples: (f) => f.cgroup?.cpu.period },
-  { name: 'container_spec_cpu_quota', help: 'CFS quota of the container, in microseconds (reported when set).', type: 'GAUGE', samples: (f) => f.cgroup?.cpu.quota },
-  { name: 'container_spec_memory_limit_bytes', help: 'Memory limit of the container in bytes; 0 means none.', type: 'GAUGE', samples: (f) => (f.cgroup ? (f.cgroup.memory.limit ?? 0) : undefined) },
-  { name: 'container_spec_memory_swap_limit_bytes', help: 'Memory plus swap limit of the container in bytes; 0 means none.', type: 'GAUGE', samples: (f) => (f.cgroup ? (f.cgroup.memory.swapLimit ?? 0) : undefined) },
-  { name: 'container_spec_memory_reservation_limit_bytes', help: 'Memory reservation (soft limit) of the container in bytes; 0 means none.', type: 'GAUGE', samples: (f) => (f.cgroup ? (f.cgroup.memory.reservation ?? 0) : undefined) },
+  {
+    name: 'container_spec_cpu_quota',
+    help: 'CFS quota of the container, in microseconds (reported when set).',
+    type: 'GAUGE',
+    samples: (f) => f.cgroup?.cpu.quota,
+  },
+  {
+    name: 'container_spec_memory_limit_bytes',
+    help: 'Memory limit of the container in bytes; 0 means none.',
+    type: 'GAUGE',
+    samples: (f) => (f.cgroup ? (f.cgroup.memory.limit ?? 0) : undefined),
+  },
+  {
+    name: 'container_spec_memory_swap_limit_bytes',
+    help: 'Memory plus swap limit of the container in bytes; 0 means none.',
+    type: 'GAUGE',
+    samples: (f) => (f.cgroup ? (f.cgroup.memory.swapLimit ?? 0) : undefined),
+  },
+  {
+    name: 'container_spec_memory_reservation_limit_bytes',
+    help: 'Memory reservation (soft limit) of the container in bytes; 0 means none.',
+    type: 'GAUGE',
+    samples: (f) => (f.cgroup ? (f.cgroup.memory.reservation ?? 0) : undefined),
+  },
 ];
 
 const POD_METRICS: Array<Def<PodFacts>> = [
-  { name: 'container_network_receive_bytes_total', help: 'Cumulative count of bytes received.', type: 'COUNTER', extra: ['interface'], samples: (p) => p.interfaces.map((i) => [i.rxBytes, [i.name]] as Sample) },
-  { name: 'container_network_receive_packets_total', help: 'Cumulative count of packets received.', type: 'COUNTER', extra: ['interface'], samples: (p) => p.interfaces.map((i) => [i.rxPackets, [i.name]] as Sample) },
-  { name: 'container_network_receive_packets_dropped_total', help: 'Cumulative count of packets dropped while receiving.', type: 'COUNTER', extra: ['interface'], samples: (p) => p.interfaces.map((i) => [i.rxDropped, [i.name]] as Sample) },
-  { name: 'container_network_receive_errors_total', help: 'Cumulative count of errors encountered while receiving.', type: 'COUNTER', extra: ['interface'], samples: (p) => p.interfaces.map((i) => [i.rxErrors, [i.name]] as Sample) },
-  { name: 'container_network_transmit_bytes_total', help: 'Cumulative count of bytes transmitted.', type: 'COUNTER', extra: ['interface'], samples: (p) => p.interfaces.map((i) => [i.txBytes, [i.name]] as Sample) },
-  { name: 'container_network_transmit_packets_total', help: 'Cumulative count of packets transmitted.', type: 'COUNTER', extra: ['interface'], samples: (p) => p.interfaces.map((i) => [i.txPackets, [i.name]] as Sample) },
-  { name: 'container_network_transmit_packets_dropped_total', help: 'Cumulative count of packets dropped while transmitting.', type: 'COUNTER', extra: ['interface'], samples: (p) => p.interfaces.map((i) => [i.txDropped, [i.name]] as Sample) },
-  { name: 'container_network_transmit_errors_total', help: 'Cumulative count of errors encountered while transmitting.', type: 'COUNTER', extra: ['interface'], samples: (p) => p.interfaces.map((i) => [i.txErrors, [i.name]] as Sample) },
+  {
+    name: 'container_network_receive_bytes_total',
+    help: 'Cumulative count of bytes received.',
+    type: 'COUNTER',
+    extra: ['interface'],
+    samples: (p) => p.interfaces.map((i) => [i.rxBytes, [i.name]] as Sample),
+  },
+  {
+    name: 'container_network_receive_packets_total',
+    help: 'Cumulative count of packets received.',
+    type: 'COUNTER',
+    extra: ['interface'],
+    samples: (p) => p.interfaces.map((i) => [i.rxPackets, [i.name]] as Sample),
+  },
+  {
+    name: 'container_network_receive_packets_dropped_total',
+    help: 'Cumulative count of packets dropped while receiving.',
+    type: 'COUNTER',
+    extra: ['interface'],
+    samples: (p) => p.interfaces.map((i) => [i.rxDropped, [i.name]] as Sample),
+  },
+  {
+    name: 'container_network_receive_errors_total',
+    help: 'Cumulative count of errors encountered while receiving.',
+    type: 'COUNTER',
+    extra: ['interface'],
+    samples: (p) => p.interfaces.map((i) => [i.rxErrors, [i.name]] as Sample),
+  },
+  {
+    name: 'container_network_transmit_bytes_total',
+    help: 'Cumulative count of bytes transmitted.',
+    type: 'COUNTER',
+    extra: ['interface'],
+    samples: (p) => p.interfaces.map((i) => [i.txBytes, [i.name]] as Sample),
+  },
+  {
+    name: 'container_network_transmit_packets_total',
+    help: 'Cumulative count of packets transmitted.',
+    type: 'COUNTER',
+    extra: ['interface'],
+    samples: (p) => p.interfaces.map((i) => [i.txPackets, [i.name]] as Sample),
+  },
+  {
+    name: 'container_network_transmit_packets_dropped_total',
+    help: 'Cumulative count of packets dropped while transmitting.',
+    type: 'COUNTER',
+    extra: ['interface'],
+    samples: (p) => p.interfaces.map((i) => [i.txDropped, [i.name]] as Sample),
+  },
+  {
+    name: 'container_network_transmit_errors_total',
+    help: 'Cumulative count of errors encountered while transmitting.',
+    type: 'COUNTER',
+    extra: ['interface'],
+    samples: (p) => p.interfaces.map((i) => [i.txErrors, [i.name]] as Sample),
+  },
 ];
 
 function one(value: number | undefined, extra: string[]): Sample[] | undefined {
@@ -211,9 +406,23 @@ export function parseNetDevCounters(text: string): NetDevCounters[] {
   for (const line of text.split('\n').slice(2)) {
     const colon = line.indexOf(':');
     if (colon < 0) continue;
-    const f = line.slice(colon + 1).trim().split(/\s+/).map(Number);
+    const f = line
+      .slice(colon + 1)
+      .trim()
+      .split(/\s+/)
+      .map(Number);
     if (f.length < 16 || f.some((n) => !Number.isFinite(n))) continue;
-    result.push({ name: line.slice(0, colon).trim(), rxBytes: f[0]!, rxPackets: f[1]!, rxErrors: f[2]!, rxDropped: f[3]!, txBytes: f[8]!, txPackets: f[9]!, txErrors: f[10]!, txDropped: f[11]! });
+    result.push({
+      name: line.slice(0, colon).trim(),
+      rxBytes: f[0]!,
+      rxPackets: f[1]!,
+      rxErrors: f[2]!,
+      rxDropped: f[3]!,
+      txBytes: f[8]!,
+      txPackets: f[9]!,
+      txErrors: f[10]!,
+      txDropped: f[11]!,
+    });
   }
   return result;
 }

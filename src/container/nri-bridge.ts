@@ -154,7 +154,11 @@ export class NriBridge implements NriHooks, NriRuntime {
       result = await this.nri.createContainer(pod, container);
       // CDI devices resolve against the spec files, which applyAdjustment cannot read.
       const { CDI_devices: cdi, ...adjust } = result.adjust;
-      await addCdiDevices(spec, (cdi ?? []).map((d) => d.name ?? ''), this.deps.cdiSpecDirs?.() ?? []);
+      await addCdiDevices(
+        spec,
+        (cdi ?? []).map((d) => d.name ?? ''),
+        this.deps.cdiSpecDirs?.() ?? [],
+      );
       applyAdjustment(spec as AdjustableSpec, adjust, { clampOomScoreAdj });
     } catch (err) {
       await this.createFailed(record);

@@ -65,7 +65,12 @@ export function nriContainer(record: ContainerRecord, spec?: AdjustableSpec): Co
   } else {
     container.args = [...(config.command ?? []), ...(config.args ?? [])];
     container.env = (config.envs ?? []).map((e) => `${e.key}=${e.value}`);
-    container.mounts = (config.mounts ?? []).map((m) => ({ destination: m.container_path, source: m.host_path, type: 'bind', options: m.readonly ? ['rbind', 'ro'] : ['rbind'] }));
+    container.mounts = (config.mounts ?? []).map((m) => ({
+      destination: m.container_path,
+      source: m.host_path,
+      type: 'bind',
+      options: m.readonly ? ['rbind', 'ro'] : ['rbind'],
+    }));
     container.linux = { resources: criToNriResources(record.resources), cgroups_path: record.cgroupsPath };
   }
   return container;

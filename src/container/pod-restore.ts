@@ -12,7 +12,14 @@ import type { PodSandboxConfig__Output } from '../generated/runtime/v1/PodSandbo
 import { deadlineExceeded, failedPrecondition, invalidArgument } from '../errors.ts';
 import { ArchiveError, readArchiveMetadata } from '../checkpoint/archive.ts';
 import { RestoreError, validConfigDump } from '../checkpoint/metadata.ts';
-import { containerConfigMismatch, matchContainerConfigs, PodCheckpointError, podConfigMismatch, readPodCheckpoint, unsupportedOptions } from '../checkpoint/pod.ts';
+import {
+  containerConfigMismatch,
+  matchContainerConfigs,
+  PodCheckpointError,
+  podConfigMismatch,
+  readPodCheckpoint,
+  unsupportedOptions,
+} from '../checkpoint/pod.ts';
 import type { ResolvedImage } from '../oci/request.ts';
 
 export interface PodRestoreDeps {
@@ -30,13 +37,16 @@ function asRequestError(err: unknown): unknown {
 export async function restorePod(deps: PodRestoreDeps, req: RestorePodRequest__Output, signal?: AbortSignal): Promise<RestorePodResponse> {
   const unsupported = unsupportedOptions('RestorePod', req.options);
   if (unsupported) throw invalidArgument(unsupported);
-  if (!req.config) throw invalidArgument('config is required: the restored pod\'s sandbox config');
+  if (!req.config) throw invalidArgument("config is required: the restored pod's sandbox config");
   const { manifest, archives } = await readPodCheckpoint(req.checkpoint_path).catch((err) => {
     throw asRequestError(err);
   });
   const handler = req.runtime_handler || deps.defaultHandler;
   const checkpointHandler = manifest.runtimeHandler || deps.defaultHandler;
-  if (handler !== checkpointHandler) throw failedPrecondition(`the checkpoint was made with runtime handler ${JSON.stringify(checkpointHandler)}; restore it with that handler, not ${JSON.stringify(handler)}`);
+  if (handler !== checkpointHandler)
+    throw failedPrecondition(
+      `the checkpoint was made with runtime handler ${JSON.stringify(checkpointHandler)}; restore it with that handler, not ${JSON.stringify(handler)}`,
+    );
   const podMismatch = podConfigMismatch(manifest.podConfig, req.config);
   if (podMismatch) throw failedPrecondition(`cannot restore the checkpoint of pod ${manifest.sandboxId}: ${podMismatch}`);
   let configs: Map<string, ContainerConfig__Output>;
@@ -50,22 +60,36 @@ export async function restorePod(deps: PodRestoreDeps, req: RestorePodRequest__O
   for (const c of manifest.containers) {
     const archive = archives.get(c.name)!;
     const config = configs.get(c.name)!;
-    const dump = await readArchiveMetadata(archive).then(({ config: raw }) => validConfigDump(raw)).catch((err) => {
-      throw asRequestError(err);
-    });
+    const dump = await readArchiveMetadata(archive)
+      .then(({ config: raw }) => validConfigDump(raw))
+      .catch((err) => {
+        throw asRequestError(err);
+      });
     const mismatch = containerConfigMismatch(dump.containerConfig, config);
     if (mismatch) throw failedPrecondition(`container_configs entry ${JSON.stringify(c.name)} does not describe the checkpointed container: ${mismatch}`);
     const requestedImage = config.image?.image ?? '';
     if (requestedImage) {
       const image = await deps.resolveImage(requestedImage);
       if (image && dump.rootfsImageRef && image.id !== dump.rootfsImageRef) {
-        throw failedPrecondition(`container ${JSON.stringify(c.name)} was checkpointed from image ${dump.rootfsImageRef}, but its config names ${requestedImage} (${image.id})`);
+        throw failedPrecondition(
+          `container ${JSON.stringify(c.name)} was checkpointed from image ${dump.rootfsImageRef}, but its config names ${requestedImage} (${image.id})`,
+        );
       }
     }
-    plan.push({ name: c.name, config: { ...config, image: { ...(config.image ?? { annotations: {}, user_specified_image: '', runtime_handler: '', image_ref: '' }), image: archive } as ContainerConfig__Output['image'] } });
+    plan.push({
+      name: c.name,
+      config: {
+        ...config,
+        image: {
+          ...(config.image ?? { annotations: {}, user_specified_image: '', runtime_handler: '', image_ref: '' }),
+          image: archive,
+        } as ContainerConfig__Output['image'],
+      },
+    });
   }
 
-  const aborted = () => signal?.aborted && deadlineExceeded(`restoring the pod from ${req.checkpoint_path} did not finish before the client's deadline; nothing was kept`);
+  const aborted = () =>
+    signal?.aborted && deadlineExceeded(`restoring the pod from ${req.checkpoint_path} did not finish before the client's deadline; nothing was kept`);
   const early = aborted();
   if (early) throw early;
   const podId = await deps.runPod(req.config, req.runtime_handler);

@@ -89,7 +89,13 @@ export function toContainer(r: ContainerRecord): Container {
 
 function imageSpec(r: ContainerRecord) {
   const image = r.config.image;
-  return { image: r.imageRef, annotations: image?.annotations ?? {}, user_specified_image: image?.user_specified_image || r.imageRef, runtime_handler: image?.runtime_handler ?? '', image_ref: r.imageId };
+  return {
+    image: r.imageRef,
+    annotations: image?.annotations ?? {},
+    user_specified_image: image?.user_specified_image || r.imageRef,
+    runtime_handler: image?.runtime_handler ?? '',
+    image_ref: r.imageId,
+  };
 }
 
 export function toStatus(r: ContainerRecord): ContainerStatus {
@@ -183,7 +189,10 @@ export function exitReason(exitCode: number, oomKilled: boolean): string {
  */
 export function stopSignal(requested: string | undefined, imageSignal: string): string {
   if (requested && requested !== 'SIGNAL_RUNTIME_DEFAULT') {
-    return requested.replace(/^SIGNAL_/, '').replace(/PLUS(\d+)$/, '+$1').replace(/MINUS(\d+)$/, '-$1');
+    return requested
+      .replace(/^SIGNAL_/, '')
+      .replace(/PLUS(\d+)$/, '+$1')
+      .replace(/MINUS(\d+)$/, '-$1');
   }
   const fromImage = imageSignal.trim().toUpperCase();
   if (!fromImage) return 'SIGTERM';

@@ -6,7 +6,9 @@ import { failedPrecondition, type DomainError } from '../errors.ts';
 export function requestErrorOf(message: string): DomainError | undefined {
   const memory = /unable to set memory limit to (-?\d+) \(current usage: (\d+)/.exec(message);
   if (memory) {
-    return failedPrecondition(`memory_limit_in_bytes ${memory[1]} is below what the container's processes already use (${memory[2]} bytes); give it a higher limit`);
+    return failedPrecondition(
+      `memory_limit_in_bytes ${memory[1]} is below what the container's processes already use (${memory[2]} bytes); give it a higher limit`,
+    );
   }
   return undefined;
 }

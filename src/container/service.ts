@@ -135,23 +135,34 @@ export class ContainerService extends ContainerState {
   // ---- PodContainers ----
 
   async stopAll(sandboxId: string, timeoutSeconds: number): Promise<void> {
-    const ids = this.store.list().filter((r) => r.sandboxId === sandboxId).map((r) => r.id);
+    const ids = this.store
+      .list()
+      .filter((r) => r.sandboxId === sandboxId)
+      .map((r) => r.id);
     await Promise.all(ids.map((id) => stopContainer(this, id, timeoutSeconds)));
   }
 
   async removeAll(sandboxId: string): Promise<void> {
-    const ids = this.store.list().filter((r) => r.sandboxId === sandboxId).map((r) => r.id);
+    const ids = this.store
+      .list()
+      .filter((r) => r.sandboxId === sandboxId)
+      .map((r) => r.id);
     await Promise.all(ids.map((id) => removeContainer(this, id)));
   }
 
   /** The pid of the pod's earliest running container whose process is alive. */
   runningPid(sandboxId: string): number | undefined {
-    const running = this.store.list().filter((r) => r.sandboxId === sandboxId && r.state === 'CONTAINER_RUNNING' && r.pid > 0).sort((a, b) => a.createdAt - b.createdAt);
+    const running = this.store
+      .list()
+      .filter((r) => r.sandboxId === sandboxId && r.state === 'CONTAINER_RUNNING' && r.pid > 0)
+      .sort((a, b) => a.createdAt - b.createdAt);
     return running.find((r) => existsSync(`/proc/${r.pid}`))?.pid;
   }
 
   async statuses(sandboxId: string): Promise<ContainerStatus[]> {
-    return this.store.list().filter((r) => r.sandboxId === sandboxId).map(toStatus);
+    return this.store
+      .list()
+      .filter((r) => r.sandboxId === sandboxId)
+      .map(toStatus);
   }
 }
-

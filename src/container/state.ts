@@ -98,7 +98,8 @@ export abstract class ContainerState {
   runtimeFor(handler: string): OciRuntime {
     const name = handler || this.deps.config.runtime.default_handler;
     const h = this.deps.config.runtime.handlers[name];
-    if (!h) throw invalidArgument(`runtime handler ${quote(name)} is not configured; known handlers: ${Object.keys(this.deps.config.runtime.handlers).join(', ')}`);
+    if (!h)
+      throw invalidArgument(`runtime handler ${quote(name)} is not configured; known handlers: ${Object.keys(this.deps.config.runtime.handlers).join(', ')}`);
     return new OciRuntime(h.path, h.root || join(this.deps.config.state, 'runtime', name), this.deps.config.cgroup_driver === 'systemd');
   }
 
@@ -115,7 +116,11 @@ export abstract class ContainerState {
   }
 
   list(filter?: ContainerFilter__Output | null): Container[] {
-    return this.store.list().filter((r) => matchesFilter(r, filter)).sort((a, b) => a.createdAt - b.createdAt).map(toContainer);
+    return this.store
+      .list()
+      .filter((r) => matchesFilter(r, filter))
+      .sort((a, b) => a.createdAt - b.createdAt)
+      .map(toContainer);
   }
 
   records(): ContainerRecord[] {

@@ -12,7 +12,17 @@ import type { SandboxRecord } from '../sandbox/record.ts';
 import { matchesLabels } from '../sandbox/filter.ts';
 import { cgroupFsPath, type CgroupDriver } from '../cgroups/cgroups.ts';
 import { readCgroupDetail, readCgroupUsage, type CgroupUsage } from '../cgroups/stats.ts';
-import { blockDeviceNames, containerMetrics, filesystemOf, metricDescriptors, parseNetDevCounters, podMetrics, processCounts, readMaxOpenFiles, type ContainerFacts } from './metrics.ts';
+import {
+  blockDeviceNames,
+  containerMetrics,
+  filesystemOf,
+  metricDescriptors,
+  parseNetDevCounters,
+  podMetrics,
+  processCounts,
+  readMaxOpenFiles,
+  type ContainerFacts,
+} from './metrics.ts';
 import type { ContainerRecord } from './record.ts';
 
 export interface StatsSources {
@@ -68,7 +78,9 @@ export class StatsService {
   }
 
   async podStats(filter: StatsFilter = {}): Promise<PodSandboxStats[]> {
-    const pods = this.sources.sandboxes().filter((s) => (!filter.id || s.id.startsWith(filter.id)) && matchesLabels(s.config.labels ?? {}, filter.label_selector));
+    const pods = this.sources
+      .sandboxes()
+      .filter((s) => (!filter.id || s.id.startsWith(filter.id)) && matchesLabels(s.config.labels ?? {}, filter.label_selector));
     return Promise.all(pods.map((pod) => this.onePod(pod)));
   }
 
@@ -118,7 +130,9 @@ export class StatsService {
     return Promise.all(
       this.sources.sandboxes().map(async (pod) => {
         const running = containers.filter((c) => c.sandboxId === pod.id && c.state === 'CONTAINER_RUNNING');
-        const container_metrics = await Promise.all(running.map(async (c) => ({ container_id: c.id, metrics: containerMetrics(c, pod, await this.containerFacts(c, now), now) })));
+        const container_metrics = await Promise.all(
+          running.map(async (c) => ({ container_id: c.id, metrics: containerMetrics(c, pod, await this.containerFacts(c, now), now) })),
+        );
         const pid = pod.infraPid || running.find((c) => c.pid)?.pid;
         const netDev = pid && pod.namespaces.network ? await readFile(`/proc/${pid}/net/dev`, 'utf8').catch(() => '') : '';
         const interfaces = parseNetDevCounters(netDev).filter((i) => i.name !== 'lo');

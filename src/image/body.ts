@@ -71,7 +71,10 @@ async function readAtMost(res: Response, limit: number, onChunk?: () => void, to
 
 /** Registry text fit for a message: one line of printable characters, shortened. */
 export function quote(text: string): string {
-  const line = text.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ').replace(/\s+/g, ' ').trim();
+  const line = text
+    .replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
   return line.length > QUOTE_LIMIT ? `${line.slice(0, QUOTE_LIMIT)}…` : line;
 }
 
@@ -104,8 +107,12 @@ function distributionErrors(text: string): string | undefined {
   }
   const errors = (doc as { errors?: unknown })?.errors;
   if (!Array.isArray(errors) || !errors.length) return undefined;
-  return errors
-    .map((e: { code?: unknown; message?: unknown }) => [typeof e?.code === 'string' ? e.code : '', typeof e?.message === 'string' ? e.message : ''].filter(Boolean).join(': '))
-    .filter(Boolean)
-    .join('; ') || undefined;
+  return (
+    errors
+      .map((e: { code?: unknown; message?: unknown }) =>
+        [typeof e?.code === 'string' ? e.code : '', typeof e?.message === 'string' ? e.message : ''].filter(Boolean).join(': '),
+      )
+      .filter(Boolean)
+      .join('; ') || undefined
+  );
 }

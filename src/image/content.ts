@@ -62,7 +62,10 @@ export class BlobWriter {
 
   /** Bytes already written by earlier attempts. */
   async offset(): Promise<number> {
-    return stat(this.tmp).then((s) => s.size, () => 0);
+    return stat(this.tmp).then(
+      (s) => s.size,
+      () => 0,
+    );
   }
 
   /** Writes from source, then verifies the whole file and moves it into place. */
@@ -146,7 +149,10 @@ export class ContentStore {
   }
 
   async has(digest: string): Promise<boolean> {
-    return stat(this.path(digest)).then(() => true, () => false);
+    return stat(this.path(digest)).then(
+      () => true,
+      () => false,
+    );
   }
 
   /**
@@ -168,7 +174,12 @@ export class ContentStore {
   }
 
   /** Stores a blob from one stream, verifying digest and size; nothing is kept on failure. */
-  async write(digest: string, size: number | undefined, input: Readable, options: { signal?: AbortSignal; onProgress?: (bytes: number, done: number) => void } = {}): Promise<boolean> {
+  async write(
+    digest: string,
+    size: number | undefined,
+    input: Readable,
+    options: { signal?: AbortSignal; onProgress?: (bytes: number, done: number) => void } = {},
+  ): Promise<boolean> {
     return this.ingest(digest, size, (w) => w.fetch(async () => ({ stream: input, offset: 0 }), options));
   }
 

@@ -25,11 +25,18 @@ export class CredentialSourceError extends Error {}
 
 /** The docker-credential-<name> program on PATH. */
 async function findHelper(name: string, path: string): Promise<string> {
-  if (!HELPER_NAME.test(name)) throw new CredentialSourceError(`the credential helper name ${JSON.stringify(name.slice(0, 64))} is not valid: letters, digits, '.', '_' and '-' only`);
+  if (!HELPER_NAME.test(name))
+    throw new CredentialSourceError(`the credential helper name ${JSON.stringify(name.slice(0, 64))} is not valid: letters, digits, '.', '_' and '-' only`);
   const program = `docker-credential-${name}`;
   for (const dir of path.split(delimiter).filter((d) => d.startsWith('/'))) {
     const file = join(dir, program);
-    if (await access(file, constants.X_OK).then(() => true, () => false)) return file;
+    if (
+      await access(file, constants.X_OK).then(
+        () => true,
+        () => false,
+      )
+    )
+      return file;
   }
   throw new CredentialSourceError(`the credential helper ${program} is not installed (not found on PATH)`);
 }
@@ -46,13 +53,16 @@ export async function helperCredentials(name: string, server: string, options: {
   try {
     result = await run(file, ['get'], { input: server, timeoutMs, killSignal: 'SIGKILL', maxBuffer: HELPER_OUTPUT_LIMIT });
   } catch (err) {
-    if (err instanceof RangeError) throw new CredentialSourceError(`the credential helper ${program} wrote more than ${HELPER_OUTPUT_LIMIT / 1024} KiB for ${server}`);
+    if (err instanceof RangeError)
+      throw new CredentialSourceError(`the credential helper ${program} wrote more than ${HELPER_OUTPUT_LIMIT / 1024} KiB for ${server}`);
     throw new CredentialSourceError(`the credential helper ${program} cannot be run: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
   }
   if (result.timedOut) throw new CredentialSourceError(`the credential helper ${program} did not answer within ${timeoutMs / 1000} s for ${server}`);
   if (result.code !== 0) {
     if (/credentials not found/i.test(result.stdout + result.stderr)) return undefined;
-    throw new CredentialSourceError(`the credential helper ${program} failed for ${server} (${result.signal ? `killed by ${result.signal}` : `exit code ${result.code}`}); run "echo ${server} | ${program} get" to see why`);
+    throw new CredentialSourceError(
+      `the credential helper ${program} failed for ${server} (${result.signal ? `killed by ${result.signal}` : `exit code ${result.code}`}); run "echo ${server} | ${program} get" to see why`,
+    );
   }
   let answer: unknown;
   try {
@@ -100,16 +110,19 @@ export async function readAuthFile(file: string): Promise<AuthFile> {
   };
   const auths: AuthFile['auths'] = {};
   for (const [host, entry] of Object.entries(table('auths'))) {
-    if (!entry || typeof entry !== 'object' || Array.isArray(entry)) throw new CredentialSourceError(`[registry] auth_file ${file}: auths entry ${JSON.stringify(host.slice(0, 100))} is not an object`);
+    if (!entry || typeof entry !== 'object' || Array.isArray(entry))
+      throw new CredentialSourceError(`[registry] auth_file ${file}: auths entry ${JSON.stringify(host.slice(0, 100))} is not an object`);
     const e = entry as Record<string, unknown>;
     for (const k of ['auth', 'username', 'password', 'identitytoken']) {
-      if (e[k] !== undefined && typeof e[k] !== 'string') throw new CredentialSourceError(`[registry] auth_file ${file}: auths entry ${JSON.stringify(host.slice(0, 100))} has a ${k} that is not a string`);
+      if (e[k] !== undefined && typeof e[k] !== 'string')
+        throw new CredentialSourceError(`[registry] auth_file ${file}: auths entry ${JSON.stringify(host.slice(0, 100))} has a ${k} that is not a string`);
     }
     auths[host] = e as AuthFile['auths'][string];
   }
   const credHelpers: Record<string, string> = {};
   for (const [host, name] of Object.entries(table('credHelpers'))) {
-    if (typeof name !== 'string') throw new CredentialSourceError(`[registry] auth_file ${file}: credHelpers entry ${JSON.stringify(host.slice(0, 100))} is not a string`);
+    if (typeof name !== 'string')
+      throw new CredentialSourceError(`[registry] auth_file ${file}: credHelpers entry ${JSON.stringify(host.slice(0, 100))} is not a string`);
     credHelpers[host] = name;
   }
   const store = doc.credsStore;

@@ -73,7 +73,11 @@ function entryFor<T>(table: Record<string, T>, host: string): T | undefined {
  * host those credentials would go to: the registry for its own server, the
  * mirror's own host for a mirror.
  */
-export async function lookupCredentials(endpoint: Pick<RegistryEndpoint, 'host' | 'ownServer'>, registry: string, sources: CredentialSources): Promise<Credentials> {
+export async function lookupCredentials(
+  endpoint: Pick<RegistryEndpoint, 'host' | 'ownServer'>,
+  registry: string,
+  sources: CredentialSources,
+): Promise<Credentials> {
   const found = credentialsFor(endpoint, registry, sources);
   if (Object.values(found).some(Boolean) || !sources.helpers) return found;
   const host = endpoint.ownServer ? registry : endpoint.host;
@@ -86,7 +90,12 @@ export async function lookupCredentials(endpoint: Pick<RegistryEndpoint, 'host' 
   }
   const entry = entryFor(file.auths, host);
   if (entry) {
-    const decoded = sources.decode({ username: entry.username ?? '', password: entry.password ?? '', auth: entry.auth ?? '', identity_token: entry.identitytoken ?? '' });
+    const decoded = sources.decode({
+      username: entry.username ?? '',
+      password: entry.password ?? '',
+      auth: entry.auth ?? '',
+      identity_token: entry.identitytoken ?? '',
+    });
     if (decoded) return decoded;
   }
   return found;

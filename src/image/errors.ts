@@ -12,7 +12,8 @@ import { diskFullCode } from '../store/disk-full.ts';
 
 /** The cause of an abort (stream pipelines wrap the signal's reason in an AbortError). */
 function unwrap(err: unknown): unknown {
-  if (err instanceof Error && err.name === 'AbortError' && (err as Error & { cause?: unknown }).cause instanceof Error) return (err as Error & { cause?: unknown }).cause;
+  if (err instanceof Error && err.name === 'AbortError' && (err as Error & { cause?: unknown }).cause instanceof Error)
+    return (err as Error & { cause?: unknown }).cause;
   return err;
 }
 

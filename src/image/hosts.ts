@@ -41,7 +41,15 @@ function isLoopback(host: string): boolean {
 /** The upstream URL of a registry host when nothing is configured. */
 export function defaultEndpoint(host: string): RegistryEndpoint {
   const server = host === 'docker.io' ? 'registry-1.docker.io' : host;
-  return { url: `https://${server}/v2`, host: server, capabilities: ['pull', 'resolve'], skipVerify: false, headers: {}, httpFallback: isLoopback(host), ownServer: true };
+  return {
+    url: `https://${server}/v2`,
+    host: server,
+    capabilities: ['pull', 'resolve'],
+    skipVerify: false,
+    headers: {},
+    httpFallback: isLoopback(host),
+    ownServer: true,
+  };
 }
 
 function asStrings(value: unknown): string[] | undefined {

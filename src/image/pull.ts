@@ -47,7 +47,7 @@ export class PullProgress {
 
   set(digest: string, kind: string, state: BlobProgress['state'], total: number): void {
     const current = this.blobs.get(digest);
-    this.blobs.set(digest, { kind, state, total, done: state === 'done' ? total : current?.done ?? 0 });
+    this.blobs.set(digest, { kind, state, total, done: state === 'done' ? total : (current?.done ?? 0) });
   }
 
   update(digest: string, bytes: number, done: number): void {
@@ -162,13 +162,16 @@ async function fetchManifest(client: RegistryClient, reference: string, ctx: Pul
     }
     const body = await readBody(res, MANIFEST_LIMIT, `manifest ${reference} from ${host}`, stall.arm);
     const byDigest = isDigest(reference);
-    if (byDigest && digestOf(body, algorithmOf(reference)) !== reference) throw new DigestMismatchError(`manifest content does not match its digest ${reference}`);
-    if (declaredSize !== undefined && body.length !== declaredSize) throw new DigestMismatchError(`manifest ${reference} has ${body.length} bytes, ${declaredSize} were declared`);
+    if (byDigest && digestOf(body, algorithmOf(reference)) !== reference)
+      throw new DigestMismatchError(`manifest content does not match its digest ${reference}`);
+    if (declaredSize !== undefined && body.length !== declaredSize)
+      throw new DigestMismatchError(`manifest ${reference} has ${body.length} bytes, ${declaredSize} were declared`);
     const announced = res.headers.get('docker-content-digest');
     if (!byDigest && announced) {
       const problem = digestProblem(announced);
       if (problem) throw new ImageFormatError(`the Docker-Content-Digest registry ${host} sent for manifest ${reference} ${problem}`);
-      if (digestOf(body, algorithmOf(announced)) !== announced) throw new DigestMismatchError(`manifest ${reference} does not match the digest ${announced} registry ${host} announced for it`);
+      if (digestOf(body, algorithmOf(announced)) !== announced)
+        throw new DigestMismatchError(`manifest ${reference} does not match the digest ${announced} registry ${host} announced for it`);
     }
     let doc: unknown;
     try {
@@ -176,7 +179,8 @@ async function fetchManifest(client: RegistryClient, reference: string, ctx: Pul
     } catch {
       throw new ImageFormatError(`registry ${host} sent a manifest for ${reference} that is not JSON`);
     }
-    if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new ImageFormatError(`registry ${host} sent a manifest for ${reference} that is not a JSON object`);
+    if (typeof doc !== 'object' || doc === null || Array.isArray(doc))
+      throw new ImageFormatError(`registry ${host} sent a manifest for ${reference} that is not a JSON object`);
     const parsed = doc as Record<string, unknown>;
     const contentType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
     const mediaType = typeof parsed.mediaType === 'string' && parsed.mediaType ? parsed.mediaType : contentType;
@@ -204,11 +208,17 @@ async function fromIndex(client: RegistryClient, index: Fetched, ref: ImageRefer
   if (!chosen) {
     const host = hostPlatform();
     const offered = manifests.map((m) => `${m.platform?.os}/${m.platform?.architecture}${m.platform?.variant ? `/${m.platform.variant}` : ''}`).join(', ');
-    throw new PlatformError(`image ${formatReference(ref)} has no ${host.os}/${host.architecture}${host.variant ? `/${host.variant}` : ''} variant (it offers ${offered || 'none'})`);
+    throw new PlatformError(
+      `image ${formatReference(ref)} has no ${host.os}/${host.architecture}${host.variant ? `/${host.variant}` : ''} variant (it offers ${offered || 'none'})`,
+    );
   }
-  if (chosen.size > MANIFEST_LIMIT) throw new TooLargeError(`manifest ${chosen.digest} declares ${chosen.size} bytes, more than the ${formatSize(MANIFEST_LIMIT)} tscri accepts`);
+  if (chosen.size > MANIFEST_LIMIT)
+    throw new TooLargeError(`manifest ${chosen.digest} declares ${chosen.size} bytes, more than the ${formatSize(MANIFEST_LIMIT)} tscri accepts`);
   const manifest = await fetchManifest(client, chosen.digest, ctx, chosen.size);
-  if (isIndex(manifest)) throw new ImageFormatError(`the index of ${formatReference(ref)} names another index (${chosen.digest}) for this platform; nested indexes are not supported`);
+  if (isIndex(manifest))
+    throw new ImageFormatError(
+      `the index of ${formatReference(ref)} names another index (${chosen.digest}) for this platform; nested indexes are not supported`,
+    );
   return manifest;
 }
 
@@ -219,8 +229,11 @@ async function fromIndex(client: RegistryClient, index: Fetched, ref: ImageRefer
  */
 async function resolve(ref: ImageReference, ctx: PullContext): Promise<Resolved> {
   const wanted = ref.digest ? 'pull' : 'resolve';
-  const endpoints = (await endpointsFor(ctx.config.registry.config_path, ref.domain)).filter((e) => e.capabilities.includes(wanted) && e.capabilities.includes('pull'));
-  if (!endpoints.length) throw new RegistryError(`no host configured for ${ref.domain} can ${wanted} images; check ${ctx.config.registry.config_path}/${ref.domain}/hosts.toml`);
+  const endpoints = (await endpointsFor(ctx.config.registry.config_path, ref.domain)).filter(
+    (e) => e.capabilities.includes(wanted) && e.capabilities.includes('pull'),
+  );
+  if (!endpoints.length)
+    throw new RegistryError(`no host configured for ${ref.domain} can ${wanted} images; check ${ctx.config.registry.config_path}/${ref.domain}/hosts.toml`);
   const failures: string[] = [];
   let notFound = 0;
   let stalled = false;
@@ -275,22 +288,25 @@ async function download(client: RegistryClient, digest: string, size: number | u
       if (attempt) await sleep(backoff(attempt), ctx.signal);
       const stall = new Stall(ctx, `blob ${digest}`, client.endpoint.host);
       try {
-        await writer.fetch(async (offset) => {
-          const res = await client.get(`blobs/${digest}`, { headers: offset ? { range: `bytes=${offset}-` } : {}, signal: stall.signal, progress: stall });
-          if (!res.ok || !res.body) {
-            const reason = await errorReason(res, stall.arm);
-            throw new RegistryError(`registry ${client.endpoint.host} answered ${res.status} for blob ${digest}${reason ? `: ${reason}` : ''}`, res.status);
-          }
-          const start = res.status === 206 ? rangeStart(res.headers.get('content-range')) ?? 0 : 0;
-          return { stream: Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), offset: start };
-        }, {
-          signal: stall.signal,
-          onProgress: (bytes, done) => {
-            stall.arm();
-            metrics.imagePullBytes.inc(bytes);
-            ctx.progress?.update(digest, bytes, done);
+        await writer.fetch(
+          async (offset) => {
+            const res = await client.get(`blobs/${digest}`, { headers: offset ? { range: `bytes=${offset}-` } : {}, signal: stall.signal, progress: stall });
+            if (!res.ok || !res.body) {
+              const reason = await errorReason(res, stall.arm);
+              throw new RegistryError(`registry ${client.endpoint.host} answered ${res.status} for blob ${digest}${reason ? `: ${reason}` : ''}`, res.status);
+            }
+            const start = res.status === 206 ? (rangeStart(res.headers.get('content-range')) ?? 0) : 0;
+            return { stream: Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), offset: start };
           },
-        });
+          {
+            signal: stall.signal,
+            onProgress: (bytes, done) => {
+              stall.arm();
+              metrics.imagePullBytes.inc(bytes);
+              ctx.progress?.update(digest, bytes, done);
+            },
+          },
+        );
         return;
       } catch (err) {
         if (stall.fired) throw stall.error(err);
@@ -303,7 +319,9 @@ async function download(client: RegistryClient, digest: string, size: number | u
         stall.clear();
       }
     }
-    throw lastError instanceof RegistryError ? lastError : new RegistryError(`cannot download blob ${digest} from ${client.endpoint.host}: ${(lastError as Error)?.message ?? lastError}`);
+    throw lastError instanceof RegistryError
+      ? lastError
+      : new RegistryError(`cannot download blob ${digest} from ${client.endpoint.host}: ${(lastError as Error)?.message ?? lastError}`);
   });
   if (created) ctx.created.blobs.add(digest);
 }
@@ -335,13 +353,17 @@ async function bounded<T>(items: T[], limit: number, signal: AbortSignal, fn: (i
 }
 
 /** Pulls ref; returns the image record (not yet stored). */
-export async function pullImage(ref: ImageReference, ctx: PullContext): Promise<Omit<ImageRecord, 'repoTags' | 'repoDigests' | 'pinned' | 'pulledAt'> & { repository: string }> {
+export async function pullImage(
+  ref: ImageReference,
+  ctx: PullContext,
+): Promise<Omit<ImageRecord, 'repoTags' | 'repoDigests' | 'pinned' | 'pulledAt'> & { repository: string }> {
   const name = formatReference(ref);
   // Digests, sizes and types of the manifest were checked by resolve().
   const { client, manifest, manifestDigest } = await resolve(ref, ctx);
   const configDigest = manifest.config.digest;
   const configSize = manifest.config.size;
-  if (configSize > CONFIG_LIMIT) throw new TooLargeError(`the image config ${configDigest} declares ${configSize} bytes, more than the ${formatSize(CONFIG_LIMIT)} tscri accepts`);
+  if (configSize > CONFIG_LIMIT)
+    throw new TooLargeError(`the image config ${configDigest} declares ${configSize} bytes, more than the ${formatSize(CONFIG_LIMIT)} tscri accepts`);
   const layers: ImageRecord['layers'] = manifest.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType ?? '', size: l.size }));
   // A layer tscri cannot unpack fails the pull before anything is downloaded.
   layers.forEach((l) => declaredCompression(l.mediaType));
@@ -351,20 +373,27 @@ export async function pullImage(ref: ImageReference, ctx: PullContext): Promise<
   const diffIds = config.rootfs.diff_ids;
   if (diffIds.length !== layers.length) throw new ImageFormatError(`image ${name} lists ${layers.length} layers but its config has ${diffIds.length} diff ids`);
   const chains = chainIds(diffIds);
-  await bounded(layers.map((layer, i) => ({ layer, i })), ctx.config.image.max_concurrent_downloads, ctx.signal, async ({ layer, i }, signal) => {
-    const layerCtx = { ...ctx, signal };
-    const chain = chains[i]!;
-    ctx.using.chains.add(chain);
-    if (ctx.snapshots.has(chain)) return;
-    await download(client, layer.digest, layer.size, layerCtx, 'layer');
-    const existed = ctx.snapshots.has(chain);
-    ctx.progress?.set(layer.digest, 'layer', 'unpacking', layer.size);
-    await ctx.snapshots.ensure(chain, diffIds[i]!, async () => ({ stream: ctx.content.read(layer.digest), mediaType: layer.mediaType }), signal).catch((err: unknown) => {
-      throw err instanceof LayerError ? new LayerError(`layer ${layer.digest}: ${err.message}`) : err;
-    });
-    ctx.progress?.set(layer.digest, 'layer', 'done', layer.size);
-    if (!existed) ctx.created.chains.add(chain);
-  });
+  await bounded(
+    layers.map((layer, i) => ({ layer, i })),
+    ctx.config.image.max_concurrent_downloads,
+    ctx.signal,
+    async ({ layer, i }, signal) => {
+      const layerCtx = { ...ctx, signal };
+      const chain = chains[i]!;
+      ctx.using.chains.add(chain);
+      if (ctx.snapshots.has(chain)) return;
+      await download(client, layer.digest, layer.size, layerCtx, 'layer');
+      const existed = ctx.snapshots.has(chain);
+      ctx.progress?.set(layer.digest, 'layer', 'unpacking', layer.size);
+      await ctx.snapshots
+        .ensure(chain, diffIds[i]!, async () => ({ stream: ctx.content.read(layer.digest), mediaType: layer.mediaType }), signal)
+        .catch((err: unknown) => {
+          throw err instanceof LayerError ? new LayerError(`layer ${layer.digest}: ${err.message}`) : err;
+        });
+      ctx.progress?.set(layer.digest, 'layer', 'done', layer.size);
+      if (!existed) ctx.created.chains.add(chain);
+    },
+  );
   return {
     id: configDigest,
     repository: repository(ref),

@@ -46,13 +46,24 @@ export function toCriImage(r: ImageRecord): Image {
 
 /** The host's platform as OCI names it. */
 export function hostPlatform(): { os: string; architecture: string; variant?: string } {
-  const arch: Record<string, [string, string?]> = { x64: ['amd64'], arm64: ['arm64', 'v8'], arm: ['arm', 'v7'], ia32: ['386'], ppc64: ['ppc64le'], s390x: ['s390x'], riscv64: ['riscv64'] };
+  const arch: Record<string, [string, string?]> = {
+    x64: ['amd64'],
+    arm64: ['arm64', 'v8'],
+    arm: ['arm', 'v7'],
+    ia32: ['386'],
+    ppc64: ['ppc64le'],
+    s390x: ['s390x'],
+    riscv64: ['riscv64'],
+  };
   const [architecture, variant] = arch[process.arch] ?? [process.arch];
   return { os: 'linux', architecture, variant };
 }
 
 /** Picks the manifest for the host from an index; undefined when none fits. */
-export function choosePlatform<T extends { platform?: { os?: string; architecture?: string; variant?: string } }>(manifests: T[], host = hostPlatform()): T | undefined {
+export function choosePlatform<T extends { platform?: { os?: string; architecture?: string; variant?: string } }>(
+  manifests: T[],
+  host = hostPlatform(),
+): T | undefined {
   const candidates = manifests.filter((m) => m.platform?.os === host.os && m.platform?.architecture === host.architecture);
   return candidates.find((m) => !host.variant || !m.platform?.variant || m.platform.variant === host.variant) ?? candidates[0];
 }

@@ -54,7 +54,8 @@ export function parseReference(input: string): ImageReference {
   if (!path.split('/').every((c) => COMPONENT.test(c))) {
     throw new ReferenceError(`invalid repository name ${quote(path)} in image reference ${quote(input)}: use lowercase letters, digits and separators`);
   }
-  if (!/^[A-Za-z0-9.-]+(:\d+)?$|^\[[0-9a-fA-F:]+\](:\d+)?$/.test(domain)) throw new ReferenceError(`invalid registry host ${quote(domain)} in image reference ${quote(input)}`);
+  if (!/^[A-Za-z0-9.-]+(:\d+)?$|^\[[0-9a-fA-F:]+\](:\d+)?$/.test(domain))
+    throw new ReferenceError(`invalid registry host ${quote(domain)} in image reference ${quote(input)}`);
   if (!tag && !digest) tag = 'latest';
   return { domain, path, tag, digest };
 }

@@ -101,10 +101,14 @@ export function backoff(attempt: number): number {
 export const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
     const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    }, { once: true });
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        reject(signal.reason);
+      },
+      { once: true },
+    );
   });
 
 /**
@@ -176,7 +180,10 @@ export class RegistryClient {
         if (res.status >= 500 || res.status === 429) {
           wait = this.retryWait(res, path);
           const reason = await errorReason(res, progress?.arm);
-          lastError = new RegistryError(`registry ${this.endpoint.host} answered ${res.status} for ${this.repo}/${path}${reason ? `: ${reason}` : ''}`, res.status);
+          lastError = new RegistryError(
+            `registry ${this.endpoint.host} answered ${res.status} for ${this.repo}/${path}${reason ? `: ${reason}` : ''}`,
+            res.status,
+          );
           continue;
         }
         return res;
@@ -187,7 +194,9 @@ export class RegistryClient {
         wait = 0;
       }
     }
-    throw lastError instanceof RegistryError ? lastError : new RegistryError(`cannot reach registry ${this.endpoint.host}: ${(lastError as Error)?.message ?? lastError}`);
+    throw lastError instanceof RegistryError
+      ? lastError
+      : new RegistryError(`cannot reach registry ${this.endpoint.host}: ${(lastError as Error)?.message ?? lastError}`);
   }
 
   /**
@@ -235,18 +244,25 @@ export class RegistryClient {
     const { scheme, params } = parseChallenge(header);
     const creds = this.credentials;
     if (scheme === 'basic') {
-      if (!creds.username) throw new RegistryError(`registry ${this.endpoint.host} requires credentials for ${this.repo}; pass them with the pull or configure [registry.auths."${this.endpoint.host}"]`, 401);
+      if (!creds.username)
+        throw new RegistryError(
+          `registry ${this.endpoint.host} requires credentials for ${this.repo}; pass them with the pull or configure [registry.auths."${this.endpoint.host}"]`,
+          401,
+        );
       this.authorization = `Basic ${Buffer.from(`${creds.username}:${creds.password ?? ''}`).toString('base64')}`;
       return;
     }
-    if (scheme !== 'bearer') throw new RegistryError(`registry ${this.endpoint.host} asks for unsupported authentication ${JSON.stringify(quote(scheme))}`, 401);
+    if (scheme !== 'bearer')
+      throw new RegistryError(`registry ${this.endpoint.host} asks for unsupported authentication ${JSON.stringify(quote(scheme))}`, 401);
     if (creds.registryToken) {
       this.authorization = `Bearer ${creds.registryToken}`;
       return;
     }
     const scope = params.scope ?? `repository:${this.repo}:pull`;
     // Keyed by a hash of the credentials too, so a token is never reused for someone else's (or wrong) credentials.
-    const who = createHash('sha256').update(JSON.stringify([creds.username ?? '', creds.password ?? '', creds.identityToken ?? ''])).digest('hex');
+    const who = createHash('sha256')
+      .update(JSON.stringify([creds.username ?? '', creds.password ?? '', creds.identityToken ?? '']))
+      .digest('hex');
     const key = [params.realm, params.service, scope, who].join('|');
     const cached = tokenCache.get(key);
     if (cached && cached.expires > Date.now()) {
@@ -258,7 +274,13 @@ export class RegistryClient {
     this.authorization = `Bearer ${token.token}`;
   }
 
-  private async fetchToken(realm: string, service: string, scope: string, signal: AbortSignal | undefined, progress: Progress | undefined): Promise<{ token: string; expiresIn: number }> {
+  private async fetchToken(
+    realm: string,
+    service: string,
+    scope: string,
+    signal: AbortSignal | undefined,
+    progress: Progress | undefined,
+  ): Promise<{ token: string; expiresIn: number }> {
     if (!/^https?:\/\//.test(realm)) throw new RegistryError(`registry ${this.endpoint.host} gave an invalid token realm`, 401);
     const creds = this.credentials;
     const u = await loadUndici();

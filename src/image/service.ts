@@ -22,7 +22,6 @@ import { toCriImage, type ImageRecord } from './record.ts';
 import type { Image } from '../generated/runtime/v1/Image.ts';
 import { checkRecord } from './validate.ts';
 
-
 /** One pull under way, shared by the callers asking for the same reference. */
 interface SharedPull {
   promise: Promise<string>;
@@ -52,7 +51,12 @@ export function credentialsFrom(auth: PullAuth | null | undefined): Credentials 
     username = colon >= 0 ? decoded.slice(0, colon) : decoded;
     password = colon >= 0 ? decoded.slice(colon + 1) : '';
   }
-  const creds: Credentials = { username: username || undefined, password: password || undefined, identityToken: auth.identity_token || undefined, registryToken: auth.registry_token || undefined };
+  const creds: Credentials = {
+    username: username || undefined,
+    password: password || undefined,
+    identityToken: auth.identity_token || undefined,
+    registryToken: auth.registry_token || undefined,
+  };
   if (!Object.values(creds).some(Boolean)) return undefined;
   return auth.server_address ? { ...creds, serverAddress: auth.server_address } : creds;
 }
@@ -110,7 +114,11 @@ export class ImageService {
         checkRecord(r, `image record ${r.id}`);
         images.push(toCriImage(r));
       } catch (err) {
-        if (!this.unrenderable.has(r.id)) this.log.warn({ id: r.id, name: r.repoTags?.[0], err: (err as Error).message }, 'image left out of the listing: its record cannot be read; pull the image again');
+        if (!this.unrenderable.has(r.id))
+          this.log.warn(
+            { id: r.id, name: r.repoTags?.[0], err: (err as Error).message },
+            'image left out of the listing: its record cannot be read; pull the image again',
+          );
         this.unrenderable.add(r.id);
       }
     }
@@ -166,8 +174,20 @@ export class ImageService {
     } else {
       const controller = new AbortController();
       const seconds = this.config.image.pull_timeout_seconds;
-      const timer = seconds > 0 ? setTimeout(() => controller.abort(new PullTimeoutError(`the pull of ${key} did not finish within ${seconds}s ([image] pull_timeout_seconds)`)), seconds * 1000) : undefined;
-      const created: SharedPull = { controller, waiters: 0, promise: Promise.resolve(''), timeoutAt: seconds > 0 ? Date.now() + seconds * 1000 : Infinity, callerDeadline: deadline };
+      const timer =
+        seconds > 0
+          ? setTimeout(
+              () => controller.abort(new PullTimeoutError(`the pull of ${key} did not finish within ${seconds}s ([image] pull_timeout_seconds)`)),
+              seconds * 1000,
+            )
+          : undefined;
+      const created: SharedPull = {
+        controller,
+        waiters: 0,
+        promise: Promise.resolve(''),
+        timeoutAt: seconds > 0 ? Date.now() + seconds * 1000 : Infinity,
+        callerDeadline: deadline,
+      };
       created.promise = this.doPull(ref, key, auth, controller.signal, () => Math.min(created.timeoutAt, created.callerDeadline));
       void created.promise.finally(() => clearTimeout(timer)).catch(() => undefined);
       entry = created;
@@ -179,14 +199,24 @@ export class ImageService {
     const shared = entry;
     shared.waiters += 1;
     // The download stops when every caller waiting for it has gone.
-    signal.addEventListener('abort', () => {
-      shared.waiters -= 1;
-      if (shared.waiters === 0) shared.controller.abort(signal.reason);
-    }, { once: true });
+    signal.addEventListener(
+      'abort',
+      () => {
+        shared.waiters -= 1;
+        if (shared.waiters === 0) shared.controller.abort(signal.reason);
+      },
+      { once: true },
+    );
     return abortable(shared.promise, signal);
   }
 
-  private async doPull(ref: ReturnType<typeof parseReference>, key: string, auth: Credentials | undefined, signal: AbortSignal, deadline: () => number): Promise<string> {
+  private async doPull(
+    ref: ReturnType<typeof parseReference>,
+    key: string,
+    auth: Credentials | undefined,
+    signal: AbortSignal,
+    deadline: () => number,
+  ): Promise<string> {
     const created = { blobs: new Set<string>(), chains: new Set<string>() };
     const using = { blobs: new Set<string>(), chains: new Set<string>() };
     const started = Date.now();
@@ -209,19 +239,22 @@ export class ImageService {
         deadline,
         created,
         using,
-        credentials: (endpoint) => lookupCredentials(endpoint, ref.domain, {
-          requested: auth,
-          configured: this.config.registry.auths,
-          decode: credentialsFrom,
-          helpers: { credHelpers: this.config.registry.cred_helpers, credsStore: this.config.registry.creds_store, authFile: this.config.registry.auth_file },
-        }),
+        credentials: (endpoint) =>
+          lookupCredentials(endpoint, ref.domain, {
+            requested: auth,
+            configured: this.config.registry.auths,
+            decode: credentialsFrom,
+            helpers: { credHelpers: this.config.registry.cred_helpers, credsStore: this.config.registry.creds_store, authFile: this.config.registry.auth_file },
+          }),
       });
       // The record is written last and atomically: until then no half image is visible.
       await this.lock.with('records', async () => {
         if (signal.aborted) throw signal.reason;
         const { repository: repo, ...rest } = pulled;
         const current = this.store.get(pulled.id);
-        const record: ImageRecord = current ? { ...current, ...rest, repoTags: current.repoTags, repoDigests: current.repoDigests } : { ...rest, repoTags: [], repoDigests: [], pinned: false, pulledAt: Date.now() };
+        const record: ImageRecord = current
+          ? { ...current, ...rest, repoTags: current.repoTags, repoDigests: current.repoDigests }
+          : { ...rest, repoTags: [], repoDigests: [], pinned: false, pulledAt: Date.now() };
         const tag = ref.tag && !ref.digest ? formatReference(ref) : undefined;
         if (tag) await this.moveTag(tag, record.id);
         addUnique(record.repoTags, tag);
@@ -250,16 +283,21 @@ export class ImageService {
 
   /** The periodic info line of a long pull: each blob being fetched or unpacked, with bytes done and total. */
   private logProgress(image: string, started: number, progress: PullProgress): void {
-    const blobs = [...progress.blobs].filter(([, b]) => b.state !== 'done').map(([digest, b]) => ({ digest, kind: b.kind, state: b.state, done: b.done, total: b.total }));
+    const blobs = [...progress.blobs]
+      .filter(([, b]) => b.state !== 'done')
+      .map(([digest, b]) => ({ digest, kind: b.kind, state: b.state, done: b.done, total: b.total }));
     const all = [...progress.blobs.values()];
-    this.log.info({
-      name: image,
-      seconds: Math.round((Date.now() - started) / 1000),
-      received: progress.received,
-      done: all.reduce((n, b) => n + b.done, 0),
-      total: all.reduce((n, b) => n + b.total, 0),
-      blobs,
-    }, 'image pull in progress');
+    this.log.info(
+      {
+        name: image,
+        seconds: Math.round((Date.now() - started) / 1000),
+        received: progress.received,
+        done: all.reduce((n, b) => n + b.done, 0),
+        total: all.reduce((n, b) => n + b.total, 0),
+        blobs,
+      },
+      'image pull in progress',
+    );
   }
 
   /** Images named in [image] pinned_images are never removed by kubelet's image GC. */
@@ -369,14 +407,16 @@ export class ImageService {
     if (this.measuring && this.measuring.changes === this.changes) return this.measuring.value;
     const entry = { at: Date.now(), changes: this.changes, value: this.measureUsage() };
     this.measuring = entry;
-    entry.value.then(
-      () => {
-        if (!this.usage || this.usage.at <= entry.at) this.usage = entry;
-      },
-      () => undefined,
-    ).finally(() => {
-      if (this.measuring === entry) this.measuring = undefined;
-    });
+    entry.value
+      .then(
+        () => {
+          if (!this.usage || this.usage.at <= entry.at) this.usage = entry;
+        },
+        () => undefined,
+      )
+      .finally(() => {
+        if (this.measuring === entry) this.measuring = undefined;
+      });
     return entry.value;
   }
 

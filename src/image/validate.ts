@@ -51,7 +51,8 @@ class Checker {
 
   boolean = (value: unknown, path: string): boolean => (typeof value === 'boolean' ? value : this.fail(path, 'true or false', value));
 
-  size = (value: unknown, path: string): number => (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : this.fail(path, 'a size in bytes (a whole number, 0 or more)', value));
+  size = (value: unknown, path: string): number =>
+    typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : this.fail(path, 'a size in bytes (a whole number, 0 or more)', value);
 
   number = (value: unknown, path: string): number => (typeof value === 'number' && Number.isFinite(value) ? value : this.fail(path, 'a number', value));
 

@@ -191,7 +191,9 @@ export class CniRunner {
   async prepare(pod: CniPodArgs, capabilities: CniCapabilityArgs): Promise<CniAttachment> {
     const confFile = await findCniConfigFile(this.options.confDir);
     if (!confFile) {
-      throw new Error(`no CNI network configuration in ${this.options.confDir}: install one (e.g. runtime/cni/10-tscri-bridge.conflist) or use host networking`);
+      throw new Error(
+        `no CNI network configuration in ${this.options.confDir}: install one (e.g. runtime/cni/10-tscri-bridge.conflist) or use host networking`,
+      );
     }
     const list = await loadNetworkList(confFile);
     return { confFile, list, containerId: pod.sandboxId, ifName: 'eth0', args: cniArgs(pod), capabilities };
@@ -242,7 +244,13 @@ export class CniRunner {
   async findPlugin(type: string): Promise<string> {
     for (const dir of this.options.binDirs) {
       const file = join(dir, type);
-      if (await access(file, constants.X_OK).then(() => true, () => false)) return file;
+      if (
+        await access(file, constants.X_OK).then(
+          () => true,
+          () => false,
+        )
+      )
+        return file;
     }
     throw new CniError(type, `CNI plugin ${type} not found in ${this.options.binDirs.join(', ')}`, true);
   }
@@ -262,7 +270,12 @@ export class CniRunner {
       CNI_ARGS: a.args,
       CNI_PATH: this.options.binDirs.join(':'),
     };
-    const { code, stdout, stderr } = await run(binary, [], { env, input: JSON.stringify(config), timeoutMs: this.options.timeoutMs ?? 120_000, maxBuffer: 16 * 1024 * 1024 }).then(
+    const { code, stdout, stderr } = await run(binary, [], {
+      env,
+      input: JSON.stringify(config),
+      timeoutMs: this.options.timeoutMs ?? 120_000,
+      maxBuffer: 16 * 1024 * 1024,
+    }).then(
       (r) => ({ code: r.code ?? 1, stdout: r.stdout, stderr: r.stderr || (r.timedOut ? 'timed out' : r.signal ? `killed by ${r.signal}` : '') }),
       (err: Error) => ({ code: 1, stdout: '', stderr: err.message }),
     );
@@ -275,7 +288,9 @@ export class CniRunner {
     if (code !== 0) {
       // A CNI error: { code, msg, details }.
       const failure = isObject(parsed) ? parsed : {};
-      const detail = failure.msg ? `${String(failure.msg)}${failure.details ? `: ${String(failure.details)}` : ''}` : (stderr || stdout).trim() || `exit code ${code}`;
+      const detail = failure.msg
+        ? `${String(failure.msg)}${failure.details ? `: ${String(failure.details)}` : ''}`
+        : (stderr || stdout).trim() || `exit code ${code}`;
       throw new CniError(type, `CNI plugin ${type} (${basename(binary)}) failed ${command} on network ${a.list.name}: ${detail}`);
     }
     return parsed;
@@ -286,6 +301,21 @@ export class CniRunner {
 export function parseBandwidth(quantity: string): number {
   const m = /^(\d+(?:\.\d+)?)([kMGTPE]i?|m)?$/.exec(quantity.trim());
   if (!m) throw new Error(`invalid bandwidth quantity ${quote(quantity)}`);
-  const units: Record<string, number> = { '': 1, m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60 };
+  const units: Record<string, number> = {
+    '': 1,
+    m: 1e-3,
+    k: 1e3,
+    M: 1e6,
+    G: 1e9,
+    T: 1e12,
+    P: 1e15,
+    E: 1e18,
+    Ki: 2 ** 10,
+    Mi: 2 ** 20,
+    Gi: 2 ** 30,
+    Ti: 2 ** 40,
+    Pi: 2 ** 50,
+    Ei: 2 ** 60,
+  };
   return Math.round(Number(m[1]) * (units[m[2] ?? ''] ?? 1));
 }

@@ -66,7 +66,10 @@ export async function removeTaggedRules(id: string): Promise<number> {
       const dump = await exec(`${tool}-save`, ['-t', table]).catch(() => '');
       const { rules, chains } = taggedRules(dump, id);
       for (const rule of rules) {
-        await exec(tool, ['-w', '-t', table, '-D', ...rule]).then(() => removed++, () => undefined);
+        await exec(tool, ['-w', '-t', table, '-D', ...rule]).then(
+          () => removed++,
+          () => undefined,
+        );
       }
       if (!chains.length) continue;
       const after = await exec(`${tool}-save`, ['-t', table]).catch(() => '');

@@ -28,10 +28,12 @@ export class ReadWriteLock {
     return new Promise((resolve) => {
       const grant = () => {
         this.readers++;
-        resolve(once(() => {
-          this.readers--;
-          this.next();
-        }));
+        resolve(
+          once(() => {
+            this.readers--;
+            this.next();
+          }),
+        );
       };
       if (!this.writing && !this.waiting.some((w) => w.write)) grant();
       else this.waiting.push({ write: false, grant });
@@ -43,10 +45,12 @@ export class ReadWriteLock {
     return new Promise((resolve) => {
       const grant = () => {
         this.writing = true;
-        resolve(once(() => {
-          this.writing = false;
-          this.next();
-        }));
+        resolve(
+          once(() => {
+            this.writing = false;
+            this.next();
+          }),
+        );
       };
       if (!this.writing && this.readers === 0 && this.waiting.length === 0) grant();
       else this.waiting.push({ write: true, grant });

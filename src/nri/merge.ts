@@ -233,7 +233,16 @@ export class CreateCollector {
     this.adjustMap(a.linux?.sysctl ?? {}, linux.sysctl, (outLinux.sysctl ??= {}), 'sysctl', id, plugin);
 
     // Mounts, env, devices: lists keyed by destination, name, path.
-    c.mounts = this.adjustList(a.mounts, c.mounts, out.mounts, (m) => m.destination ?? '', (m, key) => ({ ...m, destination: key }), 'mount', id, plugin);
+    c.mounts = this.adjustList(
+      a.mounts,
+      c.mounts,
+      out.mounts,
+      (m) => m.destination ?? '',
+      (m, key) => ({ ...m, destination: key }),
+      'mount',
+      id,
+      plugin,
+    );
     const env = this.adjustList(
       a.env,
       c.env.map((e) => ({ key: e.split('=', 1)[0], value: e.slice(e.indexOf('=') + 1) })),
@@ -245,7 +254,16 @@ export class CreateCollector {
       plugin,
     );
     c.env = env.map((e) => `${e.key}=${e.value ?? ''}`);
-    linux.devices = this.adjustList(a.linux?.devices ?? [], linux.devices, (outLinux.devices ??= []), (d) => d.path ?? '', (d, key) => ({ ...d, path: key }), 'device', id, plugin);
+    linux.devices = this.adjustList(
+      a.linux?.devices ?? [],
+      linux.devices,
+      (outLinux.devices ??= []),
+      (d) => d.path ?? '',
+      (d, key) => ({ ...d, path: key }),
+      'device',
+      id,
+      plugin,
+    );
 
     if (a.args.length > 0) {
       const args = a.args[0] === '' ? a.args.slice(1) : a.args;
@@ -324,7 +342,14 @@ export class CreateCollector {
   }
 
   /** Applies removals ("-key") and settings of a map-valued field. */
-  private adjustMap(from: Record<string, string>, container: Record<string, string>, out: Record<string, string>, label: string, id: string, plugin: string): void {
+  private adjustMap(
+    from: Record<string, string>,
+    container: Record<string, string>,
+    out: Record<string, string>,
+    label: string,
+    id: string,
+    plugin: string,
+  ): void {
     for (const key of Object.keys(from)) {
       if (!isMarkedForRemoval(key)) continue;
       const name = unmarked(key);
@@ -343,7 +368,16 @@ export class CreateCollector {
   }
 
   /** Applies removals and additions of a list-valued field whose entries have a key. */
-  private adjustList<T>(from: T[], container: T[], out: T[], keyOf: (t: T) => string, withKey: (t: T, key: string) => T, label: string, id: string, plugin: string): T[] {
+  private adjustList<T>(
+    from: T[],
+    container: T[],
+    out: T[],
+    keyOf: (t: T) => string,
+    withKey: (t: T, key: string) => T,
+    label: string,
+    id: string,
+    plugin: string,
+  ): T[] {
     if (from.length === 0) return container;
     const removed = new Set<string>();
     const added: T[] = [];

@@ -64,7 +64,17 @@ function pair(request: string, response: string): { request: Codec<object, unkno
 }
 
 /** Events without adjustments, which older plugins receive as StateChange. */
-const NOTIFICATIONS = new Set<Method>(['RunPodSandbox', 'StopPodSandbox', 'RemovePodSandbox', 'PostCreateContainer', 'StartContainer', 'PostStartContainer', 'PostUpdateContainer', 'RemoveContainer', 'PostUpdatePodSandbox']);
+const NOTIFICATIONS = new Set<Method>([
+  'RunPodSandbox',
+  'StopPodSandbox',
+  'RemovePodSandbox',
+  'PostCreateContainer',
+  'StartContainer',
+  'PostStartContainer',
+  'PostUpdateContainer',
+  'RemoveContainer',
+  'PostUpdatePodSandbox',
+]);
 
 export class Nri {
   private readonly settings: NriSettings;
@@ -143,7 +153,8 @@ export class Nri {
 
   /** Relays RemovePodSandbox, after StopPodSandbox unless the pod was stopped already (before a restart, say). */
   async removePodSandbox(pod: PodSandbox, stopped = false): Promise<void> {
-    if (!stopped) await this.stopPodSandbox(pod).catch((err) => this.log.warn({ err: (err as Error).message, pod: pod.id }, 'NRI StopPodSandbox before removal failed'));
+    if (!stopped)
+      await this.stopPodSandbox(pod).catch((err) => this.log.warn({ err: (err as Error).message, pod: pod.id }, 'NRI StopPodSandbox before removal failed'));
     this.stoppedPods.delete(pod.id ?? '');
     await this.notify('RemovePodSandbox', Event.RemovePodSandbox, { pod });
   }
@@ -189,7 +200,11 @@ export class Nri {
   }
 
   /** Lets plugins change the resources a container is being updated to, and update others. */
-  async updateContainer(pod: PodSandbox, container: Container, resources: LinuxResources): Promise<{ resources: LinuxResources; updates: ContainerUpdate[]; evictions: ContainerEviction[] }> {
+  async updateContainer(
+    pod: PodSandbox,
+    container: Container,
+    resources: LinuxResources,
+  ): Promise<{ resources: LinuxResources; updates: ContainerUpdate[]; evictions: ContainerEviction[] }> {
     return this.events.with(async () => {
       const collector = new UpdateCollector(container.id ?? '', resources);
       for (const plugin of this.subscribers(Event.UpdateContainer)) {
@@ -229,14 +244,18 @@ export class Nri {
   }
 
   async removeContainer(pod: PodSandbox, container: Container): Promise<void> {
-    await this.stopContainer(pod, container).catch((err) => this.log.warn({ err: (err as Error).message, container: container.id }, 'NRI StopContainer before removal failed'));
+    await this.stopContainer(pod, container).catch((err) =>
+      this.log.warn({ err: (err as Error).message, container: container.id }, 'NRI StopContainer before removal failed'),
+    );
     this.stoppedContainers.delete(container.id ?? '');
     await this.notify('RemoveContainer', Event.RemoveContainer, { pod, container });
   }
 
   /** For a creation that failed after CreateContainer: lets plugins release what they set aside. */
   async undoCreateContainer(pod: PodSandbox, container: Container): Promise<void> {
-    await this.removeContainer(pod, container).catch((err) => this.log.warn({ err: (err as Error).message, container: container.id }, 'NRI cleanup of a failed creation failed'));
+    await this.removeContainer(pod, container).catch((err) =>
+      this.log.warn({ err: (err as Error).message, container: container.id }, 'NRI cleanup of a failed creation failed'),
+    );
   }
 
   private subscribers(event: number): Plugin[] {
@@ -277,13 +296,17 @@ export class Nri {
     const answers = await Promise.all(
       validators.map(async (plugin) => ({
         plugin,
-        answer: (await plugin.call('ValidateContainerAdjustment', codecs.ValidateContainerAdjustment.request, codecs.ValidateContainerAdjustment.response, request)) as
-          | ValidateContainerAdjustmentResponse__Output
-          | undefined,
+        answer: (await plugin.call(
+          'ValidateContainerAdjustment',
+          codecs.ValidateContainerAdjustment.request,
+          codecs.ValidateContainerAdjustment.response,
+          request,
+        )) as ValidateContainerAdjustmentResponse__Output | undefined,
       })),
     );
     for (const { plugin, answer } of answers) {
-      if (answer?.reject) throw new NriError('invalid-adjustment', `NRI validator ${plugin.label()} rejected the adjustments: ${answer.reason || 'no reason given'}`);
+      if (answer?.reject)
+        throw new NriError('invalid-adjustment', `NRI validator ${plugin.label()} rejected the adjustments: ${answer.reason || 'no reason given'}`);
     }
   }
 

@@ -116,7 +116,10 @@ export class Plugin {
   async start(config: string, identity: Identity): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`NRI plugin did not register within ${this.options.registrationTimeoutMs} ms`)), this.options.registrationTimeoutMs);
+      timer = setTimeout(
+        () => reject(new Error(`NRI plugin did not register within ${this.options.registrationTimeoutMs} ms`)),
+        this.options.registrationTimeoutMs,
+      );
     });
     try {
       await Promise.race([this.registered, timeout]);
@@ -168,7 +171,8 @@ export class Plugin {
       } catch (err) {
         if (!(err instanceof OversizedMessageError)) throw err;
         const total = podsPerMessage + containersPerMessage;
-        if (total <= MIN_SYNC_OBJECTS) throw new NriError('plugin-failed', `cannot synchronize NRI plugin ${this.label()}: its state does not fit in ttrpc messages`);
+        if (total <= MIN_SYNC_OBJECTS)
+          throw new NriError('plugin-failed', `cannot synchronize NRI plugin ${this.label()}: its state does not fit in ttrpc messages`);
         const factor = Math.min(0.9, (4 << 20) / err.length);
         podsPerMessage = Math.max(MIN_SYNC_OBJECTS / 2, Math.floor(podsPerMessage * factor));
         containersPerMessage = Math.max(MIN_SYNC_OBJECTS / 2, Math.floor(containersPerMessage * factor));

@@ -6,10 +6,9 @@ import protobuf from 'protobufjs';
 import { fileURLToPath } from 'node:url';
 
 const root = new protobuf.Root();
-root.loadSync(
-  [fileURLToPath(new URL('../../proto/nri.proto', import.meta.url)), fileURLToPath(new URL('../../proto/ttrpc.proto', import.meta.url))],
-  { keepCase: true },
-);
+root.loadSync([fileURLToPath(new URL('../../proto/nri.proto', import.meta.url)), fileURLToPath(new URL('../../proto/ttrpc.proto', import.meta.url))], {
+  keepCase: true,
+});
 root.resolveAll();
 
 const DECODE_OPTIONS: protobuf.IConversionOptions = {

@@ -71,7 +71,10 @@ export function criToNriResources(r: LinuxContainerResources__Output | LinuxCont
  * or requested them) are applied over its current ones. NRI fields with no
  * CRI counterpart (pids, realtime, kernel memory) are reported, not applied.
  */
-export function nriToCriResources(r: LinuxResources, base: LinuxContainerResources | null | undefined): { resources: LinuxContainerResources; unsupported: string[] } {
+export function nriToCriResources(
+  r: LinuxResources,
+  base: LinuxContainerResources | null | undefined,
+): { resources: LinuxContainerResources; unsupported: string[] } {
   const out: LinuxContainerResources = { ...(base ?? {}) };
   const unsupported: string[] = [];
   const value = (w: { value?: number | string | { toString(): string } } | null | undefined) => (w ? Number(w.value ?? 0) : undefined);
@@ -88,7 +91,8 @@ export function nriToCriResources(r: LinuxResources, base: LinuxContainerResourc
   if (memory) {
     if (memory.limit) out.memory_limit_in_bytes = value(memory.limit);
     if (memory.swap) out.memory_swap_limit_in_bytes = value(memory.swap);
-    if (memory.reservation || memory.kernel || memory.kernel_tcp || memory.swappiness || memory.disable_oom_killer || memory.use_hierarchy) unsupported.push('memory settings other than limit and swap');
+    if (memory.reservation || memory.kernel || memory.kernel_tcp || memory.swappiness || memory.disable_oom_killer || memory.use_hierarchy)
+      unsupported.push('memory settings other than limit and swap');
   }
   if (r.hugepage_limits?.length) {
     const bySize = new Map((out.hugepage_limits ?? []).map((h) => [h.page_size, h]));

@@ -188,10 +188,14 @@ function applyDevice(linux: NonNullable<AdjustableSpec['linux']>, d: NriDevice):
   linux.devices = (linux.devices ?? []).filter((x) => x.path !== path);
   const resources = (linux.resources ??= {});
   if (isMarkedForRemoval(d.path ?? '')) {
-    if (existing) resources.devices = (resources.devices ?? []).filter((r) => !(r.allow && r.type === existing.type && r.major === existing.major && r.minor === existing.minor));
+    if (existing)
+      resources.devices = (resources.devices ?? []).filter(
+        (r) => !(r.allow && r.type === existing.type && r.major === existing.major && r.minor === existing.minor),
+      );
     return;
   }
-  if (d.type !== 'c' && d.type !== 'b' && d.type !== 'p' && d.type !== 'u') throw new NriError('invalid-adjustment', `an NRI plugin added device ${path} of unknown type ${quote(d.type)}`);
+  if (d.type !== 'c' && d.type !== 'b' && d.type !== 'p' && d.type !== 'u')
+    throw new NriError('invalid-adjustment', `an NRI plugin added device ${path} of unknown type ${quote(d.type)}`);
   const device: OciDevice = { path, type: d.type, major: Number(d.major ?? 0), minor: Number(d.minor ?? 0) };
   if (d.file_mode) device.fileMode = d.file_mode.value ?? 0;
   if (d.uid) device.uid = d.uid.value ?? 0;
@@ -218,7 +222,10 @@ function applyResources(target: OciResources, r: LinuxResources): void {
   }
   if (r.pids) target.pids = { limit: Number(r.pids.limit ?? 0) };
   for (const h of r.hugepage_limits ?? []) {
-    target.hugepageLimits = [...(target.hugepageLimits ?? []).filter((x) => x.pageSize !== h.page_size), { pageSize: h.page_size ?? '', limit: Number(h.limit ?? 0) }];
+    target.hugepageLimits = [
+      ...(target.hugepageLimits ?? []).filter((x) => x.pageSize !== h.page_size),
+      { pageSize: h.page_size ?? '', limit: Number(h.limit ?? 0) },
+    ];
   }
   for (const [key, value] of Object.entries(r.unified ?? {})) (target.unified ??= {})[key] = value;
   for (const rule of r.devices ?? []) {
@@ -242,7 +249,8 @@ function ociSeccompPolicy(p: NriSeccomp): object {
   policy.syscalls = (p.syscalls ?? []).map((s) => {
     const syscall: Record<string, unknown> = { names: [...(s.names ?? [])], action: s.action ?? '' };
     if (s.errno_ret) syscall.errnoRet = s.errno_ret.value;
-    if (s.args?.length) syscall.args = s.args.map((arg) => ({ index: arg.index, value: Number(arg.value ?? 0), valueTwo: Number(arg.value_two ?? 0), op: arg.op }));
+    if (s.args?.length)
+      syscall.args = s.args.map((arg) => ({ index: arg.index, value: Number(arg.value ?? 0), valueTwo: Number(arg.value_two ?? 0), op: arg.op }));
     return syscall;
   });
   return policy;

@@ -171,14 +171,25 @@ function parseEdits(v: unknown, what: string): CdiEdits {
   edits.mounts = list(v.mounts, `${what}.mounts`).map((m, i) => {
     const w = `${what}.mounts[${i}]`;
     if (!isObject(m)) throw new Invalid(`${w} must be an object`);
-    return { hostPath: absPath(m.hostPath, `${w}.hostPath`), containerPath: absPath(m.containerPath, `${w}.containerPath`), type: optStr(m.type, `${w}.type`), options: strings(m.options, `${w}.options`) };
+    return {
+      hostPath: absPath(m.hostPath, `${w}.hostPath`),
+      containerPath: absPath(m.containerPath, `${w}.containerPath`),
+      type: optStr(m.type, `${w}.type`),
+      options: strings(m.options, `${w}.options`),
+    };
   });
   edits.hooks = list(v.hooks, `${what}.hooks`).map((h, i) => {
     const w = `${what}.hooks[${i}]`;
     if (!isObject(h)) throw new Invalid(`${w} must be an object`);
     const hookName = str(h.hookName, `${w}.hookName`) as HookKind;
     if (!HOOK_KINDS.includes(hookName)) throw new Invalid(`${w}.hookName must be one of ${HOOK_KINDS.join(', ')}`);
-    return { hookName, path: absPath(h.path, `${w}.path`), args: strings(h.args, `${w}.args`), env: strings(h.env, `${w}.env`), timeout: uint(h.timeout, `${w}.timeout`, 86_400) };
+    return {
+      hookName,
+      path: absPath(h.path, `${w}.path`),
+      args: strings(h.args, `${w}.args`),
+      env: strings(h.env, `${w}.env`),
+      timeout: uint(h.timeout, `${w}.timeout`, 86_400),
+    };
   });
   edits.additionalGids = list(v.additionalGids, `${what}.additionalGids`).map((g, i) => uint(g, `${what}.additionalGids[${i}]`)!);
   return edits;
@@ -196,7 +207,8 @@ export function parseCdiSpec(text: string, file: string): CdiSpec {
   str(doc.cdiVersion, 'cdiVersion');
   const kind = str(doc.kind, 'kind');
   const slash = kind.indexOf('/');
-  if (slash < 0 || !VENDOR.test(kind.slice(0, slash)) || !CLASS.test(kind.slice(slash + 1))) throw new Invalid(`kind ${JSON.stringify(kind.slice(0, 64))} is not vendor.com/class`);
+  if (slash < 0 || !VENDOR.test(kind.slice(0, slash)) || !CLASS.test(kind.slice(slash + 1)))
+    throw new Invalid(`kind ${JSON.stringify(kind.slice(0, 64))} is not vendor.com/class`);
   const devices = new Map<string, CdiEdits>();
   const entries = list(doc.devices, 'devices');
   if (!entries.length) throw new Invalid('devices must list at least one device');
@@ -323,7 +335,9 @@ export function resolveCdiDevices(requested: string[], registry: CdiRegistry, di
       const notes: string[] = [];
       if (registry.yaml.length) notes.push(`YAML spec files are not read, only JSON: ${registry.yaml.slice(0, 5).join(', ')}`);
       if (registry.problems.length) notes.push(`spec files skipped: ${registry.problems.slice(0, 5).join('; ')}`);
-      throw invalidArgument(`CDI device ${name} is not defined in any CDI spec file in ${dirs.join(', ') || '(no spec directories configured)'}${notes.length ? ` (${notes.join('; ')})` : ''}`);
+      throw invalidArgument(
+        `CDI device ${name} is not defined in any CDI spec file in ${dirs.join(', ') || '(no spec directories configured)'}${notes.length ? ` (${notes.join('; ')})` : ''}`,
+      );
     }
     if (!specsApplied.has(spec)) {
       specsApplied.add(spec);
@@ -375,10 +389,20 @@ export function applyCdiEdits(spec: Spec, edits: CdiEdits[]): void {
     }
     for (const m of e.mounts) {
       spec.mounts = (spec.mounts ?? []).filter((x) => x.destination !== m.containerPath);
-      spec.mounts.push({ destination: m.containerPath, source: m.hostPath, type: m.type || 'bind', options: m.options?.length ? m.options : ['rbind', 'rprivate'] });
+      spec.mounts.push({
+        destination: m.containerPath,
+        source: m.hostPath,
+        type: m.type || 'bind',
+        options: m.options?.length ? m.options : ['rbind', 'rprivate'],
+      });
     }
     for (const h of e.hooks) {
-      const hook: Hook = { path: h.path, ...(h.args?.length ? { args: h.args } : {}), ...(h.env?.length ? { env: h.env } : {}), ...(h.timeout !== undefined ? { timeout: h.timeout } : {}) };
+      const hook: Hook = {
+        path: h.path,
+        ...(h.args?.length ? { args: h.args } : {}),
+        ...(h.env?.length ? { env: h.env } : {}),
+        ...(h.timeout !== undefined ? { timeout: h.timeout } : {}),
+      };
       spec.hooks = spec.hooks ?? {};
       (spec.hooks[h.hookName] ??= []).push(hook);
     }
@@ -407,7 +431,10 @@ export async function addCdiDevices(spec: Spec, names: string[], dirs: string[])
   const linux = (spec.linux ??= {});
   const resources = (linux.resources ??= {});
   for (const d of resolved.devices) {
-    linux.devices = [...(linux.devices ?? []).filter((x) => x.path !== d.containerPath), { path: d.containerPath, type: d.type, major: d.major, minor: d.minor, fileMode: d.fileMode, uid: d.uid, gid: d.gid }];
+    linux.devices = [
+      ...(linux.devices ?? []).filter((x) => x.path !== d.containerPath),
+      { path: d.containerPath, type: d.type, major: d.major, minor: d.minor, fileMode: d.fileMode, uid: d.uid, gid: d.gid },
+    ];
     resources.devices = [...(resources.devices ?? []), { allow: true, type: d.type, major: d.major, minor: d.minor, access: d.permissions }];
   }
   applyCdiEdits(spec, resolved.edits);

@@ -29,7 +29,7 @@ export function parseFeatures(text: string, kernel = release()): HandlerFeatures
   try {
     doc = JSON.parse(text);
   } catch {
-    return { ...NO_FEATURES, notes: ['the runtime\'s features document is not JSON'] };
+    return { ...NO_FEATURES, notes: ["the runtime's features document is not JSON"] };
   }
   const obj = (v: unknown): Record<string, unknown> => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {});
   const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);

@@ -29,7 +29,11 @@ export function defaultMounts(privileged: boolean, sandbox: SpecSandbox): OciMou
       ? { destination: '/dev/shm', type: 'bind', source: sandbox.files.shm, options: ['rbind', 'rprivate', 'nosuid', 'nodev', 'noexec'] }
       : { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
   );
-  for (const [destination, source] of [['/etc/hostname', sandbox.files.hostname], ['/etc/resolv.conf', sandbox.files.resolvConf], ['/etc/hosts', sandbox.files.hosts]] as const) {
+  for (const [destination, source] of [
+    ['/etc/hostname', sandbox.files.hostname],
+    ['/etc/resolv.conf', sandbox.files.resolvConf],
+    ['/etc/hosts', sandbox.files.hosts],
+  ] as const) {
     if (source) mounts.push({ destination, type: 'bind', source, options: ['rbind', 'rprivate', 'rw'] });
   }
   return mounts;
@@ -69,7 +73,10 @@ export function requestMounts(mounts: Mount__Output[], imageMounts: Record<strin
     const source = checkPath(m.host_path, 'mount host_path');
     if (m.recursive_read_only) {
       if (!m.readonly) throw new SpecError(`recursive read-only mount ${destination} needs readonly too (recursive_read_only is set with readonly false)`);
-      if (!rroSupported) throw new SpecError(`recursive read-only mounts are not supported by the pod's runtime handler on this node (they need its "rro" mount option and Linux 5.12 or later; mount ${destination})`);
+      if (!rroSupported)
+        throw new SpecError(
+          `recursive read-only mounts are not supported by the pod's runtime handler on this node (they need its "rro" mount option and Linux 5.12 or later; mount ${destination})`,
+        );
       if (options[1] !== 'rprivate') throw new SpecError(`recursive read-only mount ${destination} must use private propagation`);
       options.push('rro');
     } else if (m.readonly) {

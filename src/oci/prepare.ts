@@ -71,7 +71,8 @@ export async function checkImageSubPath(root: string, sub: string, containerPath
   } catch {
     throw new SpecError(`image_sub_path ${shown} of the volume at ${containerPath} has too many symlinks`);
   }
-  if (resolved !== plain) throw new SpecError(`image_sub_path ${shown} of the volume at ${containerPath} goes through a symlink in the image; name the directory it points to`);
+  if (resolved !== plain)
+    throw new SpecError(`image_sub_path ${shown} of the volume at ${containerPath} goes through a symlink in the image; name the directory it points to`);
   const info = await lstat(plain).catch(() => undefined);
   if (!info) throw new SpecError(`image_sub_path ${shown} does not exist in the image of the volume at ${containerPath}`);
   if (!info.isDirectory()) throw new SpecError(`image_sub_path ${shown} of the volume at ${containerPath} is not a directory; only directories can be mounted`);
@@ -120,15 +121,19 @@ export async function readLocalhostProfile(ref: string): Promise<object> {
     handle = await open(ref, 'r');
     const info = await handle.stat();
     if (!info.isFile()) throw new SpecError(`seccomp profile ${shown} is not a regular file`);
-    if (info.size > MAX_SECCOMP_PROFILE_BYTES) throw new SpecError(`seccomp profile ${shown} is larger than ${MAX_SECCOMP_PROFILE_BYTES >> 10} KiB; it is not a seccomp profile`);
+    if (info.size > MAX_SECCOMP_PROFILE_BYTES)
+      throw new SpecError(`seccomp profile ${shown} is larger than ${MAX_SECCOMP_PROFILE_BYTES >> 10} KiB; it is not a seccomp profile`);
     const buffer = Buffer.alloc(MAX_SECCOMP_PROFILE_BYTES + 1);
     const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
-    if (bytesRead > MAX_SECCOMP_PROFILE_BYTES) throw new SpecError(`seccomp profile ${shown} is larger than ${MAX_SECCOMP_PROFILE_BYTES >> 10} KiB; it is not a seccomp profile`);
+    if (bytesRead > MAX_SECCOMP_PROFILE_BYTES)
+      throw new SpecError(`seccomp profile ${shown} is larger than ${MAX_SECCOMP_PROFILE_BYTES >> 10} KiB; it is not a seccomp profile`);
     text = buffer.subarray(0, bytesRead).toString('utf8');
   } catch (err) {
     if (err instanceof SpecError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
-    throw new SpecError(`cannot read seccomp profile ${shown}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code ?? 'read error'}`);
+    throw new SpecError(
+      `cannot read seccomp profile ${shown}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (code ?? 'read error')}`,
+    );
   } finally {
     await handle?.close();
   }
@@ -163,7 +168,8 @@ async function withAnonymousVolumes(req: SpecRequest, sources: SpecSources): Pro
 
 export async function makeSpec(req: SpecRequest, sources: SpecSources): Promise<Spec> {
   // A container never silently runs in the node's user namespace when it asks for the pod's own.
-  if (sources.runtimeFeatures) checkUserNamespace(req.config.linux?.security_context?.namespace_options?.userns_options, req.sandbox.runtimeHandler ?? '', sources.runtimeFeatures);
+  if (sources.runtimeFeatures)
+    checkUserNamespace(req.config.linux?.security_context?.namespace_options?.userns_options, req.sandbox.runtimeHandler ?? '', sources.runtimeFeatures);
   await createMissingHostPaths(req);
   const cdi = await cdiDevices(req, sources);
   const [passwd, group] = await Promise.all([readInRoot(req.rootfs, '/etc/passwd'), readInRoot(req.rootfs, '/etc/group')]);
@@ -193,10 +199,13 @@ export async function makeSpec(req: SpecRequest, sources: SpecSources): Promise<
 async function createMissingHostPaths(req: SpecRequest): Promise<void> {
   for (const m of req.config.mounts ?? []) {
     if (!m.host_path || m.image?.image) continue;
-    const exists = await stat(m.host_path).then(() => true, (err) => {
-      if (err.code === 'ENOENT') return false;
-      throw new SpecError(`cannot use mount host_path ${quote(m.host_path)}: ${err.code ?? err.message}`);
-    });
+    const exists = await stat(m.host_path).then(
+      () => true,
+      (err) => {
+        if (err.code === 'ENOENT') return false;
+        throw new SpecError(`cannot use mount host_path ${quote(m.host_path)}: ${err.code ?? err.message}`);
+      },
+    );
     if (!exists) await mkdir(m.host_path, { recursive: true, mode: 0o755 });
   }
 }

@@ -45,7 +45,8 @@ function checkId(value: unknown, field: string): void {
 /** Everything in a CreateContainer config that the runtime would refuse with an unclear error. */
 export function checkContainerConfig(config: ContainerConfig__Output): void {
   refuseNul(config, 'config');
-  if (config.working_dir && !config.working_dir.startsWith('/')) throw new SpecError(`config.working_dir ${quote(config.working_dir)} must be an absolute path`);
+  if (config.working_dir && !config.working_dir.startsWith('/'))
+    throw new SpecError(`config.working_dir ${quote(config.working_dir)} must be an absolute path`);
   for (const [i, m] of (config.mounts ?? []).entries()) {
     if (m.host_path && !m.host_path.startsWith('/')) throw new SpecError(`config.mounts[${i}].host_path ${quote(m.host_path)} must be an absolute path`);
   }
@@ -53,7 +54,10 @@ export function checkContainerConfig(config: ContainerConfig__Output): void {
   if (sc?.run_as_user) checkId(sc.run_as_user.value, 'run_as_user');
   if (sc?.run_as_group) checkId(sc.run_as_group.value, 'run_as_group');
   for (const g of sc?.supplemental_groups ?? []) checkId(g, 'supplemental_groups');
-  for (const [key, paths] of [['masked_paths', sc?.masked_paths], ['readonly_paths', sc?.readonly_paths]] as const) {
+  for (const [key, paths] of [
+    ['masked_paths', sc?.masked_paths],
+    ['readonly_paths', sc?.readonly_paths],
+  ] as const) {
     for (const p of paths ?? []) if (!p.startsWith('/')) throw new SpecError(`${key} entry ${quote(p)} must be an absolute path`);
   }
   checkContainerResources(config.linux?.resources);

@@ -74,7 +74,9 @@ export function resourcesToOci(r: LinuxContainerResources__Output | null | undef
   if (r.memory_limit_in_bytes) memory.limit = r.memory_limit_in_bytes;
   if (r.memory_swap_limit_in_bytes) {
     if (r.memory_limit_in_bytes && r.memory_swap_limit_in_bytes > 0 && r.memory_swap_limit_in_bytes < r.memory_limit_in_bytes) {
-      throw new SpecError(`memory_swap_limit_in_bytes (${r.memory_swap_limit_in_bytes}) counts memory plus swap and cannot be below memory_limit_in_bytes (${r.memory_limit_in_bytes})`);
+      throw new SpecError(
+        `memory_swap_limit_in_bytes (${r.memory_swap_limit_in_bytes}) counts memory plus swap and cannot be below memory_limit_in_bytes (${r.memory_limit_in_bytes})`,
+      );
     }
     memory.swap = r.memory_swap_limit_in_bytes;
   }
@@ -85,7 +87,8 @@ export function resourcesToOci(r: LinuxContainerResources__Output | null | undef
   }
   const unified = Object.entries(r.unified ?? {});
   if (unified.length) {
-    if (cgroupVersion !== 'v2') throw new SpecError(`unified cgroup settings (${unified.map(([k]) => k).join(', ')}) need a cgroup v2 host; this node uses cgroup v1`);
+    if (cgroupVersion !== 'v2')
+      throw new SpecError(`unified cgroup settings (${unified.map(([k]) => k).join(', ')}) need a cgroup v2 host; this node uses cgroup v1`);
     for (const [key] of unified) if (!/^[a-z_]+\.[a-z0-9_.]+$/.test(key)) throw new SpecError(`invalid unified cgroup key ${quote(key)}`);
     out.unified = Object.fromEntries(unified);
   }
@@ -116,7 +119,16 @@ export function ociToCriResources(r: LinuxContainerResources__Output | null | un
  */
 export function mergeResources(current: LinuxContainerResources | null | undefined, update: LinuxContainerResources__Output): LinuxContainerResources {
   const merged: LinuxContainerResources = { ...(current ?? {}) };
-  const scalars = ['cpu_period', 'cpu_quota', 'cpu_shares', 'memory_limit_in_bytes', 'oom_score_adj', 'cpuset_cpus', 'cpuset_mems', 'memory_swap_limit_in_bytes'] as const;
+  const scalars = [
+    'cpu_period',
+    'cpu_quota',
+    'cpu_shares',
+    'memory_limit_in_bytes',
+    'oom_score_adj',
+    'cpuset_cpus',
+    'cpuset_mems',
+    'memory_swap_limit_in_bytes',
+  ] as const;
   for (const key of scalars) {
     const value = update[key];
     if (value) (merged as Record<string, unknown>)[key] = value;

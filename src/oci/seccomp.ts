@@ -71,9 +71,16 @@ export function seccompProfileProblem(p: unknown): string | undefined {
   if (typeof profile.defaultAction !== 'string') return 'defaultAction is missing or not a string';
   if (profile.architectures !== undefined && !isStrings(profile.architectures)) {
     const arches = profile.architectures;
-    if (!arches || typeof arches !== 'object' || Array.isArray(arches) || !Object.values(arches).every(isStrings)) return 'architectures is neither a list nor a map of lists of names';
+    if (!arches || typeof arches !== 'object' || Array.isArray(arches) || !Object.values(arches).every(isStrings))
+      return 'architectures is neither a list nor a map of lists of names';
   }
-  if (profile.archMap !== undefined && (!Array.isArray(profile.archMap) || !profile.archMap.every((a) => a && typeof a === 'object' && typeof a.architecture === 'string' && (a.subArchitectures === undefined || isStrings(a.subArchitectures))))) {
+  if (
+    profile.archMap !== undefined &&
+    (!Array.isArray(profile.archMap) ||
+      !profile.archMap.every(
+        (a) => a && typeof a === 'object' && typeof a.architecture === 'string' && (a.subArchitectures === undefined || isStrings(a.subArchitectures)),
+      ))
+  ) {
     return 'archMap is not a list of architectures';
   }
   if (profile.flags !== undefined && !isStrings(profile.flags)) return 'flags is not a list of names';
@@ -85,11 +92,13 @@ export function seccompProfileProblem(p: unknown): string | undefined {
     if (s.name !== undefined && typeof s.name !== 'string') return `syscalls[${i}].name is not a string`;
     if (s.names !== undefined && !isStrings(s.names)) return `syscalls[${i}].names is not a list of names`;
     if (s.args !== undefined && !Array.isArray(s.args)) return `syscalls[${i}].args is not a list`;
-    for (const key of ['includesCaps', 'excludesCaps', 'arches'] as const) if (s[key] !== undefined && !isStrings(s[key])) return `syscalls[${i}].${key} is not a list of names`;
+    for (const key of ['includesCaps', 'excludesCaps', 'arches'] as const)
+      if (s[key] !== undefined && !isStrings(s[key])) return `syscalls[${i}].${key} is not a list of names`;
     for (const key of ['includes', 'excludes'] as const) {
       const c = s[key];
       if (c === undefined) continue;
-      if (!c || typeof c !== 'object' || (c.caps !== undefined && !isStrings(c.caps)) || (c.arches !== undefined && !isStrings(c.arches))) return `syscalls[${i}].${key} is not an object of caps and arches`;
+      if (!c || typeof c !== 'object' || (c.caps !== undefined && !isStrings(c.caps)) || (c.arches !== undefined && !isStrings(c.arches)))
+        return `syscalls[${i}].${key} is not an object of caps and arches`;
     }
   }
   return undefined;

@@ -147,8 +147,15 @@ export const withUser: SpecOpt = (spec, input) => {
 /** The capability sets: defaults, adds and drops (all for privileged); ambient ones only within them. */
 export const withCapabilities: SpecOpt = (spec, input) => {
   const sc = securityContext(input);
-  const caps = capabilities(sc?.capabilities?.add_capabilities ?? [], sc?.capabilities?.drop_capabilities ?? [], isPrivileged(input), input.host.boundingCapabilities);
-  const ambient = (sc?.capabilities?.add_ambient_capabilities ?? []).map((c) => (c.toUpperCase().startsWith('CAP_') ? c.toUpperCase() : `CAP_${c.toUpperCase()}`));
+  const caps = capabilities(
+    sc?.capabilities?.add_capabilities ?? [],
+    sc?.capabilities?.drop_capabilities ?? [],
+    isPrivileged(input),
+    input.host.boundingCapabilities,
+  );
+  const ambient = (sc?.capabilities?.add_ambient_capabilities ?? []).map((c) =>
+    c.toUpperCase().startsWith('CAP_') ? c.toUpperCase() : `CAP_${c.toUpperCase()}`,
+  );
   spec.process.capabilities = { bounding: caps, effective: caps, permitted: caps, ambient: ambient.filter((c) => caps.includes(c)) };
 };
 
@@ -195,7 +202,10 @@ export const withRoot: SpecOpt = (spec, input) => {
 
 /** The default mounts and the pod's files, overridden by the request's mounts at the same destination. */
 export const withMounts: SpecOpt = (spec, input) => {
-  spec.mounts = mergeMounts(defaultMounts(isPrivileged(input), input.sandbox), requestMounts(input.config.mounts ?? [], input.imageMounts ?? {}, input.host.rroSupported));
+  spec.mounts = mergeMounts(
+    defaultMounts(isPrivileged(input), input.sandbox),
+    requestMounts(input.config.mounts ?? [], input.imageMounts ?? {}, input.host.rroSupported),
+  );
 };
 
 /** The request's annotations and the io.kubernetes.cri.* ones naming the container, its pod and its image. */
@@ -236,7 +246,10 @@ export const withDevices: SpecOpt = (spec, input) => {
   const all = privileged ? input.host.hostDevices.map((d) => ({ ...d, containerPath: d.path, permissions: 'rwm' })) : requested;
   spec.linux.resources.devices = privileged
     ? [{ allow: true, access: 'rwm' }]
-    : [{ allow: false, access: 'rwm' }, ...requested.map((d) => ({ allow: true, type: d.type, major: d.major, minor: d.minor, access: d.permissions || 'rwm' }))];
+    : [
+        { allow: false, access: 'rwm' },
+        ...requested.map((d) => ({ allow: true, type: d.type, major: d.major, minor: d.minor, access: d.permissions || 'rwm' })),
+      ];
   spec.linux.devices = all.map((d) => ({ path: d.containerPath, type: d.type, major: d.major, minor: d.minor, fileMode: d.fileMode, uid: d.uid, gid: d.gid }));
 };
 
@@ -264,7 +277,8 @@ export const withSeccomp: SpecOpt = (spec, input) => {
   const seccomp = seccompChoice(sc?.seccomp, sc?.seccomp_profile_path);
   if (isPrivileged(input)) return;
   const caps = spec.process.capabilities.bounding;
-  if (seccomp.kind === 'runtime-default' && input.host.seccompDefaultProfile) spec.linux.seccomp = ociSeccomp(input.host.seccompDefaultProfile as SeccompProfile, caps);
+  if (seccomp.kind === 'runtime-default' && input.host.seccompDefaultProfile)
+    spec.linux.seccomp = ociSeccomp(input.host.seccompDefaultProfile as SeccompProfile, caps);
   if (seccomp.kind === 'localhost') {
     if (!input.seccompLocalhost) throw new SpecError(`seccomp profile ${seccomp.ref} could not be read`);
     const local = input.seccompLocalhost as SeccompProfile;

@@ -33,14 +33,17 @@ export function imageVolumePaths(volumes: unknown, requestMounts: Array<{ contai
   if (volumes === undefined || volumes === null) return [];
   if (typeof volumes !== 'object' || Array.isArray(volumes)) throw failedPrecondition(`the image ${imageName} has a config whose Volumes is not an object`);
   const names = Object.keys(volumes);
-  if (names.length > MAX_IMAGE_VOLUMES) throw failedPrecondition(`the image ${imageName} declares ${names.length} VOLUMEs; at most ${MAX_IMAGE_VOLUMES} are supported`);
+  if (names.length > MAX_IMAGE_VOLUMES)
+    throw failedPrecondition(`the image ${imageName} declares ${names.length} VOLUMEs; at most ${MAX_IMAGE_VOLUMES} are supported`);
   const covered = new Set(requestMounts.map((m) => posix.normalize(m.container_path || '/').replace(/(.)\/+$/, '$1')));
   const paths = new Set<string>();
   for (const name of names) {
     const shown = JSON.stringify(name.slice(0, 256));
-    if (!name || name.includes('\0') || name.length > 4096) throw failedPrecondition(`the image ${imageName} declares VOLUME ${shown}, which is not a usable path`);
+    if (!name || name.includes('\0') || name.length > 4096)
+      throw failedPrecondition(`the image ${imageName} declares VOLUME ${shown}, which is not a usable path`);
     const path = posix.normalize(`/${name}`).replace(/(.)\/+$/, '$1');
-    if (path === '/') throw failedPrecondition(`the image ${imageName} declares VOLUME ${shown}, the root directory; a volume cannot replace the root filesystem`);
+    if (path === '/')
+      throw failedPrecondition(`the image ${imageName} declares VOLUME ${shown}, the root directory; a volume cannot replace the root filesystem`);
     if (!covered.has(path)) paths.add(path);
   }
   return [...paths].sort();

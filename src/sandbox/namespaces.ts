@@ -36,7 +36,11 @@ export function namespacePath(stateDir: string, kind: 'net' | 'ipc' | 'uts', id:
  * no record names yet.
  */
 export function podNamespaceFiles(stateDir: string, id: string, recorded: PinnedNamespaces = {}): Array<{ kind: 'net' | 'ipc' | 'uts'; files: string[] }> {
-  const kinds = [['net', recorded.network], ['ipc', recorded.ipc], ['uts', recorded.uts]] as const;
+  const kinds = [
+    ['net', recorded.network],
+    ['ipc', recorded.ipc],
+    ['uts', recorded.uts],
+  ] as const;
   return kinds.map(([kind, file]) => ({ kind, files: [...new Set([namespacePath(stateDir, kind, id), ...(file ? [file] : [])])] }));
 }
 

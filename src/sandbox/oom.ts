@@ -15,7 +15,9 @@ function ownScore(): number {
 /** Whether the daemon holds CAP_SYS_RESOURCE (bit 24 of the effective set). */
 export function hasCapSysResource(): boolean {
   if (capable === undefined) {
-    const line = readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith('CapEff:'));
+    const line = readFileSync('/proc/self/status', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('CapEff:'));
     capable = line ? (BigInt(`0x${line.split(/\s+/)[1]}`) & (1n << 24n)) !== 0n : false;
   }
   return capable;

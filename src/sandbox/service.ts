@@ -17,9 +17,30 @@ import type { PodSandboxStatus } from '../generated/runtime/v1/PodSandboxStatus.
 import { RecordStore } from '../store/store.ts';
 import { KeyedLock } from '../store/lock.ts';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, quote } from '../errors.ts';
-import { addProcess, cgroupDirs, cgroupFsPath, checkResources, createCgroup, killCgroupProcesses, podCgroupPath, podResources, removeCgroup, removeCgroupIfUnused, writeResources } from '../cgroups/cgroups.ts';
+import {
+  addProcess,
+  cgroupDirs,
+  cgroupFsPath,
+  checkResources,
+  createCgroup,
+  killCgroupProcesses,
+  podCgroupPath,
+  podResources,
+  removeCgroup,
+  removeCgroupIfUnused,
+  writeResources,
+} from '../cgroups/cgroups.ts';
 import { removeTaggedRules } from '../network/iptables.ts';
-import { CniDelError, CniError, CniRunner, parseBandwidth, resultIps, type CniAttachment, type CniCapabilityArgs, type CniPortMapping } from '../network/cni.ts';
+import {
+  CniDelError,
+  CniError,
+  CniRunner,
+  parseBandwidth,
+  resultIps,
+  type CniAttachment,
+  type CniCapabilityArgs,
+  type CniPortMapping,
+} from '../network/cni.ts';
 import type { SandboxRecord, SandboxState } from './record.ts';
 import { buildHosts, buildResolvConf, checkHostname, mountShm, podFilePaths, unmount, writePodFiles } from './files.ts';
 import { checkSysctls } from './sysctl.ts';
@@ -146,7 +167,9 @@ export class SandboxService {
         record.creating = false;
         record.state = 'SANDBOX_NOTREADY';
         // What the interrupted creation made goes now (network, shm, every pinned namespace), whatever the record got to say.
-        await this.teardown(record).catch((err) => this.log.warn({ id: record.id, err: (err as Error).message }, 'cannot undo an interrupted pod sandbox creation; removing the pod retries'));
+        await this.teardown(record).catch((err) =>
+          this.log.warn({ id: record.id, err: (err as Error).message }, 'cannot undo an interrupted pod sandbox creation; removing the pod retries'),
+        );
         await this.store.put(record);
       }
     }
@@ -187,13 +210,19 @@ export class SandboxService {
           await cni.del(pending.attachment, netns);
           if (!netns) await removeTaggedRules(pending.id);
         } catch (err) {
-          this.log.warn({ id: pending.id, name: pending.name, err: (err as Error).message }, 'the network cleanup of a pod sandbox failed again; retrying later');
+          this.log.warn(
+            { id: pending.id, name: pending.name, err: (err as Error).message },
+            'the network cleanup of a pod sandbox failed again; retrying later',
+          );
           return;
         }
         // The pod is stopped or gone: its network namespace has nothing left to hold.
         await unpinPodNamespaces(this.config.state, pending.id, { network: pending.netns || undefined });
         await this.pendingNetworks.delete(pending.id);
-        this.log.info({ id: pending.id, name: pending.name, namespace: pending.namespace }, 'pod sandbox network cleaned up now that its CNI plugins are installed');
+        this.log.info(
+          { id: pending.id, name: pending.name, namespace: pending.namespace },
+          'pod sandbox network cleaned up now that its CNI plugins are installed',
+        );
       });
     }
   }
@@ -294,15 +323,22 @@ export class SandboxService {
     refuseNul(config, 'config');
     const md = config.metadata;
     if (!md?.name || !md.namespace || !md.uid) throw invalidArgument('pod sandbox metadata must give name, namespace and uid');
-    for (const [key, value] of [['name', md.name], ['namespace', md.namespace], ['uid', md.uid]] as const) {
-      if (/[\s/;=\0]/.test(value) || value.length > 253) throw invalidArgument(`pod sandbox metadata ${key} ${quote(value)} is invalid: no whitespace, '/', ';' or '=' and at most 253 characters`);
+    for (const [key, value] of [
+      ['name', md.name],
+      ['namespace', md.namespace],
+      ['uid', md.uid],
+    ] as const) {
+      if (/[\s/;=\0]/.test(value) || value.length > 253)
+        throw invalidArgument(`pod sandbox metadata ${key} ${quote(value)} is invalid: no whitespace, '/', ';' or '=' and at most 253 characters`);
     }
     if (config.log_directory && (!config.log_directory.startsWith('/') || config.log_directory.split('/').includes('..'))) {
       throw invalidArgument(`log_directory ${quote(config.log_directory)} must be an absolute path without ..`);
     }
     const handler = runtimeHandler || this.config.runtime.default_handler;
     if (!this.config.runtime.handlers[handler]) {
-      throw invalidArgument(`runtime handler ${quote(runtimeHandler)} is not configured; configured handlers: ${Object.keys(this.config.runtime.handlers).join(', ')}`);
+      throw invalidArgument(
+        `runtime handler ${quote(runtimeHandler)} is not configured; configured handlers: ${Object.keys(this.config.runtime.handlers).join(', ')}`,
+      );
     }
     const ns = config.linux?.security_context?.namespace_options;
     checkUserNamespace(ns?.userns_options, handler, this.userns);
@@ -334,7 +370,13 @@ export class SandboxService {
         throw invalidArgument(`invalid port mapping ${pm.host_port}:${pm.container_port}: ports are 1-65535`);
       }
       if (pm.host_ip && !isIP(pm.host_ip)) throw invalidArgument(`port mapping host_ip ${quote(pm.host_ip.slice(0, 64))} is not an IP address`);
-      if (pm.host_port > 0) portMappings.push({ hostPort: pm.host_port, containerPort: pm.container_port, protocol: String(pm.protocol || 'TCP').toLowerCase(), ...(pm.host_ip ? { hostIP: pm.host_ip } : {}) });
+      if (pm.host_port > 0)
+        portMappings.push({
+          hostPort: pm.host_port,
+          containerPort: pm.container_port,
+          protocol: String(pm.protocol || 'TCP').toLowerCase(),
+          ...(pm.host_ip ? { hostIP: pm.host_ip } : {}),
+        });
     }
     checkPodResources(config.linux?.resources, config.linux?.overhead);
     const driver = this.config.cgroup_driver;
@@ -398,8 +440,15 @@ export class SandboxService {
       record.infraCgroup = join(fsPath, this.config.cgroup_driver === 'systemd' ? `tscri-sandbox-${record.id}.scope` : `sandbox-${record.id}`);
       await this.store.put(record);
       await createCgroup(record.infraCgroup);
-      if (!(await access(this.config.pod.infra_path, constants.X_OK).then(() => true, () => false))) {
-        throw failedPrecondition(`the pod infra process ${this.config.pod.infra_path} (for a pod sharing one pid namespace) is not installed or not executable: install it (Debian: apt-get install catatonit) or set [pod] infra_path in the config`);
+      if (
+        !(await access(this.config.pod.infra_path, constants.X_OK).then(
+          () => true,
+          () => false,
+        ))
+      ) {
+        throw failedPrecondition(
+          `the pod infra process ${this.config.pod.infra_path} (for a pod sharing one pid namespace) is not installed or not executable: install it (Debian: apt-get install catatonit) or set [pod] infra_path in the config`,
+        );
       }
       const infra = await startInfra({
         infraPath: this.config.pod.infra_path,
@@ -440,7 +489,8 @@ export class SandboxService {
       try {
         attachment.result = await cni.add(attachment, pinned.network!);
       } catch (err) {
-        if (err instanceof CniError && err.missing) throw failedPrecondition(`${err.message}: install it (Debian: apt-get install containernetworking-plugins) or add its directory to [cni] bin_dirs`);
+        if (err instanceof CniError && err.missing)
+          throw failedPrecondition(`${err.message}: install it (Debian: apt-get install containernetworking-plugins) or add its directory to [cni] bin_dirs`);
         throw err;
       }
       record.ips = resultIps(attachment.result);
@@ -492,7 +542,10 @@ export class SandboxService {
   private async deferNetworkCleanup(record: SandboxRecord, netns: string, missing: string[]): Promise<void> {
     const label = podLabel(record);
     await this.pendingNetworks.put({ ...label, attachment: record.network!, netns, missing, since: Date.now() });
-    this.log.warn({ ...label, missing, binDirs: this.config.cni.bin_dirs }, `the CNI plugins ${missing.join(', ')} are not installed: the pod's network is removed once they are (its network namespace stays pinned until then)`);
+    this.log.warn(
+      { ...label, missing, binDirs: this.config.cni.bin_dirs },
+      `the CNI plugins ${missing.join(', ')} are not installed: the pod's network is removed once they are (its network namespace stays pinned until then)`,
+    );
   }
 
   /**

@@ -11,12 +11,7 @@ export interface CallInfo {
 }
 
 export type UnaryFn<Req, Res> = (ctx: Context, req: Req, call: CallInfo) => Promise<Res>;
-export type StreamFn<Req, Res> = (
-  ctx: Context,
-  req: Req,
-  send: (res: Res) => Promise<void>,
-  call: CallInfo,
-) => Promise<void>;
+export type StreamFn<Req, Res> = (ctx: Context, req: Req, send: (res: Res) => Promise<void>, call: CallInfo) => Promise<void>;
 
 export interface UnaryHandler<Req, Res> {
   kind: 'unary';

@@ -6,7 +6,11 @@ import type { Metrics } from '../metrics.ts';
 export { Metrics } from '../metrics.ts';
 
 /** Serves GET /metrics on host:port; resolves with the bound port. */
-export async function serveMetrics(metrics: Metrics, address: string, onError: (err: unknown) => void = () => undefined): Promise<{ port: number; close(): Promise<void> }> {
+export async function serveMetrics(
+  metrics: Metrics,
+  address: string,
+  onError: (err: unknown) => void = () => undefined,
+): Promise<{ port: number; close(): Promise<void> }> {
   const at = address.lastIndexOf(':');
   if (at < 0) throw new Error(`metrics.address must be host:port, got ${address}`);
   const host = address.slice(0, at).replace(/^\[|\]$/g, '');
@@ -31,9 +35,10 @@ export async function serveMetrics(metrics: Metrics, address: string, onError: (
   const bound = server.address();
   return {
     port: typeof bound === 'object' && bound ? bound.port : port,
-    close: () => new Promise((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }

@@ -12,6 +12,7 @@ export function requireRunning(ctx: Context, containerId: string): ContainerReco
   if (!containerId) throw invalidArgument('container_id is required');
   const container = ctx.containers.find(containerId);
   if (!container) throw notFound(`container ${quote(containerId)} not found`);
-  if (container.state !== 'CONTAINER_RUNNING') throw failedPrecondition(`container ${container.id} is not running (${container.state}); exec and attach need a running container`);
+  if (container.state !== 'CONTAINER_RUNNING')
+    throw failedPrecondition(`container ${container.id} is not running (${container.state}); exec and attach need a running container`);
   return container;
 }

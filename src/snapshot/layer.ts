@@ -10,8 +10,22 @@
 // other, so nothing changes a checked parent before it is used.
 import { createHash } from 'node:crypto';
 import {
-  chmodSync, closeSync, constants as fsConstants, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lstatSync,
-  lutimesSync, mkdirSync, openSync, rmSync, symlinkSync, write, writeSync,
+  chmodSync,
+  closeSync,
+  constants as fsConstants,
+  fchmodSync,
+  fchownSync,
+  futimesSync,
+  lchownSync,
+  linkSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  rmSync,
+  symlinkSync,
+  write,
+  writeSync,
 } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -91,7 +105,9 @@ export function declaredCompression(mediaType: string): Compression | undefined 
   if (/[+.]zstd$/.test(type)) return 'zstd';
   if (type === '' || /[.]tar$/.test(type) || type === 'application/x-tar') return undefined;
   const suffix = /[+.]([a-z0-9]+)$/.exec(type)?.[1];
-  throw new LayerError(`layer media type ${quote(mediaType)} uses ${suffix ? `the ${suffix} compression, which is` : 'a format'} not supported (tar, gzip and zstd are)`);
+  throw new LayerError(
+    `layer media type ${quote(mediaType)} uses ${suffix ? `the ${suffix} compression, which is` : 'a format'} not supported (tar, gzip and zstd are)`,
+  );
 }
 
 /** The compression the first bytes show. */
@@ -163,7 +179,13 @@ export type DiffIdAlgorithm = 'sha256' | 'sha512';
  * Unpacks a layer into dir (which should be empty); returns the uncompressed
  * digest (in the algorithm given: the one of the expected diff id) and size.
  */
-export async function applyLayer(input: Readable, mediaType: string, dir: string, signal?: AbortSignal, algorithm: DiffIdAlgorithm = 'sha256'): Promise<ApplyResult> {
+export async function applyLayer(
+  input: Readable,
+  mediaType: string,
+  dir: string,
+  signal?: AbortSignal,
+  algorithm: DiffIdAlgorithm = 'sha256',
+): Promise<ApplyResult> {
   // The input (often a network or file stream) is closed on abort and on any
   // failure, even while the pipeline below has not started reading it.
   const onAbort = () => input.destroy(signal?.reason instanceof Error ? signal.reason : new Error('layer unpack aborted'));
@@ -234,7 +256,10 @@ function unpackError(err: unknown, failures: { entry?: Error; decompress?: Error
   const code = (err as NodeJS.ErrnoException)?.code;
   if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return err;
   // tar-stream's messages go on with a guess ("Maybe ... it needs to be gunzipped?"): the first sentence says it.
-  const reason = String((err as Error)?.message ?? err).split(/\.\s/)[0]!.replace(/\.$/, '').toLowerCase();
+  const reason = String((err as Error)?.message ?? err)
+    .split(/\.\s/)[0]!
+    .replace(/\.$/, '')
+    .toLowerCase();
   return new LayerError(`the layer is not a valid tar archive (${reason})`);
 }
 

@@ -45,7 +45,10 @@ function lowerOption(lowers: string[]): string {
 
 /** Absolute paths in mount options: ',' and ':' separate options and layers, so they cannot appear. */
 function optionPath(path: string): string {
-  if (/[,:\\]/.test(path)) throw new Error(`cannot mount an overlay using ${quote(path)}: paths with ',', ':' or '\\' are not possible in overlay options; choose another root directory`);
+  if (/[,:\\]/.test(path))
+    throw new Error(
+      `cannot mount an overlay using ${quote(path)}: paths with ',', ':' or '\\' are not possible in overlay options; choose another root directory`,
+    );
   return path;
 }
 
@@ -73,11 +76,14 @@ async function mountOverlay(store: SnapshotStore, lowers: string[], rest: string
   }
   const data = [lowerOption(lowers), ...rest].join(',');
   if (data.length > MAX_MOUNT_DATA) {
-    throw new Error(`cannot mount the root filesystem at ${target}: its ${layers} layers make overlay options of ${data.length} bytes, more than the kernel's ${MAX_MOUNT_DATA}`);
+    throw new Error(
+      `cannot mount the root filesystem at ${target}: its ${layers} layers make overlay options of ${data.length} bytes, more than the kernel's ${MAX_MOUNT_DATA}`,
+    );
   }
   // Relative lowerdir paths are resolved from mount's working directory.
   const result = await run('mount', ['-t', 'overlay', 'overlay', '-o', data, target], { cwd: store.root });
-  if (result.code !== 0) throw new Error(`cannot mount the root filesystem at ${target}: ${result.stderr.trim() || `mount exited with ${result.code ?? result.signal}`}`);
+  if (result.code !== 0)
+    throw new Error(`cannot mount the root filesystem at ${target}: ${result.stderr.trim() || `mount exited with ${result.code ?? result.signal}`}`);
 }
 
 /** Where a container's upper and work dirs live: under workParent, or by default under the snapshot root. */
@@ -134,7 +140,13 @@ export async function prepareRootfs(
     const dirs = { rootfs: target, upper, work };
     // Overlay and tmpfs mounts have a device of their own: no need to read the mount table.
     if (hasOwnDevice(target)) return dirs;
-    await mountOverlay(store, lowers, [`upperdir=${optionPath(resolve(upper))}`, `workdir=${optionPath(resolve(work))}`, ...extraOptions()], target, chainIds.length);
+    await mountOverlay(
+      store,
+      lowers,
+      [`upperdir=${optionPath(resolve(upper))}`, `workdir=${optionPath(resolve(work))}`, ...extraOptions()],
+      target,
+      chainIds.length,
+    );
     return dirs;
   } catch (err) {
     if (fresh) {

@@ -120,7 +120,9 @@ export class SnapshotStore {
         continue;
       }
       if (!/^[0-9]+$/.test(name)) continue;
-      const meta = await readFile(join(this.root, name, 'meta.json'), 'utf8').then((text) => JSON.parse(text) as Meta).catch(() => undefined);
+      const meta = await readFile(join(this.root, name, 'meta.json'), 'utf8')
+        .then((text) => JSON.parse(text) as Meta)
+        .catch(() => undefined);
       const n = Number(name);
       if (typeof meta?.chainId !== 'string' || !meta.chainId || this.byChain.has(meta.chainId)) {
         await rm(join(this.root, name), { recursive: true, force: true });
@@ -132,7 +134,9 @@ export class SnapshotStore {
     }
     for (const name of await readdir(this.leaseDir)) {
       if (!name.endsWith('.json')) continue;
-      const chains = await readFile(join(this.leaseDir, name), 'utf8').then((text) => JSON.parse(text) as unknown).catch(() => undefined);
+      const chains = await readFile(join(this.leaseDir, name), 'utf8')
+        .then((text) => JSON.parse(text) as unknown)
+        .catch(() => undefined);
       if (Array.isArray(chains)) this.leases.set(name.slice(0, -'.json'.length), chains.map(String));
       else await rm(join(this.leaseDir, name), { force: true });
     }
@@ -196,7 +200,10 @@ export class SnapshotStore {
         shared.controller.abort(signal!.reason);
       };
       signal?.addEventListener('abort', onAbort, { once: true });
-      shared.promise.then(() => settle(), (err: unknown) => settle(err ?? new Error('layer unpack failed')));
+      shared.promise.then(
+        () => settle(),
+        (err: unknown) => settle(err ?? new Error('layer unpack failed')),
+      );
     });
   }
 

@@ -36,7 +36,10 @@ export async function secureDirs(root: string, state: string): Promise<string[]>
   }
   for (const dir of ROOT_DIRS) await narrow(join(root, dir), 0o700);
   const wide: string[] = [];
-  for (const [dir, allowed] of [[root, 0o711], [state, 0o711]] as const) {
+  for (const [dir, allowed] of [
+    [root, 0o711],
+    [state, 0o711],
+  ] as const) {
     const mode = (await stat(dir)).mode & 0o777;
     if (mode & ~allowed) wide.push(`${dir} is mode ${mode.toString(8)}; 0700 (or 0711) keeps host users from listing it`);
   }

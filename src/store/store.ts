@@ -141,7 +141,9 @@ export class RecordStore<T extends Identified> {
    */
   async update(record: T, changes: Partial<T>): Promise<void> {
     assertSafeId(record.id);
-    await writeFileAtomic(join(this.dir, `${record.id}.json`), JSON.stringify({ ...record, ...changes }, null, 1), 0o600, { syncDir: !this.records.has(record.id) });
+    await writeFileAtomic(join(this.dir, `${record.id}.json`), JSON.stringify({ ...record, ...changes }, null, 1), 0o600, {
+      syncDir: !this.records.has(record.id),
+    });
     Object.assign(record, changes);
     this.records.set(record.id, record);
   }

@@ -32,7 +32,10 @@ export function expectedStreams(protocol: string, options: CommandOptions): stri
 export function collectStreams(session: SpdySession, expected: string[]): Promise<Map<string, SpdyStream>> {
   return new Promise((resolve, reject) => {
     const streams = new Map<string, SpdyStream>();
-    const timer = setTimeout(() => finish(new Error(`timed out waiting for the client's streams (got ${[...streams.keys()].join(', ') || 'none'}, need ${expected.join(', ')})`)), STREAM_CREATION_TIMEOUT_MS);
+    const timer = setTimeout(
+      () => finish(new Error(`timed out waiting for the client's streams (got ${[...streams.keys()].join(', ') || 'none'}, need ${expected.join(', ')})`)),
+      STREAM_CREATION_TIMEOUT_MS,
+    );
     const onStream = (stream: SpdyStream) => {
       const type = stream.headers.streamtype ?? '';
       void stream.reply().catch(() => undefined);
@@ -62,10 +65,13 @@ export function streamIO(streams: Map<string, SpdyStream>, tty: boolean): Stream
   let last: TerminalSize | undefined;
   const resize = streams.get('resize');
   if (resize) {
-    resize.on('data', resizeDecoder((size) => {
-      last = size;
-      listeners.forEach((l) => l(size));
-    }));
+    resize.on(
+      'data',
+      resizeDecoder((size) => {
+        last = size;
+        listeners.forEach((l) => l(size));
+      }),
+    );
   }
   return {
     stdin: streams.get('stdin'),

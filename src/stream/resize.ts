@@ -10,7 +10,7 @@ export function resizeDecoder(onSize: (size: TerminalSize) => void): (chunk: Buf
       const end = text.indexOf('}');
       if (end < 0) break;
       const start = text.indexOf('{');
-      const candidate = text.slice(Math.max(start , 0), end + 1);
+      const candidate = text.slice(Math.max(start, 0), end + 1);
       text = text.slice(end + 1);
       try {
         const size = JSON.parse(candidate);

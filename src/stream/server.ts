@@ -100,7 +100,8 @@ export class StreamServer {
     const match = /^\/(exec|attach|portforward)\/([A-Za-z0-9_-]+)$/.exec(url.pathname);
     if (!match) return { error: [404, 'not found: streaming URLs look like /exec/TOKEN, /attach/TOKEN or /portforward/TOKEN'], url };
     const request = this.tokens.take(match[2]!);
-    if (!request || request.kind !== match[1]) return { error: [404, 'this streaming URL is unknown, was already used, or has expired; call Exec, Attach or PortForward again'], url };
+    if (!request || request.kind !== match[1])
+      return { error: [404, 'this streaming URL is unknown, was already used, or has expired; call Exec, Attach or PortForward again'], url };
     return { request, url };
   }
 
@@ -159,7 +160,11 @@ export class StreamServer {
     session.close();
   }
 
-  private async run(request: Exclude<StreamRequest, { kind: 'portforward' }>, io: import('./backend.ts').StreamIO, signal: AbortSignal): Promise<{ exitCode?: number; error?: string }> {
+  private async run(
+    request: Exclude<StreamRequest, { kind: 'portforward' }>,
+    io: import('./backend.ts').StreamIO,
+    signal: AbortSignal,
+  ): Promise<{ exitCode?: number; error?: string }> {
     try {
       if (request.kind === 'exec') return { exitCode: await this.backend.exec(request.containerId, request.cmd, io, signal) };
       await this.backend.attach(request.containerId, io, signal);
@@ -225,11 +230,18 @@ export class StreamServer {
 
 function headerList(value: string | string[] | undefined): string[] {
   const values = Array.isArray(value) ? value : value ? [value] : [];
-  return values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean);
+  return values
+    .flatMap((v) => v.split(','))
+    .map((v) => v.trim())
+    .filter(Boolean);
 }
 
 function refuse(socket: Duplex, code: number, message: string, headers: Record<string, string> = {}): void {
   const reason = code === 403 ? 'Forbidden' : code === 404 ? 'Not Found' : 'Bad Request';
-  const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
-  socket.end(`HTTP/1.1 ${code} ${reason}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(message) + 1}\r\nConnection: close\r\n${extra}\r\n${message}\n`);
+  const extra = Object.entries(headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('');
+  socket.end(
+    `HTTP/1.1 ${code} ${reason}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(message) + 1}\r\nConnection: close\r\n${extra}\r\n${message}\n`,
+  );
 }

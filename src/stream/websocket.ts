@@ -8,8 +8,15 @@ import type { StreamIO, TerminalSize } from './backend.ts';
 import { resizeDecoder } from './resize.ts';
 
 export const WEBSOCKET_PROTOCOLS = [
-  'v5.channel.k8s.io', 'v4.channel.k8s.io', 'v4.base64.channel.k8s.io', 'v3.channel.k8s.io', 'v3.base64.channel.k8s.io',
-  'v2.channel.k8s.io', 'v2.base64.channel.k8s.io', 'channel.k8s.io', 'base64.channel.k8s.io',
+  'v5.channel.k8s.io',
+  'v4.channel.k8s.io',
+  'v4.base64.channel.k8s.io',
+  'v3.channel.k8s.io',
+  'v3.base64.channel.k8s.io',
+  'v2.channel.k8s.io',
+  'v2.base64.channel.k8s.io',
+  'channel.k8s.io',
+  'base64.channel.k8s.io',
 ];
 
 const CHANNEL = { stdin: 0, stdout: 1, stderr: 2, error: 3, resize: 4, close: 255 };
@@ -37,7 +44,11 @@ export interface WebSocketSession {
   finish(errorPayload: Buffer | undefined): Promise<void>;
 }
 
-export function webSocketSession(ws: WebSocket, protocol: string, options: { stdin: boolean; stdout: boolean; stderr: boolean; tty: boolean }): WebSocketSession {
+export function webSocketSession(
+  ws: WebSocket,
+  protocol: string,
+  options: { stdin: boolean; stdout: boolean; stderr: boolean; tty: boolean },
+): WebSocketSession {
   const stdin = options.stdin ? new PassThrough() : undefined;
   const listeners: Array<(size: TerminalSize) => void> = [];
   let last: TerminalSize | undefined;

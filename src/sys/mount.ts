@@ -35,7 +35,13 @@ function checkString(what: string, value: string): void {
 
 /** Mounts a filesystem: mount(source, target, fstype, flags, data). */
 export function mount(source: string, target: string, fstype: string, flags: number, data = ''): void {
-  for (const [what, value] of [['source', source], ['target', target], ['type', fstype], ['options', data]] as const) checkString(what, value);
+  for (const [what, value] of [
+    ['source', source],
+    ['target', target],
+    ['type', fstype],
+    ['options', data],
+  ] as const)
+    checkString(what, value);
   if ((c.mount(source, target, fstype, flags, data || null) as number) !== 0) {
     throw new MountError(`cannot mount ${fstype} at ${target}`, lastErrno());
   }

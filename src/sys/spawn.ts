@@ -26,7 +26,9 @@ import koffi from 'koffi';
 import { errnoName, libc } from './libc.ts';
 
 const c = {
-  posix_spawn: libc.func('int posix_spawn(_Out_ int *pid, const char *path, const uint8_t *actions, const uint8_t *attr, const char **argv, const char **envp)'),
+  posix_spawn: libc.func(
+    'int posix_spawn(_Out_ int *pid, const char *path, const uint8_t *actions, const uint8_t *attr, const char **argv, const char **envp)',
+  ),
   actionsInit: libc.func('int posix_spawn_file_actions_init(_Inout_ uint8_t *actions)'),
   actionsDestroy: libc.func('int posix_spawn_file_actions_destroy(_Inout_ uint8_t *actions)'),
   addDup2: libc.func('int posix_spawn_file_actions_adddup2(_Inout_ uint8_t *actions, int fd, int newfd)'),
@@ -313,7 +315,12 @@ export function spawnChild(file: string, args: string[], options: SpawnOptions =
     program = resolveProgram(file, env);
     if (!program) errno = osConstants.errno.ENOENT;
     argv = [file, ...args, null];
-    envp = [...Object.entries(env).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`), null];
+    envp = [
+      ...Object.entries(env)
+        .filter(([, v]) => v !== undefined)
+        .map(([k, v]) => `${k}=${v}`),
+      null,
+    ];
   } catch (err) {
     for (const fd of [...childEnds, ...parentEnds]) if (fd !== null) c.close(fd);
     c.actionsDestroy(actions);
@@ -399,8 +406,22 @@ export function run(file: string, args: string[], options: RunOptions = {}): Pro
       add(d.length);
       chunks.push(d);
     };
-    child.stdout?.on('data', collect(out, () => outBytes, (n) => (outBytes += n)));
-    child.stderr?.on('data', collect(err, () => errBytes, (n) => (errBytes += n)));
+    child.stdout?.on(
+      'data',
+      collect(
+        out,
+        () => outBytes,
+        (n) => (outBytes += n),
+      ),
+    );
+    child.stderr?.on(
+      'data',
+      collect(
+        err,
+        () => errBytes,
+        (n) => (errBytes += n),
+      ),
+    );
     child.once('error', (e) => {
       if (timer) clearTimeout(timer);
       reject(e);

@@ -49,11 +49,13 @@ const FD_CLOEXEC = 1;
 
 /** The sockaddr_un of a NOTIFY_SOCKET value: a path, or "@name" in the abstract namespace. */
 export function notifyAddress(value: string): Buffer {
-  if (!value.startsWith('/') && !value.startsWith('@')) throw new Error(`NOTIFY_SOCKET ${JSON.stringify(value.slice(0, 100))} is neither an absolute path nor an abstract socket (@name)`);
+  if (!value.startsWith('/') && !value.startsWith('@'))
+    throw new Error(`NOTIFY_SOCKET ${JSON.stringify(value.slice(0, 100))} is neither an absolute path nor an abstract socket (@name)`);
   const name = Buffer.from(value);
   if (value.startsWith('@')) name[0] = 0;
   // A path needs room for its terminating NUL; an abstract name does not.
-  if (name.length > SUN_PATH_MAX - (value.startsWith('@') ? 0 : 1)) throw new Error(`NOTIFY_SOCKET is longer than a unix socket address can be (${SUN_PATH_MAX} bytes)`);
+  if (name.length > SUN_PATH_MAX - (value.startsWith('@') ? 0 : 1))
+    throw new Error(`NOTIFY_SOCKET is longer than a unix socket address can be (${SUN_PATH_MAX} bytes)`);
   const addr = Buffer.alloc(2 + name.length + (value.startsWith('@') ? 0 : 1));
   addr.writeUInt16LE(AF_UNIX, 0);
   name.copy(addr, 2);
@@ -106,7 +108,10 @@ export class Notifier {
   /** Sends one notification; variables are KEY=value lines (values on one line). */
   send(fields: Record<string, string>): boolean {
     if (!this.address) return false;
-    const text = Object.entries(fields).map(([k, v]) => `${k}=${v.replace(/\n/g, ' ').slice(0, STATUS_MAX)}`).join('\n') + '\n';
+    const text =
+      Object.entries(fields)
+        .map(([k, v]) => `${k}=${v.replace(/\n/g, ' ').slice(0, STATUS_MAX)}`)
+        .join('\n') + '\n';
     const data = Buffer.from(text);
     const fd = c.socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0) as number;
     if (fd < 0) return this.fail(`cannot open a socket to notify systemd: errno ${koffi.errno()}`);
@@ -177,7 +182,8 @@ export function inheritedSocket(env: NodeJS.ProcessEnv = process.env, pid = proc
   const fdNames = names === undefined ? [] : names.split(':');
   let index = fdNames.indexOf(CRI_FD_NAME);
   if (index < 0) {
-    if (count !== 1) throw new ActivationError(`systemd handed in ${count} sockets and none is named ${CRI_FD_NAME} (FileDescriptorName=${CRI_FD_NAME} in tscri.socket)`);
+    if (count !== 1)
+      throw new ActivationError(`systemd handed in ${count} sockets and none is named ${CRI_FD_NAME} (FileDescriptorName=${CRI_FD_NAME} in tscri.socket)`);
     index = 0;
   }
   if (index >= count) throw new ActivationError(`LISTEN_FDNAMES names ${CRI_FD_NAME} at position ${index + 1} but LISTEN_FDS is ${count}`);
@@ -190,8 +196,12 @@ export function inheritedSocket(env: NodeJS.ProcessEnv = process.env, pid = proc
   }
   if (!isSocket) throw new ActivationError(`descriptor ${fd} from LISTEN_FDS is not a socket`);
   const name = socketName(fd);
-  if (!name || name.family !== AF_UNIX) throw new ActivationError(`descriptor ${fd} from LISTEN_FDS is not a unix socket; the CRI is served on a unix socket only (ListenStream=/run/tscri/tscri.sock)`);
-  if (sockopt(fd, SO_TYPE) !== SOCK_STREAM) throw new ActivationError(`descriptor ${fd} from LISTEN_FDS is not a stream socket (ListenStream=, not ListenDatagram=)`);
+  if (!name || name.family !== AF_UNIX)
+    throw new ActivationError(
+      `descriptor ${fd} from LISTEN_FDS is not a unix socket; the CRI is served on a unix socket only (ListenStream=/run/tscri/tscri.sock)`,
+    );
+  if (sockopt(fd, SO_TYPE) !== SOCK_STREAM)
+    throw new ActivationError(`descriptor ${fd} from LISTEN_FDS is not a stream socket (ListenStream=, not ListenDatagram=)`);
   if (sockopt(fd, SO_ACCEPTCONN) !== 1) throw new ActivationError(`descriptor ${fd} from LISTEN_FDS is not listening`);
   // Inherited descriptors are not close-on-exec: runc, conmon (which outlives
   // tscri) and CNI plugins must not hold the CRI socket.

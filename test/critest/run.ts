@@ -187,7 +187,18 @@ async function main(): Promise<number> {
     const reportDir = await mkdtemp(join(tmpdir(), 'tscri-critest-report-'));
     cleanups.unshift(() => rm(reportDir, { recursive: true, force: true }));
     const reportFile = join(reportDir, 'report.json');
-    const args = ['-runtime-endpoint', `unix://${d.socket}`, '-nri-socket', nriSocket, '-parallel', '2', '-ginkgo.no-color', '-ginkgo.json-report', reportFile, ...process.argv.slice(2)];
+    const args = [
+      '-runtime-endpoint',
+      `unix://${d.socket}`,
+      '-nri-socket',
+      nriSocket,
+      '-parallel',
+      '2',
+      '-ginkgo.no-color',
+      '-ginkgo.json-report',
+      reportFile,
+      ...process.argv.slice(2),
+    ];
     const exit = await new Promise<number | null>((resolve) => {
       const child = spawn(critest, args, { stdio: ['ignore', 'inherit', 'inherit'], env, cwd: reportDir });
       const timer = setTimeout(() => {
@@ -201,7 +212,8 @@ async function main(): Promise<number> {
     });
     if (existsSync(reportFile)) outcome = outcomeOf(JSON.parse(readFileSync(reportFile, 'utf8')));
     else problems.push(`critest wrote no report (exit ${exit})`);
-    if (outcome && exit !== 0 && outcome.failed.length === 0) problems.push(`critest exited with ${exit} although no spec failed (a suite-level failure; see its output above)`);
+    if (outcome && exit !== 0 && outcome.failed.length === 0)
+      problems.push(`critest exited with ${exit} although no spec failed (a suite-level failure; see its output above)`);
     const left = await removeLeftPods(d);
     if (left) console.log(`critest: removed ${left} pod(s) that failed specs left behind`);
     const leaks = await net.leftovers([]);

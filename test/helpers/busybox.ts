@@ -19,6 +19,9 @@ export async function makeBusyboxRootfs(dir: string): Promise<void> {
   for (const applet of busyboxApplets()) {
     await symlink('busybox', join(dir, 'bin', applet)).catch(() => undefined);
   }
-  await writeFile(join(dir, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n');
+  await writeFile(
+    join(dir, 'etc/passwd'),
+    'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n',
+  );
   await writeFile(join(dir, 'etc/group'), 'root:x:0:\nusers:x:100:user\nuser:x:1000:\nnogroup:x:65534:\n');
 }

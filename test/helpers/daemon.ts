@@ -56,12 +56,31 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<TestDaem
   const state = join(dir, 'state');
   const configFile = join(dir, 'tscri.toml');
   await writeFile(configFile, options.config ?? '');
-  const args = [...NODE_FLAGS, CLI, 'serve', '--config', configFile, '--listen', `unix://${listen}`, '--root', root, '--state', state, '--log-level', 'debug', ...(options.extraArgs ?? [])];
+  const args = [
+    ...NODE_FLAGS,
+    CLI,
+    'serve',
+    '--config',
+    configFile,
+    '--listen',
+    `unix://${listen}`,
+    '--root',
+    root,
+    '--state',
+    state,
+    '--log-level',
+    'debug',
+    ...(options.extraArgs ?? []),
+  ];
   const env = { ...process.env, ...options.env };
   // LISTEN_PID must be the daemon's pid: a shell sets it to its own, then execs the daemon.
-  const child = options.listenFd === undefined
-    ? spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env })
-    : spawn('/bin/sh', ['-c', 'LISTEN_PID=$$ exec "$0" "$@"', process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe', options.listenFd], env: { LISTEN_FDS: '1', ...env } });
+  const child =
+    options.listenFd === undefined
+      ? spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env })
+      : spawn('/bin/sh', ['-c', 'LISTEN_PID=$$ exec "$0" "$@"', process.execPath, ...args], {
+          stdio: ['ignore', 'pipe', 'pipe', options.listenFd],
+          env: { LISTEN_FDS: '1', ...env },
+        });
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
@@ -98,7 +117,12 @@ async function waitForSocket(socket: string, child: ChildProcess, output: () => 
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
     if (child.exitCode !== null) throw new Error(`tscri exited with ${child.exitCode}:\n${output()}`);
-    if (await stat(socket).then((s) => s.isSocket(), () => false)) {
+    if (
+      await stat(socket).then(
+        (s) => s.isSocket(),
+        () => false,
+      )
+    ) {
       if (output().includes('tscri is serving')) return;
     }
     await new Promise((r) => setTimeout(r, 50));
@@ -113,7 +137,13 @@ function stuckAt(pid: number): string {
   const lines: string[] = [];
   try {
     for (const task of readdirSync(`/proc/${pid}/task`)) {
-      const read = (f: string) => { try { return readFileSync(`/proc/${pid}/task/${task}/${f}`, 'utf8').trim(); } catch { return '?'; } };
+      const read = (f: string) => {
+        try {
+          return readFileSync(`/proc/${pid}/task/${task}/${f}`, 'utf8').trim();
+        } catch {
+          return '?';
+        }
+      };
       const state = /^State:\s*(.*)$/m.exec(read('status'))?.[1] ?? '?';
       lines.push(`thread ${task} ${read('comm')}: ${state}, waiting in ${read('wchan')}`);
     }

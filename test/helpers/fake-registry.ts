@@ -89,7 +89,8 @@ export class FakeRegistry {
     const m = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/.exec(url);
     if (m?.[2] === 'manifests') {
       const found = this.manifests.get(`${m[1]}:${m[3]}`) ?? this.manifests.get(`${m[1]}@${m[3]}`);
-      if (!found) return void res.writeHead(404, { 'content-type': 'application/json' }).end('{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}');
+      if (!found)
+        return void res.writeHead(404, { 'content-type': 'application/json' }).end('{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}');
       return void res.writeHead(200, { 'content-type': found.mediaType, 'docker-content-digest': sha256(found.body) }).end(found.body);
     }
     if (m?.[2] === 'blobs') {
@@ -98,7 +99,9 @@ export class FakeRegistry {
       const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
       if (range) {
         const start = Number(range[1]);
-        return void res.writeHead(206, { 'content-range': `bytes ${start}-${blob.length - 1}/${blob.length}`, 'content-length': blob.length - start }).end(blob.subarray(start));
+        return void res
+          .writeHead(206, { 'content-range': `bytes ${start}-${blob.length - 1}/${blob.length}`, 'content-length': blob.length - start })
+          .end(blob.subarray(start));
       }
       return void res.writeHead(200, { 'content-length': blob.length }).end(blob);
     }
@@ -106,7 +109,13 @@ export class FakeRegistry {
   }
 
   /** Serves body as a manifest under repo for each reference (tags, and its digest in the given algorithm). */
-  putManifest(repo: string, tags: string[], body: Buffer | object, mediaType = OCI_MANIFEST, algorithm: Algorithm = 'sha256'): { digest: string; size: number } {
+  putManifest(
+    repo: string,
+    tags: string[],
+    body: Buffer | object,
+    mediaType = OCI_MANIFEST,
+    algorithm: Algorithm = 'sha256',
+  ): { digest: string; size: number } {
     const bytes = Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
     const digest = digestOf(bytes, algorithm);
     for (const tag of tags) this.manifests.set(`${repo}:${tag}`, { body: bytes, mediaType });
@@ -120,15 +129,29 @@ export class FakeRegistry {
     const tars = await Promise.all(layers.map((entries) => tarOf(entries)));
     const blobs = options.rawLayers ?? tars.map((t) => gzipSync(t));
     const diffIds = options.rawLayers ? blobs.map((b) => sha256(b)) : tars.map((t) => sha256(t));
-    const config = options.rawConfig ?? Buffer.from(JSON.stringify({ architecture: options.architecture ?? 'amd64', os: 'linux', config: options.config ?? {}, rootfs: { type: 'layers', diff_ids: diffIds } }));
+    const config =
+      options.rawConfig ??
+      Buffer.from(
+        JSON.stringify({
+          architecture: options.architecture ?? 'amd64',
+          os: 'linux',
+          config: options.config ?? {},
+          rootfs: { type: 'layers', diff_ids: diffIds },
+        }),
+      );
     const configDigest = digestOf(config, algorithm);
     this.blobs.set(configDigest, config);
     const layerDigests = blobs.map((b) => digestOf(b, algorithm));
     blobs.forEach((b, i) => this.blobs.set(layerDigests[i]!, b));
     const manifest: Record<string, any> = {
-      schemaVersion: 2, mediaType: OCI_MANIFEST,
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
       config: { mediaType: OCI_CONFIG, digest: configDigest, size: config.length },
-      layers: blobs.map((b, i) => ({ mediaType: options.rawLayers ? 'application/vnd.oci.image.layer.v1.tar' : OCI_LAYER_GZIP, digest: layerDigests[i], size: b.length })),
+      layers: blobs.map((b, i) => ({
+        mediaType: options.rawLayers ? 'application/vnd.oci.image.layer.v1.tar' : OCI_LAYER_GZIP,
+        digest: layerDigests[i],
+        size: b.length,
+      })),
     };
     options.editManifest?.(manifest);
     const body = Buffer.from(JSON.stringify(manifest));
@@ -137,10 +160,21 @@ export class FakeRegistry {
   }
 
   /** Adds an index naming the given manifests (linux, each with its architecture) under repo:tag. */
-  addIndex(repo: string, tag: string, children: Array<{ digest: string; size: number; architecture?: string }>, algorithm: Algorithm = 'sha256'): { digest: string; size: number } {
+  addIndex(
+    repo: string,
+    tag: string,
+    children: Array<{ digest: string; size: number; architecture?: string }>,
+    algorithm: Algorithm = 'sha256',
+  ): { digest: string; size: number } {
     const index = {
-      schemaVersion: 2, mediaType: OCI_INDEX,
-      manifests: children.map((c) => ({ mediaType: OCI_MANIFEST, digest: c.digest, size: c.size, platform: { os: 'linux', architecture: c.architecture ?? 'amd64' } })),
+      schemaVersion: 2,
+      mediaType: OCI_INDEX,
+      manifests: children.map((c) => ({
+        mediaType: OCI_MANIFEST,
+        digest: c.digest,
+        size: c.size,
+        platform: { os: 'linux', architecture: c.architecture ?? 'amd64' },
+      })),
     };
     return this.putManifest(repo, [tag], index, OCI_INDEX, algorithm);
   }

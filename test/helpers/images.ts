@@ -31,7 +31,18 @@ export async function tarOf(entries: FileEntry[]): Promise<Buffer> {
   const p = pack();
   for (const e of entries) {
     const body = e.body === undefined ? '' : e.body;
-    p.entry({ name: e.name, type: e.type ?? 'file', mode: e.mode ?? (e.type === 'directory' ? 0o755 : 0o644), uid: e.uid ?? 0, gid: e.gid ?? 0, linkname: e.linkname, mtime: new Date(1_700_000_000_000) }, body);
+    p.entry(
+      {
+        name: e.name,
+        type: e.type ?? 'file',
+        mode: e.mode ?? (e.type === 'directory' ? 0o755 : 0o644),
+        uid: e.uid ?? 0,
+        gid: e.gid ?? 0,
+        linkname: e.linkname,
+        mtime: new Date(1_700_000_000_000),
+      },
+      body,
+    );
   }
   p.finalize();
   const chunks: Buffer[] = [];
@@ -43,7 +54,11 @@ export async function layer(entries: FileEntry[], compression: Compression = 'gz
   const tar = await tarOf(entries);
   if (compression === 'none') return { blob: tar, diffId: sha256(tar), mediaType: 'application/vnd.oci.image.layer.v1.tar' };
   if (compression === 'zstd') return { blob: zstdCompressSync(tar), diffId: sha256(tar), mediaType: 'application/vnd.oci.image.layer.v1.tar+zstd' };
-  return { blob: gzipSync(tar), diffId: sha256(tar), mediaType: docker ? 'application/vnd.docker.image.rootfs.diff.tar.gzip' : 'application/vnd.oci.image.layer.v1.tar+gzip' };
+  return {
+    blob: gzipSync(tar),
+    diffId: sha256(tar),
+    mediaType: docker ? 'application/vnd.docker.image.rootfs.diff.tar.gzip' : 'application/vnd.oci.image.layer.v1.tar+gzip',
+  };
 }
 
 /** The busybox root filesystem as layer entries. */
@@ -53,7 +68,10 @@ export function busyboxEntries(): FileEntry[] {
     { name: 'bin/busybox', body: readFileSync(BUSYBOX), mode: 0o755 },
     ...busyboxApplets().map((a) => ({ name: `bin/${a}`, type: 'symlink' as const, linkname: 'busybox' })),
     { name: 'etc/', type: 'directory' },
-    { name: 'etc/passwd', body: 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' },
+    {
+      name: 'etc/passwd',
+      body: 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n',
+    },
     { name: 'etc/group', body: 'root:x:0:\nusers:x:100:user\nuser:x:1000:\nnogroup:x:65534:\n' },
     { name: 'tmp/', type: 'directory', mode: 0o1777 },
     { name: 'root/', type: 'directory', mode: 0o700 },
@@ -95,7 +113,13 @@ export async function pushBlob(registryUrl: string, repo: string, blob: Buffer):
   return digest;
 }
 
-export async function pushManifest(registryUrl: string, repo: string, reference: string, manifest: object, mediaType: string): Promise<{ digest: string; size: number }> {
+export async function pushManifest(
+  registryUrl: string,
+  repo: string,
+  reference: string,
+  manifest: object,
+  mediaType: string,
+): Promise<{ digest: string; size: number }> {
   const body = Buffer.from(JSON.stringify(manifest));
   const res = await fetch(`${registryUrl}/v2/${repo}/manifests/${reference}`, { method: 'PUT', body, headers: { 'content-type': mediaType } });
   if (res.status !== 201) throw new Error(`manifest push failed: ${res.status} ${await res.text()}`);
@@ -117,26 +141,58 @@ export async function pushImage(registryUrl: string, repo: string, tag: string |
   const manifest = {
     schemaVersion: 2,
     mediaType,
-    config: { mediaType: spec.docker ? 'application/vnd.docker.container.image.v1+json' : 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: configBlob.length },
+    config: {
+      mediaType: spec.docker ? 'application/vnd.docker.container.image.v1+json' : 'application/vnd.oci.image.config.v1+json',
+      digest: configDigest,
+      size: configBlob.length,
+    },
     layers: spec.layers.map((l) => ({ mediaType: l.mediaType, digest: sha256(l.blob), size: l.blob.length })),
   };
   const { digest, size } = await pushManifest(registryUrl, repo, tag ?? sha256(Buffer.from(JSON.stringify(manifest))), manifest, mediaType);
   return { manifestDigest: digest, configDigest, manifestSize: size, mediaType };
 }
 
-export async function pushIndex(registryUrl: string, repo: string, tag: string, images: Array<{ image: PushedImage; architecture: string; variant?: string }>): Promise<string> {
+export async function pushIndex(
+  registryUrl: string,
+  repo: string,
+  tag: string,
+  images: Array<{ image: PushedImage; architecture: string; variant?: string }>,
+): Promise<string> {
   const mediaType = 'application/vnd.oci.image.index.v1+json';
   const index = {
     schemaVersion: 2,
     mediaType,
-    manifests: images.map(({ image, architecture, variant }) => ({ mediaType: image.mediaType, digest: image.manifestDigest, size: image.manifestSize, platform: { os: 'linux', architecture, ...(variant ? { variant } : {}) } })),
+    manifests: images.map(({ image, architecture, variant }) => ({
+      mediaType: image.mediaType,
+      digest: image.manifestDigest,
+      size: image.manifestSize,
+      platform: { os: 'linux', architecture, ...(variant ? { variant } : {}) },
+    })),
   };
   return (await pushManifest(registryUrl, repo, tag, index, mediaType)).digest;
 }
 
 /** A two-layer busybox image: the rootfs, then a layer with a whiteout and an opaque dir. */
-export async function pushBusybox(registryUrl: string, repo: string, tag: string, options: { compression?: Compression; config?: ImageSpec['config']; docker?: boolean } = {}): Promise<PushedImage> {
-  const base = await layer([...busyboxEntries(), { name: 'etc/removed', body: 'x' }, { name: 'var/cache/old', body: 'old' }], options.compression ?? 'gzip', options.docker);
-  const top = await layer([{ name: 'etc/.wh.removed' }, { name: 'var/cache/.wh..wh..opq' }, { name: 'var/cache/new', body: 'new' }, { name: 'etc/motd', body: `image ${repo}:${tag}\n` }], options.compression ?? 'gzip', options.docker);
+export async function pushBusybox(
+  registryUrl: string,
+  repo: string,
+  tag: string,
+  options: { compression?: Compression; config?: ImageSpec['config']; docker?: boolean } = {},
+): Promise<PushedImage> {
+  const base = await layer(
+    [...busyboxEntries(), { name: 'etc/removed', body: 'x' }, { name: 'var/cache/old', body: 'old' }],
+    options.compression ?? 'gzip',
+    options.docker,
+  );
+  const top = await layer(
+    [
+      { name: 'etc/.wh.removed' },
+      { name: 'var/cache/.wh..wh..opq' },
+      { name: 'var/cache/new', body: 'new' },
+      { name: 'etc/motd', body: `image ${repo}:${tag}\n` },
+    ],
+    options.compression ?? 'gzip',
+    options.docker,
+  );
   return pushImage(registryUrl, repo, tag, { layers: [base, top], config: options.config, docker: options.docker });
 }

@@ -105,7 +105,12 @@ export function milliCpuToQuota(milli: number, period: number): number {
 }
 
 /** calculateLinuxResources: shares, quota over a 100 ms period, memory limit, memory.oom.group on v2. */
-function linuxResources(cpuRequestMilli: number | undefined, cpuLimitMilli: number | undefined, memoryLimit: number | undefined, m: Machine): Record<string, any> {
+function linuxResources(
+  cpuRequestMilli: number | undefined,
+  cpuLimitMilli: number | undefined,
+  memoryLimit: number | undefined,
+  m: Machine,
+): Record<string, any> {
   const shares = cpuRequestMilli === undefined && cpuLimitMilli !== undefined ? milliCpuToShares(cpuLimitMilli) : milliCpuToShares(cpuRequestMilli ?? 0);
   return {
     cpu_period: 100000,
@@ -163,7 +168,19 @@ export function podSandboxConfig(pod: KubePod, m: Machine): Record<string, any> 
   };
 }
 
-const MASKED_PATHS = ['/proc/asound', '/proc/acpi', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware', '/sys/devices/virtual/powercap'];
+const MASKED_PATHS = [
+  '/proc/asound',
+  '/proc/acpi',
+  '/proc/kcore',
+  '/proc/keys',
+  '/proc/latency_stats',
+  '/proc/timer_list',
+  '/proc/timer_stats',
+  '/proc/sched_debug',
+  '/proc/scsi',
+  '/sys/firmware',
+  '/sys/devices/virtual/powercap',
+];
 const READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
 
 /** Where kubelet keeps a container's termination message file (one per restart). */
@@ -190,7 +207,13 @@ export function containerConfig(pod: KubePod, c: KubeContainer, m: Machine, swap
   const terminationLog = terminationLogPath(pod, c.name, randomBytes(4).toString('hex'));
   const etcHosts = join(pod.podDir, 'etc-hosts');
   const emptyDirs = Object.fromEntries(Object.keys(c.emptyDirs ?? {}).map((v) => [v, join(pod.podDir, 'volumes', 'kubernetes.io~empty-dir', v)]));
-  const mount = (container_path: string, host_path: string) => ({ container_path, host_path, readonly: false, selinux_relabel: false, propagation: 'PROPAGATION_PRIVATE' });
+  const mount = (container_path: string, host_path: string) => ({
+    container_path,
+    host_path,
+    readonly: false,
+    selinux_relabel: false,
+    propagation: 'PROPAGATION_PRIVATE',
+  });
   const env = { KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBERNETES_SERVICE_PORT: '443', KUBERNETES_PORT: 'tcp://10.96.0.1:443', ...c.env };
   const config = {
     metadata: { name: c.name, attempt: restartCount },
@@ -206,7 +229,12 @@ export function containerConfig(pod: KubePod, c: KubeContainer, m: Machine, swap
       mount('/dev/termination-log', terminationLog),
     ],
     devices: [],
-    labels: { 'io.kubernetes.container.name': c.name, 'io.kubernetes.pod.name': pod.name, 'io.kubernetes.pod.namespace': pod.namespace, 'io.kubernetes.pod.uid': pod.uid },
+    labels: {
+      'io.kubernetes.container.name': c.name,
+      'io.kubernetes.pod.name': pod.name,
+      'io.kubernetes.pod.namespace': pod.namespace,
+      'io.kubernetes.pod.uid': pod.uid,
+    },
     annotations: {
       'io.kubernetes.container.hash': randomBytes(4).toString('hex'),
       'io.kubernetes.container.restartCount': String(restartCount),

@@ -94,7 +94,12 @@ export class TestPlugin {
     }
     new TtrpcServer(mux.open(PLUGIN_SERVICE_CONN), handlers);
     this.runtime = new TtrpcClient(mux.open(RUNTIME_SERVICE_CONN));
-    await this.runtime.call(RUNTIME_SERVICE, 'RegisterPlugin', c('RegisterPluginRequest').encode({ plugin_name: this.options.name, plugin_idx: this.options.index, NRI_version: 'v0.12.1' }), 5000);
+    await this.runtime.call(
+      RUNTIME_SERVICE,
+      'RegisterPlugin',
+      c('RegisterPluginRequest').encode({ plugin_name: this.options.name, plugin_idx: this.options.index, NRI_version: 'v0.12.1' }),
+      5000,
+    );
   }
 
   /** Asks the runtime for unsolicited updates and evictions; resolves with those that failed. */

@@ -132,7 +132,10 @@ export function parseExposition(text: string): Map<string, Family> {
       }
       const count = series.find((s) => s.name === `${f.name}_count`);
       assert.equal(count?.value, buckets.at(-1)!.value, `histogram ${f.name}${key}: _count equals the +Inf bucket`);
-      assert.ok(series.some((s) => s.name === `${f.name}_sum`), `histogram ${f.name}${key} has a _sum`);
+      assert.ok(
+        series.some((s) => s.name === `${f.name}_sum`),
+        `histogram ${f.name}${key} has a _sum`,
+      );
     }
   }
   return families;
@@ -140,7 +143,8 @@ export function parseExposition(text: string): Map<string, Family> {
 
 /** The value of one series by its exposed name and exact labels; undefined when absent. */
 export function sample(families: Map<string, Family>, name: string, labels: Record<string, string>): number | undefined {
-  const same = (have: Record<string, string>) => Object.keys(have).length === Object.keys(labels).length && Object.entries(labels).every(([k, v]) => have[k] === v);
+  const same = (have: Record<string, string>) =>
+    Object.keys(have).length === Object.keys(labels).length && Object.entries(labels).every(([k, v]) => have[k] === v);
   for (const f of families.values()) {
     const found = f.series.find((s) => s.name === name && same(s.labels));
     if (found) return found.value;

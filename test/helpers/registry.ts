@@ -70,7 +70,14 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Test
   } else if (options.auth === 'token') {
     const server = await startTokenServer(dir, username, password, tokenScopes);
     cleanups.unshift(server.stop);
-    authConfig.push('auth:', '  token:', `    realm: ${server.url}/token`, `    service: ${TOKEN_SERVICE}`, `    issuer: ${TOKEN_ISSUER}`, `    rootcertbundle: ${server.certFile}`);
+    authConfig.push(
+      'auth:',
+      '  token:',
+      `    realm: ${server.url}/token`,
+      `    service: ${TOKEN_SERVICE}`,
+      `    issuer: ${TOKEN_ISSUER}`,
+      `    rootcertbundle: ${server.certFile}`,
+    );
   }
   const tlsConfig: string[] = [];
   let caFile: string | undefined;
@@ -80,23 +87,26 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Test
     tlsConfig.push('  tls:', `    certificate: ${caFile}`, `    key: ${join(dir, 'registry.key')}`);
   }
   const config = join(dir, 'config.yml');
-  await writeFile(config, [
-    'version: 0.1',
-    'log:',
-    '  level: error',
-    '  accesslog:',
-    '    disabled: true',
-    'storage:',
-    '  filesystem:',
-    `    rootdirectory: ${options.shareStorageOf ? storageOf.get(options.shareStorageOf) : join(dir, 'data')}`,
-    '  delete:',
-    '    enabled: true',
-    'http:',
-    `  addr: 127.0.0.1:${port}`,
-    ...tlsConfig,
-    ...authConfig,
-    '',
-  ].join('\n'));
+  await writeFile(
+    config,
+    [
+      'version: 0.1',
+      'log:',
+      '  level: error',
+      '  accesslog:',
+      '    disabled: true',
+      'storage:',
+      '  filesystem:',
+      `    rootdirectory: ${options.shareStorageOf ? storageOf.get(options.shareStorageOf) : join(dir, 'data')}`,
+      '  delete:',
+      '    enabled: true',
+      'http:',
+      `  addr: 127.0.0.1:${port}`,
+      ...tlsConfig,
+      ...authConfig,
+      '',
+    ].join('\n'),
+  );
   const child: ChildProcess = spawn('/usr/bin/docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
@@ -117,7 +127,10 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Test
       throw new Error(`docker-registry exited: ${stderr}`);
     }
     // With auth, /v2/ answers 401: the registry is up.
-    const up = await probe().then((code) => code === 200 || code === 401, () => false);
+    const up = await probe().then(
+      (code) => code === 200 || code === 401,
+      () => false,
+    );
     if (up) break;
     if (Date.now() > until) {
       child.kill('SIGKILL');
@@ -135,7 +148,11 @@ const storageOf = new WeakMap<TestRegistry, string>();
 
 /** A self-signed certificate and its key, made with openssl. */
 function selfSigned(keyFile: string, certFile: string, extra: string[] = []): void {
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=tscri-test', ...extra], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=tscri-test', ...extra],
+    { stdio: 'ignore' },
+  );
 }
 
 /** The status of a GET over TLS trusting only ca. */
@@ -167,7 +184,12 @@ const TOKEN_ISSUER = 'tscri-test-issuer';
  * basic credentials, service and scope answers a JWT (RS256, its certificate
  * in x5c) granting the requested pull scope.
  */
-async function startTokenServer(dir: string, username: string, password: string, scopes: string[]): Promise<{ url: string; certFile: string; stop: () => Promise<void> }> {
+async function startTokenServer(
+  dir: string,
+  username: string,
+  password: string,
+  scopes: string[],
+): Promise<{ url: string; certFile: string; stop: () => Promise<void> }> {
   const keyFile = join(dir, 'token.key');
   const certFile = join(dir, 'token.crt');
   selfSigned(keyFile, certFile);
@@ -181,10 +203,21 @@ async function startTokenServer(dir: string, username: string, password: string,
     if (req.headers.authorization !== basic) return void res.writeHead(401, { 'content-type': 'application/json' }).end('{"details":"bad credentials"}');
     const scope = url.searchParams.get('scope') ?? '';
     scopes.push(scope);
-    const access = scope ? [{ type: scope.split(':')[0], name: scope.split(':')[1], actions: (scope.split(':')[2] ?? '').split(',').filter((a) => a === 'pull') }] : [];
+    const access = scope
+      ? [{ type: scope.split(':')[0], name: scope.split(':')[1], actions: (scope.split(':')[2] ?? '').split(',').filter((a) => a === 'pull') }]
+      : [];
     const now = Math.floor(Date.now() / 1000);
     const header = b64url({ typ: 'JWT', alg: 'RS256', x5c: [der] });
-    const claims = b64url({ iss: TOKEN_ISSUER, sub: username, aud: url.searchParams.get('service') ?? '', exp: now + 300, nbf: now - 10, iat: now, jti: randomBytes(8).toString('hex'), access });
+    const claims = b64url({
+      iss: TOKEN_ISSUER,
+      sub: username,
+      aud: url.searchParams.get('service') ?? '',
+      exp: now + 300,
+      nbf: now - 10,
+      iat: now,
+      jti: randomBytes(8).toString('hex'),
+      access,
+    });
     const signature = sign('sha256', Buffer.from(`${header}.${claims}`), key).toString('base64url');
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: `${header}.${claims}.${signature}`, expires_in: 300 }));
   });

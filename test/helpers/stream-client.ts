@@ -46,11 +46,12 @@ class Zlib {
     z.on('data', (c: Buffer) => this.chunks.push(c));
   }
   process(input: Buffer): Promise<Buffer> {
-    const run = () => new Promise<Buffer>((resolve) => {
-      this.chunks = [];
-      this.z.write(input);
-      this.z.flush(constants.Z_SYNC_FLUSH, () => resolve(Buffer.concat(this.chunks)));
-    });
+    const run = () =>
+      new Promise<Buffer>((resolve) => {
+        this.chunks = [];
+        this.z.write(input);
+        this.z.flush(constants.Z_SYNC_FLUSH, () => resolve(Buffer.concat(this.chunks)));
+      });
     const p = this.queue.then(run);
     this.queue = p;
     return p;
@@ -191,8 +192,12 @@ export function rawWebSocket(url: string, protocols: string[]): Promise<RawWebSo
     socket.once('error', reject);
     socket.once('connect', () => {
       const lines = [
-        `GET ${u.pathname}${u.search} HTTP/1.1`, `Host: ${u.host}`, 'Upgrade: websocket', 'Connection: Upgrade',
-        `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`, 'Sec-WebSocket-Version: 13',
+        `GET ${u.pathname}${u.search} HTTP/1.1`,
+        `Host: ${u.host}`,
+        'Upgrade: websocket',
+        'Connection: Upgrade',
+        `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`,
+        'Sec-WebSocket-Version: 13',
       ];
       if (protocols.length) lines.push(`Sec-WebSocket-Protocol: ${protocols.join(', ')}`);
       socket.write(`${lines.join('\r\n')}\r\n\r\n`);
@@ -212,7 +217,11 @@ export function rawWebSocket(url: string, protocols: string[]): Promise<RawWebSo
         buffer = buffer.subarray(end + 4);
         const listeners: Array<(frame: { opcode: number; payload: Buffer }) => void> = [];
         result = {
-          status: Number(head.split(' ')[1]), head, socket, frames: [], closed,
+          status: Number(head.split(' ')[1]),
+          head,
+          socket,
+          frames: [],
+          closed,
           onFrame(listener) {
             listeners.push(listener);
             for (const f of this.frames) listener(f);
@@ -296,11 +305,12 @@ export async function zlibBomb(compressedBytes: number): Promise<Buffer> {
   const deflate = createDeflate({ dictionary: SPDY3_DICTIONARY, level: 9 });
   const chunks: Buffer[] = [];
   deflate.on('data', (c: Buffer) => chunks.push(c));
-  const flushOnce = (input: Buffer) => new Promise<Buffer>((resolve) => {
-    chunks.length = 0;
-    deflate.write(input);
-    deflate.flush(constants.Z_SYNC_FLUSH, () => resolve(Buffer.concat(chunks)));
-  });
+  const flushOnce = (input: Buffer) =>
+    new Promise<Buffer>((resolve) => {
+      chunks.length = 0;
+      deflate.write(input);
+      deflate.flush(constants.Z_SYNC_FLUSH, () => resolve(Buffer.concat(chunks)));
+    });
   const zeros = Buffer.alloc(1024 * 1024);
   const head = await flushOnce(zeros);
   const repeat = await flushOnce(zeros);

@@ -29,7 +29,10 @@ export function runVmScript(script: string, vmArgs: string[] = []): VmRun {
   const notes: string[] = [];
   let failure: string | undefined;
   for (let attempt = 1; attempt <= 2; attempt++) {
-    const run = spawnSync(RUN_IN_VM, [...vmArgs, '--timeout', '900', '--workdir', REPO, '--', process.execPath, script], { encoding: 'utf8', timeout: 1_000_000 });
+    const run = spawnSync(RUN_IN_VM, [...vmArgs, '--timeout', '900', '--workdir', REPO, '--', process.execPath, script], {
+      encoding: 'utf8',
+      timeout: 1_000_000,
+    });
     const output = `${run.stdout ?? ''}\n${run.stderr ?? ''}`;
     for (const l of output.split('\n')) if (l.startsWith('vm: ')) notes.push(`attempt ${attempt}: ${l}`);
     const line = (run.stdout ?? '').split('\n').find((l) => l.startsWith('RESULT '));

@@ -29,8 +29,13 @@ const RUN_IN_VM = join(dirname(REPO.replace(/\/$/, '')), 'shared', 'vm', 'run-in
 const SCRIPT = fileURLToPath(new URL('../vm/checkpoint.ts', import.meta.url));
 const POD_SCRIPT = fileURLToPath(new URL('../vm/pod-checkpoint.ts', import.meta.url));
 
-test('a running container is checkpointed and restored in a new pod, counting on from its memory', { skip: existsSync(RUN_IN_VM) ? false : `no VM runner at ${RUN_IN_VM}` }, (t) => {
-  const result = spawnSync(RUN_IN_VM, ['--mem', '2G', '--timeout', '900', '--workdir', REPO, '--', process.execPath, SCRIPT], { encoding: 'utf8', timeout: 1_000_000 });
+test('a running container is checkpointed and restored in a new pod, counting on from its memory', {
+  skip: existsSync(RUN_IN_VM) ? false : `no VM runner at ${RUN_IN_VM}`,
+}, (t) => {
+  const result = spawnSync(RUN_IN_VM, ['--mem', '2G', '--timeout', '900', '--workdir', REPO, '--', process.execPath, SCRIPT], {
+    encoding: 'utf8',
+    timeout: 1_000_000,
+  });
   for (const l of `${result.stdout}\n${result.stderr}`.split('\n')) if (l.startsWith('vm: ')) t.diagnostic(l);
   const line = result.stdout.split('\n').find((l) => l.startsWith('RESULT '));
   assert.ok(line, `no result from the VM (exit ${result.status}):\n${result.stdout.slice(-3000)}\n${result.stderr.slice(-3000)}`);
@@ -44,7 +49,10 @@ test('a running container is checkpointed and restored in a new pod, counting on
   assert.match(r.configDump.rootfsImageName, /\/vm\/busybox:v1$/);
   assert.equal(r.configDump.command[0], 'sh');
   // The container's file changes, with the deleted /etc/group as an OCI whiteout.
-  assert.deepEqual(r.diffEntries.filter((n: string) => n !== 'tmp/'), ['count', 'data.txt', 'etc/', 'etc/.wh.group']);
+  assert.deepEqual(
+    r.diffEntries.filter((n: string) => n !== 'tmp/'),
+    ['count', 'data.txt', 'etc/', 'etc/.wh.group'],
+  );
   assert.deepEqual(r.originalAfter, { state: 'CONTAINER_RUNNING', keptCounting: true });
 
   // The restored shell goes on from the number it had in memory at the checkpoint.
@@ -82,7 +90,11 @@ test('CheckpointContainer and restores answer bad requests through the socket', 
     await removeCgroup(parent).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   });
-  const call = (rpc: string, req: object) => d.call(rpc, req).then(() => undefined, (e: any) => e);
+  const call = (rpc: string, req: object) =>
+    d.call(rpc, req).then(
+      () => undefined,
+      (e: any) => e,
+    );
 
   const notFound = await call('CheckpointContainer', { container_id: 'nosuch', location: join(dir, 'x.tar') });
   assert.equal(notFound.code, status.NOT_FOUND);
@@ -95,7 +107,8 @@ test('CheckpointContainer and restores answer bad requests through the socket', 
   };
   const { pod_sandbox_id: pod } = await d.call('RunPodSandbox', { config: podConfig });
   pods.push(pod);
-  const create = (image: string) => call('CreateContainer', { pod_sandbox_id: pod, config: { metadata: { name: 'restored' }, image: { image } }, sandbox_config: podConfig });
+  const create = (image: string) =>
+    call('CreateContainer', { pod_sandbox_id: pod, config: { metadata: { name: 'restored' }, image: { image } }, sandbox_config: podConfig });
 
   const noMetadata = join(dir, 'nometa.tar');
   await tarFile(noMetadata, [['spec.dump', '{}']]);
@@ -104,8 +117,17 @@ test('CheckpointContainer and restores answer bad requests through the socket', 
   assert.match(e1.details, /no config\.dump/);
 
   const notPulled = join(dir, 'notpulled.tar');
-  const dump = { id: 'x', rootfsImageName: 'example.com/never/pulled:v9', rootfsImageRef: 'sha256:' + 'c'.repeat(64), containerConfig: { metadata: { name: 'c' }, mounts: [] } };
-  await tarFile(notPulled, [['config.dump', JSON.stringify(dump)], ['spec.dump', '{}'], ['checkpoint/inventory.img', '']]);
+  const dump = {
+    id: 'x',
+    rootfsImageName: 'example.com/never/pulled:v9',
+    rootfsImageRef: 'sha256:' + 'c'.repeat(64),
+    containerConfig: { metadata: { name: 'c' }, mounts: [] },
+  };
+  await tarFile(notPulled, [
+    ['config.dump', JSON.stringify(dump)],
+    ['spec.dump', '{}'],
+    ['checkpoint/inventory.img', ''],
+  ]);
   const e2 = await create(notPulled);
   assert.equal(e2.code, status.NOT_FOUND);
   assert.match(e2.details, /example\.com\/never\/pulled:v9/);
@@ -133,8 +155,11 @@ test('a pod with two containers is checkpointed with CheckpointPod and restored 
   assert.ok(main[0] > 10 && main[0] <= r.countsAtCheckpoint.main + 1, `main restarted at ${main[0]}, checkpointed near ${r.countsAtCheckpoint.main}`);
   assert.ok(side[0] > 100 && side[0] <= r.countsAtCheckpoint.side + 10, `side restarted at ${side[0]}, checkpointed near ${r.countsAtCheckpoint.side}`);
   assert.equal(r.sideSleeper, '1', 'the second process of the side container was restored too');
-  assert.deepEqual(r.inOwnCgroup, [true, true], 'restored processes are in their new containers\' cgroups');
-  assert.deepEqual(r.stops, [{ name: 'main', error: '', state: 'CONTAINER_EXITED' }, { name: 'side', error: '', state: 'CONTAINER_EXITED' }]);
+  assert.deepEqual(r.inOwnCgroup, [true, true], "restored processes are in their new containers' cgroups");
+  assert.deepEqual(r.stops, [
+    { name: 'main', error: '', state: 'CONTAINER_EXITED' },
+    { name: 'side', error: '', state: 'CONTAINER_EXITED' },
+  ]);
 });
 
 test('CheckpointPod and RestorePod answer bad requests with a precise status and leave nothing behind', async (t) => {
@@ -154,7 +179,11 @@ test('CheckpointPod and RestorePod answer bad requests with a precise status and
   await pushBusybox(registry.url, 'ckpt/busybox', 'v1');
   const image = `${registry.host}/ckpt/busybox:v1`;
   await d.call('PullImage', { image: { image } });
-  const call = (rpc: string, req: object) => d.call(rpc, req).then(() => undefined, (e: any) => e);
+  const call = (rpc: string, req: object) =>
+    d.call(rpc, req).then(
+      () => undefined,
+      (e: any) => e,
+    );
   const expect = async (rpc: string, req: object, code: number, pattern: RegExp) => {
     const e = await call(rpc, req);
     assert.ok(e, `${rpc} ${JSON.stringify(req).slice(0, 200)} succeeded`);
@@ -169,7 +198,9 @@ test('CheckpointPod and RestorePod answer bad requests with a precise status and
   const cfgA = podConfig('a');
   const { pod_sandbox_id: pod } = await d.call('RunPodSandbox', { config: cfgA });
   pods.push(pod);
-  const create = async (p: string, cfg: object, name: string) => (await d.call('CreateContainer', { pod_sandbox_id: p, config: { metadata: { name }, image: { image }, command: ['sleep', '1000'] }, sandbox_config: cfg })).container_id;
+  const create = async (p: string, cfg: object, name: string) =>
+    (await d.call('CreateContainer', { pod_sandbox_id: p, config: { metadata: { name }, image: { image }, command: ['sleep', '1000'] }, sandbox_config: cfg }))
+      .container_id;
   const running = await create(pod, cfgA, 'run');
   await d.call('StartContainer', { container_id: running });
   const created = await create(pod, cfgA, 'idle');
@@ -210,7 +241,12 @@ test('CheckpointPod and RestorePod answer bad requests with a precise status and
 
   // RestorePod: nothing is created for a checkpoint or request that does not fit.
   const before = (await d.call('ListPodSandbox', {})).items.length;
-  const restore = (over: object) => ({ checkpoint_path: out, config: { ...cfgA, metadata: { ...cfgA.metadata, uid: 'new-uid' } }, container_configs: [{ metadata: { name: 'run' }, image: { image } }], ...over });
+  const restore = (over: object) => ({
+    checkpoint_path: out,
+    config: { ...cfgA, metadata: { ...cfgA.metadata, uid: 'new-uid' } },
+    container_configs: [{ metadata: { name: 'run' }, image: { image } }],
+    ...over,
+  });
   await expect('RestorePod', restore({ options: { x: '1' } }), status.INVALID_ARGUMENT, /options "x"/);
   await expect('RestorePod', restore({ config: null }), status.INVALID_ARGUMENT, /config is required/);
   await expect('RestorePod', restore({ checkpoint_path: join(dir, 'missing') }), status.INVALID_ARGUMENT, /is not a directory/);
@@ -220,7 +256,14 @@ test('CheckpointPod and RestorePod answer bad requests with a precise status and
   const id = 'e'.repeat(64);
   // The pod config as the daemon keeps it (every field present), as CheckpointPod writes it.
   const stored = JSON.parse(await readFile(join(d.root, 'sandboxes', `${pod}.json`), 'utf8')).config;
-  const manifest = { version: 1, sandboxId: 'x', runtimeHandler: '', checkpointedTime: '', podConfig: stored, containers: [{ name: 'run', id, archive: '../../escape.tar' }] };
+  const manifest = {
+    version: 1,
+    sandboxId: 'x',
+    runtimeHandler: '',
+    checkpointedTime: '',
+    podConfig: stored,
+    containers: [{ name: 'run', id, archive: '../../escape.tar' }],
+  };
   await writeFile(join(fake, 'pod-checkpoint.json'), JSON.stringify(manifest));
   await expect('RestorePod', restore({ checkpoint_path: fake }), status.INVALID_ARGUMENT, /expected container-e+\.tar/);
   manifest.containers[0]!.archive = `container-${id}.tar`;
@@ -229,15 +272,39 @@ test('CheckpointPod and RestorePod answer bad requests with a precise status and
   await tarFile(join(fake, `container-${id}.tar`), [['spec.dump', '{}']]);
   await expect('RestorePod', restore({ checkpoint_path: fake, runtime_handler: 'crun' }), status.FAILED_PRECONDITION, /runtime handler "runc"/);
   await expect('RestorePod', restore({ checkpoint_path: fake, config: { ...cfgA, hostname: 'elsewhere' } }), status.FAILED_PRECONDITION, /hostname/);
-  await expect('RestorePod', restore({ checkpoint_path: fake, container_configs: [{ metadata: { name: 'other' } }] }), status.INVALID_ARGUMENT, /missing: run; not in the checkpoint: other/);
+  await expect(
+    'RestorePod',
+    restore({ checkpoint_path: fake, container_configs: [{ metadata: { name: 'other' } }] }),
+    status.INVALID_ARGUMENT,
+    /missing: run; not in the checkpoint: other/,
+  );
   await expect('RestorePod', restore({ checkpoint_path: fake }), status.INVALID_ARGUMENT, /no config\.dump/);
-  const dump = { id, rootfsImageName: 'example.com/never/pulled:v9', rootfsImageRef: 'sha256:' + 'c'.repeat(64), containerConfig: { metadata: { name: 'run' }, command: ['sleep', '1000'], mounts: [] } };
-  await tarFile(join(fake, `container-${id}.tar`), [['config.dump', JSON.stringify(dump)], ['spec.dump', '{}'], ['checkpoint/inventory.img', '']]);
-  await expect('RestorePod', restore({ checkpoint_path: fake, container_configs: [{ metadata: { name: 'run' }, command: ['sh'] }] }), status.FAILED_PRECONDITION, /command differs/);
+  const dump = {
+    id,
+    rootfsImageName: 'example.com/never/pulled:v9',
+    rootfsImageRef: 'sha256:' + 'c'.repeat(64),
+    containerConfig: { metadata: { name: 'run' }, command: ['sleep', '1000'], mounts: [] },
+  };
+  await tarFile(join(fake, `container-${id}.tar`), [
+    ['config.dump', JSON.stringify(dump)],
+    ['spec.dump', '{}'],
+    ['checkpoint/inventory.img', ''],
+  ]);
+  await expect(
+    'RestorePod',
+    restore({ checkpoint_path: fake, container_configs: [{ metadata: { name: 'run' }, command: ['sh'] }] }),
+    status.FAILED_PRECONDITION,
+    /command differs/,
+  );
   await expect('RestorePod', restore({ checkpoint_path: fake }), status.FAILED_PRECONDITION, /checkpointed from image sha256:c+/);
   assert.equal((await d.call('ListPodSandbox', {})).items.length, before, 'no pod was left by a refused restore');
   // A restore whose container cannot be made removes the pod it made.
-  await expect('RestorePod', restore({ checkpoint_path: fake, container_configs: [{ metadata: { name: 'run' } }] }), status.NOT_FOUND, /example\.com\/never\/pulled:v9 .*is not present on this node/);
+  await expect(
+    'RestorePod',
+    restore({ checkpoint_path: fake, container_configs: [{ metadata: { name: 'run' } }] }),
+    status.NOT_FOUND,
+    /example\.com\/never\/pulled:v9 .*is not present on this node/,
+  );
   assert.equal((await d.call('ListPodSandbox', {})).items.length, before, 'the pod made for a failed restore was removed');
   assert.equal((await d.call('Version', {})).runtime_name, 'tscri', 'the daemon serves on');
 });

@@ -36,17 +36,32 @@ before(async () => {
   work = await mkdtemp(join(tmpdir(), 'tscri-mounts-'));
   await mkdir(join(work, 'cdi-etc'));
   await mkdir(join(work, 'cdi-run'));
-  d = await startDaemon({ config: `default_cgroup_parent = "${parent}"\n${network.toml}\n[cdi]\nspec_dirs = ["${join(work, 'cdi-etc')}", "${join(work, 'cdi-run')}"]\n` });
+  d = await startDaemon({
+    config: `default_cgroup_parent = "${parent}"\n${network.toml}\n[cdi]\nspec_dirs = ["${join(work, 'cdi-etc')}", "${join(work, 'cdi-run')}"]\n`,
+  });
   await pushBusybox(registry.url, 'mounts/busybox', 'v1');
   image = `${registry.host}/mounts/busybox:v1`;
   await d.call('PullImage', { image: { image } });
   // An image to mount as a volume: a directory, a file, and symlinks out of it and within it.
-  const content = await layer([...busyboxEntries(), { name: 'data/', type: 'directory' }, { name: 'data/hello', body: 'from the image\n' }, { name: 'data/file', body: 'x' }, { name: 'out', type: 'symlink', linkname: '/' }, { name: 'in', type: 'symlink', linkname: 'data' }]);
+  const content = await layer([
+    ...busyboxEntries(),
+    { name: 'data/', type: 'directory' },
+    { name: 'data/hello', body: 'from the image\n' },
+    { name: 'data/file', body: 'x' },
+    { name: 'out', type: 'symlink', linkname: '/' },
+    { name: 'in', type: 'symlink', linkname: 'data' },
+  ]);
   await pushImage(registry.url, 'mounts/tools', 'v1', { layers: [content] });
   tools = `${registry.host}/mounts/tools:v1`;
   toolsId = (await d.call('PullImage', { image: { image: tools } })).image_ref;
   // An image with VOLUMEs: one with content (owned by a user), one the image lacks, one a request mount covers.
-  const db = await layer([...busyboxEntries(), { name: 'var/lib/db/', type: 'directory', uid: 1000, gid: 1000, mode: 0o750 }, { name: 'var/lib/db/seed', body: 'seeded\n', uid: 1000, gid: 1000 }, { name: 'covered/', type: 'directory' }, { name: 'covered/from-image', body: 'x' }]);
+  const db = await layer([
+    ...busyboxEntries(),
+    { name: 'var/lib/db/', type: 'directory', uid: 1000, gid: 1000, mode: 0o750 },
+    { name: 'var/lib/db/seed', body: 'seeded\n', uid: 1000, gid: 1000 },
+    { name: 'covered/', type: 'directory' },
+    { name: 'covered/from-image', body: 'x' },
+  ]);
   await pushImage(registry.url, 'mounts/db', 'v1', { layers: [db], config: { Volumes: { '/var/lib/db': {}, '/cache': {}, '/covered/': {} } } });
   withVolumes = `${registry.host}/mounts/db:v1`;
   await d.call('PullImage', { image: { image: withVolumes } });
@@ -121,7 +136,13 @@ test('Status lists every handler and "" (the default) with what runc and the ker
 test('a recursive read-only mount makes mounts below it read-only too; a plain read-only one does not', async () => {
   const host = await hostDirWithSubmount('rro');
   const p = await pod('rro');
-  const mount = (path: string, rro: boolean) => ({ container_path: path, host_path: host, readonly: true, recursive_read_only: rro, propagation: 'PROPAGATION_PRIVATE' });
+  const mount = (path: string, rro: boolean) => ({
+    container_path: path,
+    host_path: host,
+    readonly: true,
+    recursive_read_only: rro,
+    propagation: 'PROPAGATION_PRIVATE',
+  });
   const id = await run(p, 'rro', { mounts: [mount('/rro', true), mount('/ro', false)] });
   assert.match(await sh(id, 'touch /rro/sub/x 2>&1; echo rc=$?'), /Read-only file system[\s\S]*rc=1/);
   assert.match(await sh(id, 'touch /rro/y 2>&1; echo rc=$?'), /Read-only file system[\s\S]*rc=1/);
@@ -140,18 +161,33 @@ test('a recursive read-only mount that is writable or not private is refused wit
     { readonly: true, recursive_read_only: true, propagation: 'PROPAGATION_BIDIRECTIONAL' },
   ];
   for (const [i, m] of bad.entries()) {
-    await assert.rejects(create(p, `bad${i}`, { mounts: [{ container_path: '/mnt', host_path: host, ...m }] }), (e: any) => e.code === status.INVALID_ARGUMENT && /recursive read-only/.test(e.details));
+    await assert.rejects(
+      create(p, `bad${i}`, { mounts: [{ container_path: '/mnt', host_path: host, ...m }] }),
+      (e: any) => e.code === status.INVALID_ARGUMENT && /recursive read-only/.test(e.details),
+    );
   }
   const { containers } = await d.call('ListContainers', {});
   assert.equal(containers.filter((c: any) => c.pod_sandbox_id === p.id).length, 0);
 });
 
-test('a pod asking for a user namespace is refused with FAILED_PRECONDITION, never run in the node\'s', async () => {
+test("a pod asking for a user namespace is refused with FAILED_PRECONDITION, never run in the node's", async () => {
   const userns = (mode: string) => ({
     metadata: { name: `userns-${mode}`, namespace: 'mounts', uid: `uid-userns-${mode}-${tag}`, attempt: 0 },
-    linux: { security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD', userns_options: { mode, uids: [{ host_id: 65536, container_id: 0, length: 65536 }], gids: [{ host_id: 65536, container_id: 0, length: 65536 }] } } } },
+    linux: {
+      security_context: {
+        namespace_options: {
+          network: 'POD',
+          pid: 'CONTAINER',
+          ipc: 'POD',
+          userns_options: { mode, uids: [{ host_id: 65536, container_id: 0, length: 65536 }], gids: [{ host_id: 65536, container_id: 0, length: 65536 }] },
+        },
+      },
+    },
   });
-  await assert.rejects(d.call('RunPodSandbox', { config: userns('POD') }), (e: any) => e.code === status.FAILED_PRECONDITION && /user namespaces .*not supported.*"runc".*idmapped mounts/.test(e.details));
+  await assert.rejects(
+    d.call('RunPodSandbox', { config: userns('POD') }),
+    (e: any) => e.code === status.FAILED_PRECONDITION && /user namespaces .*not supported.*"runc".*idmapped mounts/.test(e.details),
+  );
   await assert.rejects(d.call('RunPodSandbox', { config: userns('CONTAINER') }), (e: any) => e.code === status.INVALID_ARGUMENT);
   const { items } = await d.call('ListPodSandbox', {});
   assert.equal(items.filter((s: any) => s.metadata.name.startsWith('userns-')).length, 0);
@@ -208,7 +244,10 @@ test('image VOLUMEs become anonymous volumes with the image content, outside the
   const p = await pod('volumes');
   const covered = join(work, 'covered');
   await mkdir(covered);
-  const id = await run(p, 'db', { image: { image: withVolumes }, mounts: [{ container_path: '/covered', host_path: covered, propagation: 'PROPAGATION_PRIVATE' }] });
+  const id = await run(p, 'db', {
+    image: { image: withVolumes },
+    mounts: [{ container_path: '/covered', host_path: covered, propagation: 'PROPAGATION_PRIVATE' }],
+  });
   assert.equal(await sh(id, 'cat /var/lib/db/seed; stat -c "%u:%g %a" /var/lib/db'), 'seeded\n1000:1000 750\n');
   await sh(id, 'echo written > /var/lib/db/new; echo c > /cache/c');
   const volumes = join(d.root, 'volumes', id);
@@ -249,13 +288,19 @@ test('CDI devices from CDI_devices and annotations bring their device nodes, env
   await writeFile(join(work, 'cdi-etc', 'test.json'), JSON.stringify(cdiSpec));
   // Hostile neighbours: not JSON, wrong types, huge, YAML. They are skipped; the good spec still works.
   await writeFile(join(work, 'cdi-run', 'broken.json'), '{"cdiVersion": ');
-  await writeFile(join(work, 'cdi-run', 'types.json'), JSON.stringify({ cdiVersion: '0.6.0', kind: 'tscri.test/dev', devices: [{ name: 'null', containerEdits: { deviceNodes: 'all' } }] }));
+  await writeFile(
+    join(work, 'cdi-run', 'types.json'),
+    JSON.stringify({ cdiVersion: '0.6.0', kind: 'tscri.test/dev', devices: [{ name: 'null', containerEdits: { deviceNodes: 'all' } }] }),
+  );
   await writeFile(join(work, 'cdi-run', 'huge.json'), Buffer.alloc(5 * 1024 * 1024, 0x5b));
   await writeFile(join(work, 'cdi-run', 'vendor.yaml'), 'cdiVersion: "0.6.0"\nkind: tscri.test/yaml\n');
 
   const p = await pod('cdi');
   const id = await run(p, 'cdi', { CDI_devices: [{ name: 'tscri.test/dev=null' }], annotations: { 'cdi.k8s.io/test-plugin_zero': 'tscri.test/dev=zero' } });
-  const out = await sh(id, 'ls -l /dev/cdi-null /dev/cdi-zero | cut -c1; echo x > /dev/cdi-null && echo wrote; head -c 4 /dev/cdi-zero | wc -c; echo $CDI_SPEC $CDI_DEVICE; cat /opt/vendor/libvendor.so; grep ^Groups: /proc/self/status');
+  const out = await sh(
+    id,
+    'ls -l /dev/cdi-null /dev/cdi-zero | cut -c1; echo x > /dev/cdi-null && echo wrote; head -c 4 /dev/cdi-zero | wc -c; echo $CDI_SPEC $CDI_DEVICE; cat /opt/vendor/libvendor.so; grep ^Groups: /proc/self/status',
+  );
   assert.match(out, /^c\nc\nwrote\n4\nyes null\nvendor library\nGroups:.*\b4242\b/);
   assert.equal(await readFile(marker, 'utf8'), 'ran\n');
   await d.call('StopContainer', { container_id: id, timeout: 0 });
@@ -263,12 +308,21 @@ test('CDI devices from CDI_devices and annotations bring their device nodes, env
 
   await assert.rejects(
     create(p, 'cdi-unknown', { CDI_devices: [{ name: 'tscri.test/dev=nosuch' }] }),
-    (e: any) => e.code === status.INVALID_ARGUMENT && /CDI device tscri\.test\/dev=nosuch is not defined/.test(e.details) && /vendor\.yaml/.test(e.details) && /broken\.json/.test(e.details),
+    (e: any) =>
+      e.code === status.INVALID_ARGUMENT &&
+      /CDI device tscri\.test\/dev=nosuch is not defined/.test(e.details) &&
+      /vendor\.yaml/.test(e.details) &&
+      /broken\.json/.test(e.details),
   );
-  await assert.rejects(create(p, 'cdi-yaml', { annotations: { 'cdi.k8s.io/x': 'tscri.test/yaml=a' } }), (e: any) => e.code === status.INVALID_ARGUMENT && /YAML spec files are not read/.test(e.details));
-  await assert.rejects(create(p, 'cdi-badname', { CDI_devices: [{ name: '../../etc/passwd' }] }), (e: any) => e.code === status.INVALID_ARGUMENT && /not a valid device name/.test(e.details));
+  await assert.rejects(
+    create(p, 'cdi-yaml', { annotations: { 'cdi.k8s.io/x': 'tscri.test/yaml=a' } }),
+    (e: any) => e.code === status.INVALID_ARGUMENT && /YAML spec files are not read/.test(e.details),
+  );
+  await assert.rejects(
+    create(p, 'cdi-badname', { CDI_devices: [{ name: '../../etc/passwd' }] }),
+    (e: any) => e.code === status.INVALID_ARGUMENT && /not a valid device name/.test(e.details),
+  );
   const { containers } = await d.call('ListContainers', { filter: { pod_sandbox_id: p.id } });
   assert.equal(containers.length, 0);
   assert.ok((await d.call('Version', {})).version, 'the daemon serves on');
 });
-

@@ -115,10 +115,18 @@ test('the primary group is a supplementary group of the process and of Container
 test('read-only rootfs, dropped NET_RAW and the default seccomp profile are enforced', async () => {
   const p = await pod('secure');
   const id = await run(p, 'locked', {
-    command: ['/bin/sh', '-c', 'touch /x 2>/dev/null && echo rootfs=rw || echo rootfs=ro; grep CapEff /proc/self/status; grep Seccomp: /proc/self/status; sleep 30'],
+    command: [
+      '/bin/sh',
+      '-c',
+      'touch /x 2>/dev/null && echo rootfs=rw || echo rootfs=ro; grep CapEff /proc/self/status; grep Seccomp: /proc/self/status; sleep 30',
+    ],
     linux: { security_context: { readonly_rootfs: true, capabilities: { drop_capabilities: ['NET_RAW'] }, seccomp: { profile_type: 'RuntimeDefault' } } },
   });
-  const out = await d.call('ExecSync', { container_id: id, cmd: ['/bin/sh', '-c', 'cat /proc/1/status | grep -E "CapEff|Seccomp:"; touch /y || echo ro'], timeout: 10 });
+  const out = await d.call('ExecSync', {
+    container_id: id,
+    cmd: ['/bin/sh', '-c', 'cat /proc/1/status | grep -E "CapEff|Seccomp:"; touch /y || echo ro'],
+    timeout: 10,
+  });
   const text = Buffer.from(out.stdout).toString();
   const capEff = BigInt(`0x${/CapEff:\s+([0-9a-f]+)/.exec(text)![1]}`);
   assert.equal(capEff & (1n << 13n), 0n, 'CAP_NET_RAW is dropped');
@@ -192,8 +200,20 @@ test('streaming exec over SPDY and port-forward to busybox httpd in the pod', as
 test('a memory limit that is exceeded reads OOMKilled; limits land in the cgroup', async () => {
   const p = await pod('oom');
   const id = await run(p, 'hog', {
-    command: ['sh', '-c', 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; x=$(head -c 80000000 /dev/zero | tr "\\0" a); echo survived'],
-    linux: { resources: { memory_limit_in_bytes: 32 * 1024 * 1024, memory_swap_limit_in_bytes: 32 * 1024 * 1024, cpu_shares: 512, cpu_quota: 50000, cpu_period: 100000 } },
+    command: [
+      'sh',
+      '-c',
+      'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; x=$(head -c 80000000 /dev/zero | tr "\\0" a); echo survived',
+    ],
+    linux: {
+      resources: {
+        memory_limit_in_bytes: 32 * 1024 * 1024,
+        memory_swap_limit_in_bytes: 32 * 1024 * 1024,
+        cpu_shares: 512,
+        cpu_quota: 50000,
+        cpu_period: 100000,
+      },
+    },
   });
   const s = await waitExit(id);
   assert.equal(s.reason, 'OOMKilled');
@@ -208,7 +228,11 @@ test('metrics: cAdvisor-named samples of a running container and of the pod netw
     command: ['sh', '-c', 'sleep 300 & exec sleep 301'],
     linux: { resources: { memory_limit_in_bytes: limit, memory_swap_limit_in_bytes: limit, cpu_shares: 512, cpu_quota: 20000, cpu_period: 100000 } },
   });
-  await d.call('ExecSync', { container_id: id, cmd: ['sh', '-c', 'mkdir -p /var/lib/t && for i in 1 2 3; do echo hi > /var/lib/t/f$i; done; ping -c 1 -W 1 ' + network.gateway + ' || true'], timeout: 10 });
+  await d.call('ExecSync', {
+    container_id: id,
+    cmd: ['sh', '-c', 'mkdir -p /var/lib/t && for i in 1 2 3; do echo hi > /var/lib/t/f$i; done; ping -c 1 -W 1 ' + network.gateway + ' || true'],
+    timeout: 10,
+  });
   const keys = new Map<string, string[]>((await d.call('ListMetricDescriptors', {})).descriptors.map((m: any) => [m.name, m.label_keys]));
   const all = (await d.call('ListPodSandboxMetrics', {})).pod_metrics.find((m: any) => m.pod_sandbox_id === p.id);
   assert.ok(all, 'the pod is listed');
@@ -234,17 +258,35 @@ test('metrics: cAdvisor-named samples of a running container and of the pod netw
   const now = Date.now() / 1000;
   assert.ok(Math.abs(value('container_start_time_seconds') - now) < 600);
   assert.ok(value('container_network_transmit_packets_total', ['eth0']) >= 1, 'the pod network is reported per interface');
-  assert.equal(metrics.some((m: any) => m.label_values.includes('lo')), false, 'loopback is left out');
+  assert.equal(
+    metrics.some((m: any) => m.label_values.includes('lo')),
+    false,
+    'loopback is left out',
+  );
   await d.call('StopContainer', { container_id: id, timeout: 1 });
   const after = (await d.call('ListPodSandboxMetrics', {})).pod_metrics.find((m: any) => m.pod_sandbox_id === p.id);
-  assert.equal(after.container_metrics.some((c: any) => c.container_id === id), false, 'a stopped container has no samples');
+  assert.equal(
+    after.container_metrics.some((c: any) => c.container_id === id),
+    false,
+    'a stopped container has no samples',
+  );
   await d.call('RemoveContainer', { container_id: id });
 });
 
 test('unknown images and pods, and bad requests, get clear errors', async () => {
   const p = await pod('errors');
-  await assert.rejects(d.call('CreateContainer', { pod_sandbox_id: p.id, config: { metadata: { name: 'x' }, image: { image: 'never/pulled:1' } }, sandbox_config: p.config }), (e: any) => e.code === status.NOT_FOUND);
-  await assert.rejects(d.call('CreateContainer', { pod_sandbox_id: p.id, config: { metadata: { name: 'y' }, image: { image }, linux: { security_context: { run_as_username: 'nobody-here' } } }, sandbox_config: p.config }), (e: any) => e.code === status.INVALID_ARGUMENT && /nobody-here/.test(e.details));
+  await assert.rejects(
+    d.call('CreateContainer', { pod_sandbox_id: p.id, config: { metadata: { name: 'x' }, image: { image: 'never/pulled:1' } }, sandbox_config: p.config }),
+    (e: any) => e.code === status.NOT_FOUND,
+  );
+  await assert.rejects(
+    d.call('CreateContainer', {
+      pod_sandbox_id: p.id,
+      config: { metadata: { name: 'y' }, image: { image }, linux: { security_context: { run_as_username: 'nobody-here' } } },
+      sandbox_config: p.config,
+    }),
+    (e: any) => e.code === status.INVALID_ARGUMENT && /nobody-here/.test(e.details),
+  );
   await assert.rejects(d.call('Exec', { container_id: 'missing', cmd: ['sh'], stdout: true }), (e: any) => e.code === status.NOT_FOUND);
   const leftovers = execFileSync('sh', ['-c', `ps -eo args | grep -c "[r]unc init" || true`], { encoding: 'utf8' });
   assert.equal(leftovers.trim(), '0');
@@ -262,11 +304,17 @@ test('a Localhost seccomp profile that is not a profile is refused without quoti
   } as const;
   for (const [path, body] of Object.values(files)) await writeFile(path, body);
   for (const ref of [...Object.values(files).map(([path]) => path), dir, '/dev/zero', join(dir, 'missing')]) {
-    const err = await d.call('CreateContainer', {
-      pod_sandbox_id: p.id,
-      config: { metadata: { name: `local-${randomBytes(2).toString('hex')}` }, image: { image }, linux: { security_context: { seccomp: { profile_type: 'Localhost', localhost_ref: ref } } } },
-      sandbox_config: p.config,
-    }).catch((e: any) => e);
+    const err = await d
+      .call('CreateContainer', {
+        pod_sandbox_id: p.id,
+        config: {
+          metadata: { name: `local-${randomBytes(2).toString('hex')}` },
+          image: { image },
+          linux: { security_context: { seccomp: { profile_type: 'Localhost', localhost_ref: ref } } },
+        },
+        sandbox_config: p.config,
+      })
+      .catch((e: any) => e);
     assert.equal(err.code, status.INVALID_ARGUMENT, `${ref}: ${err.details}`);
     assert.match(err.details, /seccomp profile/);
     assert.doesNotMatch(err.details, /SECRET|root:/, `${ref}: ${err.details}`);
@@ -302,12 +350,19 @@ test('CreateContainer racing RemovePodSandbox leaves no container behind, and th
     const [created, removed] = await Promise.allSettled([create, d.call('RemovePodSandbox', { pod_sandbox_id: p.id })]);
     assert.equal(removed.status, 'fulfilled', `RemovePodSandbox after ${delay} ms: ${(removed as any).reason?.details}`);
     if (created.status === 'rejected') {
-      assert.ok([status.NOT_FOUND, status.FAILED_PRECONDITION].includes(created.reason.code), `CreateContainer after ${delay} ms: ${created.reason.code} ${created.reason.details}`);
+      assert.ok(
+        [status.NOT_FOUND, status.FAILED_PRECONDITION].includes(created.reason.code),
+        `CreateContainer after ${delay} ms: ${created.reason.code} ${created.reason.details}`,
+      );
     } else {
       const start = await d.call('StartContainer', { container_id: created.value.container_id }).catch((e: any) => e);
       assert.ok([status.NOT_FOUND, status.FAILED_PRECONDITION].includes(start.code), `a container of a removed pod cannot start: ${start.code}`);
     }
-    assert.deepEqual((await d.call('ListContainers', { filter: { pod_sandbox_id: p.id } })).containers, [], `no container of the removed pod is left (${delay} ms)`);
+    assert.deepEqual(
+      (await d.call('ListContainers', { filter: { pod_sandbox_id: p.id } })).containers,
+      [],
+      `no container of the removed pod is left (${delay} ms)`,
+    );
     const procs = execFileSync('sh', ['-c', `ps -eo args | grep -F "${d.state}" | grep -E "[c]onmon|[r]unc init" || true`], { encoding: 'utf8' }).trim();
     assert.equal(procs, '', `no process of the removed pod is left (${delay} ms)`);
   }
@@ -345,7 +400,11 @@ test('host users reach nothing under root and state, while containers run as roo
     linux: { security_context: { run_as_user: { value: 1000 }, run_as_group: { value: 1000 } } },
   });
   const asRoot = await run(p, 'as-root', { command: ['/bin/sleep', '300'] });
-  const out = await d.call('ExecSync', { container_id: asUser, cmd: ['/bin/sh', '-c', 'id -u; cat /dev/shm/by-user; cat /etc/hostname; ls /bin/busybox'], timeout: 10 });
+  const out = await d.call('ExecSync', {
+    container_id: asUser,
+    cmd: ['/bin/sh', '-c', 'id -u; cat /dev/shm/by-user; cat /etc/hostname; ls /bin/busybox'],
+    timeout: 10,
+  });
   assert.equal(out.exit_code, 0, Buffer.from(out.stderr).toString());
   assert.deepEqual(Buffer.from(out.stdout).toString().trim().split('\n'), ['1000', 'shared', 'modes', '/bin/busybox']);
   assert.equal((await d.call('ExecSync', { container_id: asRoot, cmd: ['/bin/sh', '-c', 'id -u; cat /dev/shm/by-user'], timeout: 10 })).exit_code, 0);
@@ -354,8 +413,11 @@ test('host users reach nothing under root and state, while containers run as roo
   const { info } = await d.call('PodSandboxStatus', { pod_sandbox_id: p.id, verbose: true });
   const podInfo = JSON.parse(info.info);
   const rootfs = join(d.state, 'containers', asUser, 'rootfs');
-  for (const wanted of [join(rootfs, 'bin', 'busybox'), podInfo.files.shm, podInfo.namespaces.network, podInfo.files.resolvConf]) assert.ok(paths.includes(wanted), wanted);
-  const reachable = asNobody('while IFS= read -r p; do if [ -e "$p" ] || [ -L "$p" ]; then echo "$p"; fi; done', paths.join('\n') + '\n').split('\n').filter(Boolean);
+  for (const wanted of [join(rootfs, 'bin', 'busybox'), podInfo.files.shm, podInfo.namespaces.network, podInfo.files.resolvConf])
+    assert.ok(paths.includes(wanted), wanted);
+  const reachable = asNobody('while IFS= read -r p; do if [ -e "$p" ] || [ -L "$p" ]; then echo "$p"; fi; done', paths.join('\n') + '\n')
+    .split('\n')
+    .filter(Boolean);
   // Only the names directly in state can be looked up (it is searchable, not listable); nothing below.
   const beyond = reachable.filter((path) => dirname(path) !== d.state);
   assert.deepEqual(beyond.slice(0, 10), [], `a host user reaches ${beyond.length} paths under root or state`);
@@ -371,11 +433,18 @@ test('host users reach nothing under root and state, while containers run as roo
 test('a container in TARGET pid mode sees the processes of its target, as kubectl debug --target needs', async () => {
   const p = await pod('target');
   const app = await run(p, 'app', { command: ['sleep', '4242'] });
-  const ns = (pid: string) => ({ linux: { security_context: { namespace_options: { network: 'POD', pid, ipc: 'POD', target_id: pid === 'TARGET' ? app : '' } } } });
+  const ns = (pid: string) => ({
+    linux: { security_context: { namespace_options: { network: 'POD', pid, ipc: 'POD', target_id: pid === 'TARGET' ? app : '' } } },
+  });
   const debug = await run(p, 'debug', { command: ['sleep', '600'], ...ns('TARGET') });
   const ps = await d.call('ExecSync', { container_id: debug, cmd: ['ps', '-o', 'args'], timeout: 10 });
   assert.match(Buffer.from(ps.stdout).toString(), /sleep 4242/);
-  const create = (name: string, extra: object) => d.call('CreateContainer', { pod_sandbox_id: p.id, config: { metadata: { name }, image: { image }, command: ['true'], ...extra }, sandbox_config: p.config });
+  const create = (name: string, extra: object) =>
+    d.call('CreateContainer', {
+      pod_sandbox_id: p.id,
+      config: { metadata: { name }, image: { image }, command: ['true'], ...extra },
+      sandbox_config: p.config,
+    });
   const noTarget = { linux: { security_context: { namespace_options: { pid: 'TARGET' } } } };
   await assert.rejects(create('t1', noTarget), (e: any) => e.code === status.INVALID_ARGUMENT && /target_id/.test(e.details));
   const unknown = { linux: { security_context: { namespace_options: { pid: 'TARGET', target_id: 'feedbeef' } } } };
@@ -389,7 +458,14 @@ test('a container in TARGET pid mode sees the processes of its target, as kubect
 });
 
 async function spdyExec(containerId: string, cmd: string[], options: { stdin?: boolean; tty?: boolean } = {}) {
-  const { url } = await d.call('Exec', { container_id: containerId, cmd, stdout: true, stderr: !options.tty, stdin: Boolean(options.stdin), tty: Boolean(options.tty) });
+  const { url } = await d.call('Exec', {
+    container_id: containerId,
+    cmd,
+    stdout: true,
+    stderr: !options.tty,
+    stdin: Boolean(options.stdin),
+    tty: Boolean(options.tty),
+  });
   const up = await upgrade(url, 'SPDY/3.1', ['v4.channel.k8s.io']);
   const client = new SpdyClient(up.socket!);
   const error = await client.open({ streamtype: 'error' });
@@ -410,12 +486,17 @@ test('streaming exec: interactive stdin, terminal resize, 50 at once, and a vani
   await cat.error.ended;
   assert.equal(cat.stdout.text(), 'echo me\n');
 
-  const many = await Promise.all(Array.from({ length: 50 }, async (_, i) => {
-    const s = await spdyExec(id, ['sh', '-c', `echo n${i}`]);
-    await s.error.ended;
-    return s.stdout.text();
-  }));
-  assert.deepEqual(many, Array.from({ length: 50 }, (_, i) => `n${i}\n`));
+  const many = await Promise.all(
+    Array.from({ length: 50 }, async (_, i) => {
+      const s = await spdyExec(id, ['sh', '-c', `echo n${i}`]);
+      await s.error.ended;
+      return s.stdout.text();
+    }),
+  );
+  assert.deepEqual(
+    many,
+    Array.from({ length: 50 }, (_, i) => `n${i}\n`),
+  );
 
   const tty = await spdyExec(id, ['sh', '-c', 'sleep 0.5; stty size'], { tty: true });
   await tty.resize!.write(JSON.stringify({ Width: 120, Height: 40 }) + '\n');
@@ -461,7 +542,7 @@ test('attach sees the output of a running container and detaching leaves it runn
   await d.call('RemoveContainer', { container_id: id });
 });
 
-test('verbose PodSandboxStatus (crictl inspectp) gives a pid in the pod\'s namespaces when the pod has no infra process', async () => {
+test("verbose PodSandboxStatus (crictl inspectp) gives a pid in the pod's namespaces when the pod has no infra process", async () => {
   const p = await pod('inspectp');
   const info = async () => JSON.parse((await d.call('PodSandboxStatus', { pod_sandbox_id: p.id, verbose: true })).info.info);
   const empty = await info();
@@ -473,14 +554,19 @@ test('verbose PodSandboxStatus (crictl inspectp) gives a pid in the pod\'s names
   assert.ok(running.pid > 0);
   assert.equal(running.pidOf, 'container');
   const { statSync } = await import('node:fs');
-  assert.equal(statSync(`/proc/${running.pid}/ns/net`).ino, statSync(empty.namespaces.network).ino, 'the pid is in the pod\'s network namespace');
+  assert.equal(statSync(`/proc/${running.pid}/ns/net`).ino, statSync(empty.namespaces.network).ino, "the pid is in the pod's network namespace");
   await d.call('StopContainer', { container_id: id, timeout: 0 });
   assert.equal((await info()).pid, 0);
   await d.call('RemoveContainer', { container_id: id });
 });
 
 test('the Prometheus endpoint reports pulls, pods and containers by state, streaming sessions, CNI and runc timings', async () => {
-  const port = JSON.parse(d.output().split('\n').find((l) => l.includes('serving Prometheus metrics'))!).port;
+  const port = JSON.parse(
+    d
+      .output()
+      .split('\n')
+      .find((l) => l.includes('serving Prometheus metrics'))!,
+  ).port;
   const scrape = async () => {
     const res = await fetch(`http://127.0.0.1:${port}/metrics`);
     assert.equal(res.status, 200);
@@ -498,26 +584,47 @@ test('the Prometheus endpoint reports pulls, pods and containers by state, strea
   const exec = await spdyExec(id, ['sh', '-c', 'echo hi']);
   await exec.error.ended;
 
-
   const after = await scrape();
   assert.equal(value(after, 'tscri_image_pulls_total', { result: 'success' }) - value(before, 'tscri_image_pulls_total', { result: 'success' }), 1);
   assert.equal(value(after, 'tscri_image_pulls_total', { result: 'failure' }) - value(before, 'tscri_image_pulls_total', { result: 'failure' }), 1);
-  assert.equal(value(after, 'tscri_image_pull_failures_total', { reason: 'NOT_FOUND' }) - value(before, 'tscri_image_pull_failures_total', { reason: 'NOT_FOUND' }), 1);
+  assert.equal(
+    value(after, 'tscri_image_pull_failures_total', { reason: 'NOT_FOUND' }) - value(before, 'tscri_image_pull_failures_total', { reason: 'NOT_FOUND' }),
+    1,
+  );
   // The base layer is shared with the image pulled before: only the config and the top layer arrive.
-  const pulled = JSON.parse(d.output().split('\n').filter((l) => l.includes('"image pulled"') && l.includes('metrics-busybox')).at(-1)!);
+  const pulled = JSON.parse(
+    d
+      .output()
+      .split('\n')
+      .filter((l) => l.includes('"image pulled"') && l.includes('metrics-busybox'))
+      .at(-1)!,
+  );
   assert.ok(pulled.bytes > 0);
   assert.equal(value(after, 'tscri_image_pull_bytes_total') - value(before, 'tscri_image_pull_bytes_total'), pulled.bytes, 'the bytes received are counted');
-  assert.equal(value(after, 'tscri_image_pull_duration_seconds_count', { result: 'success' }) - value(before, 'tscri_image_pull_duration_seconds_count', { result: 'success' }), 1);
+  assert.equal(
+    value(after, 'tscri_image_pull_duration_seconds_count', { result: 'success' }) -
+      value(before, 'tscri_image_pull_duration_seconds_count', { result: 'success' }),
+    1,
+  );
   assert.equal(value(after, 'tscri_image_pulls_in_flight'), 0);
   assert.ok(value(after, 'tscri_pods', { state: 'ready' }) >= 1);
   assert.ok(value(after, 'tscri_containers', { state: 'running' }) >= 1);
-  assert.ok(value(after, 'tscri_stream_sessions_total', { kind: 'exec', protocol: 'spdy' }) > value(before, 'tscri_stream_sessions_total', { kind: 'exec', protocol: 'spdy' }));
+  assert.ok(
+    value(after, 'tscri_stream_sessions_total', { kind: 'exec', protocol: 'spdy' }) >
+      value(before, 'tscri_stream_sessions_total', { kind: 'exec', protocol: 'spdy' }),
+  );
   assert.ok(value(after, 'tscri_cni_plugin_duration_seconds_count', { command: 'ADD', plugin: 'bridge', result: 'ok' }) >= 1);
   for (const command of ['create', 'start']) {
     assert.ok(value(after, 'tscri_oci_runtime_duration_seconds_count', { command, result: 'ok' }) >= 1, command);
   }
   assert.ok(value(after, 'tscri_grpc_requests_total', { rpc: 'PullImage', code: 'NOT_FOUND' }) >= 1);
-  for (const name of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'process_open_fds', 'tscri_process_resident_memory_bytes', 'tscri_process_heap_used_bytes']) {
+  for (const name of [
+    'process_cpu_seconds_total',
+    'process_resident_memory_bytes',
+    'process_open_fds',
+    'tscri_process_resident_memory_bytes',
+    'tscri_process_heap_used_bytes',
+  ]) {
     assert.ok(value(after, name) > 0, name);
   }
   // Low cardinality: no label value is an id, a name or an image reference.

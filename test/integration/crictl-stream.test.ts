@@ -130,9 +130,15 @@ test('crictl exec over SPDY and WebSocket: output, exit code, stdin, terminal', 
     assert.equal(input.stdout, 'from stdin\ndone\n', transport);
 
     // A terminal for crictl itself, as a user at a shell has.
-    const tty = execFileSync('script', ['-qec', `crictl --runtime-endpoint unix://${d.socket} exec -it --transport ${transport} ${id} sh -c 'tty; stty size'`, '/dev/null'], {
-      encoding: 'utf8', timeout: 30_000, env: { ...process.env, COLUMNS: '101', LINES: '33' },
-    });
+    const tty = execFileSync(
+      'script',
+      ['-qec', `crictl --runtime-endpoint unix://${d.socket} exec -it --transport ${transport} ${id} sh -c 'tty; stty size'`, '/dev/null'],
+      {
+        encoding: 'utf8',
+        timeout: 30_000,
+        env: { ...process.env, COLUMNS: '101', LINES: '33' },
+      },
+    );
     assert.match(tty, /\/dev\/pts\/\d+/, `${transport}: ${tty}`);
   }
   await d.call('StopContainer', { container_id: id, timeout: 0 });
@@ -157,7 +163,9 @@ test('crictl attach over SPDY and WebSocket: output, stdin; it returns when its 
 
     // Output only: what the container prints reaches crictl.
     const ticker = await run(`ticker-${transport}`, ['sh', '-c', 'while true; do echo tick; sleep 0.2; done']);
-    const child = spawn('crictl', ['--runtime-endpoint', `unix://${d.socket}`, 'attach', '--transport', transport, ticker], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('crictl', ['--runtime-endpoint', `unix://${d.socket}`, 'attach', '--transport', transport, ticker], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (c) => (out += c));
     const exited = new Promise((r) => child.once('close', r));
@@ -175,10 +183,15 @@ test('crictl attach over SPDY and WebSocket: output, stdin; it returns when its 
 
 test('crictl port-forward over SPDY and WebSocket reaches a server in the pod, connection after connection', { skip, timeout: 120_000 }, async () => {
   const web = await run('web', ['sh', '-c', 'echo served > /var/www/index.html; exec httpd -f -p 127.0.0.1:8080 -h /var/www']);
-  await until('httpd to listen', async () => (await d.call('ExecSync', { container_id: web, cmd: ['sh', '-c', 'netstat -ltn | grep -q :8080'], timeout: 5 })).exit_code === 0);
+  await until(
+    'httpd to listen',
+    async () => (await d.call('ExecSync', { container_id: web, cmd: ['sh', '-c', 'netstat -ltn | grep -q :8080'], timeout: 5 })).exit_code === 0,
+  );
   for (const transport of TRANSPORTS) {
     const local = await freePort();
-    const child = spawn('crictl', ['--runtime-endpoint', `unix://${d.socket}`, 'port-forward', '--transport', transport, pod.id, `${local}:8080`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('crictl', ['--runtime-endpoint', `unix://${d.socket}`, 'port-forward', '--transport', transport, pod.id, `${local}:8080`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (c) => (out += c));
     child.stderr.on('data', (c) => (out += c));
@@ -199,7 +212,7 @@ test('crictl port-forward over SPDY and WebSocket reaches a server in the pod, c
   await d.call('StopContainer', { container_id: web, timeout: 0 });
 });
 
-test('the README\'s sample pod.json and container.json run with crictl', { skip }, async (t) => {
+test("the README's sample pod.json and container.json run with crictl", { skip }, async (t) => {
   const { readFile, writeFile } = await import('node:fs/promises');
   const top = new URL('../../runtime/crictl/', import.meta.url);
   const podJson = JSON.parse(await readFile(new URL('pod.json', top), 'utf8'));
@@ -215,9 +228,19 @@ test('the README\'s sample pod.json and container.json run with crictl', { skip 
   t.after(() => rm(dir, { recursive: true, force: true }));
   await writeFile(join(dir, 'pod.json'), JSON.stringify(podJson));
   await writeFile(join(dir, 'container.json'), JSON.stringify(ctrJson));
-  const crictl = (...args: string[]) => execFileSync('crictl', ['--runtime-endpoint', `unix://${d.socket}`, '--image-endpoint', `unix://${d.socket}`, '--timeout', '60s', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  const crictl = (...args: string[]) =>
+    execFileSync('crictl', ['--runtime-endpoint', `unix://${d.socket}`, '--image-endpoint', `unix://${d.socket}`, '--timeout', '60s', ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }).trim();
   const podId = crictl('runp', join(dir, 'pod.json'));
-  t.after(() => { try { crictl('rmp', '-f', podId); } catch { /* already gone */ } });
+  t.after(() => {
+    try {
+      crictl('rmp', '-f', podId);
+    } catch {
+      /* already gone */
+    }
+  });
   const ctrId = crictl('create', podId, join(dir, 'container.json'), join(dir, 'pod.json'));
   crictl('start', ctrId);
   assert.equal(crictl('exec', ctrId, 'sh', '-c', 'echo $GREETING'), 'hello');

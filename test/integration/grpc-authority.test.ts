@@ -155,10 +155,7 @@ test('grpc-go style calls with the socket path as :authority are answered', asyn
   const client = new RawClient(d.socket);
   t.after(() => client.socket.destroy());
 
-  client.send(
-    frame(TYPE.HEADERS, 0x4, 1, firstCall('/runtime.v1.RuntimeService/Version', d.socket)),
-    frame(TYPE.DATA, 0x1, 1, EMPTY_MESSAGE),
-  );
+  client.send(frame(TYPE.HEADERS, 0x4, 1, firstCall('/runtime.v1.RuntimeService/Version', d.socket)), frame(TYPE.DATA, 0x1, 1, EMPTY_MESSAGE));
   assertVersionAnswer(await client.result(1), 'first call');
 
   // The second call refers to the first one's table entries (62 = te, ..., 66 = :path),
@@ -182,7 +179,12 @@ test('grpc-go style calls with the socket path as :authority are answered', asyn
 
   // Other services on the same connection: ImageService/ListImages answers OK.
   client.send(
-    frame(TYPE.HEADERS, 0x4, 7, Buffer.concat([indexed(3), indexed(6), literal(4, '/runtime.v1.ImageService/ListImages'), literal(1, d.socket), indexed(66), indexed(65), indexed(64)])),
+    frame(
+      TYPE.HEADERS,
+      0x4,
+      7,
+      Buffer.concat([indexed(3), indexed(6), literal(4, '/runtime.v1.ImageService/ListImages'), literal(1, d.socket), indexed(66), indexed(65), indexed(64)]),
+    ),
     frame(TYPE.DATA, 0x1, 7, EMPTY_MESSAGE),
   );
   const images = await client.result(7);

@@ -29,7 +29,12 @@ after(async () => {
   await reg?.stop();
 });
 
-const files = [[{ name: 'etc/', type: 'directory' as const }, { name: 'etc/hello', body: 'hello\n' }]];
+const files = [
+  [
+    { name: 'etc/', type: 'directory' as const },
+    { name: 'etc/hello', body: 'hello\n' },
+  ],
+];
 const MiB = 1024 * 1024;
 
 /** The daemon's peak resident memory so far, in bytes. */
@@ -42,7 +47,10 @@ function peakMemory(): number {
 async function servesOn(): Promise<void> {
   assert.ok((await d.call('Version', {})).runtime_name);
   const blobs = await readdir(join(d.root, 'content', 'blobs', 'sha256'));
-  assert.deepEqual(blobs.filter((b) => b.includes('.tmp-')), []);
+  assert.deepEqual(
+    blobs.filter((b) => b.includes('.tmp-')),
+    [],
+  );
 }
 
 const pull = (ref: string, auth?: object) => d.call('PullImage', { image: { image: `${reg.host}/${ref}` }, ...(auth ? { auth } : {}) });
@@ -55,7 +63,8 @@ const fails = (code: status, pattern: RegExp) => (e: any) => {
 
 test('an endless manifest is cut at 4 MiB: RESOURCE_EXHAUSTED, bounded memory', async () => {
   reg.sent = 0;
-  reg.hook = (req, res, f) => (req.url?.includes('/manifests/') ? (f.endless(res, 200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }), true) : false);
+  reg.hook = (req, res, f) =>
+    req.url?.includes('/manifests/') ? (f.endless(res, 200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }), true) : false;
   await assert.rejects(pull('limits/endless:v1'), fails(status.RESOURCE_EXHAUSTED, /manifest v1 .*larger than 4 MiB/));
   assert.ok(reg.sent < 64 * MiB, `the daemon stopped reading (${reg.sent} bytes sent)`);
   assert.ok(peakMemory() < 400 * MiB, `peak memory ${peakMemory()}`);
@@ -64,7 +73,10 @@ test('an endless manifest is cut at 4 MiB: RESOURCE_EXHAUSTED, bounded memory', 
 
 test('a manifest declaring a huge length is refused before its body is read', async () => {
   reg.sent = 0;
-  reg.hook = (req, res, f) => (req.url?.includes('/manifests/') ? (f.endless(res, 200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'content-length': String(10 * 1024 * MiB) }), true) : false);
+  reg.hook = (req, res, f) =>
+    req.url?.includes('/manifests/')
+      ? (f.endless(res, 200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'content-length': String(10 * 1024 * MiB) }), true)
+      : false;
   await assert.rejects(pull('limits/declared:v1'), fails(status.RESOURCE_EXHAUSTED, /manifest v1 .*larger than 4 MiB/));
   assert.ok(reg.sent < 64 * MiB, `${reg.sent} bytes sent`);
   await servesOn();
@@ -74,7 +86,8 @@ test('an endless index child is cut at 4 MiB too', async () => {
   const child = sha256('never served in full');
   reg.addIndex('limits/index', 'v1', [{ digest: child, size: 1000 }]);
   reg.sent = 0;
-  reg.hook = (req, res, f) => (req.url?.endsWith(`/manifests/${child}`) ? (f.endless(res, 200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }), true) : false);
+  reg.hook = (req, res, f) =>
+    req.url?.endsWith(`/manifests/${child}`) ? (f.endless(res, 200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }), true) : false;
   await assert.rejects(pull('limits/index:v1'), (e: any) => [status.RESOURCE_EXHAUSTED, status.DATA_LOSS].includes(e.code) && e.details.includes(child));
   assert.ok(reg.sent < 64 * MiB, `${reg.sent} bytes sent`);
   await servesOn();
@@ -97,8 +110,8 @@ test('an endless token response is cut at 1 MiB', async () => {
   await reg.addImage('limits/token', 'v1', files);
   reg.sent = 0;
   reg.hook = (req, res, f) => {
-    if (req.url?.startsWith('/token')) return f.endless(res, 200, { 'content-type': 'application/json' }), true;
-    if (!req.headers.authorization) return void res.writeHead(401, { 'www-authenticate': `Bearer realm="${f.url}/token",service="fake"` }).end(), true;
+    if (req.url?.startsWith('/token')) return (f.endless(res, 200, { 'content-type': 'application/json' }), true);
+    if (!req.headers.authorization) return (void res.writeHead(401, { 'www-authenticate': `Bearer realm="${f.url}/token",service="fake"` }).end(), true);
     return false;
   };
   await assert.rejects(pull('limits/token:v1', { username: 'u', password: 'p' }), fails(status.RESOURCE_EXHAUSTED, /token .*larger than 1 MiB/));
@@ -116,7 +129,10 @@ test('an endless error body is read no further than the quote in the message', a
 
 test('a manifest trickled slowly but steadily is not a stall', async () => {
   const img = await reg.addImage('limits/slow', 'v1', files);
-  reg.hook = (req, res, f) => (req.url?.endsWith('/manifests/v1') && req.url.includes('limits/slow') ? (f.trickle(res, img.manifest, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }, Math.ceil(img.manifest.length / 6), 600), true) : false);
+  reg.hook = (req, res, f) =>
+    req.url?.endsWith('/manifests/v1') && req.url.includes('limits/slow')
+      ? (f.trickle(res, img.manifest, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }, Math.ceil(img.manifest.length / 6), 600), true)
+      : false;
   assert.equal((await pull('limits/slow:v1')).image_ref, img.configDigest);
 });
 
@@ -125,7 +141,12 @@ test('Retry-After on 429 and 503 is waited for; a wait longer than tscri allows 
   let limited = 2;
   reg.hook = (req, res) => {
     if (!req.url?.includes('retry/after/manifests/') || limited-- <= 0) return false;
-    return void res.writeHead(limited ? 429 : 503, { 'retry-after': '2', 'content-type': 'application/json' }).end('{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}'), true;
+    return (
+      void res
+        .writeHead(limited ? 429 : 503, { 'retry-after': '2', 'content-type': 'application/json' })
+        .end('{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}'),
+      true
+    );
   };
   assert.equal((await pull('retry/after:v1')).image_ref, img.configDigest);
   const times = reg.manifestRequests('retry/after').map((r) => r.at);
@@ -142,15 +163,24 @@ test('a Retry-After past the pull timeout fails at once', async (t) => {
   t.after(() => short.cleanup());
   reg.hook = (req, res) => (req.url?.includes('retry/timeout/') ? (res.writeHead(429, { 'retry-after': '30' }).end(), true) : false);
   const started = Date.now();
-  await assert.rejects(short.call('PullImage', { image: { image: `${reg.host}/retry/timeout:v1` } }), fails(status.UNAVAILABLE, /asks to retry after 30s, past the pull's deadline/));
+  await assert.rejects(
+    short.call('PullImage', { image: { image: `${reg.host}/retry/timeout:v1` } }),
+    fails(status.UNAVAILABLE, /asks to retry after 30s, past the pull's deadline/),
+  );
   assert.ok(Date.now() - started < 4000);
   assert.equal(reg.manifestRequests('retry/timeout').length, 1);
 });
 
 test('a manifest that stalls fails with DEADLINE_EXCEEDED after the progress deadline', async () => {
-  reg.hook = (req, res) => (req.url?.includes('stall/manifest/') ? (res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'content-length': '1000' }).write('{"schema'), true) : false);
-  await assert.rejects(pull('stall/manifest:v1'), fails(status.DEADLINE_EXCEEDED, new RegExp(`sent no data for ${DEADLINE_SECONDS}s while fetching manifest v1`)));
-  reg.hook = (req) => (!!req.url?.includes('stall/headers/')); // never answers
+  reg.hook = (req, res) =>
+    req.url?.includes('stall/manifest/')
+      ? (res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'content-length': '1000' }).write('{"schema'), true)
+      : false;
+  await assert.rejects(
+    pull('stall/manifest:v1'),
+    fails(status.DEADLINE_EXCEEDED, new RegExp(`sent no data for ${DEADLINE_SECONDS}s while fetching manifest v1`)),
+  );
+  reg.hook = (req) => !!req.url?.includes('stall/headers/'); // never answers
   await assert.rejects(pull('stall/headers:v1'), fails(status.DEADLINE_EXCEEDED, /sent no data/));
   await servesOn();
 });
@@ -173,11 +203,17 @@ test('sha512 digests are verified like sha256: a sha512-pinned image pulls, alte
   const { image } = await d.call('ImageStatus', { image: { image: img.configDigest } });
   assert.deepEqual(image.repo_digests, [`${reg.host}/${ref}`]);
   assert.ok((await d.call('ListImages', {})).images.some((i: any) => i.id === img.configDigest));
-  assert.deepEqual((await readdir(join(d.root, 'content', 'blobs', 'sha512'))).sort(), [img.configDigest, ...img.layerDigests].map((x) => x.slice('sha512:'.length)).sort());
+  assert.deepEqual(
+    (await readdir(join(d.root, 'content', 'blobs', 'sha512'))).sort(),
+    [img.configDigest, ...img.layerDigests].map((x) => x.slice('sha512:'.length)).sort(),
+  );
   await d.call('RemoveImage', { image: { image: img.configDigest } });
   assert.deepEqual(await readdir(join(d.root, 'content', 'blobs', 'sha512')), []);
   // The same digests, other bytes.
-  reg.hook = (req, res) => (req.url?.endsWith(`/manifests/${img.manifestDigest}`) ? (res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(img.manifest.toString().replace('sha512', 'sha512 ')), true) : false);
+  reg.hook = (req, res) =>
+    req.url?.endsWith(`/manifests/${img.manifestDigest}`)
+      ? (res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(img.manifest.toString().replace('sha512', 'sha512 ')), true)
+      : false;
   await assert.rejects(pull(ref), fails(status.DATA_LOSS, /does not match its digest/));
   const layer = img.layerDigests[0]!;
   reg.hook = (req, res) => (req.url?.endsWith(`/blobs/${layer}`) ? (res.writeHead(200).end(Buffer.alloc(reg.blobs.get(layer)!.length)), true) : false);
@@ -197,10 +233,15 @@ test('an index child named by a malformed, unverifiable or wrong digest is refus
   for (const [i, [digest, size, code, pattern]] of cases.entries()) {
     reg.addIndex('digest/index', `case${i}`, [{ digest, size }]);
     // A registry that serves anything under any name: only the check can refuse it.
-    reg.hook = (req, res) => (req.url?.includes('/manifests/') && !req.url.endsWith(`/case${i}`) ? (res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(img.manifest), true) : false);
+    reg.hook = (req, res) =>
+      req.url?.includes('/manifests/') && !req.url.endsWith(`/case${i}`)
+        ? (res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(img.manifest), true)
+        : false;
     const before = requestsFor('digest/index').length;
     await assert.rejects(pull(`digest/index:case${i}`), fails(code, pattern));
-    const asked = requestsFor('digest/index').slice(before).map((r) => r.url);
+    const asked = requestsFor('digest/index')
+      .slice(before)
+      .map((r) => r.url);
     if (code === status.FAILED_PRECONDITION) assert.deepEqual(asked, [`/v2/digest/index/manifests/case${i}`], 'only the index is fetched');
   }
   reg.hook = undefined;
@@ -211,7 +252,11 @@ test('an index child named by a malformed, unverifiable or wrong digest is refus
 
 test('a manifest fetched by tag must match the Docker-Content-Digest sent with it', async () => {
   const img = await reg.addImage('digest/header', 'v1', files, { config: { Env: ['HEADER=1'] } });
-  const serveWith = (header: string) => (reg.hook = (req, res) => (req.url?.endsWith('digest/header/manifests/v1') ? (res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'docker-content-digest': header }).end(img.manifest), true) : false));
+  const serveWith = (header: string) =>
+    (reg.hook = (req, res) =>
+      req.url?.endsWith('digest/header/manifests/v1')
+        ? (res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'docker-content-digest': header }).end(img.manifest), true)
+        : false);
   serveWith(sha256('something else'));
   await assert.rejects(pull('digest/header:v1'), fails(status.DATA_LOSS, /does not match the digest sha256:[a-f0-9]{64} registry .* announced/));
   serveWith('crc32:1234abcd');
@@ -232,7 +277,12 @@ test('config, layer and diff id digests that are malformed or unverifiable fail 
     await reg.addImage('digest/descriptors', tag, files, { editManifest: edit });
     const before = requestsFor('digest/descriptors').length;
     await assert.rejects(pull(`digest/descriptors:${tag}`), fails(status.FAILED_PRECONDITION, pattern));
-    assert.deepEqual(requestsFor('digest/descriptors').slice(before).filter((r) => r.url.includes('/blobs/')), []);
+    assert.deepEqual(
+      requestsFor('digest/descriptors')
+        .slice(before)
+        .filter((r) => r.url.includes('/blobs/')),
+      [],
+    );
   }
   const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: ['sha256:../x'] } }));
   await reg.addImage('digest/descriptors', 'diffid', files, { rawConfig: config });
@@ -271,20 +321,39 @@ test('a manifest that is not JSON, or not an object, is FAILED_PRECONDITION', as
 
 test('a layer that is not a tar, or corrupt gzip, is FAILED_PRECONDITION naming the layer; nothing stays', async () => {
   const notTar = await reg.addImage('types/layer', 'text', [], { rawLayers: [Buffer.from('just some text, not a tar archive\n'.repeat(40))] });
-  await assert.rejects(pull('types/layer:text'), fails(status.FAILED_PRECONDITION, new RegExp(`layer ${notTar.layerDigests[0]}: the layer is not a valid tar archive`)));
+  await assert.rejects(
+    pull('types/layer:text'),
+    fails(status.FAILED_PRECONDITION, new RegExp(`layer ${notTar.layerDigests[0]}: the layer is not a valid tar archive`)),
+  );
   const corrupt = Buffer.concat([Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]), Buffer.alloc(200, 0x55)]);
-  await reg.addImage('types/layer', 'gzip', [], { rawLayers: [corrupt], editManifest: (m) => (m.layers[0].mediaType = 'application/vnd.oci.image.layer.v1.tar+gzip') });
+  await reg.addImage('types/layer', 'gzip', [], {
+    rawLayers: [corrupt],
+    editManifest: (m) => (m.layers[0].mediaType = 'application/vnd.oci.image.layer.v1.tar+gzip'),
+  });
   await assert.rejects(pull('types/layer:gzip'), fails(status.FAILED_PRECONDITION, /gzip data is corrupt/));
   await reg.addImage('types/layer', 'lz4', files, { editManifest: (m) => (m.layers[0].mediaType = 'application/vnd.oci.image.layer.v1.tar+lz4') });
   const before = reg.requests.length;
   await assert.rejects(pull('types/layer:lz4'), fails(status.FAILED_PRECONDITION, /lz4 compression, which is not supported/));
-  assert.deepEqual(reg.requests.slice(before).filter((r) => r.url.includes('/blobs/')), [], 'nothing is downloaded for a layer that cannot be unpacked');
-  assert.deepEqual((await readdir(join(d.root, 'snapshots'))).filter((n) => n.startsWith('tmp-')), []);
+  assert.deepEqual(
+    reg.requests.slice(before).filter((r) => r.url.includes('/blobs/')),
+    [],
+    'nothing is downloaded for a layer that cannot be unpacked',
+  );
+  assert.deepEqual(
+    (await readdir(join(d.root, 'snapshots'))).filter((n) => n.startsWith('tmp-')),
+    [],
+  );
   await servesOn();
 });
 
 test('NUL bytes in image names are INVALID_ARGUMENT or an empty answer, never INTERNAL', async () => {
-  for (const name of ['busybox\0', `${reg.host}/types/nul\0:v1`, `${reg.host}/types/nul:v1\0`, `\0${reg.host}/types/nul:v1`, `${reg.host}/types/nul@sha256:\0`]) {
+  for (const name of [
+    'busybox\0',
+    `${reg.host}/types/nul\0:v1`,
+    `${reg.host}/types/nul:v1\0`,
+    `\0${reg.host}/types/nul:v1`,
+    `${reg.host}/types/nul@sha256:\0`,
+  ]) {
     await assert.rejects(d.call('PullImage', { image: { image: name } }), fails(status.INVALID_ARGUMENT, /image reference|digest/));
     assert.equal((await d.call('ImageStatus', { image: { image: name } })).image, null);
     await d.call('RemoveImage', { image: { image: name } });
@@ -319,7 +388,10 @@ test('a stored record that cannot be rendered is skipped with a warning after a 
   await rd.stop();
   current = await startDaemon({ dir });
   const { images } = await current.call('ListImages', {});
-  assert.deepEqual(images.map((i: any) => i.id), [img.configDigest]);
+  assert.deepEqual(
+    images.map((i: any) => i.id),
+    [img.configDigest],
+  );
   for (const id of ids) {
     assert.equal((await current.call('ImageStatus', { image: { image: id } })).image, null);
     assert.match(current.output(), new RegExp(`"file":"[^"]*${id}\\.json".*image record skipped`));
@@ -353,20 +425,26 @@ test('credentials go only to the registry they were given for: a mirror that ask
   const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
   const requireBasic = (allowed: string[]) => (req: IncomingMessage, res: ServerResponse) => {
     if (allowed.includes(String(req.headers.authorization))) return false;
-    return void res.writeHead(401, { 'www-authenticate': 'Basic realm="registry"' }).end(), true;
+    return (void res.writeHead(401, { 'www-authenticate': 'Basic realm="registry"' }).end(), true);
   };
   upstream.hook = requireBasic([basic('u', 'configured'), basic('u', 'requested')]);
   // The greedy mirror asks for basic credentials, or for a bearer token from a realm of its own.
   let bearer = false;
   greedy.hook = (req, res, f) => {
-    if (req.url?.startsWith('/token')) return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"token":"anonymous"}'), true;
+    if (req.url?.startsWith('/token')) return (void res.writeHead(200, { 'content-type': 'application/json' }).end('{"token":"anonymous"}'), true);
     bearer = !bearer;
-    return void res.writeHead(401, { 'www-authenticate': bearer ? `Bearer realm="${f.url}/token",service="greedy"` : 'Basic realm="greedy"' }).end(), true;
+    return (void res.writeHead(401, { 'www-authenticate': bearer ? `Bearer realm="${f.url}/token",service="greedy"` : 'Basic realm="greedy"' }).end(), true);
   };
   trusted.hook = requireBasic([basic('m', 'mirror-own')]);
-  for (const [name, mirror] of [['victim.local', greedy], ['trusted.local', trusted]] as const) {
+  for (const [name, mirror] of [
+    ['victim.local', greedy],
+    ['trusted.local', trusted],
+  ] as const) {
     await mkdir(join(hosts, name));
-    await writeFile(join(hosts, name, 'hosts.toml'), `server = "http://${upstream.host}"\n[host."http://${mirror.host}"]\ncapabilities = ["pull", "resolve"]\n`);
+    await writeFile(
+      join(hosts, name, 'hosts.toml'),
+      `server = "http://${upstream.host}"\n[host."http://${mirror.host}"]\ncapabilities = ["pull", "resolve"]\n`,
+    );
   }
   const a = await upstream.addImage('app', 'v1', files, { config: { Env: ['MIRRORS=1'] } });
   await trusted.addImage('app', 'v1', files, { config: { Env: ['MIRRORS=1'] } });
@@ -378,13 +456,23 @@ test('credentials go only to the registry they were given for: a mirror that ask
   // Credentials the request gives for another registry are not used for this one (the configured ones are).
   const withRequested = () => upstream.requests.filter((r) => r.headers.authorization === basic('u', 'requested')).length;
   const before = withRequested();
-  assert.equal((await pullFrom('victim.local/app:v1', { username: 'u', password: 'requested', server_address: 'https://elsewhere.example/v1/' })).image_ref, a.configDigest);
+  assert.equal(
+    (await pullFrom('victim.local/app:v1', { username: 'u', password: 'requested', server_address: 'https://elsewhere.example/v1/' })).image_ref,
+    a.configDigest,
+  );
   assert.equal(withRequested(), before);
   await md.call('RemoveImage', { image: { image: a.configDigest } });
   assert.ok(greedy.requests.length >= 4, 'the mirror was asked first');
-  assert.ok(greedy.requests.some((r) => r.url.startsWith('/token')), 'and sent to its token realm');
+  assert.ok(
+    greedy.requests.some((r) => r.url.startsWith('/token')),
+    'and sent to its token realm',
+  );
   // It only ever sees the anonymous token it handed out itself.
-  assert.deepEqual(greedy.requests.map((r) => r.headers.authorization).filter((h) => h && h !== 'Bearer anonymous'), [], 'the greedy mirror never got credentials');
+  assert.deepEqual(
+    greedy.requests.map((r) => r.headers.authorization).filter((h) => h && h !== 'Bearer anonymous'),
+    [],
+    'the greedy mirror never got credentials',
+  );
   assert.ok(upstream.requests.some((r) => r.headers.authorization === basic('u', 'configured')));
   assert.ok(upstream.requests.some((r) => r.headers.authorization === basic('u', 'requested')));
   // A mirror configured by its own name gets its own credentials, never the registry's.

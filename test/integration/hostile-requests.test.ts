@@ -132,7 +132,10 @@ test('a port mapping whose host_ip is not an IP address is refused', { timeout: 
     }
   }
   const ok = hostPod('ports-ok');
-  (ok as any).port_mappings = [{ protocol: 'TCP', container_port: 80, host_port: 8080, host_ip: '127.0.0.1' }, { protocol: 'UDP', container_port: 53, host_port: 5353, host_ip: '::1' }];
+  (ok as any).port_mappings = [
+    { protocol: 'TCP', container_port: 80, host_port: 8080, host_ip: '127.0.0.1' },
+    { protocol: 'UDP', container_port: 53, host_port: 5353, host_ip: '::1' },
+  ];
   await d.call('RunPodSandbox', { config: ok });
 });
 
@@ -148,7 +151,11 @@ test('client mistakes in pod and container requests are INVALID_ARGUMENT or FAIL
   const podConfig = (name: string, extra: Record<string, any> = {}) => ({ ...hostPod(name), log_directory: join(dir, 'logs'), ...extra });
   const pc = podConfig('base');
   const { pod_sandbox_id } = await d.call('RunPodSandbox', { config: pc });
-  const ctr = (extra: Record<string, any>) => ({ pod_sandbox_id, config: { metadata: { name: `c${randomBytes(3).toString('hex')}` }, image: { image }, command: ['/bin/sleep', '30'], log_path: 'c.log', ...extra }, sandbox_config: pc });
+  const ctr = (extra: Record<string, any>) => ({
+    pod_sandbox_id,
+    config: { metadata: { name: `c${randomBytes(3).toString('hex')}` }, image: { image }, command: ['/bin/sleep', '30'], log_path: 'c.log', ...extra },
+    sandbox_config: pc,
+  });
   const sc = (security_context: Record<string, any>) => ({ linux: { security_context } });
   const res = (resources: Record<string, any>) => ({ linux: { resources } });
   const { container_id } = await d.call('CreateContainer', ctr({}));
@@ -165,7 +172,12 @@ test('client mistakes in pod and container requests are INVALID_ARGUMENT or FAIL
     ['pod negative memory', 'RunPodSandbox', { config: podConfig('p5', { linux: { ...hostPod('x').linux, resources: { memory_limit_in_bytes: -5 } } }) }, I],
     ['pod negative cpu_shares', 'RunPodSandbox', { config: podConfig('p6', { linux: { ...hostPod('x').linux, resources: { cpu_shares: -5 } } }) }, I],
     ['pod malformed cpuset', 'RunPodSandbox', { config: podConfig('p7', { linux: { ...hostPod('x').linux, resources: { cpuset_cpus: 'zz' } } }) }, I],
-    ['pod cpuset of CPUs the node lacks', 'RunPodSandbox', { config: podConfig('p8', { linux: { ...hostPod('x').linux, resources: { cpuset_cpus: '4000' } } }) }, I],
+    [
+      'pod cpuset of CPUs the node lacks',
+      'RunPodSandbox',
+      { config: podConfig('p8', { linux: { ...hostPod('x').linux, resources: { cpuset_cpus: '4000' } } }) },
+      I,
+    ],
     ['container name with NUL', 'CreateContainer', ctr({ metadata: { name: NUL } }), I],
     ['command with NUL', 'CreateContainer', ctr({ command: [NUL] }), I],
     ['env value with NUL', 'CreateContainer', ctr({ envs: [{ key: 'A', value: Buffer.from(NUL) }] }), I],
@@ -196,7 +208,10 @@ test('client mistakes in pod and container requests are INVALID_ARGUMENT or FAIL
   ];
   const wrong: string[] = [];
   for (const [label, rpc, req, expected] of cases) {
-    const outcome = await d.call(rpc, req, { timeoutMs: 30_000 }).then((r: any) => ({ code: status.OK, details: '', r }), (e: any) => e);
+    const outcome = await d.call(rpc, req, { timeoutMs: 30_000 }).then(
+      (r: any) => ({ code: status.OK, details: '', r }),
+      (e: any) => e,
+    );
     if (outcome.code === status.OK && rpc === 'CreateContainer') await d.call('RemoveContainer', { container_id: outcome.r.container_id });
     if (outcome.code !== expected) wrong.push(`${label}: ${status[outcome.code]} ${String(outcome.details).slice(0, 160)}`);
     else assert.ok(outcome.details.length < 400, `${label}: a short message`);

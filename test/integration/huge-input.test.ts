@@ -51,10 +51,16 @@ test('every RPC answers megabyte-long ids, names and paths with a short message'
   for (const huge of ['h'.repeat(MiB), `x/${'../'.repeat(MiB / 3)}`]) {
     const request = hugeRequest(huge);
     for (const rpc of rpcs) {
-      const outcome = await d.call(rpc, request, { timeoutMs: 5000 }).then(() => undefined, (err: any) => err);
+      const outcome = await d.call(rpc, request, { timeoutMs: 5000 }).then(
+        () => undefined,
+        (err: any) => err,
+      );
       if (outcome) {
         assert.ok(typeof outcome.details === 'string', `${rpc}: ${outcome}`);
-        assert.ok(outcome.details.length < SHORT, `${rpc}: a message of ${outcome.details.length} characters (${outcome.code}: ${outcome.details.slice(0, 200)}…)`);
+        assert.ok(
+          outcome.details.length < SHORT,
+          `${rpc}: a message of ${outcome.details.length} characters (${outcome.code}: ${outcome.details.slice(0, 200)}…)`,
+        );
         assert.notEqual(outcome.code, status.UNKNOWN, `${rpc}: ${outcome.details}`);
       }
       assert.equal((await d.call('Version', {})).runtime_name, 'tscri', `the connection works after ${rpc}`);

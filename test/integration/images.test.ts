@@ -78,7 +78,10 @@ test('a multi-layer image is pulled, listed and inspected; whiteouts are applied
   assert.equal(JSON.parse(verbose.info.info).chainID, JSON.parse(verbose.info.info).layerChainIDs[1], 'chainID names the top layer as containerd does');
   const { images } = await d.call('ListImages', {});
   assert.ok(images.some((i: any) => i.id === image.id));
-  assert.deepEqual((await d.call('ListImages', { filter: { image: { image: ref } } })).images.map((i: any) => i.id), [image.id]);
+  assert.deepEqual(
+    (await d.call('ListImages', { filter: { image: { image: ref } } })).images.map((i: any) => i.id),
+    [image.id],
+  );
   assert.equal((await d.call('StreamImages', {}))[0].images.length, images.length);
   // The files are in the layer snapshots; the top one carries the whiteout and opaque dir for overlay.
   const [bottom, top] = JSON.parse(verbose.info.info).layerChainIDs as string[];
@@ -95,18 +98,27 @@ test('a multi-layer image is pulled, listed and inspected; whiteouts are applied
 
 test('an unknown image is an empty status, a missing one a NOT_FOUND pull', async () => {
   assert.deepEqual((await d.call('ImageStatus', { image: { image: 'nope/never:1' } })).image, null);
-  await assert.rejects(d.call('PullImage', { image: { image: `${registry.host}/test/missing:1` } }), (e: any) => e.code === status.NOT_FOUND && /not found/.test(e.details));
+  await assert.rejects(
+    d.call('PullImage', { image: { image: `${registry.host}/test/missing:1` } }),
+    (e: any) => e.code === status.NOT_FOUND && /not found/.test(e.details),
+  );
   await assert.rejects(d.call('PullImage', { image: { image: 'UPPER/Case' } }), (e: any) => e.code === status.INVALID_ARGUMENT);
 });
 
 test('an index picks the host platform', async () => {
   const amd = await pushBusybox(registry.url, 'test/multi', 'amd64');
   const arm = await pushImage(registry.url, 'test/multi', 'arm64', { layers: [await layer([{ name: 'arch', body: 'arm64' }])], architecture: 'arm64' });
-  await pushIndex(registry.url, 'test/multi', 'both', [{ image: arm, architecture: 'arm64', variant: 'v8' }, { image: amd, architecture: 'amd64' }]);
+  await pushIndex(registry.url, 'test/multi', 'both', [
+    { image: arm, architecture: 'arm64', variant: 'v8' },
+    { image: amd, architecture: 'amd64' },
+  ]);
   const { image_ref } = await d.call('PullImage', { image: { image: `${registry.host}/test/multi:both` } });
   assert.equal(image_ref, amd.configDigest);
   await pushIndex(registry.url, 'test/multi', 'armonly', [{ image: arm, architecture: 'arm64', variant: 'v8' }]);
-  await assert.rejects(d.call('PullImage', { image: { image: `${registry.host}/test/multi:armonly` } }), (e: any) => e.code === status.NOT_FOUND && /no linux\/amd64 variant/.test(e.details));
+  await assert.rejects(
+    d.call('PullImage', { image: { image: `${registry.host}/test/multi:armonly` } }),
+    (e: any) => e.code === status.NOT_FOUND && /no linux\/amd64 variant/.test(e.details),
+  );
 });
 
 test('zstd and Docker schema2 images pull; the same content under two names is one image', async () => {
@@ -144,7 +156,10 @@ test('registries demanding basic auth or tokens need credentials, which never re
   for (const reg of [basicRegistry, tokenRegistry]) {
     const ref = `${reg.host}/test/private:v1`;
     await assert.rejects(d.call('PullImage', { image: { image: ref } }), (e: any) => e.code === status.UNAUTHENTICATED && /credentials/.test(e.details));
-    await assert.rejects(d.call('PullImage', { image: { image: ref }, auth: { username: reg.username, password: 'wrong' } }), (e: any) => e.code === status.UNAUTHENTICATED && !e.details.includes('wrong'));
+    await assert.rejects(
+      d.call('PullImage', { image: { image: ref }, auth: { username: reg.username, password: 'wrong' } }),
+      (e: any) => e.code === status.UNAUTHENTICATED && !e.details.includes('wrong'),
+    );
     const { image_ref } = await d.call('PullImage', { image: { image: ref }, auth: { username: reg.username, password: reg.password } });
     assert.match(image_ref, /^sha256:/);
     const encoded = Buffer.from(`${reg.username}:${reg.password}`).toString('base64');
@@ -174,7 +189,10 @@ test('credentials from docker-credential-* helpers and an auth file, for their o
     await chmod(join(dir, `docker-credential-${name}`), 0o755);
   };
   // The helper notes which server it was asked about, and knows only the basic-auth registry.
-  await helper('test', `read server; echo "$server" >> ${dir}/asked; if [ "$server" = "${basicRegistry.host}" ]; then printf '{"ServerURL":"%s","Username":"${basicRegistry.username}","Secret":"${basicRegistry.password}"}' "$server"; else echo "credentials not found in native keychain"; exit 1; fi`);
+  await helper(
+    'test',
+    `read server; echo "$server" >> ${dir}/asked; if [ "$server" = "${basicRegistry.host}" ]; then printf '{"ServerURL":"%s","Username":"${basicRegistry.username}","Secret":"${basicRegistry.password}"}' "$server"; else echo "credentials not found in native keychain"; exit 1; fi`,
+  );
   await helper('huge', 'head -c 20000000 /dev/zero');
   await helper('prose', `echo "Secret is ${basicRegistry.password}"`);
   const authFile = join(dir, 'auth.json');
@@ -187,24 +205,30 @@ test('credentials from docker-credential-* helpers and an auth file, for their o
 
   const ref = `${basicRegistry.host}/test/helped:v1`;
   assert.match((await hd.call('PullImage', { image: { image: ref } })).image_ref, /^sha256:/);
-  assert.deepEqual((await readFile(join(dir, 'asked'), 'utf8')).trim().split('\n'), [basicRegistry.host], 'asked about the registry\'s own host');
+  assert.deepEqual((await readFile(join(dir, 'asked'), 'utf8')).trim().split('\n'), [basicRegistry.host], "asked about the registry's own host");
   // The open registry gets no credentials from a helper that has none for it, and pulls anonymously.
   assert.match((await hd.call('PullImage', { image: { image: `${registry.host}/test/helped:v1` } })).image_ref, /^sha256:/);
   // A helper that writes 20 MB, or prose, fails the pull naming the helper; nothing it said is quoted.
-  for (const [host, pattern] of [[configured.host, /docker-credential-huge wrote more than 64 KiB/], [tokenRegistry.host, /docker-credential-prose answered with something that is not JSON/]] as const) {
+  for (const [host, pattern] of [
+    [configured.host, /docker-credential-huge wrote more than 64 KiB/],
+    [tokenRegistry.host, /docker-credential-prose answered with something that is not JSON/],
+  ] as const) {
     const err = await hd.call('PullImage', { image: { image: `${host}/test/helped:v1` } }).catch((e: any) => e);
     assert.equal(err.code, status.FAILED_PRECONDITION, err.details);
     assert.match(err.details, pattern);
     assert.ok(!err.details.includes(basicRegistry.password));
   }
   assert.equal((await hd.call('Version', {})).runtime_name, 'tscri', 'the daemon serves on');
-  assert.ok(!hd.output().includes(basicRegistry.password), 'the helper\'s secret is never logged');
+  assert.ok(!hd.output().includes(basicRegistry.password), "the helper's secret is never logged");
 });
 
 test('a mirror from hosts.toml serves another registry name', async () => {
   await pushBusybox(registry.url, 'library/mirrored', 'v1');
   await mkdir(join(hostsDir, 'docker.io'), { recursive: true });
-  await writeFile(join(hostsDir, 'docker.io', 'hosts.toml'), `server = "https://registry-1.docker.io"\n[host."http://${registry.host}"]\ncapabilities = ["pull", "resolve"]\n`);
+  await writeFile(
+    join(hostsDir, 'docker.io', 'hosts.toml'),
+    `server = "https://registry-1.docker.io"\n[host."http://${registry.host}"]\ncapabilities = ["pull", "resolve"]\n`,
+  );
   const { image_ref } = await d.call('PullImage', { image: { image: 'mirrored:v1' } });
   const { image } = await d.call('ImageStatus', { image: { image: 'docker.io/library/mirrored:v1' } });
   assert.equal(image.id, image_ref);
@@ -216,7 +240,10 @@ test('a TLS registry is trusted through the ca (or skip_verify) of its hosts.tom
   t.after(() => tls.stop());
   const pushed = await pushBusybox(registry.url, 'test/tls', 'v1', { config: { Env: ['TLS=1'] } });
   const ref = `${tls.host}/test/tls:v1`;
-  await assert.rejects(d.call('PullImage', { image: { image: ref } }), (e: any) => e.code === status.UNAVAILABLE && /certificate .* is not trusted/.test(e.details) && /hosts\.toml/.test(e.details));
+  await assert.rejects(
+    d.call('PullImage', { image: { image: ref } }),
+    (e: any) => e.code === status.UNAVAILABLE && /certificate .* is not trusted/.test(e.details) && /hosts\.toml/.test(e.details),
+  );
   const dir = join(hostsDir, tls.host);
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, 'ca.pem'), await readFile(tls.caFile!));
@@ -233,7 +260,12 @@ test('a corrupted blob fails the pull and leaves nothing behind', async (t) => {
   const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [good.diffId] } }));
   const { createHash } = await import('node:crypto');
   const digest = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-  const manifest = JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digest(config), size: config.length }, layers: [{ mediaType: good.mediaType, digest: digest(good.blob), size: good.blob.length }] });
+  const manifest = JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digest(config), size: config.length },
+    layers: [{ mediaType: good.mediaType, digest: digest(good.blob), size: good.blob.length }],
+  });
   const fake = createServer((req, res) => {
     if (req.url === '/v2/') return void res.writeHead(200).end('{}');
     if (req.url?.includes('/manifests/')) return void res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(manifest);
@@ -255,20 +287,29 @@ test('a corrupted blob fails the pull and leaves nothing behind', async (t) => {
 test('a malicious layer fails the pull and writes nothing outside its snapshot', async () => {
   const evil = await layer([{ name: '../../../../../../tmp/tscri-evil', body: 'pwned' }]);
   await pushImage(registry.url, 'test/evil', 'v1', { layers: [evil] });
-  await assert.rejects(d.call('PullImage', { image: { image: `${registry.host}/test/evil:v1` } }), (e: any) => e.code === status.FAILED_PRECONDITION && /escapes the snapshot/.test(e.details));
+  await assert.rejects(
+    d.call('PullImage', { image: { image: `${registry.host}/test/evil:v1` } }),
+    (e: any) => e.code === status.FAILED_PRECONDITION && /escapes the snapshot/.test(e.details),
+  );
   await assert.rejects(access('/tmp/tscri-evil'));
   assert.equal((await d.call('ImageStatus', { image: { image: `${registry.host}/test/evil:v1` } })).image, null);
 });
 
 test('a symlink pointing out of the snapshot cannot be written through', async () => {
-  const evil = await layer([{ name: 'escape', type: 'symlink', linkname: '/tmp' }, { name: 'escape/tscri-evil-link', body: 'pwned' }]);
+  const evil = await layer([
+    { name: 'escape', type: 'symlink', linkname: '/tmp' },
+    { name: 'escape/tscri-evil-link', body: 'pwned' },
+  ]);
   await pushImage(registry.url, 'test/evil-link', 'v1', { layers: [evil] });
   await assert.rejects(d.call('PullImage', { image: { image: `${registry.host}/test/evil-link:v1` } }), (e: any) => e.code === status.FAILED_PRECONDITION);
   await assert.rejects(access('/tmp/tscri-evil-link'));
   const hard = await layer([{ name: 'passwd', type: 'link', linkname: '../../../../../../etc/passwd' }]);
   await pushImage(registry.url, 'test/evil-hardlink', 'v1', { layers: [hard] });
   await assert.rejects(d.call('PullImage', { image: { image: `${registry.host}/test/evil-hardlink:v1` } }), (e: any) => e.code === status.FAILED_PRECONDITION);
-  assert.deepEqual((await readdir(join(d.root, 'snapshots'))).filter((n) => n.startsWith('tmp-')), []);
+  assert.deepEqual(
+    (await readdir(join(d.root, 'snapshots'))).filter((n) => n.startsWith('tmp-')),
+    [],
+  );
 });
 
 test('removal by repo digest removes the image; a digest pull records the digest only', async () => {
@@ -300,9 +341,18 @@ test('a registry that stops sending fails the pull after the progress deadline',
     else res.end(body);
   });
   await new Promise<void>((r) => stalling.listen(0, '127.0.0.1', () => r()));
-  t.after(() => new Promise((r) => { stalling.closeAllConnections(); stalling.close(r); }));
+  t.after(
+    () =>
+      new Promise((r) => {
+        stalling.closeAllConnections();
+        stalling.close(r);
+      }),
+  );
   const ref = `127.0.0.1:${(stalling.address() as any).port}/test/stall:v1`;
-  await assert.rejects(sd.call('PullImage', { image: { image: ref } }), (e: any) => e.code === status.DEADLINE_EXCEEDED && /sent no data for 1s/.test(e.details) && /progress_deadline_seconds/.test(e.details));
+  await assert.rejects(
+    sd.call('PullImage', { image: { image: ref } }),
+    (e: any) => e.code === status.DEADLINE_EXCEEDED && /sent no data for 1s/.test(e.details) && /progress_deadline_seconds/.test(e.details),
+  );
   assert.equal((await sd.call('ImageStatus', { image: { image: ref } })).image, null);
   assert.deepEqual(await readdir(join(sd.root, 'content', 'blobs', 'sha256')), []);
 });
@@ -310,11 +360,25 @@ test('a registry that stops sending fails the pull after the progress deadline',
 test('a 1 ms deadline fails with DEADLINE_EXCEEDED and leaves nothing', async () => {
   await pushImage(registry.url, 'test/deadline', 'v1', { layers: [await layer(busyboxEntries())], config: { Env: ['DEADLINE=1'] } });
   const snapsBefore = await snapshotDirs();
-  await assert.rejects(d.call('PullImage', { image: { image: `${registry.host}/test/deadline:v1` } }, { timeoutMs: 1 }), (e: any) => e.code === status.DEADLINE_EXCEEDED);
+  await assert.rejects(
+    d.call('PullImage', { image: { image: `${registry.host}/test/deadline:v1` } }, { timeoutMs: 1 }),
+    (e: any) => e.code === status.DEADLINE_EXCEEDED,
+  );
   await new Promise((r) => setTimeout(r, 500));
   assert.equal((await d.call('ImageStatus', { image: { image: `${registry.host}/test/deadline:v1` } })).image, null);
-  assert.deepEqual((await snapshotDirs()).sort(), snapsBefore.sort(), d.output().split('\n').filter((l) => /deadline/.test(l)).join('\n'));
-  assert.deepEqual((await readdir(join(d.root, 'snapshots'))).filter((n) => n.startsWith('tmp-')), []);
+  assert.deepEqual(
+    (await snapshotDirs()).sort(),
+    snapsBefore.sort(),
+    d
+      .output()
+      .split('\n')
+      .filter((l) => /deadline/.test(l))
+      .join('\n'),
+  );
+  assert.deepEqual(
+    (await readdir(join(d.root, 'snapshots'))).filter((n) => n.startsWith('tmp-')),
+    [],
+  );
 });
 
 test('ImageFsInfo reports image and container filesystems', async () => {
@@ -336,7 +400,11 @@ test('concurrent pulls of one image share one download', async () => {
   const ref = `${registry.host}/test/shared:v1`;
   const results = await Promise.all([1, 2, 3, 4].map(() => d.call('PullImage', { image: { image: ref } })));
   assert.ok(results.every((r: any) => r.image_ref === pushed.configDigest));
-  const pulledLines = () => d.output().split('\n').filter((l) => l.includes('image pulled') && l.includes('test/shared'));
+  const pulledLines = () =>
+    d
+      .output()
+      .split('\n')
+      .filter((l) => l.includes('image pulled') && l.includes('test/shared'));
   for (let i = 0; i < 100 && !pulledLines().length; i++) await new Promise((r) => setTimeout(r, 20));
   assert.equal(pulledLines().length, 1);
   // Readable by the rest of the suite: the snapshot holds the busybox binary.
@@ -379,7 +447,11 @@ async function gatedProxy(upstream: TestRegistry) {
     passThrough() {
       holdAt = -1;
     },
-    stop: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
+    stop: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
   };
 }
 
@@ -389,7 +461,10 @@ test('a daemon killed at any point of a pull shows no half image, and the next p
   const { randomBytes } = await import('node:crypto');
   const layers = [
     await layer(busyboxEntries()),
-    await layer([{ name: 'data/', type: 'directory' }, { name: 'data/a', body: randomBytes(3_000_000) }]),
+    await layer([
+      { name: 'data/', type: 'directory' },
+      { name: 'data/a', body: randomBytes(3_000_000) },
+    ]),
     await layer([{ name: 'data/b', body: randomBytes(3_000_000) }], 'zstd'),
   ];
   const pushed = await pushImage(registry.url, 'test/crash', 'v1', { layers, config: { Env: ['CRASH=1'] } });
@@ -403,7 +478,15 @@ test('a daemon killed at any point of a pull shows no half image, and the next p
     snapshots: (await readdir(join(root, 'snapshots'))).filter((n) => /^\d+$/.test(n) || n.startsWith('tmp-')),
   });
   // Stops: while the config, the first layer or the second layer (the first one unpacked) downloads; then at timed moments.
-  const stops: Array<{ hold?: number; afterMs?: number }> = [{ hold: 0 }, { hold: 1 }, { hold: 2 }, { hold: 3 }, { afterMs: 40 }, { afterMs: 120 }, { afterMs: 300 }];
+  const stops: Array<{ hold?: number; afterMs?: number }> = [
+    { hold: 0 },
+    { hold: 1 },
+    { hold: 2 },
+    { hold: 3 },
+    { afterMs: 40 },
+    { afterMs: 120 },
+    { afterMs: 300 },
+  ];
   for (const stop of stops) {
     if (stop.hold !== undefined) {
       const held = proxy.hold(stop.hold);

@@ -61,7 +61,17 @@ after(async () => {
 
 /** A pod as kubelet prepares it before RunPodSandbox: its cgroup, log directory and pod directory. */
 async function kubeletPod(name: string, qos: Qos, extra: Partial<KubePod> = {}): Promise<KubePod> {
-  const pod: KubePod = { name, namespace: 'kube-test', uid: randomBytes(8).toString('hex'), attempt: 0, qos, cgroupRoot, logRoot: join(dir, 'pods-log'), podDir: '', ...extra };
+  const pod: KubePod = {
+    name,
+    namespace: 'kube-test',
+    uid: randomBytes(8).toString('hex'),
+    attempt: 0,
+    qos,
+    cgroupRoot,
+    logRoot: join(dir, 'pods-log'),
+    podDir: '',
+    ...extra,
+  };
   pod.podDir = join(dir, 'pods', pod.uid);
   await createCgroup(podCgroup(pod));
   await mkdir(podLogDirectory(pod), { recursive: true, mode: 0o755 });
@@ -101,7 +111,9 @@ async function spec(containerId: string): Promise<any> {
 
 /** Every directory of a cgroup, also the copy runc makes in a hybrid host's unified mount. */
 function everyDir(fsPath: string): string[] {
-  const unified = hierarchies().filter((h) => h.version === 'v2' && h.mount !== '/sys/fs/cgroup').map((h) => join(h.mount, fsPath));
+  const unified = hierarchies()
+    .filter((h) => h.version === 'v2' && h.mount !== '/sys/fs/cgroup')
+    .map((h) => join(h.mount, fsPath));
   return [...cgroupDirs(fsPath), ...unified];
 }
 
@@ -116,7 +128,11 @@ test('a Burstable pod as kubelet sends it: hugepage limits for every page size, 
   assert.equal(readFileSync(join('/sys/fs/cgroup', podFile[0]!, podCgroup(pod), podFile[1]!), 'utf8'), podLimitBefore);
   const { id, built } = await startContainer(pod, podId, {
     name: 'app',
-    command: ['sh', '-c', 'echo "host=$HOSTNAME"; grep -c Kubernetes-managed /etc/hosts; echo "terminated on purpose" > /dev/termination-log; echo kept > /data/file; sleep 300'],
+    command: [
+      'sh',
+      '-c',
+      'echo "host=$HOSTNAME"; grep -c Kubernetes-managed /etc/hosts; echo "terminated on purpose" > /dev/termination-log; echo kept > /data/file; sleep 300',
+    ],
     cpuRequestMilli: 100,
     cpuLimitMilli: 500,
     memoryRequest: 32 * MiB,
@@ -130,9 +146,13 @@ test('a Burstable pod as kubelet sends it: hugepage limits for every page size, 
   });
   // HOSTNAME is the pod's hostname, as containerd and CRI-O set it.
   assert.match(text, /stdout F host=web$/m);
-  assert.match(text, /stdout F 1$/m, 'kubelet\'s /etc/hosts is mounted');
-  await waitFor('the termination message', async () => ((await readFile(built.hostFiles.terminationLog, 'utf8')) === 'terminated on purpose\n' ? true : undefined));
-  await waitFor('the emptyDir file', async () => ((await readFile(join(built.hostFiles.emptyDirs.data!, 'file'), 'utf8').catch(() => '')) === 'kept\n' ? true : undefined));
+  assert.match(text, /stdout F 1$/m, "kubelet's /etc/hosts is mounted");
+  await waitFor('the termination message', async () =>
+    (await readFile(built.hostFiles.terminationLog, 'utf8')) === 'terminated on purpose\n' ? true : undefined,
+  );
+  await waitFor('the emptyDir file', async () =>
+    (await readFile(join(built.hostFiles.emptyDirs.data!, 'file'), 'utf8').catch(() => '')) === 'kept\n' ? true : undefined,
+  );
 
   const s = await spec(id);
   const ctrCgroup = s.linux.cgroupsPath;
@@ -157,14 +177,20 @@ test('a Burstable pod as kubelet sends it: hugepage limits for every page size, 
   assert.equal(cs.labels['io.kubernetes.pod.uid'], pod.uid);
   assert.equal(cs.annotations['io.kubernetes.container.terminationMessagePath'], '/dev/termination-log');
   const listed = (await d.call('ListContainers', { filter: { label_selector: { 'io.kubernetes.pod.uid': pod.uid } } })).containers;
-  assert.deepEqual(listed.map((c: any) => c.id), [id]);
+  assert.deepEqual(
+    listed.map((c: any) => c.id),
+    [id],
+  );
   // The image id stays in the listing: kubelet's image garbage collection matches it against ListImages.
   assert.equal(listed[0].image_ref, imageId);
 
   await d.call('StopPodSandbox', { pod_sandbox_id: podId });
   await d.call('RemovePodSandbox', { pod_sandbox_id: podId });
   for (const path of everyDir(ctrCgroup)) assert.ok(!existsSync(path), `${path} is removed with its container`);
-  assert.ok(cgroupDirs(podCgroup(pod)).every((p) => existsSync(p)), 'kubelet\'s pod cgroup stays: it is kubelet\'s to remove');
+  assert.ok(
+    cgroupDirs(podCgroup(pod)).every((p) => existsSync(p)),
+    "kubelet's pod cgroup stays: it is kubelet's to remove",
+  );
 });
 
 test('sandbox garbage collection: an old attempt is removed while the new attempt runs in the same pod cgroup', async () => {
@@ -181,8 +207,14 @@ test('sandbox garbage collection: an old attempt is removed while the new attemp
   await d.call('RemovePodSandbox', { pod_sandbox_id: oldId });
 
   assert.equal((await d.call('ContainerStatus', { container_id: fresh.id })).status.state, 'CONTAINER_RUNNING');
-  assert.ok(cgroupDirs(freshCgroup).every((p) => existsSync(p)), 'the running attempt keeps its container cgroup');
-  assert.ok(cgroupDirs(podCgroup(pod)).every((p) => existsSync(p)), 'the pod cgroup stays');
+  assert.ok(
+    cgroupDirs(freshCgroup).every((p) => existsSync(p)),
+    'the running attempt keeps its container cgroup',
+  );
+  assert.ok(
+    cgroupDirs(podCgroup(pod)).every((p) => existsSync(p)),
+    'the pod cgroup stays',
+  );
   for (const path of everyDir(oldCgroup)) assert.ok(!existsSync(path), `${path} of the old attempt is gone`);
   const ids = (await d.call('ListPodSandbox', { filter: { label_selector: { 'io.kubernetes.pod.uid': pod.uid } } })).items.map((i: any) => i.id);
   assert.deepEqual(ids, [newId]);
@@ -198,7 +230,19 @@ test('sandbox garbage collection: an old attempt is removed while the new attemp
 
 test('the root cgroup is no pod cgroup: cgroup_parent "/" is refused', async () => {
   for (const parent of ['/', '//']) {
-    const pod = podSandboxConfig({ name: 'root', namespace: 'kube-test', uid: randomBytes(8).toString('hex'), attempt: 0, qos: 'besteffort', cgroupRoot, logRoot: join(dir, 'pods-log'), podDir: dir }, node);
+    const pod = podSandboxConfig(
+      {
+        name: 'root',
+        namespace: 'kube-test',
+        uid: randomBytes(8).toString('hex'),
+        attempt: 0,
+        qos: 'besteffort',
+        cgroupRoot,
+        logRoot: join(dir, 'pods-log'),
+        podDir: dir,
+      },
+      node,
+    );
     pod.linux.cgroup_parent = parent;
     await assert.rejects(d.call('RunPodSandbox', { config: pod }), (err: any) => err.code === status.INVALID_ARGUMENT && /root cgroup/.test(err.details));
   }
@@ -226,10 +270,19 @@ test('evented PLEG: events and PodSandboxStatus carry every container of the pod
     const end = Date.now() * 1e6;
     for (const e of seen) {
       assert.ok(e.created_at >= start && e.created_at <= end, `event time ${e.created_at} is nanoseconds of now`);
-      assert.ok(e.containers_statuses.some((c: any) => c.id === e.container_id), `${e.container_event_type} carries its container`);
+      assert.ok(
+        e.containers_statuses.some((c: any) => c.id === e.container_id),
+        `${e.container_event_type} carries its container`,
+      );
       assert.equal(e.pod_sandbox_status.id, podId);
     }
-    assert.deepEqual(bStarted.containers_statuses.map((c: any) => [c.id, c.state]).sort(), [[a.id, 'CONTAINER_RUNNING'], [b.id, 'CONTAINER_RUNNING']].sort());
+    assert.deepEqual(
+      bStarted.containers_statuses.map((c: any) => [c.id, c.state]).sort(),
+      [
+        [a.id, 'CONTAINER_RUNNING'],
+        [b.id, 'CONTAINER_RUNNING'],
+      ].sort(),
+    );
 
     // Non-verbose PodSandboxStatus, what kubelet's GetPodStatus reads: with a timestamp, the complete list.
     const t0 = Date.now() * 1e6;
@@ -263,9 +316,14 @@ test('evented PLEG: events and PodSandboxStatus carry every container of the pod
   }
 });
 
-test('a pod and a container without namespace_options share the pod\'s namespaces, pid included (the proto zero value POD)', async () => {
+test("a pod and a container without namespace_options share the pod's namespaces, pid included (the proto zero value POD)", async () => {
   const uid = randomBytes(8).toString('hex');
-  const config = { metadata: { name: 'plain', namespace: 'kube-test', uid, attempt: 0 }, hostname: 'plain', log_directory: join(dir, 'pods-log', uid), linux: { cgroup_parent: `${cgroupRoot}/plain-${uid}` } };
+  const config = {
+    metadata: { name: 'plain', namespace: 'kube-test', uid, attempt: 0 },
+    hostname: 'plain',
+    log_directory: join(dir, 'pods-log', uid),
+    linux: { cgroup_parent: `${cgroupRoot}/plain-${uid}` },
+  };
   const podId = (await d.call('RunPodSandbox', { config })).pod_sandbox_id;
   const st = await d.call('PodSandboxStatus', { pod_sandbox_id: podId, verbose: true });
   assert.deepEqual(st.status.linux.namespaces.options, { network: 'POD', pid: 'POD', ipc: 'POD', target_id: '', userns_options: null });
@@ -278,7 +336,7 @@ test('a pod and a container without namespace_options share the pod\'s namespace
   });
   await d.call('StartContainer', { container_id });
   const out = await d.call('ExecSync', { container_id, cmd: ['sh', '-c', 'cat /proc/1/cmdline | tr "\\0" " "'], timeout: 10 });
-  assert.match(Buffer.from(out.stdout).toString(), /catatonit/, 'pid 1 of the container is the pod\'s infra process');
+  assert.match(Buffer.from(out.stdout).toString(), /catatonit/, "pid 1 of the container is the pod's infra process");
   await d.call('StopPodSandbox', { pod_sandbox_id: podId });
   await d.call('RemovePodSandbox', { pod_sandbox_id: podId });
   assert.ok(!existsSync(`/sys/fs/cgroup/pids${cgroupRoot}/plain-${uid}`), 'a cgroup_parent tscri had to make goes with the pod');
@@ -288,7 +346,11 @@ test('pods sharing a pid namespace start in parallel under cgroup parents that d
   const fresh = `${cgroupRoot}/fresh-${randomBytes(3).toString('hex')}`;
   const configs = Array.from({ length: 6 }, (_, i) => {
     const uid = randomBytes(8).toString('hex');
-    return { metadata: { name: `par${i}`, namespace: 'kube-test', uid, attempt: 0 }, log_directory: join(dir, 'pods-log', uid), linux: { cgroup_parent: `${fresh}/kubepods/pod${uid}`, security_context: { namespace_options: { network: 'NODE', pid: 'POD', ipc: 'POD' } } } };
+    return {
+      metadata: { name: `par${i}`, namespace: 'kube-test', uid, attempt: 0 },
+      log_directory: join(dir, 'pods-log', uid),
+      linux: { cgroup_parent: `${fresh}/kubepods/pod${uid}`, security_context: { namespace_options: { network: 'NODE', pid: 'POD', ipc: 'POD' } } },
+    };
   });
   // A v1 cpuset made by one call and found by another must be seeded before the infra process joins it.
   const ids = await Promise.all(configs.map(async (config) => (await d.call('RunPodSandbox', { config })).pod_sandbox_id));
@@ -299,7 +361,9 @@ test('pods sharing a pid namespace start in parallel under cgroup parents that d
   }
 });
 
-test('cgroup v2 with swap (VM): hugetlb limits, memory.oom.group per container only, LimitedSwap and NoSwap as kubelet computes them, one OOM kills one container', { skip: vmSkip }, (t) => {
+test('cgroup v2 with swap (VM): hugetlb limits, memory.oom.group per container only, LimitedSwap and NoSwap as kubelet computes them, one OOM kills one container', {
+  skip: vmSkip,
+}, (t) => {
   const run = runVmScript(fileURLToPath(new URL('../vm/kubelet.ts', import.meta.url)), ['--mem', '2G', '--swap', '512M']);
   for (const note of run.notes) t.diagnostic(note);
   assert.ok(run.result, run.failure);

@@ -23,7 +23,11 @@ after(async () => {
 
 /** The daemon's JSON log lines so far. */
 function lines(): Array<Record<string, any>> {
-  return d.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+  return d
+    .output()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l));
 }
 
 /** Waits (bounded) for a log line; pino writes asynchronously. */
@@ -36,7 +40,7 @@ async function logLine(match: (l: Record<string, any>) => boolean): Promise<Reco
   throw new Error(`no such log line in:\n${d.output()}`);
 }
 
-test('a pull logs its start and, while it runs, each blob\'s bytes done and total', async () => {
+test("a pull logs its start and, while it runs, each blob's bytes done and total", async () => {
   // A layer of 1 MiB of random bytes, trickled in 64 KiB pieces every 200 ms: about 3 s.
   const { randomBytes } = await import('node:crypto');
   const img = await reg.addImage('logs/slow', 'v1', [[{ name: 'big', body: randomBytes(1024 * 1024).toString('base64') }]]);
@@ -102,7 +106,11 @@ test('every info line about a pod, a container or an image carries its id and na
   };
   const { pod_sandbox_id: pod } = await d.call('RunPodSandbox', { config: podConfig });
   t.after(() => d.call('RemovePodSandbox', { pod_sandbox_id: pod }).catch(() => undefined));
-  const { container_id: ctr } = await d.call('CreateContainer', { pod_sandbox_id: pod, config: { metadata: { name: 'logctr' }, image: { image }, command: ['sleep', '60'] }, sandbox_config: podConfig });
+  const { container_id: ctr } = await d.call('CreateContainer', {
+    pod_sandbox_id: pod,
+    config: { metadata: { name: 'logctr' }, image: { image }, command: ['sleep', '60'] },
+    sandbox_config: podConfig,
+  });
   await d.call('StartContainer', { container_id: ctr });
   await d.call('StopContainer', { container_id: ctr, timeout: 0 });
   await d.call('RemoveContainer', { container_id: ctr });
@@ -112,7 +120,9 @@ test('every info line about a pod, a container or an image carries its id and na
   await logLine((l) => l.msg === 'RemoveImage done');
 
   const expect = (rpc: string, id: string, name: string) => {
-    const line = lines().filter((l) => l.msg === `${rpc} done`).at(-1);
+    const line = lines()
+      .filter((l) => l.msg === `${rpc} done`)
+      .at(-1);
     assert.ok(line, `${rpc} done is logged`);
     assert.equal(line.id, id, `${rpc} done carries the id`);
     assert.equal(line.name, name, `${rpc} done carries the name`);

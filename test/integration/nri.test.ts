@@ -78,7 +78,11 @@ async function plug(options: TestPluginOptions): Promise<TestPlugin> {
   const plugin = new TestPlugin(options);
   plugins.push(plugin);
   const label = `"plugin":"${options.index}-${options.name}"`;
-  const registered = () => d.output().split('\n').some((l) => l.includes(label) && l.includes('NRI plugin registered'));
+  const registered = () =>
+    d
+      .output()
+      .split('\n')
+      .some((l) => l.includes(label) && l.includes('NRI plugin registered'));
   await plugin.connect(nriSocket);
   for (let i = 0; i < 500 && !registered(); i++) await new Promise((r) => setTimeout(r, 10));
   assert.ok(registered(), `plugin ${options.name} registered`);
@@ -89,7 +93,16 @@ async function unplug(plugin: TestPlugin): Promise<void> {
   const label = `"plugin":"${plugin.options.index}-${plugin.options.name}"`;
   plugin.close();
   await plugin.closed;
-  for (let i = 0; i < 500 && !d.output().split('\n').some((l) => l.includes(label) && l.includes('NRI plugin disconnected')); i++) await new Promise((r) => setTimeout(r, 10));
+  for (
+    let i = 0;
+    i < 500 &&
+    !d
+      .output()
+      .split('\n')
+      .some((l) => l.includes(label) && l.includes('NRI plugin disconnected'));
+    i++
+  )
+    await new Promise((r) => setTimeout(r, 10));
 }
 
 function podConfig(name: string): any {
@@ -136,9 +149,16 @@ async function waitState(id: string, state: string): Promise<void> {
 /** Bundles, rootfs mounts and records the daemon keeps for containers. */
 async function containerTraces(): Promise<string[]> {
   const bundles = await readdir(join(d.state, 'containers')).catch(() => []);
-  const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(join(d.state, 'containers')));
+  const mounts = (await readFile('/proc/self/mountinfo', 'utf8'))
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((m) => m.startsWith(join(d.state, 'containers')));
   const records = await readdir(join(d.root, 'containers')).catch(() => []);
-  return [...bundles.filter((b) => /^[0-9a-f]{64}$/.test(b)).map((b) => `bundle ${b}`), ...mounts.map((m) => `mount ${m}`), ...records.map((r) => `record ${r}`)];
+  return [
+    ...bundles.filter((b) => /^[0-9a-f]{64}$/.test(b)).map((b) => `bundle ${b}`),
+    ...mounts.map((m) => `mount ${m}`),
+    ...records.map((r) => `record ${r}`),
+  ];
 }
 
 test('the NRI socket is root-only; a plugin sees the lifecycle in order, with pod and container metadata', async () => {
@@ -159,7 +179,20 @@ test('the NRI socket is root-only; a plugin sees the lifecycle in order, with po
   const mine = plugin.received.filter((r) => r.pod?.id === pod.id);
   assert.deepEqual(
     mine.map((r) => r.method),
-    ['RunPodSandbox', 'CreateContainer', 'ValidateContainerAdjustment', 'PostCreateContainer', 'StartContainer', 'PostStartContainer', 'UpdateContainer', 'PostUpdateContainer', 'StopContainer', 'RemoveContainer', 'StopPodSandbox', 'RemovePodSandbox'],
+    [
+      'RunPodSandbox',
+      'CreateContainer',
+      'ValidateContainerAdjustment',
+      'PostCreateContainer',
+      'StartContainer',
+      'PostStartContainer',
+      'UpdateContainer',
+      'PostUpdateContainer',
+      'StopContainer',
+      'RemoveContainer',
+      'StopPodSandbox',
+      'RemovePodSandbox',
+    ],
   );
   const run = mine[0]!.pod!;
   assert.equal(run.name, 'watched');
@@ -193,7 +226,10 @@ test('a plugin adjusts a container: env var, mount and memory limit are in effec
   const pod = await runPod('adjusted');
   const id = await createContainer(pod, 'app');
   await d.call('StartContainer', { container_id: id });
-  assert.equal(await exec(id, 'echo "$NRI_INJECTED $PREINSTALLED"; cat /nri-data/hello; touch /nri-data/x 2>/dev/null && echo rw || echo ro'), 'yes yes\nfrom the host\nro\n');
+  assert.equal(
+    await exec(id, 'echo "$NRI_INJECTED $PREINSTALLED"; cat /nri-data/hello; touch /nri-data/x 2>/dev/null && echo rw || echo ro'),
+    'yes yes\nfrom the host\nro\n',
+  );
   assert.equal(Number((await exec(id, MEMORY_LIMIT)).trim()), 64 * MiB);
   const { info } = await d.call('ContainerStatus', { container_id: id, verbose: true });
   assert.match(info.info, /nri\.example\/adjusted/);
@@ -214,7 +250,10 @@ test('a plugin adjusts a container: env var, mount and memory limit are in effec
   assert.deepEqual(await plugin.updateContainers([{ container_id: id, linux: { resources: { memory: { limit: { value: 96 * MiB } } } } }]), []);
   assert.equal(Number((await exec(id, MEMORY_LIMIT)).trim()), 96 * MiB);
   const failed = await plugin.updateContainers([{ container_id: 'f'.repeat(64), linux: { resources: { memory: { limit: { value: 96 * MiB } } } } }]);
-  assert.deepEqual(failed.map((u) => u.container_id), ['f'.repeat(64)]);
+  assert.deepEqual(
+    failed.map((u) => u.container_id),
+    ['f'.repeat(64)],
+  );
   await plugin.updateContainers([], [{ container_id: id, reason: 'test eviction' }]);
   await waitState(id, 'CONTAINER_EXITED');
   await plugin.waitFor('StopContainer', id);
@@ -252,9 +291,15 @@ test('a plugin that refuses RunPodSandbox fails it, leaves no pod behind, and th
     },
   });
   const config = podConfig('refused');
-  await assert.rejects(d.call('RunPodSandbox', { config }), (e: any) => e.code === status.FAILED_PRECONDITION && /10-refuse-pod/.test(e.details) && /no pods today/.test(e.details));
+  await assert.rejects(
+    d.call('RunPodSandbox', { config }),
+    (e: any) => e.code === status.FAILED_PRECONDITION && /10-refuse-pod/.test(e.details) && /no pods today/.test(e.details),
+  );
   const attempted = plugin.received.find((r) => r.method === 'RunPodSandbox')!.pod!.id!;
-  assert.deepEqual((await d.call('ListPodSandbox', {})).items.filter((p: any) => p.metadata.name === 'refused'), []);
+  assert.deepEqual(
+    (await d.call('ListPodSandbox', {})).items.filter((p: any) => p.metadata.name === 'refused'),
+    [],
+  );
   assert.equal(existsSync(join(d.state, 'pods', attempted)), false);
   assert.deepEqual(await network.leftovers([attempted]), []);
   // The plugins that saw the pod are told it is gone.
@@ -282,16 +327,28 @@ test('a plugin that refuses CreateContainer fails it and leaks nothing; one that
       },
     },
   });
-  await assert.rejects(createContainer(pod, 'app'), (e: any) => e.code === status.FAILED_PRECONDITION && /10-refuse-ctr failed CreateContainer: not this one/.test(e.details));
-  assert.deepEqual((await d.call('ListContainers', {})).containers.filter((c: any) => c.pod_sandbox_id === pod.id), []);
+  await assert.rejects(
+    createContainer(pod, 'app'),
+    (e: any) => e.code === status.FAILED_PRECONDITION && /10-refuse-ctr failed CreateContainer: not this one/.test(e.details),
+  );
+  assert.deepEqual(
+    (await d.call('ListContainers', {})).containers.filter((c: any) => c.pod_sandbox_id === pod.id),
+    [],
+  );
   assert.deepEqual(await containerTraces(), before);
   const attempted = refuser.received.find((r) => r.method === 'CreateContainer')!.container!.id!;
   await refuser.waitFor('RemoveContainer', attempted);
-  assert.equal(refuser.received.some((r) => r.method === 'StartContainer'), false);
+  assert.equal(
+    refuser.received.some((r) => r.method === 'StartContainer'),
+    false,
+  );
 
   const hanging = await plug({ name: 'hang', index: '20', handlers: { StartContainer: () => new Promise(() => undefined) } });
   const id = await createContainer(pod, 'app');
-  await assert.rejects(d.call('StartContainer', { container_id: id }), (e: any) => e.code === status.DEADLINE_EXCEEDED && /20-hang did not answer StartContainer/.test(e.details));
+  await assert.rejects(
+    d.call('StartContainer', { container_id: id }),
+    (e: any) => e.code === status.DEADLINE_EXCEEDED && /20-hang did not answer StartContainer/.test(e.details),
+  );
   await hanging.closed;
   assert.equal((await d.call('ContainerStatus', { container_id: id })).status.state, 'CONTAINER_CREATED');
   // Without the hanging plugin the container starts, and the other plugin carries on.

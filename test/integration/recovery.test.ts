@@ -45,9 +45,14 @@ function podConfig(name: string) {
 
 async function leftovers(d: TestDaemon): Promise<string[]> {
   const found: string[] = [];
-  const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(d.dir));
+  const mounts = (await readFile('/proc/self/mountinfo', 'utf8'))
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((m) => m.startsWith(d.dir));
   if (mounts.length) found.push(`mounts: ${mounts.join(', ')}`);
-  const procs = execFileSync('sh', ['-c', `ps -eo args | grep -E "[c]onmon|[c]atatonit|[r]unc init" | grep -F "${d.dir}" || true`], { encoding: 'utf8' }).trim();
+  const procs = execFileSync('sh', ['-c', `ps -eo args | grep -E "[c]onmon|[c]atatonit|[r]unc init" | grep -F "${d.dir}" || true`], {
+    encoding: 'utf8',
+  }).trim();
   if (procs) found.push(`processes: ${procs}`);
   found.push(...(await network.leftovers([], { othersRunning: false })));
   return found;
@@ -72,7 +77,11 @@ async function round(delayMs: number, step: string): Promise<void> {
     await d.call('PullImage', { image: { image } });
     const { pod_sandbox_id } = await d.call('RunPodSandbox', { config: pod });
     if (step === 'runp') return;
-    const { container_id } = await d.call('CreateContainer', { pod_sandbox_id, config: { metadata: { name: 'c' }, image: { image }, command: ['sleep', '300'], log_path: 'c.log' }, sandbox_config: pod });
+    const { container_id } = await d.call('CreateContainer', {
+      pod_sandbox_id,
+      config: { metadata: { name: 'c' }, image: { image }, command: ['sleep', '300'], log_path: 'c.log' },
+      sandbox_config: pod,
+    });
     await d.call('StartContainer', { container_id });
     if (step === 'start') return;
     await d.call('StopContainer', { container_id, timeout: 0 });

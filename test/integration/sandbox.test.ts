@@ -80,7 +80,10 @@ function inNetns(netns: string, args: string[]): string {
 
 test('two pods get distinct IPs, reach each other, and leave nothing behind', async (t) => {
   const { d, net, parent } = await setup(t);
-  const a = await run(d, podConfig('alpha', { dns_config: { servers: ['10.96.0.10'], searches: ['ns.svc.cluster.local', 'svc.cluster.local'], options: ['ndots:5', 'edns0'] } }));
+  const a = await run(
+    d,
+    podConfig('alpha', { dns_config: { servers: ['10.96.0.10'], searches: ['ns.svc.cluster.local', 'svc.cluster.local'], options: ['ndots:5', 'edns0'] } }),
+  );
   const b = await run(d, podConfig('beta'));
   const sa = await info(d, a);
   const sb = await info(d, b);
@@ -105,7 +108,9 @@ test('two pods get distinct IPs, reach each other, and leave nothing behind', as
   assert.equal(await readFile(sa.info.files.hostname, 'utf8'), 'alpha\n');
   assert.equal(execFileSync('nsenter', [`--uts=${sa.info.namespaces.uts}`, 'hostname'], { encoding: 'utf8' }).trim(), 'alpha');
   assert.equal(await readFile(sb.info.files.resolvConf, 'utf8'), readFileSync('/etc/resolv.conf', 'utf8'));
-  const shmLine = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === sa.info.files.shm);
+  const shmLine = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .find((l) => l.split(' ')[4] === sa.info.files.shm);
   assert.match(shmLine ?? '', /tmpfs.*size=65536k/);
 
   // The pod cgroup exists under our parent.
@@ -114,18 +119,32 @@ test('two pods get distinct IPs, reach each other, and leave nothing behind', as
   // Listing and filters.
   const all = (await d.call('ListPodSandbox', {})).items.map((i: any) => i.id).sort();
   assert.deepEqual(all, [a, b].sort());
-  assert.deepEqual((await d.call('ListPodSandbox', { filter: { id: a.slice(0, 12) } })).items.map((i: any) => i.id), [a]);
-  assert.deepEqual((await d.call('ListPodSandbox', { filter: { label_selector: { app: 'beta' } } })).items.map((i: any) => i.id), [b]);
+  assert.deepEqual(
+    (await d.call('ListPodSandbox', { filter: { id: a.slice(0, 12) } })).items.map((i: any) => i.id),
+    [a],
+  );
+  assert.deepEqual(
+    (await d.call('ListPodSandbox', { filter: { label_selector: { app: 'beta' } } })).items.map((i: any) => i.id),
+    [b],
+  );
   assert.equal((await d.call('ListPodSandbox', { filter: { label_selector: { app: 'beta', group: 'nope' } } })).items.length, 0);
-  const streamed = (await d.call('StreamPodSandboxes', { filter: { label_selector: { group: 'sandbox-test' } } })).flatMap((m: any) => m.pod_sandboxes.map((p: any) => p.id));
+  const streamed = (await d.call('StreamPodSandboxes', { filter: { label_selector: { group: 'sandbox-test' } } })).flatMap((m: any) =>
+    m.pod_sandboxes.map((p: any) => p.id),
+  );
   assert.deepEqual(streamed.sort(), [a, b].sort());
 
   // Stop: network gone, state NOTREADY, idempotent.
   await d.call('StopPodSandbox', { pod_sandbox_id: a });
   await d.call('StopPodSandbox', { pod_sandbox_id: a });
   assert.equal((await d.call('PodSandboxStatus', { pod_sandbox_id: a })).status.state, 'SANDBOX_NOTREADY');
-  assert.deepEqual((await d.call('ListPodSandbox', { filter: { state: { state: 'SANDBOX_READY' } } })).items.map((i: any) => i.id), [b]);
-  assert.deepEqual((await d.call('ListPodSandbox', { filter: { state: { state: 'SANDBOX_NOTREADY' } } })).items.map((i: any) => i.id), [a]);
+  assert.deepEqual(
+    (await d.call('ListPodSandbox', { filter: { state: { state: 'SANDBOX_READY' } } })).items.map((i: any) => i.id),
+    [b],
+  );
+  assert.deepEqual(
+    (await d.call('ListPodSandbox', { filter: { state: { state: 'SANDBOX_NOTREADY' } } })).items.map((i: any) => i.id),
+    [a],
+  );
   assert.ok(!existsSync(netnsA));
   assert.ok(!shmMounted(sa.info.files.shm));
   assert.deepEqual(await net.leftovers([a], { othersRunning: true }), []);
@@ -144,7 +163,9 @@ test('two pods get distinct IPs, reach each other, and leave nothing behind', as
 });
 
 function shmMounted(path: string): boolean {
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === path);
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .some((l) => l.split(' ')[4] === path);
 }
 
 async function freePort(): Promise<number> {
@@ -160,13 +181,16 @@ test('a host port mapping forwards to the pod', async (t) => {
   const hostPort = await freePort();
   const id = await run(d, podConfig('web', { port_mappings: [{ protocol: 'TCP', container_port: 8080, host_port: hostPort }] }));
   const s = await info(d, id);
-  const listener = spawn('nsenter', [`--net=${s.info.namespaces.network}`, '--', '/bin/busybox', 'nc', '-l', '-p', '8080'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const listener = spawn('nsenter', [`--net=${s.info.namespaces.network}`, '--', '/bin/busybox', 'nc', '-l', '-p', '8080'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   t.after(() => listener.kill('SIGKILL'));
   let received = '';
   listener.stdout.on('data', (c) => (received += c));
   const exited = new Promise((r) => listener.once('exit', r));
   // Wait for the listener inside the pod before connecting through the host port.
-  for (let i = 0; i < 200 && !inNetns(s.info.namespaces.network, ['/bin/busybox', 'netstat', '-ltn']).includes(':8080'); i++) await new Promise((r) => setTimeout(r, 25));
+  for (let i = 0; i < 200 && !inNetns(s.info.namespaces.network, ['/bin/busybox', 'netstat', '-ltn']).includes(':8080'); i++)
+    await new Promise((r) => setTimeout(r, 25));
   await new Promise<void>((resolve, reject) => {
     const socket = connect(hostPort, net.gateway, () => socket.end('hello through hostPort\n'));
     socket.on('error', reject);
@@ -207,7 +231,9 @@ test('host network and shared pid: the pod uses the host network, an infra proce
   await d.call('RemovePodSandbox', { pod_sandbox_id: id });
 
   // A host-network pod may not set network sysctls.
-  const bad = podConfig('hostnet-sysctl', { linux: { security_context: { namespace_options: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } }, sysctls: { 'net.ipv4.ip_forward': '1' } } });
+  const bad = podConfig('hostnet-sysctl', {
+    linux: { security_context: { namespace_options: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } }, sysctls: { 'net.ipv4.ip_forward': '1' } },
+  });
   await assert.rejects(run(d, bad), (err: any) => err.code === status.INVALID_ARGUMENT && /host-network/.test(err.details));
 });
 
@@ -218,7 +244,10 @@ test('sysctls are applied inside the pod namespaces; node-wide ones are refused'
   assert.equal(inNetns(s.info.namespaces.network, ['cat', '/proc/sys/net/ipv4/ip_unprivileged_port_start']).trim(), '53');
   assert.equal(execFileSync('nsenter', [`--ipc=${s.info.namespaces.ipc}`, 'cat', '/proc/sys/kernel/shmmni'], { encoding: 'utf8' }).trim(), '1234');
   assert.notEqual(readFileSync('/proc/sys/kernel/shmmni', 'utf8').trim(), '1234');
-  await assert.rejects(run(d, podConfig('badsysctl', { linux: { sysctls: { 'kernel.pid_max': '100000' } } })), (err: any) => err.code === status.INVALID_ARGUMENT && /not namespaced/.test(err.details));
+  await assert.rejects(
+    run(d, podConfig('badsysctl', { linux: { sysctls: { 'kernel.pid_max': '100000' } } })),
+    (err: any) => err.code === status.INVALID_ARGUMENT && /not namespaced/.test(err.details),
+  );
 });
 
 test('a failing CNI plugin gives a clear error and leaks nothing', async (t) => {
@@ -263,7 +292,10 @@ test('the same metadata twice is ALREADY_EXISTS naming the holder; an unknown ha
   const again = await run(d, config);
   await d.call('RemovePodSandbox', { pod_sandbox_id: again });
 
-  await assert.rejects(d.call('RunPodSandbox', { config: podConfig('handler'), runtime_handler: 'nope' }), (err: any) => err.code === status.INVALID_ARGUMENT && /runtime handler "nope" is not configured/.test(err.details));
+  await assert.rejects(
+    d.call('RunPodSandbox', { config: podConfig('handler'), runtime_handler: 'nope' }),
+    (err: any) => err.code === status.INVALID_ARGUMENT && /runtime handler "nope" is not configured/.test(err.details),
+  );
   await assert.rejects(d.call('RunPodSandbox', { config: { metadata: { name: 'x' } } }), (err: any) => err.code === status.INVALID_ARGUMENT);
   const crun = await d.call('RunPodSandbox', { config: podConfig('crun'), runtime_handler: 'crun' });
   assert.equal((await d.call('PodSandboxStatus', { pod_sandbox_id: crun.pod_sandbox_id })).status.runtime_handler, 'crun');
@@ -291,7 +323,8 @@ test('after a daemon restart sandboxes keep their real state and can be stopped 
   assert.deepEqual(states, { [ready]: 'SANDBOX_READY', [killed]: 'SANDBOX_READY' });
   // The infra process dies while nobody watches: the pod is reported NOTREADY.
   process.kill(killedInfo.info.pid, 'SIGKILL');
-  for (let i = 0; i < 100 && existsSync(`/proc/${killedInfo.info.pid}/stat`) && !readFileSync(`/proc/${killedInfo.info.pid}/stat`, 'utf8').includes(') Z'); i++) await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; i < 100 && existsSync(`/proc/${killedInfo.info.pid}/stat`) && !readFileSync(`/proc/${killedInfo.info.pid}/stat`, 'utf8').includes(') Z'); i++)
+    await new Promise((r) => setTimeout(r, 20));
   assert.equal((await second.call('PodSandboxStatus', { pod_sandbox_id: killed })).status.state, 'SANDBOX_NOTREADY');
   const readyInfo = await info(second, ready);
   assert.equal(readyInfo.status.state, 'SANDBOX_READY');
@@ -307,7 +340,15 @@ test('after a daemon restart sandboxes keep their real state and can be stopped 
 
 test('pod cgroups: resources and overhead written, systemd slices expanded, updates applied', async (t) => {
   const { d, parent } = await setup(t);
-  const id = await run(d, podConfig('limits', { linux: { resources: { cpu_shares: 512, memory_limit_in_bytes: 256 * 1024 * 1024, cpu_period: 100000, cpu_quota: 50000 }, overhead: { cpu_shares: 10, memory_limit_in_bytes: 16 * 1024 * 1024 } } }));
+  const id = await run(
+    d,
+    podConfig('limits', {
+      linux: {
+        resources: { cpu_shares: 512, memory_limit_in_bytes: 256 * 1024 * 1024, cpu_period: 100000, cpu_quota: 50000 },
+        overhead: { cpu_shares: 10, memory_limit_in_bytes: 16 * 1024 * 1024 },
+      },
+    }),
+  );
   const base = `${parent}/pod-${id}`;
   assert.equal(readFileSync(`/sys/fs/cgroup/cpu${base}/cpu.shares`, 'utf8').trim(), '522');
   assert.equal(readFileSync(`/sys/fs/cgroup/cpu${base}/cpu.cfs_quota_us`, 'utf8').trim(), '50000');
@@ -360,7 +401,10 @@ test('a pod whose network namespace vanished is NOTREADY and still stops and rem
 
 /** Mounts under a directory, from this process's mount table. */
 function mountsUnder(dir: string): string[] {
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(`${dir}/`));
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((m) => m.startsWith(`${dir}/`));
 }
 
 test('namespaces a crash left pinned are unpinned at start and on removal, whatever the record says', async (t) => {
@@ -454,7 +498,8 @@ test('a pod whose CNI plugins went missing can still be stopped and removed; its
   // The plugins come back (here: SIGHUP after the install; a timer and the next start retry too).
   await rename(away, plugins);
   d.process.kill('SIGHUP');
-  for (let i = 0; i < 200 && !d.output().includes('network cleaned up now that its CNI plugins are installed'); i++) await new Promise((r) => setTimeout(r, 50));
+  for (let i = 0; i < 200 && !d.output().includes('network cleaned up now that its CNI plugins are installed'); i++)
+    await new Promise((r) => setTimeout(r, 50));
   assert.match(d.output(), /network cleaned up now that its CNI plugins are installed/);
   assert.deepEqual(await net.leftovers([id]), []);
   assert.ok(!existsSync(netns), 'the network namespace is unpinned');
@@ -489,19 +534,30 @@ test('missing conmon, runc, infra process and CNI plugins are warned about at st
   });
   assert.deepEqual(await net.leftovers([]), [], 'the failed ADD was undone');
   const hostNet = { linux: { security_context: { namespace_options: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } } } };
-  await assert.rejects(d.call('RunPodSandbox', { config: podConfig('needs-infra', { linux: { security_context: { namespace_options: { network: 'NODE', pid: 'POD', ipc: 'POD' } } } }) }), (e: any) => {
-    assert.equal(e.code, status.FAILED_PRECONDITION, e.details);
-    assert.match(e.details, /\/nonexistent\/catatonit .*is not installed/);
-    return true;
-  });
+  await assert.rejects(
+    d.call('RunPodSandbox', {
+      config: podConfig('needs-infra', { linux: { security_context: { namespace_options: { network: 'NODE', pid: 'POD', ipc: 'POD' } } } }),
+    }),
+    (e: any) => {
+      assert.equal(e.code, status.FAILED_PRECONDITION, e.details);
+      assert.match(e.details, /\/nonexistent\/catatonit .*is not installed/);
+      return true;
+    },
+  );
   const config = podConfig('needs-conmon', hostNet);
   const id = await run(d, config);
-  await assert.rejects(d.call('CreateContainer', { pod_sandbox_id: id, config: { metadata: { name: 'c' }, image: { image: 'busybox' } }, sandbox_config: config }), (e: any) => {
-    assert.equal(e.code, status.FAILED_PRECONDITION, e.details);
-    assert.match(e.details, /conmon \/nonexistent\/conmon is not installed or not executable/);
-    assert.doesNotMatch(e.details, /sync pipe/);
-    return true;
-  });
+  await assert.rejects(
+    d.call('CreateContainer', { pod_sandbox_id: id, config: { metadata: { name: 'c' }, image: { image: 'busybox' } }, sandbox_config: config }),
+    (e: any) => {
+      assert.equal(e.code, status.FAILED_PRECONDITION, e.details);
+      assert.match(e.details, /conmon \/nonexistent\/conmon is not installed or not executable/);
+      assert.doesNotMatch(e.details, /sync pipe/);
+      return true;
+    },
+  );
   const { pod_sandbox_id: broken } = await d.call('RunPodSandbox', { config: podConfig('broken-runtime', hostNet), runtime_handler: 'broken' });
-  await assert.rejects(d.call('CreateContainer', { pod_sandbox_id: broken, config: { metadata: { name: 'c' }, image: { image: 'busybox' } }, sandbox_config: config }), (e: any) => e.code === status.FAILED_PRECONDITION && /conmon/.test(e.details));
+  await assert.rejects(
+    d.call('CreateContainer', { pod_sandbox_id: broken, config: { metadata: { name: 'c' }, image: { image: 'busybox' } }, sandbox_config: config }),
+    (e: any) => e.code === status.FAILED_PRECONDITION && /conmon/.test(e.details),
+  );
 });

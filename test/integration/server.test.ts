@@ -66,7 +66,10 @@ test('the socket is root-only and a stale socket file is replaced', async (t) =>
 test('a second daemon on a busy socket fails clearly', async (t) => {
   const d = await startDaemon();
   t.after(() => d.cleanup());
-  const result = spawnSync(process.execPath, [CLI, '--listen', `unix://${d.socket}`, '--root', join(d.dir, 'r2'), '--state', join(d.dir, 's2')], { encoding: 'utf8', timeout: 20_000 });
+  const result = spawnSync(process.execPath, [CLI, '--listen', `unix://${d.socket}`, '--root', join(d.dir, 'r2'), '--state', join(d.dir, 's2')], {
+    encoding: 'utf8',
+    timeout: 20_000,
+  });
   assert.equal(result.status, 1);
   assert.match(result.stderr, /already serving on/);
   assert.equal((await d.call('Version', {})).runtime_name, 'tscri');
@@ -81,7 +84,22 @@ test('a start refused after it made its directories removes them and leaves no s
   t.after(() => busy.close());
   const port = (busy.address() as { port: number }).port;
   await writeFile(join(dir, 'c.toml'), `[metrics]\naddress = "127.0.0.1:${port}"\n`);
-  const result = spawnSync(process.execPath, [CLI, 'serve', '--config', join(dir, 'c.toml'), '--listen', `unix://${join(dir, 'run', 'tscri.sock')}`, '--root', join(dir, 'lib', 'root'), '--state', join(dir, 'run', 'state')], { encoding: 'utf8', timeout: 20_000 });
+  const result = spawnSync(
+    process.execPath,
+    [
+      CLI,
+      'serve',
+      '--config',
+      join(dir, 'c.toml'),
+      '--listen',
+      `unix://${join(dir, 'run', 'tscri.sock')}`,
+      '--root',
+      join(dir, 'lib', 'root'),
+      '--state',
+      join(dir, 'run', 'state'),
+    ],
+    { encoding: 'utf8', timeout: 20_000 },
+  );
   assert.equal(result.status, 1);
   assert.match(result.stderr, /EADDRINUSE/);
   assert.deepEqual((await readdir(dir)).sort(), ['c.toml'], 'root, state and socket directories are gone');
@@ -124,7 +142,11 @@ test('the log records each call with its duration', async (t) => {
   const d = await startDaemon();
   t.after(() => d.cleanup());
   await d.call('Version', {});
-  const find = () => d.output().split('\n').find((l) => l.includes('"rpc":"Version"') && l.includes('"ms"'));
+  const find = () =>
+    d
+      .output()
+      .split('\n')
+      .find((l) => l.includes('"rpc":"Version"') && l.includes('"ms"'));
   for (let i = 0; i < 100 && !find(); i++) await new Promise((r) => setTimeout(r, 20));
   const line = find();
   assert.ok(line, d.output());
@@ -156,7 +178,10 @@ test('the metrics endpoint counts calls', async (t) => {
   const d = await startDaemon({ config: '[metrics]\naddress = "127.0.0.1:0"\n' });
   t.after(() => d.cleanup());
   await d.call('Version', {});
-  const line = d.output().split('\n').find((l) => l.includes('serving Prometheus metrics'));
+  const line = d
+    .output()
+    .split('\n')
+    .find((l) => l.includes('serving Prometheus metrics'));
   const port = JSON.parse(line!).port;
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   assert.match(text, /tscri_grpc_requests_total\{rpc="Version",code="OK"\} 1/);
@@ -189,12 +214,14 @@ test('with legacy_authority, a client sending the socket path as :authority (old
   t.after(() => socket.destroy());
   let received = Buffer.alloc(0);
   socket.on('data', (c) => (received = Buffer.concat([received, c])));
-  socket.write(Buffer.concat([
-    Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'),
-    frame(0x4, 0, 0, Buffer.alloc(0)),
-    frame(0x1, 0x4, 1, block),
-    frame(0x0, 0x1, 1, Buffer.from([0, 0, 0, 0, 0])),
-  ]));
+  socket.write(
+    Buffer.concat([
+      Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'),
+      frame(0x4, 0, 0, Buffer.alloc(0)),
+      frame(0x1, 0x4, 1, block),
+      frame(0x0, 0x1, 1, Buffer.from([0, 0, 0, 0, 0])),
+    ]),
+  );
   for (let i = 0; i < 100 && !received.includes('tscri'); i++) await new Promise((r) => setTimeout(r, 20));
   assert.ok(received.includes('tscri'), 'the Version response arrives');
 });

@@ -26,7 +26,10 @@ async function tarOf(entries: Array<{ name: string; body?: string; type?: string
 const digest = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 async function mountsUnder(dir: string): Promise<string[]> {
-  return (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(dir));
+  return (await readFile('/proc/self/mountinfo', 'utf8'))
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((m) => m.startsWith(dir));
 }
 
 async function setup(t: any) {
@@ -112,7 +115,13 @@ test('upper and work dirs can live under a directory of the caller', async (t) =
 test('120 layers fit in one overlay mount; removal leaves no mount', async (t) => {
   const { dir, store, add } = await setup(t);
   const layers = [];
-  for (let i = 0; i < 120; i++) layers.push(await tarOf([{ name: `f${i}`, body: String(i) }, { name: 'top', body: String(i) }]));
+  for (let i = 0; i < 120; i++)
+    layers.push(
+      await tarOf([
+        { name: `f${i}`, body: String(i) },
+        { name: 'top', body: String(i) },
+      ]),
+    );
   const ids = await add(layers);
   const target = join(dir, 'many');
   await prepareRootfs(store, 'ctr2', ids, target);
@@ -134,10 +143,18 @@ test('images without layers mount an empty rootfs; read-only image mounts refuse
   assert.equal(await isMounted(empty), false);
 
   const ids = await add([await tarOf([{ name: 'f0', body: '0' }]), await tarOf([{ name: 'f1', body: '1' }])]);
-  for (const [owner, chains] of [['vol1', ids.slice(0, 1)], ['vol2', ids], ['vol3', []]] as const) {
+  for (const [owner, chains] of [
+    ['vol1', ids.slice(0, 1)],
+    ['vol2', ids],
+    ['vol3', []],
+  ] as const) {
     const ro = join(dir, owner);
     await mountReadonlyImage(store, owner, [...chains], ro);
-    assert.deepEqual((await readdir(ro)).sort(), chains.map((_, i) => `f${i}`), owner);
+    assert.deepEqual(
+      (await readdir(ro)).sort(),
+      chains.map((_, i) => `f${i}`),
+      owner,
+    );
     await assert.rejects(writeFile(join(ro, 'x'), 'x'), /EROFS|read-only/);
     assert.equal(await store.remove(ids[0]!), chains.length === 0, owner);
     await unmount(ro);
@@ -155,7 +172,7 @@ test('a busy rootfs is detached lazily', async (t) => {
   try {
     await removeRootfs(store, 'ctr5', target);
     assert.equal(await isMounted(target), false);
-    assert.equal((await cwdHolder.readFile('utf8')), 'h');
+    assert.equal(await cwdHolder.readFile('utf8'), 'h');
   } finally {
     await cwdHolder.close();
   }
@@ -179,10 +196,16 @@ test('non-root processes use the rootfs although the snapshots are private to ro
   const { execFileSync } = await import('node:child_process');
   const { chmod } = await import('node:fs/promises');
   await chmod(dir, 0o711);
-  const ids = await add([await tarOf([{ name: 'etc/motd', body: 'hello' }, { name: 'tmp/', type: 'directory', mode: 0o1777 }])]);
+  const ids = await add([
+    await tarOf([
+      { name: 'etc/motd', body: 'hello' },
+      { name: 'tmp/', type: 'directory', mode: 0o1777 },
+    ]),
+  ]);
   const target = join(dir, 'nonroot');
   await prepareRootfs(store, 'ctr7', ids, target);
-  const asUser = (...args: string[]) => execFileSync('setpriv', ['--reuid=1000', '--regid=1000', '--clear-groups', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const asUser = (...args: string[]) =>
+    execFileSync('setpriv', ['--reuid=1000', '--regid=1000', '--clear-groups', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   assert.equal(asUser('cat', join(target, 'etc/motd')), 'hello');
   asUser('sh', '-c', `echo mine > ${join(target, 'tmp/mine')}`);
   assert.equal((await stat(join(upperDir(store, 'ctr7'), 'tmp/mine'))).uid, 1000);

@@ -53,7 +53,11 @@ after(async () => {
 async function lifecycle(i: number): Promise<void> {
   const config = { metadata: { name: `soak-${i}`, namespace: 'soak', uid: `soak-${i}-${tag}`, attempt: 0 }, linux: {} };
   const { pod_sandbox_id } = await d.call('RunPodSandbox', { config });
-  const { container_id } = await d.call('CreateContainer', { pod_sandbox_id, config: { metadata: { name: 'c' }, image: { image }, command: ['sleep', '300'] }, sandbox_config: config });
+  const { container_id } = await d.call('CreateContainer', {
+    pod_sandbox_id,
+    config: { metadata: { name: 'c' }, image: { image }, command: ['sleep', '300'] },
+    sandbox_config: config,
+  });
   await d.call('StartContainer', { container_id });
   await d.call('StopContainer', { container_id, timeout: 0 });
   await d.call('RemoveContainer', { container_id });
@@ -63,15 +67,22 @@ async function lifecycle(i: number): Promise<void> {
 
 test(`${PODS} pods with a container each are run and removed, leaving the host as it was`, async () => {
   let next = 0;
-  await Promise.all(Array.from({ length: PARALLEL }, async () => {
-    while (next < PODS) await lifecycle(next++);
-  }));
+  await Promise.all(
+    Array.from({ length: PARALLEL }, async () => {
+      while (next < PODS) await lifecycle(next++);
+    }),
+  );
   assert.deepEqual((await d.call('ListPodSandbox', {})).items, []);
   assert.deepEqual((await d.call('ListContainers', {})).containers, []);
-  const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(d.dir));
+  const mounts = (await readFile('/proc/self/mountinfo', 'utf8'))
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((m) => m.startsWith(d.dir));
   assert.deepEqual(mounts, []);
   assert.deepEqual(await network.leftovers([], { othersRunning: false }), []);
-  const procs = execFileSync('sh', ['-c', `ps -eo args | grep -E "[c]onmon|[c]atatonit|[r]unc init" | grep -F "${d.dir}" || true`], { encoding: 'utf8' }).trim();
+  const procs = execFileSync('sh', ['-c', `ps -eo args | grep -E "[c]onmon|[c]atatonit|[r]unc init" | grep -F "${d.dir}" || true`], {
+    encoding: 'utf8',
+  }).trim();
   assert.equal(procs, '');
   for (const sub of ['containers', 'pods']) {
     const path = join(d.state, sub);
@@ -80,5 +91,8 @@ test(`${PODS} pods with a container each are run and removed, leaving the host a
   for (const kind of ['sandboxes', 'containers']) assert.deepEqual(await readdir(join(d.root, kind)), []);
   assert.deepEqual(await readdir(join(d.root, 'snapshots', 'containers')), []);
   const podCgroups = await readdir(`/sys/fs/cgroup/memory${parent}`).catch(() => [] as string[]);
-  assert.deepEqual(podCgroups.filter((n) => n.startsWith('pod-')), []);
+  assert.deepEqual(
+    podCgroups.filter((n) => n.startsWith('pod-')),
+    [],
+  );
 });

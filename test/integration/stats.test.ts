@@ -33,7 +33,10 @@ test('pod stats come from the pod cgroup and its processes', async (t) => {
   assert.ok(stats.linux.cpu.usage_core_nano_seconds.value >= 0);
 
   const listed = await d.call('ListPodSandboxStats', { filter: { label_selector: { app: 'stats' } } });
-  assert.deepEqual(listed.stats.map((s: any) => s.attributes.id), [id]);
+  assert.deepEqual(
+    listed.stats.map((s: any) => s.attributes.id),
+    [id],
+  );
   const none = await d.call('ListPodSandboxStats', { filter: { label_selector: { app: 'other' } } });
   assert.deepEqual(none.stats, []);
   const streamed = await d.call('StreamPodSandboxStats', { filter: { id } });

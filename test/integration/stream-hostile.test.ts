@@ -42,11 +42,13 @@ before(async () => {
     linux: { security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } } },
   };
   podId = (await d.call('RunPodSandbox', { config })).pod_sandbox_id;
-  containerId = (await d.call('CreateContainer', {
-    pod_sandbox_id: podId,
-    config: { metadata: { name: 'sleeper' }, image: { image }, command: ['sleep', '3600'], log_path: 'sleeper.log' },
-    sandbox_config: config,
-  })).container_id;
+  containerId = (
+    await d.call('CreateContainer', {
+      pod_sandbox_id: podId,
+      config: { metadata: { name: 'sleeper' }, image: { image }, command: ['sleep', '3600'], log_path: 'sleeper.log' },
+      sandbox_config: config,
+    })
+  ).container_id;
   await d.call('StartContainer', { container_id: containerId });
 });
 
@@ -125,7 +127,10 @@ function peakMemory(): number {
   return Number(/^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${d.process.pid}/status`, 'utf8'))![1]) * 1024;
 }
 
-for (const [what, size] of [['200 KiB (within the frame limit)', 200 * 1024], ['1 MB (beyond the frame limit)', 1024 * 1024]] as const) {
+for (const [what, size] of [
+  ['200 KiB (within the frame limit)', 200 * 1024],
+  ['1 MB (beyond the frame limit)', 1024 * 1024],
+] as const) {
   test(`a ${what} SYN_STREAM whose header block inflates ~1000-fold resets the session; memory stays bounded`, { timeout: 60_000 }, async () => {
     const bomb = await zlibBomb(size);
     const before = peakMemory();

@@ -49,7 +49,11 @@ async function start(t: any, tokenSeconds = 60): Promise<Fake> {
       return socket;
     },
   };
-  const server = new StreamServer({ address: '127.0.0.1', port: 0, tlsCert: '', tlsKey: '', tokenTimeoutSeconds: () => tokenSeconds }, backend, pino({ level: 'silent' }));
+  const server = new StreamServer(
+    { address: '127.0.0.1', port: 0, tlsCert: '', tlsKey: '', tokenTimeoutSeconds: () => tokenSeconds },
+    backend,
+    pino({ level: 'silent' }),
+  );
   await server.start();
   t.after(async () => {
     await server.close();
@@ -59,7 +63,14 @@ async function start(t: any, tokenSeconds = 60): Promise<Fake> {
 }
 
 const execRequest = (cmd: string[], extra: Partial<{ stdin: boolean; tty: boolean; stderr: boolean }> = {}) => ({
-  kind: 'exec' as const, containerId: 'c1', cmd, tty: false, stdin: false, stdout: true, stderr: true, ...extra,
+  kind: 'exec' as const,
+  containerId: 'c1',
+  cmd,
+  tty: false,
+  stdin: false,
+  stdout: true,
+  stderr: true,
+  ...extra,
 });
 
 test('SPDY exec delivers stdout, stderr and a NonZeroExitCode status', async (t) => {
@@ -232,8 +243,14 @@ test('port-forward over SPDY tunnelled in WebSocket (SPDY/3.1+portforward.k8s.io
   client.destroy();
 });
 
-for (const [protocols, encoding] of [[['v4.channel.k8s.io'], 'binary'], [['v4.base64.channel.k8s.io'], 'base64'], [[], 'binary']] as const) {
-  test(`port-forward over WebSocket (${protocols[0] ?? 'no subprotocol'}): data sent right after the port frames reaches the pod; ports may be listed with commas`, { timeout: 10_000 }, async (t) => {
+for (const [protocols, encoding] of [
+  [['v4.channel.k8s.io'], 'binary'],
+  [['v4.base64.channel.k8s.io'], 'base64'],
+  [[], 'binary'],
+] as const) {
+  test(`port-forward over WebSocket (${protocols[0] ?? 'no subprotocol'}): data sent right after the port frames reaches the pod; ports may be listed with commas`, {
+    timeout: 10_000,
+  }, async (t) => {
     const { server } = await start(t);
     const url = server.prepare({ kind: 'portforward', podSandboxId: 'p1', ports: [] }) + '?port=80,81';
     const raw = await rawWebSocket(url, [...protocols]);
@@ -241,9 +258,11 @@ for (const [protocols, encoding] of [[['v4.channel.k8s.io'], 'binary'], [['v4.ba
     if (!protocols.length) assert.doesNotMatch(raw.head, /Sec-WebSocket-Protocol/i);
     const channels = channelsOf(raw);
     const send = (channel: number, data: string) =>
-      raw.socket.write(encoding === 'binary'
-        ? wsFrame({ opcode: 2, payload: Buffer.concat([Buffer.from([channel]), Buffer.from(data)]) })
-        : wsFrame({ opcode: 1, payload: Buffer.from(String.fromCharCode(48 + channel) + Buffer.from(data).toString('base64')) }));
+      raw.socket.write(
+        encoding === 'binary'
+          ? wsFrame({ opcode: 2, payload: Buffer.concat([Buffer.from([channel]), Buffer.from(data)]) })
+          : wsFrame({ opcode: 1, payload: Buffer.from(String.fromCharCode(48 + channel) + Buffer.from(data).toString('base64')) }),
+      );
     await until(() => (channels.get(0)?.length ?? 0) > 0 && (channels.get(2)?.length ?? 0) > 0);
     assert.deepEqual([...channels.get(0)![0]!], [80, 0]);
     assert.deepEqual([...channels.get(2)![0]!], [81, 0]);

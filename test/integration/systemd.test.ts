@@ -82,7 +82,10 @@ test('a socket handed in as LISTEN_FDS is served, and stays open across a restar
   const client = criClient(path);
   t.after(() => client.close());
   assert.equal((await client.call('Version', {})).runtime_name, 'tscri');
-  const line = d.output().split('\n').find((l) => l.includes('tscri is serving'))!;
+  const line = d
+    .output()
+    .split('\n')
+    .find((l) => l.includes('tscri is serving'))!;
   assert.equal(JSON.parse(line).activated, true);
   assert.equal(JSON.parse(line).socket, path);
   assert.match(d.output(), /not on the configured listen address/);
@@ -104,7 +107,15 @@ test('a socket handed in as LISTEN_FDS is served, and stays open across a restar
 test('LISTEN_FDS meant for another process is ignored; unservable descriptors are refused by name', async (t) => {
   const d = await startDaemon({ env: { LISTEN_FDS: '1', LISTEN_PID: '1' } });
   assert.equal((await d.call('Version', {})).runtime_name, 'tscri');
-  assert.equal(JSON.parse(d.output().split('\n').find((l) => l.includes('tscri is serving'))!).activated, false);
+  assert.equal(
+    JSON.parse(
+      d
+        .output()
+        .split('\n')
+        .find((l) => l.includes('tscri is serving'))!,
+    ).activated,
+    false,
+  );
   await d.cleanup();
 
   const dir = await tempDir(t, 'tscri-activate-bad-');
@@ -129,10 +140,26 @@ test('LISTEN_FDS meant for another process is ignored; unservable descriptors ar
   for (const [i, c] of cases.entries()) {
     const root = join(dir, `root${i}`);
     const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      const child = spawn('/bin/sh', ['-c', 'LISTEN_PID=$$ exec "$0" "$@"', process.execPath, CLI, 'serve', '--listen', `unix://${join(dir, `s${i}.sock`)}`, '--root', root, '--state', join(dir, `state${i}`)], {
-        stdio: ['ignore', 'ignore', 'pipe', c.fd ?? 'ignore'],
-        env: { ...process.env, LISTEN_FDS: '1', ...c.env },
-      });
+      const child = spawn(
+        '/bin/sh',
+        [
+          '-c',
+          'LISTEN_PID=$$ exec "$0" "$@"',
+          process.execPath,
+          CLI,
+          'serve',
+          '--listen',
+          `unix://${join(dir, `s${i}.sock`)}`,
+          '--root',
+          root,
+          '--state',
+          join(dir, `state${i}`),
+        ],
+        {
+          stdio: ['ignore', 'ignore', 'pipe', c.fd ?? 'ignore'],
+          env: { ...process.env, LISTEN_FDS: '1', ...c.env },
+        },
+      );
       let stderr = '';
       child.stderr!.on('data', (b) => (stderr += b));
       child.once('exit', (code) => resolve({ code, stderr }));
@@ -144,7 +171,9 @@ test('LISTEN_FDS meant for another process is ignored; unservable descriptors ar
   assert.deepEqual((await readdir(dir)).sort(), ['plain-file', 'two.sock'], 'refused starts leave no directories');
 });
 
-test('systemd-analyze verify accepts the shipped units installed as the README says', { skip: !existsSync('/usr/bin/systemd-analyze') && 'systemd-analyze is not installed' }, async (t) => {
+test('systemd-analyze verify accepts the shipped units installed as the README says', {
+  skip: !existsSync('/usr/bin/systemd-analyze') && 'systemd-analyze is not installed',
+}, async (t) => {
   // In a private mount namespace: the checkout appears at /opt/tscri and the
   // units in /etc/systemd/system, as after the README's install steps, and
   // nothing of the host changes.

@@ -41,7 +41,11 @@ try {
     const { info } = await d.call('ContainerStatus', { container_id, verbose: true });
     const spec = JSON.parse(info.info).runtimeSpec;
     const dir = `/sys/fs/cgroup${spec.linux.cgroupsPath}`;
-    const read = (f: string) => readFile(`${dir}/${f}`, 'utf8').then((t) => t.trim(), () => 'absent');
+    const read = (f: string) =>
+      readFile(`${dir}/${f}`, 'utf8').then(
+        (t) => t.trim(),
+        () => 'absent',
+      );
     return { id: container_id, dir, read };
   };
   const files = async (c: { read: (f: string) => Promise<string> }) => ({
@@ -56,7 +60,10 @@ try {
   results.limitedSwap = await files(await run('limited', 'sleep 300', { ...base, unified: { 'memory.swap.max': String(32 * MiB) } }));
   results.swapLimitField = await files(await run('swapfield', 'sleep 300', { ...base, memory_swap_limit_in_bytes: 128 * MiB }));
   // Memory beyond memory.max goes to swap when LimitedSwap allows it (tmpfs pages swap out).
-  const hog = await run('hog', `head -c ${48 * MiB} /dev/zero > /dev/shm/fill && echo filled && sleep 300`, { memory_limit_in_bytes: 32 * MiB, unified: { 'memory.swap.max': String(128 * MiB) } });
+  const hog = await run('hog', `head -c ${48 * MiB} /dev/zero > /dev/shm/fill && echo filled && sleep 300`, {
+    memory_limit_in_bytes: 32 * MiB,
+    unified: { 'memory.swap.max': String(128 * MiB) },
+  });
   let swapped = '0';
   for (let i = 0; i < 100; i++) {
     swapped = await hog.read('memory.swap.current');

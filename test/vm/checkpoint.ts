@@ -29,7 +29,11 @@ phase('tscri serving');
 /** The numbers a counter container printed, from its CRI log. */
 async function counts(logFile: string): Promise<number[]> {
   const text = await readFile(logFile, 'utf8').catch(() => '');
-  return text.split('\n').filter(Boolean).map((l) => Number(l.split(' ').slice(3).join(' '))).filter((n) => Number.isFinite(n));
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => Number(l.split(' ').slice(3).join(' ')))
+    .filter((n) => Number.isFinite(n));
 }
 
 async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
@@ -94,7 +98,12 @@ try {
   results.archiveBytes = (await import('node:fs')).statSync(archive).size;
   results.archiveMode = ((await import('node:fs')).statSync(archive).mode & 0o777).toString(8);
   const configDump = JSON.parse(entries.get('config.dump')?.body ?? '{}');
-  results.configDump = { id: configDump.id, rootfsImageName: configDump.rootfsImageName, podSandboxId: configDump.podSandboxId, command: configDump.containerConfig?.command };
+  results.configDump = {
+    id: configDump.id,
+    rootfsImageName: configDump.rootfsImageName,
+    podSandboxId: configDump.podSandboxId,
+    command: configDump.containerConfig?.command,
+  };
   const rootfsDiff = join(scratch, 'rootfs-diff.tar');
   execFileSync('tar', ['-xf', archive, '-C', scratch, 'rootfs-diff.tar']);
   const diff = await tarEntries(rootfsDiff);
@@ -133,7 +142,13 @@ try {
   results.countFile = await exec(['cat', '/count']);
   const status = await d.call('ContainerStatus', { container_id: restored, verbose: true });
   const info = JSON.parse(status.info.info);
-  results.restoredStatus = { state: status.status.state, image: status.status.image.image, labels: status.status.labels, restored: info.restored, restoredFrom: info.restoredFrom };
+  results.restoredStatus = {
+    state: status.status.state,
+    image: status.status.image.image,
+    labels: status.status.labels,
+    restored: info.restored,
+    restoredFrom: info.restoredFrom,
+  };
 
   for (const id of [pod, pod2]) {
     await d.call('StopPodSandbox', { pod_sandbox_id: id });
@@ -141,7 +156,12 @@ try {
   }
 } catch (err) {
   results.error = (err as Error).stack ?? String(err);
-  results.daemonLog = d.output().split('\n').filter((l) => /"level":(40|50)/.test(l)).slice(-8).join('\n');
+  results.daemonLog = d
+    .output()
+    .split('\n')
+    .filter((l) => /"level":(40|50)/.test(l))
+    .slice(-8)
+    .join('\n');
 } finally {
   await d.cleanup();
   await registry.stop();

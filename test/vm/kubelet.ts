@@ -13,7 +13,18 @@ import { dirname, join } from 'node:path';
 import { startRegistry } from '../helpers/registry.ts';
 import { pushBusybox } from '../helpers/images.ts';
 import { startDaemon } from '../helpers/daemon.ts';
-import { containerConfig, limitedSwap, machine, podCgroup, podLogDirectory, podSandboxConfig, type KubeContainer, type KubePod, type Qos, type SwapBehavior } from '../helpers/kubelet.ts';
+import {
+  containerConfig,
+  limitedSwap,
+  machine,
+  podCgroup,
+  podLogDirectory,
+  podSandboxConfig,
+  type KubeContainer,
+  type KubePod,
+  type Qos,
+  type SwapBehavior,
+} from '../helpers/kubelet.ts';
 import { createCgroup } from '../../src/cgroups/cgroups.ts';
 
 const MiB = 1024 * 1024;
@@ -32,7 +43,11 @@ phase('registry serving');
 const d = await startDaemon({ config: `default_cgroup_parent = "${cgroupRoot}/tscri"\n[cni]\nconf_dir = "/nonexistent"\n`, startTimeoutMs: 600_000 });
 phase('tscri serving');
 
-const read = (dir: string, file: string) => readFile(join('/sys/fs/cgroup', dir, file), 'utf8').then((t) => t.trim(), () => 'absent');
+const read = (dir: string, file: string) =>
+  readFile(join('/sys/fs/cgroup', dir, file), 'utf8').then(
+    (t) => t.trim(),
+    () => 'absent',
+  );
 
 async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 120_000): Promise<T> {
   const until = Date.now() + ms;
@@ -53,7 +68,18 @@ try {
 
   const kubeletPod = async (name: string, qos: Qos, extra: Partial<KubePod> = {}): Promise<KubePod> => {
     const uid = randomBytes(8).toString('hex');
-    const pod: KubePod = { name, namespace: 'vm', uid, attempt: 0, qos, cgroupRoot, logRoot: join(scratch, 'pods-log'), podDir: join(scratch, 'pods', uid), hostNetwork: true, ...extra };
+    const pod: KubePod = {
+      name,
+      namespace: 'vm',
+      uid,
+      attempt: 0,
+      qos,
+      cgroupRoot,
+      logRoot: join(scratch, 'pods-log'),
+      podDir: join(scratch, 'pods', uid),
+      hostNetwork: true,
+      ...extra,
+    };
     await createCgroup(podCgroup(pod));
     await mkdir(podLogDirectory(pod), { recursive: true });
     await mkdir(pod.podDir, { recursive: true });
@@ -83,15 +109,38 @@ try {
   const podBefore = { 'memory.max': await read(podCgroup(pod), 'memory.max'), 'memory.oom.group': await read(podCgroup(pod), 'memory.oom.group') };
   const podId = await runPod(pod);
   results.podSandboxResources = podSandboxConfig(pod, node).linux.resources;
-  const limited = await start(pod, podId, { name: 'limited', command: ['sleep', '600'], cpuRequestMilli: 100, cpuLimitMilli: 500, memoryRequest: 32 * MiB, memoryLimit: 64 * MiB }, 'LimitedSwap');
+  const limited = await start(
+    pod,
+    podId,
+    { name: 'limited', command: ['sleep', '600'], cpuRequestMilli: 100, cpuLimitMilli: 500, memoryRequest: 32 * MiB, memoryLimit: 64 * MiB },
+    'LimitedSwap',
+  );
   results.limited = { files: await files(limited.cgroup), expectedSwap: String(limitedSwap(32 * MiB, node)), sent: limited.sent };
-  const noswap = await start(pod, podId, { name: 'noswap', command: ['sleep', '600'], cpuRequestMilli: 100, memoryRequest: 16 * MiB, memoryLimit: 32 * MiB }, 'NoSwap');
+  const noswap = await start(
+    pod,
+    podId,
+    { name: 'noswap', command: ['sleep', '600'], cpuRequestMilli: 100, memoryRequest: 16 * MiB, memoryLimit: 32 * MiB },
+    'NoSwap',
+  );
   results.noswap = await files(noswap.cgroup);
-  results.pod = { before: podBefore, after: { 'memory.max': await read(podCgroup(pod), 'memory.max'), 'memory.oom.group': await read(podCgroup(pod), 'memory.oom.group') } };
+  results.pod = {
+    before: podBefore,
+    after: { 'memory.max': await read(podCgroup(pod), 'memory.max'), 'memory.oom.group': await read(podCgroup(pod), 'memory.oom.group') },
+  };
   phase('burstable pod running');
 
   // One container runs out of memory: only it dies.
-  const hog = await start(pod, podId, { name: 'hog', command: ['sh', '-c', 'x=$(head -c 100000000 /dev/zero | tr "\\0" a); echo survived; sleep 600'], memoryRequest: 16 * MiB, memoryLimit: 32 * MiB }, 'NoSwap');
+  const hog = await start(
+    pod,
+    podId,
+    {
+      name: 'hog',
+      command: ['sh', '-c', 'x=$(head -c 100000000 /dev/zero | tr "\\0" a); echo survived; sleep 600'],
+      memoryRequest: 16 * MiB,
+      memoryLimit: 32 * MiB,
+    },
+    'NoSwap',
+  );
   const hogStatus = await waitFor('the hog to exit', async () => {
     const s = await state(hog.id);
     return s.state === 'CONTAINER_EXITED' ? s : undefined;
@@ -102,7 +151,12 @@ try {
   // Guaranteed containers get no swap even under LimitedSwap.
   const gpod = await kubeletPod('guaranteed', 'guaranteed', { cpuRequestMilli: 100, cpuLimitMilli: 100, memoryLimit: 32 * MiB });
   const gpodId = await runPod(gpod);
-  const guaranteed = await start(gpod, gpodId, { name: 'g', command: ['sleep', '600'], cpuRequestMilli: 100, cpuLimitMilli: 100, memoryRequest: 32 * MiB, memoryLimit: 32 * MiB }, 'LimitedSwap');
+  const guaranteed = await start(
+    gpod,
+    gpodId,
+    { name: 'g', command: ['sleep', '600'], cpuRequestMilli: 100, cpuLimitMilli: 100, memoryRequest: 32 * MiB, memoryLimit: 32 * MiB },
+    'LimitedSwap',
+  );
   results.guaranteed = { files: await files(guaranteed.cgroup), sent: guaranteed.sent.unified };
   phase('guaranteed pod running');
 
@@ -110,7 +164,11 @@ try {
   const spod = await kubeletPod('shared', 'burstable', { shareProcessNamespace: true, memoryLimit: 32 * MiB });
   const spodId = await runPod(spod);
   const shared = await start(spod, spodId, { name: 's', command: ['sleep', '600'], memoryRequest: 16 * MiB, memoryLimit: 32 * MiB }, 'NoSwap');
-  results.shared = { state: (await state(shared.id)).state, memoryMax: await read(shared.cgroup, 'memory.max'), podProcs: await read(podCgroup(spod), 'cgroup.procs') };
+  results.shared = {
+    state: (await state(shared.id)).state,
+    memoryMax: await read(shared.cgroup, 'memory.max'),
+    podProcs: await read(podCgroup(spod), 'cgroup.procs'),
+  };
   // Sandbox garbage collection: the old attempt goes while a newer one runs in the same pod cgroup.
   await d.call('StopPodSandbox', { pod_sandbox_id: spodId });
   const next = { ...spod, attempt: 1 };

@@ -27,7 +27,11 @@ phase('tscri serving');
 
 async function counts(logFile: string): Promise<number[]> {
   const text = await readFile(logFile, 'utf8').catch(() => '');
-  return text.split('\n').filter(Boolean).map((l) => Number(l.split(' ').slice(3).join(' '))).filter((n) => Number.isFinite(n));
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => Number(l.split(' ').slice(3).join(' ')))
+    .filter((n) => Number.isFinite(n));
 }
 
 async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 120_000): Promise<T> {
@@ -66,7 +70,9 @@ try {
     ids.push(container_id);
   }
   const log = (uid: string, name: string) => join(logDir, uid, `${name}.log`);
-  await waitFor('both counters to print 10 numbers', async () => ((await counts(log(podA.metadata.uid, 'main'))).length >= 10 && (await counts(log(podA.metadata.uid, 'side'))).length >= 10 ? true : undefined));
+  await waitFor('both counters to print 10 numbers', async () =>
+    (await counts(log(podA.metadata.uid, 'main'))).length >= 10 && (await counts(log(podA.metadata.uid, 'side'))).length >= 10 ? true : undefined,
+  );
   phase('counters running');
 
   const out = join(scratch, 'pod-ckpt');
@@ -77,10 +83,23 @@ try {
   phase('pod checkpointed');
   const countsAt = { main: (await counts(log(podA.metadata.uid, 'main'))).at(-1), side: (await counts(log(podA.metadata.uid, 'side'))).at(-1) };
   results.files = (await readdir(out)).sort();
-  results.modes = Object.fromEntries(await Promise.all((results.files as string[]).map(async (f) => [f, ((await stat(join(out, f))).mode & 0o777).toString(8)])));
+  results.modes = Object.fromEntries(
+    await Promise.all((results.files as string[]).map(async (f) => [f, ((await stat(join(out, f))).mode & 0o777).toString(8)])),
+  );
   const manifest = JSON.parse(await readFile(join(out, 'pod-checkpoint.json'), 'utf8'));
-  results.manifest = { version: manifest.version, sandboxId: manifest.sandboxId, hostname: manifest.podConfig?.hostname, containers: manifest.containers.map((c: any) => [c.name, c.id]) };
-  results.expected = { sandboxId: pod, containers: [['main', ids[0]], ['side', ids[1]]] };
+  results.manifest = {
+    version: manifest.version,
+    sandboxId: manifest.sandboxId,
+    hostname: manifest.podConfig?.hostname,
+    containers: manifest.containers.map((c: any) => [c.name, c.id]),
+  };
+  results.expected = {
+    sandboxId: pod,
+    containers: [
+      ['main', ids[0]],
+      ['side', ids[1]],
+    ],
+  };
 
   const before = { main: (await counts(log(podA.metadata.uid, 'main'))).length, side: (await counts(log(podA.metadata.uid, 'side'))).length };
   await new Promise((r) => setTimeout(r, 2000));
@@ -102,14 +121,17 @@ try {
   );
   results.restorePodMs = Date.now() - t1;
   results.restoredNames = restored.restored_containers.map((c: any) => c.name);
-  results.createdStates = await Promise.all(restored.restored_containers.map(async (c: any) => (await d.call('ContainerStatus', { container_id: c.container_id })).status.state));
+  results.createdStates = await Promise.all(
+    restored.restored_containers.map(async (c: any) => (await d.call('ContainerStatus', { container_id: c.container_id })).status.state),
+  );
   for (const c of restored.restored_containers) await d.call('StartContainer', { container_id: c.container_id }, { timeoutMs: 900_000 });
   results.restoreMs = Date.now() - t1;
   phase('pod restored');
-  const first = async (name: string) => waitFor(`the restored ${name} counter to print`, async () => {
-    const c = await counts(log(podB.metadata.uid, name));
-    return c.length >= 3 ? c.slice(0, 3) : undefined;
-  });
+  const first = async (name: string) =>
+    waitFor(`the restored ${name} counter to print`, async () => {
+      const c = await counts(log(podB.metadata.uid, name));
+      return c.length >= 3 ? c.slice(0, 3) : undefined;
+    });
   results.restoredFirst = { main: await first('main'), side: await first('side') };
   results.countsAtCheckpoint = countsAt;
   const side = restored.restored_containers.find((c: any) => c.name === 'side').container_id;
@@ -125,7 +147,10 @@ try {
   );
   results.stops = [];
   for (const c of restored.restored_containers) {
-    const e = await d.call('StopContainer', { container_id: c.container_id, timeout: 2 }, { timeoutMs: 300_000 }).then(() => '', (err: Error) => err.message);
+    const e = await d.call('StopContainer', { container_id: c.container_id, timeout: 2 }, { timeoutMs: 300_000 }).then(
+      () => '',
+      (err: Error) => err.message,
+    );
     const state = (await d.call('ContainerStatus', { container_id: c.container_id })).status.state;
     (results.stops as unknown[]).push({ name: c.name, error: e, state });
   }
@@ -133,7 +158,12 @@ try {
   await d.call('RemovePodSandbox', { pod_sandbox_id: restored.pod_sandbox_id });
 } catch (err) {
   results.error = (err as Error).stack ?? String(err);
-  results.daemonLog = d.output().split('\n').filter((l) => /"level":(40|50)/.test(l)).slice(-8).join('\n');
+  results.daemonLog = d
+    .output()
+    .split('\n')
+    .filter((l) => /"level":(40|50)/.test(l))
+    .slice(-8)
+    .join('\n');
 } finally {
   // Pods left by a failure first: their mounts would keep the daemon's directories busy.
   for (const pod of (await d.call('ListPodSandbox', {}).catch(() => ({ items: [] }))).items) {

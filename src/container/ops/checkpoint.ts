@@ -75,7 +75,10 @@ export async function checkpointPod(s: ContainerState, sandboxId: string, contai
   const sandbox = s.deps.sandbox(sandboxId);
   if (!sandbox) throw notFound(`pod sandbox ${sandboxId} not found`);
   if (sandbox.state !== 'SANDBOX_READY') throw failedPrecondition(`pod sandbox ${sandbox.id} is not ready; only a running pod can be checkpointed`);
-  if (sandbox.infraPid) throw failedPrecondition(`pod sandbox ${sandbox.id} shares one pid namespace among its containers; tscri checkpoints only pods whose containers have their own (CRIU must restore pid 1 of each namespace)`);
+  if (sandbox.infraPid)
+    throw failedPrecondition(
+      `pod sandbox ${sandbox.id} shares one pid namespace among its containers; tscri checkpoints only pods whose containers have their own (CRIU must restore pid 1 of each namespace)`,
+    );
   if (!containerIds.length) throw invalidArgument('container_ids is empty: name the running containers of the pod to checkpoint');
   const records: ContainerRecord[] = [];
   const names = new Set<string>();
@@ -96,7 +99,10 @@ export async function checkpointPod(s: ContainerState, sandboxId: string, contai
     if ((await readdir(dir)).length) throw failedPrecondition(`output_path ${dir} is not empty; give an empty directory`);
     // Locks in id order, so two calls over overlapping containers never wait on each other crosswise.
     const sorted = [...records].sort((a, b) => a.id.localeCompare(b.id));
-    const locked = sorted.reduceRight<() => Promise<void>>((inner, r) => () => s.ops.with(r.id, inner), () => checkpointPodLocked(s, sandbox, records, dir, signal));
+    const locked = sorted.reduceRight<() => Promise<void>>(
+      (inner, r) => () => s.ops.with(r.id, inner),
+      () => checkpointPodLocked(s, sandbox, records, dir, signal),
+    );
     // The pod's stop and removal wait for the checkpoint, as for creates and starts.
     await s.pods.shared(sandbox.id, locked);
   } finally {
@@ -106,7 +112,8 @@ export async function checkpointPod(s: ContainerState, sandboxId: string, contai
 
 async function checkpointPodLocked(s: ContainerState, sandbox: SandboxRecord, records: ContainerRecord[], dir: string, signal?: AbortSignal): Promise<void> {
   for (const r of records) {
-    if (r.state !== 'CONTAINER_RUNNING') throw failedPrecondition(`container ${r.id} is ${stateWord(r.state)}; every container of a pod checkpoint must be running`);
+    if (r.state !== 'CONTAINER_RUNNING')
+      throw failedPrecondition(`container ${r.id} is ${stateWord(r.state)}; every container of a pod checkpoint must be running`);
   }
   const started = Date.now();
   const paused: ContainerRecord[] = [];
@@ -146,7 +153,10 @@ async function checkpointPodLocked(s: ContainerState, sandbox: SandboxRecord, re
     throw err instanceof DomainError ? err : internal(`cannot checkpoint pod ${sandbox.id}: ${(err as Error).message}`);
   } finally {
     for (const r of paused) {
-      await s.runtimeFor(r.runtimeHandler).resume(r.id).catch((err) => s.log.error({ id: r.id, err: String(err) }, 'cannot resume the container after checkpointing its pod'));
+      await s
+        .runtimeFor(r.runtimeHandler)
+        .resume(r.id)
+        .catch((err) => s.log.error({ id: r.id, err: String(err) }, 'cannot resume the container after checkpointing its pod'));
     }
     if (!done) {
       for (const entry of await readdir(dir).catch(() => [] as string[])) await rm(join(dir, entry), { recursive: true, force: true });

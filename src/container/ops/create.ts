@@ -40,8 +40,16 @@ function userOf(spec: Spec): ContainerUser | null {
 
 /** FAILED_PRECONDITION naming a binary tscri needs that is not installed or not executable. */
 export async function requireExecutable(path: string, what: string, key: string, debianPackage: string): Promise<void> {
-  if (await access(path, fsConstants.X_OK).then(() => true, () => false)) return;
-  throw failedPrecondition(`${what} ${path} is not installed or not executable: install it (Debian: apt-get install ${debianPackage}) or set ${key} in the config`);
+  if (
+    await access(path, fsConstants.X_OK).then(
+      () => true,
+      () => false,
+    )
+  )
+    return;
+  throw failedPrecondition(
+    `${what} ${path} is not installed or not executable: install it (Debian: apt-get install ${debianPackage}) or set ${key} in the config`,
+  );
 }
 
 /**
@@ -73,7 +81,12 @@ async function createInPod(s: ContainerState, sandboxId: string, request: Contai
   // A binary that is not installed is named here, before anything is made, not as a broken sync pipe later.
   const handlerName = sandbox.runtimeHandler || s.deps.config.runtime.default_handler;
   await requireExecutable(s.deps.config.conmon.path, 'conmon', '[conmon] path', 'conmon');
-  await requireExecutable(s.runtimeFor(sandbox.runtimeHandler).path, `the OCI runtime of handler ${quote(handlerName)}`, `[runtime.handlers.${handlerName}] path`, handlerName === 'crun' ? 'crun' : 'runc');
+  await requireExecutable(
+    s.runtimeFor(sandbox.runtimeHandler).path,
+    `the OCI runtime of handler ${quote(handlerName)}`,
+    `[runtime.handlers.${handlerName}] path`,
+    handlerName === 'crun' ? 'crun' : 'runc',
+  );
   let ref = config.image?.image ?? '';
   if (!ref) throw invalidArgument('config.image.image is required');
   // An image that is the path of a checkpoint archive makes a container that StartContainer restores.
@@ -158,7 +171,9 @@ async function createInPod(s: ContainerState, sandboxId: string, request: Contai
     } catch (err) {
       await s.nri.createFailed(record);
       await discard(s, record, runtime);
-      throw err instanceof DomainError ? err : requestErrorOf((err as Error).message) ?? internal(`cannot create container ${name}: ${(err as Error).message}`);
+      throw err instanceof DomainError
+        ? err
+        : (requestErrorOf((err as Error).message) ?? internal(`cannot create container ${name}: ${(err as Error).message}`));
     }
   });
 }
@@ -226,6 +241,7 @@ function targetPidNamespaceOf(s: ContainerState, config: ContainerConfig__Output
   const target = s.find(options.target_id);
   if (!target) throw notFound(`target container ${quote(options.target_id)} not found`);
   if (target.sandboxId !== sandboxId) throw invalidArgument(`target container ${target.id} belongs to another pod sandbox`);
-  if (target.state !== 'CONTAINER_RUNNING' || !target.pid) throw failedPrecondition(`target container ${target.id} is not running; its pid namespace can only be joined while it runs`);
+  if (target.state !== 'CONTAINER_RUNNING' || !target.pid)
+    throw failedPrecondition(`target container ${target.id} is not running; its pid namespace can only be joined while it runs`);
   return `/proc/${target.pid}/ns/pid`;
 }

@@ -15,7 +15,10 @@ import { type ContainerState, containerName, nowNs, stateWord } from '../state.t
 export async function recordExit(s: ContainerState, exit: ExitInfo): Promise<void> {
   const r = s.store.get(exit.id);
   if (!r || r.state === 'CONTAINER_EXITED') return;
-  const oom = await access(bundleFiles(r.bundle).oom).then(() => true, () => false);
+  const oom = await access(bundleFiles(r.bundle).oom).then(
+    () => true,
+    () => false,
+  );
   const finishedAt = Math.round(exit.finishedAtMs * 1e6);
   const applied = await commitExit(s, r, {
     state: 'CONTAINER_EXITED',
@@ -39,16 +42,18 @@ function cleanUpAfterExit(s: ContainerState, r: ContainerRecord): void {
   const runtime = s.runtimeFor(r.runtimeHandler);
   // Not while `runc start` may still be running for a process that exited at once.
   const started = (s.starting.get(r.id) ?? Promise.resolve()).catch(() => undefined);
-  const done = started.then(() => runtime.delete(r.id)).then(
-    async () => {
-      await removeCgroup(r.cgroupsPath).catch((err) => s.log.warn({ id: r.id, err: String(err) }, 'cannot remove the container cgroup'));
-      return true;
-    },
-    (err) => {
-      s.log.debug({ id: r.id, err: String(err) }, 'runtime state of an exited container not removed yet; RemoveContainer will');
-      return false;
-    },
-  );
+  const done = started
+    .then(() => runtime.delete(r.id))
+    .then(
+      async () => {
+        await removeCgroup(r.cgroupsPath).catch((err) => s.log.warn({ id: r.id, err: String(err) }, 'cannot remove the container cgroup'));
+        return true;
+      },
+      (err) => {
+        s.log.debug({ id: r.id, err: String(err) }, 'runtime state of an exited container not removed yet; RemoveContainer will');
+        return false;
+      },
+    );
   s.exitCleanups.set(r.id, done);
 }
 
@@ -88,7 +93,10 @@ async function commitExit(s: ContainerState, r: ContainerRecord, changes: Partia
   } catch (err) {
     const code = diskFullCode(err);
     const failure = code
-      ? resourceExhausted(`cannot record the exit of container ${r.id}: ${code}, the disk of ${s.deps.config.root} is full; it still reads ${stateWord(r.state)} and the exit is recorded once there is room`, err)
+      ? resourceExhausted(
+          `cannot record the exit of container ${r.id}: ${code}, the disk of ${s.deps.config.root} is full; it still reads ${stateWord(r.state)} and the exit is recorded once there is room`,
+          err,
+        )
       : internal(`cannot record the exit of container ${r.id}: ${(err as Error).message}`, err);
     s.exitSaveErrors.set(r.id, failure);
     s.log.error({ id: r.id, err: String(err) }, 'cannot save container exit');

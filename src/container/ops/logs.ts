@@ -11,7 +11,13 @@ const REOPEN_WAIT_MS = 5000;
 async function appears(path: string, limitMs: number): Promise<boolean> {
   const until = Date.now() + limitMs;
   for (;;) {
-    if (await access(path).then(() => true, () => false)) return true;
+    if (
+      await access(path).then(
+        () => true,
+        () => false,
+      )
+    )
+      return true;
     if (Date.now() > until) return false;
     await new Promise((r) => setTimeout(r, 10));
   }

@@ -76,7 +76,10 @@ async function removeOrphans(s: ContainerState, known: Set<string>): Promise<voi
       }
     }
     for (const handler of Object.keys(s.deps.config.runtime.handlers)) {
-      await s.runtimeFor(handler).delete(id).catch(() => undefined);
+      await s
+        .runtimeFor(handler)
+        .delete(id)
+        .catch(() => undefined);
     }
     await s.deps.removeRootfs(id, join(bundle, 'rootfs')).catch((err) => s.log.warn({ id, err: String(err) }, 'cannot remove rootfs'));
     await rm(bundle, { recursive: true, force: true }).catch(() => undefined);

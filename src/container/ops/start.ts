@@ -12,17 +12,22 @@ export async function startContainer(s: ContainerState, id: string): Promise<voi
   // still runs: its stopped event waits for the started event.
   let started!: () => void;
   const starting = new Promise<void>((resolve) => (started = resolve));
-  await s.pods.shared(r.sandboxId, () => s.ops.with(r.id, async () => {
-    const pod = s.deps.sandbox(r.sandboxId);
-    if (pod?.state !== 'SANDBOX_READY') throw failedPrecondition(`the pod sandbox ${r.sandboxId} of container ${r.id} is ${pod ? 'not ready' : 'gone'}; containers start only in a running pod`);
-    s.starting.set(r.id, starting);
-    try {
-      await startLocked(s, r);
-    } finally {
-      s.starting.delete(r.id);
-      started();
-    }
-  }));
+  await s.pods.shared(r.sandboxId, () =>
+    s.ops.with(r.id, async () => {
+      const pod = s.deps.sandbox(r.sandboxId);
+      if (pod?.state !== 'SANDBOX_READY')
+        throw failedPrecondition(
+          `the pod sandbox ${r.sandboxId} of container ${r.id} is ${pod ? 'not ready' : 'gone'}; containers start only in a running pod`,
+        );
+      s.starting.set(r.id, starting);
+      try {
+        await startLocked(s, r);
+      } finally {
+        s.starting.delete(r.id);
+        started();
+      }
+    }),
+  );
   await s.nri.postStartContainer(r);
 }
 

@@ -9,5 +9,7 @@ export default unary<ExecRequest__Output, ExecResponse>(async (ctx, req) => {
   if (!req.cmd.length) throw invalidArgument('cmd is required');
   validateStreams(req);
   const container = requireRunning(ctx, req.container_id);
-  return { url: ctx.streams.prepare({ kind: 'exec', containerId: container.id, cmd: req.cmd, tty: req.tty, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr }) };
+  return {
+    url: ctx.streams.prepare({ kind: 'exec', containerId: container.id, cmd: req.cmd, tty: req.tty, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr }),
+  };
 });

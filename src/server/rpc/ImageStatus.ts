@@ -12,7 +12,17 @@ export default unary<ImageStatusRequest__Output, ImageStatusResponse>(async (ctx
   const record = ctx.images.find(ref);
   if (!record) return { image: null, info: {} };
   const info: Record<string, string> = req.verbose
-    ? { info: JSON.stringify({ id: record.id, manifestDigest: record.manifestDigest, layers: record.layers, chainID: record.chainIds.at(-1) ?? '', layerChainIDs: record.chainIds, imageSpec: record.config, pulledAt: new Date(record.pulledAt).toISOString() }) }
+    ? {
+        info: JSON.stringify({
+          id: record.id,
+          manifestDigest: record.manifestDigest,
+          layers: record.layers,
+          chainID: record.chainIds.at(-1) ?? '',
+          layerChainIDs: record.chainIds,
+          imageSpec: record.config,
+          pulledAt: new Date(record.pulledAt).toISOString(),
+        }),
+      }
     : {};
   const [image] = ctx.images.render([record]);
   if (!image) return { image: null, info: {} };

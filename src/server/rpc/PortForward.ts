@@ -11,6 +11,7 @@ export default unary<PortForwardRequest__Output, PortForwardResponse>(async (ctx
   if (bad !== undefined) throw invalidArgument(`invalid port ${bad}: ports are 1-65535`);
   const pod = ctx.sandboxes.get(req.pod_sandbox_id);
   if (!pod || pod.creating) throw notFound(`pod sandbox ${quote(req.pod_sandbox_id)} not found`);
-  if ((await ctx.sandboxes.liveState(pod)) !== 'SANDBOX_READY') throw failedPrecondition(`pod sandbox ${pod.id} is not ready; port-forward needs a running pod`);
+  if ((await ctx.sandboxes.liveState(pod)) !== 'SANDBOX_READY')
+    throw failedPrecondition(`pod sandbox ${pod.id} is not ready; port-forward needs a running pod`);
   return { url: ctx.streams.prepare({ kind: 'portforward', podSandboxId: pod.id, ports: req.port }) };
 });

@@ -19,7 +19,13 @@ function runtimeCondition(ctx: Context) {
     } catch {
       ok = false;
     }
-    if (!ok) return { type: 'RuntimeReady', status: false, reason: 'RuntimeBinaryMissing', message: `${path} is not an executable; install it or fix the path in the config` };
+    if (!ok)
+      return {
+        type: 'RuntimeReady',
+        status: false,
+        reason: 'RuntimeBinaryMissing',
+        message: `${path} is not an executable; install it or fix the path in the config`,
+      };
   }
   return { type: 'RuntimeReady', status: true, reason: '', message: '' };
 }
@@ -29,15 +35,15 @@ export default unary<StatusRequest__Output, StatusResponse>(async (ctx, req) => 
   const network = await ctx.network.condition();
   const response: StatusResponse = {
     status: {
-      conditions: [
-        runtime,
-        { type: 'NetworkReady', status: network.ready, reason: network.reason, message: network.message },
-      ],
+      conditions: [runtime, { type: 'NetworkReady', status: network.ready, reason: network.reason, message: network.message }],
     },
     // Every handler, and "" for the default one (what a pod without runtime_handler gets).
     runtime_handlers: ctx.runtimeFeatures.names().map((name) => ({
       name,
-      features: { recursive_read_only_mounts: ctx.runtimeFeatures.get(name).recursiveReadOnlyMounts, user_namespaces: ctx.runtimeFeatures.userNamespaces(name) },
+      features: {
+        recursive_read_only_mounts: ctx.runtimeFeatures.get(name).recursiveReadOnlyMounts,
+        user_namespaces: ctx.runtimeFeatures.userNamespaces(name),
+      },
     })),
     features: { supplemental_groups_policy: true, user_namespaces_host_network: false, mount_options: true },
   };

@@ -51,9 +51,11 @@ import UpdateRuntimeConfig from './UpdateRuntimeConfig.ts';
 import Version from './Version.ts';
 
 type HandlerFor<T> =
-  T extends grpc.handleUnaryCall<infer Req, infer Res> ? UnaryHandler<Req, Res>
-  : T extends grpc.handleServerStreamingCall<infer Req, infer Res> ? StreamHandler<Req, Res>
-  : never;
+  T extends grpc.handleUnaryCall<infer Req, infer Res>
+    ? UnaryHandler<Req, Res>
+    : T extends grpc.handleServerStreamingCall<infer Req, infer Res>
+      ? StreamHandler<Req, Res>
+      : never;
 
 // The generated interfaces also carry a string index signature; only named RPCs count.
 type Table<S> = { [Rpc in keyof S as string extends Rpc ? never : Rpc]-?: HandlerFor<S[Rpc]> | null };

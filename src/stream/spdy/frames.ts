@@ -42,9 +42,7 @@ export const MAX_CONTROL_FRAME = MAX_HEADER_BLOCK + 16;
 /** A peer broke the protocol in a way that ends the whole session. */
 export class SpdyProtocolError extends Error {}
 
-export type Frame =
-  | { kind: 'data'; streamId: number; flags: number; data: Buffer }
-  | { kind: 'control'; type: number; flags: number; data: Buffer };
+export type Frame = { kind: 'data'; streamId: number; flags: number; data: Buffer } | { kind: 'control'; type: number; flags: number; data: Buffer };
 
 /** Splits complete frames off the front of buf; returns them and the unused rest. */
 export function readFrames(buf: Buffer): { frames: Frame[]; rest: Buffer } {

@@ -10,8 +10,26 @@ import { EventEmitter } from 'node:events';
 import { createDeflate, createInflate, constants, type Deflate, type Inflate } from 'node:zlib';
 import { SPDY3_DICTIONARY } from './dictionary.ts';
 import {
-  FLAG_FIN, FrameType, HEADER_LENGTH, MAX_CONTROL_FRAME, MAX_HEADER_BLOCK, RstStatus, SpdyProtocolError, decodeHeaderBlock, encodeHeaderBlock, dataFrame,
-  goaway, parseSettings, ping, readFrames, rstStream, settings, synReply, windowUpdate, SETTINGS_INITIAL_WINDOW_SIZE, type Frame,
+  FLAG_FIN,
+  FrameType,
+  HEADER_LENGTH,
+  MAX_CONTROL_FRAME,
+  MAX_HEADER_BLOCK,
+  RstStatus,
+  SpdyProtocolError,
+  decodeHeaderBlock,
+  encodeHeaderBlock,
+  dataFrame,
+  goaway,
+  parseSettings,
+  ping,
+  readFrames,
+  rstStream,
+  settings,
+  synReply,
+  windowUpdate,
+  SETTINGS_INITIAL_WINDOW_SIZE,
+  type Frame,
 } from './frames.ts';
 
 const MAX_DATA_CHUNK = 32 * 1024;
@@ -127,7 +145,10 @@ export class SpdyStream extends Duplex {
   override _final(callback: (err?: Error | null) => void): void {
     this.reply()
       .then(() => this.session.send(dataFrame(this.id, FLAG_FIN, Buffer.alloc(0))))
-      .then(() => callback(), () => callback());
+      .then(
+        () => callback(),
+        () => callback(),
+      );
   }
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {

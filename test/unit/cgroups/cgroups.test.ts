@@ -1,7 +1,20 @@
 // Cgroup naming and resource files, without touching the system.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkResources, cgroupFsPath, containerCgroupsPath, expandSlice, hierarchies, hugePageSizes, hugepageSizeName, hugetlbControllerAvailable, isCgroupFileName, podCgroupPath, podResources, resourceFiles } from '../../../src/cgroups/cgroups.ts';
+import {
+  checkResources,
+  cgroupFsPath,
+  containerCgroupsPath,
+  expandSlice,
+  hierarchies,
+  hugePageSizes,
+  hugepageSizeName,
+  hugetlbControllerAvailable,
+  isCgroupFileName,
+  podCgroupPath,
+  podResources,
+  resourceFiles,
+} from '../../../src/cgroups/cgroups.ts';
 
 test('slices expand into their parents as systemd does', () => {
   assert.equal(expandSlice('kubepods.slice'), '/kubepods.slice');
@@ -37,14 +50,36 @@ test('container cgroupsPath for the OCI spec and its filesystem path', () => {
 });
 
 test('resource files for cgroup v1 and v2', () => {
-  const r = { cpu_shares: 1024, cpu_period: 100000, cpu_quota: 50000, memory_limit_in_bytes: 1 << 28, cpuset_cpus: '0-1', cpuset_mems: '0', hugepage_limits: [{ page_size: '2MB', limit: 1 << 21 }], unified: { 'memory.high': '1000000' }, memory_swap_limit_in_bytes: 1 << 29 };
+  const r = {
+    cpu_shares: 1024,
+    cpu_period: 100000,
+    cpu_quota: 50000,
+    memory_limit_in_bytes: 1 << 28,
+    cpuset_cpus: '0-1',
+    cpuset_mems: '0',
+    hugepage_limits: [{ page_size: '2MB', limit: 1 << 21 }],
+    unified: { 'memory.high': '1000000' },
+    memory_swap_limit_in_bytes: 1 << 29,
+  };
   assert.deepEqual(resourceFiles(r, 'v1'), [
-    ['cpu.shares', '1024'], ['cpu.cfs_period_us', '100000'], ['cpu.cfs_quota_us', '50000'], ['memory.limit_in_bytes', String(1 << 28)],
-    ['memory.memsw.limit_in_bytes', String(1 << 29)], ['cpuset.cpus', '0-1'], ['cpuset.mems', '0'], ['hugetlb.2MB.limit_in_bytes', String(1 << 21)],
+    ['cpu.shares', '1024'],
+    ['cpu.cfs_period_us', '100000'],
+    ['cpu.cfs_quota_us', '50000'],
+    ['memory.limit_in_bytes', String(1 << 28)],
+    ['memory.memsw.limit_in_bytes', String(1 << 29)],
+    ['cpuset.cpus', '0-1'],
+    ['cpuset.mems', '0'],
+    ['hugetlb.2MB.limit_in_bytes', String(1 << 21)],
   ]);
   assert.deepEqual(resourceFiles(r, 'v2'), [
-    ['cpu.weight', '39'], ['cpu.max', '50000 100000'], ['memory.max', String(1 << 28)], ['memory.swap.max', String(1 << 28)],
-    ['cpuset.cpus', '0-1'], ['cpuset.mems', '0'], ['hugetlb.2MB.max', String(1 << 21)], ['memory.high', '1000000'],
+    ['cpu.weight', '39'],
+    ['cpu.max', '50000 100000'],
+    ['memory.max', String(1 << 28)],
+    ['memory.swap.max', String(1 << 28)],
+    ['cpuset.cpus', '0-1'],
+    ['cpuset.mems', '0'],
+    ['hugetlb.2MB.max', String(1 << 21)],
+    ['memory.high', '1000000'],
   ]);
   assert.deepEqual(resourceFiles({ cpu_quota: -1, cpu_period: 100000 }, 'v2'), [['cpu.max', 'max 100000']]);
   assert.deepEqual(resourceFiles({}, 'v1'), []);
@@ -52,7 +87,10 @@ test('resource files for cgroup v1 and v2', () => {
 });
 
 test('a pod total adds the sandbox overhead to its containers', () => {
-  const sum = podResources({ cpu_shares: 512, cpu_period: 100000, cpu_quota: 50000, memory_limit_in_bytes: 100 } as any, { cpu_shares: 10, cpu_period: 50000, cpu_quota: 5000, memory_limit_in_bytes: 20 } as any);
+  const sum = podResources(
+    { cpu_shares: 512, cpu_period: 100000, cpu_quota: 50000, memory_limit_in_bytes: 100 } as any,
+    { cpu_shares: 10, cpu_period: 50000, cpu_quota: 5000, memory_limit_in_bytes: 20 } as any,
+  );
   assert.equal(sum.cpu_shares, 522);
   assert.equal(sum.cpu_quota, 60000);
   assert.equal(sum.cpu_period, 100000);
@@ -105,7 +143,9 @@ test('hugepage sizes and cgroup file names: only plain names reach the cgroup di
     assert.throws(() => resourceFiles({ hugepage_limits: [{ page_size: bad, limit: 1 }] }, 'v1'), /invalid hugepage size/, bad);
     assert.throws(() => checkResources({ hugepage_limits: [{ page_size: bad, limit: 1 }] }), /invalid hugepage size/, bad);
   }
-  for (const good of ['memory.max', 'hugetlb.2MB.limit_in_bytes', 'memory.memsw.limit_in_bytes', 'io.bfq.weight', 'cpu.cfs_quota_us']) assert.ok(isCgroupFileName(good), good);
-  for (const bad of ['', 'memory', '../memory.max', 'a/b.c', '.memory.max', 'memory..max', 'memory.max/', 'memory.max\0', 'Memory.max']) assert.ok(!isCgroupFileName(bad), bad);
+  for (const good of ['memory.max', 'hugetlb.2MB.limit_in_bytes', 'memory.memsw.limit_in_bytes', 'io.bfq.weight', 'cpu.cfs_quota_us'])
+    assert.ok(isCgroupFileName(good), good);
+  for (const bad of ['', 'memory', '../memory.max', 'a/b.c', '.memory.max', 'memory..max', 'memory.max/', 'memory.max\0', 'Memory.max'])
+    assert.ok(!isCgroupFileName(bad), bad);
   assert.throws(() => checkResources({ unified: { 'memory..max': '1' } }), /invalid unified/);
 });

@@ -18,8 +18,16 @@ test('v2 files give CPU, memory, working set, swap and pids', () => {
     'pids.current': '3\n',
   });
   assert.deepEqual(usage, {
-    cpuNanos: 1_500_000, memoryUsage: 10000, workingSet: 7000, rss: 4000, pageFaults: 7, majorPageFaults: 1,
-    memoryLimit: 20000, swapUsage: 512, swapLimit: undefined, processes: 3,
+    cpuNanos: 1_500_000,
+    memoryUsage: 10000,
+    workingSet: 7000,
+    rss: 4000,
+    pageFaults: 7,
+    majorPageFaults: 1,
+    memoryLimit: 20000,
+    swapUsage: 512,
+    swapLimit: undefined,
+    processes: 3,
   });
 });
 
@@ -69,8 +77,21 @@ test('disk usage counts bytes and inodes of a writable layer', async (t) => {
 });
 
 test('stats of containers without a cgroup still carry their attributes and a zero writable layer', async () => {
-  const record: any = { id: 'c1', sandboxId: 'p1', config: { metadata: { name: 'n', attempt: 0 }, labels: { a: 'b' }, annotations: {} }, cgroupsPath: '', state: 'CONTAINER_EXITED', pid: 0 };
-  const stats = new StatsService({ containers: () => [record], sandboxes: () => [], driver: 'cgroupfs', writableDir: () => undefined, mountpoint: '/var/lib/tscri' });
+  const record: any = {
+    id: 'c1',
+    sandboxId: 'p1',
+    config: { metadata: { name: 'n', attempt: 0 }, labels: { a: 'b' }, annotations: {} },
+    cgroupsPath: '',
+    state: 'CONTAINER_EXITED',
+    pid: 0,
+  };
+  const stats = new StatsService({
+    containers: () => [record],
+    sandboxes: () => [],
+    driver: 'cgroupfs',
+    writableDir: () => undefined,
+    mountpoint: '/var/lib/tscri',
+  });
   const [s] = await stats.containerStats({ label_selector: { a: 'b' } });
   assert.equal(s!.attributes!.id, 'c1');
   assert.deepEqual(s!.writable_layer!.used_bytes, { value: 0 });

@@ -43,7 +43,11 @@ type Raw = { name: string; type?: 'file' | 'directory' | 'symlink' | 'link'; bod
 
 async function tarFile(file: string, items: Raw[]): Promise<void> {
   const p = pack();
-  for (const e of items) (p.entry as any)({ name: e.name, type: e.type ?? 'file', mode: e.type === 'directory' ? 0o755 : 0o644, linkname: e.linkname } as any, e.type && e.type !== 'file' ? undefined : (e.body ?? ''));
+  for (const e of items)
+    (p.entry as any)(
+      { name: e.name, type: e.type ?? 'file', mode: e.type === 'directory' ? 0o755 : 0o644, linkname: e.linkname } as any,
+      e.type && e.type !== 'file' ? undefined : (e.body ?? ''),
+    );
   p.finalize();
   const chunks: Buffer[] = [];
   for await (const c of p) chunks.push(c as Buffer);
@@ -127,7 +131,10 @@ test('archives without metadata, or with entries that leave the restore director
   await tarFile(noSpec, [{ name: 'config.dump', body: '{}' }]);
   await assert.rejects(readArchiveMetadata(noSpec), (e) => e instanceof ArchiveError && /no spec\.dump/.test(e.message));
   const notJson = join(dir, 'notjson.tar');
-  await tarFile(notJson, [{ name: 'config.dump', body: '{' }, { name: 'spec.dump', body: '{}' }]);
+  await tarFile(notJson, [
+    { name: 'config.dump', body: '{' },
+    { name: 'spec.dump', body: '{}' },
+  ]);
   await assert.rejects(readArchiveMetadata(notJson), (e) => e instanceof ArchiveError && /not JSON/.test(e.message));
   const notTar = join(dir, 'not.tar');
   await writeFile(notTar, 'hello, this is not a tar archive at all'.repeat(20));
@@ -136,8 +143,21 @@ test('archives without metadata, or with entries that leave the restore director
   const hostile: Array<[string, Raw[]]> = [
     ['dotdot', [{ name: '../../../escaped', body: 'x' }]],
     ['inside-dotdot', [{ name: 'checkpoint/../../../escaped', body: 'x' }]],
-    ['symlink', [{ name: 'checkpoint/', type: 'directory' }, { name: 'checkpoint/up', type: 'symlink', linkname: '../../..' }, { name: 'checkpoint/up/escaped', body: 'x' }]],
-    ['hardlink', [{ name: 'checkpoint/', type: 'directory' }, { name: 'checkpoint/l', type: 'link', linkname: '/etc/passwd' }]],
+    [
+      'symlink',
+      [
+        { name: 'checkpoint/', type: 'directory' },
+        { name: 'checkpoint/up', type: 'symlink', linkname: '../../..' },
+        { name: 'checkpoint/up/escaped', body: 'x' },
+      ],
+    ],
+    [
+      'hardlink',
+      [
+        { name: 'checkpoint/', type: 'directory' },
+        { name: 'checkpoint/l', type: 'link', linkname: '/etc/passwd' },
+      ],
+    ],
     ['diff-dir', [{ name: 'rootfs-diff.tar/', type: 'directory' }]],
   ];
   for (const [name, items] of hostile) {
@@ -178,10 +198,14 @@ test('a restore takes devices, security context and namespaces from the request 
   assert.deepEqual(merged.CDI_devices, []);
   assert.equal(merged.annotations?.['run.oci.keep_original_groups'], undefined);
   assert.equal(merged.linux?.security_context ?? null, plain.linux?.security_context ?? null, 'no security context of the archive');
-  assert.deepEqual(merged.command, ['sh'], 'the process settings are the archive\'s');
-  assert.equal(merged.linux?.resources?.memory_limit_in_bytes, 64 << 20, 'resources fall back to the archive\'s');
+  assert.deepEqual(merged.command, ['sh'], "the process settings are the archive's");
+  assert.equal(merged.linux?.resources?.memory_limit_in_bytes, 64 << 20, "resources fall back to the archive's");
 
-  const sc = { privileged: false, capabilities: { add_capabilities: [], drop_capabilities: ['NET_RAW'], add_ambient_capabilities: [] }, seccomp: { profile_type: 'RuntimeDefault', localhost_ref: '' } };
+  const sc = {
+    privileged: false,
+    capabilities: { add_capabilities: [], drop_capabilities: ['NET_RAW'], add_ambient_capabilities: [] },
+    seccomp: { profile_type: 'RuntimeDefault', localhost_ref: '' },
+  };
   const asked = containerConfig('restored', [], {
     devices: [{ host_path: '/dev/null', container_path: '/dev/mynull', permissions: 'r' }],
     linux: { resources: { memory_limit_in_bytes: 32 << 20 }, security_context: sc },
@@ -204,7 +228,11 @@ test('a config.dump with wrongly typed fields is refused with the field named', 
     [{ linux: { resources: { memory_limit_in_bytes: 'lots' } } }, /memory_limit_in_bytes/],
     [{ linux: { resources: { unified: { 'memory.max': 1 } } } }, /unified/],
   ] as const) {
-    assert.throws(() => validConfigDump({ ...base, containerConfig }), (e) => e instanceof RestoreError && field.test(e.message), JSON.stringify(containerConfig));
+    assert.throws(
+      () => validConfigDump({ ...base, containerConfig }),
+      (e) => e instanceof RestoreError && field.test(e.message),
+      JSON.stringify(containerConfig),
+    );
   }
   assert.throws(() => validConfigDump({ ...base, rootfsImageName: 42 }), RestoreError);
 });
@@ -212,7 +240,20 @@ test('a config.dump with wrongly typed fields is refused with the field named', 
 test('a restore keeps the archived process settings and takes metadata, labels, mounts and log path from the request', () => {
   const archived = containerConfig('counter', ['sh', '-c', 'count'], {
     envs: [{ key: 'A', value: '1' }],
-    mounts: [{ container_path: '/data', host_path: '/old/data', readonly: false, propagation: 'PROPAGATION_PRIVATE', selinux_relabel: false, uid_mappings: [], gid_mappings: [], recursive_read_only: false, image: null, image_sub_path: '' }],
+    mounts: [
+      {
+        container_path: '/data',
+        host_path: '/old/data',
+        readonly: false,
+        propagation: 'PROPAGATION_PRIVATE',
+        selinux_relabel: false,
+        uid_mappings: [],
+        gid_mappings: [],
+        recursive_read_only: false,
+        image: null,
+        image_sub_path: '',
+      },
+    ],
     annotations: { 'io.kubernetes.container.hash': 'old', keep: 'yes' },
     labels: { old: 'label' },
   });
@@ -229,14 +270,17 @@ test('a restore keeps the archived process settings and takes metadata, labels, 
   assert.equal(merged.metadata?.name, 'restored');
   assert.equal(merged.image?.image, 'registry/busybox:v1');
   assert.deepEqual(merged.labels, { fresh: 'label' });
-  assert.deepEqual(merged.annotations, { 'io.kubernetes.container.hash': 'new' }, 'annotations are the request\'s');
+  assert.deepEqual(merged.annotations, { 'io.kubernetes.container.hash': 'new' }, "annotations are the request's");
   assert.equal(merged.log_path, 'restored.log');
   assert.equal(merged.mounts[0]!.host_path, '/new/data');
   assert.equal(merged.mounts[0]!.readonly, true);
-  assert.throws(() => restoredConfig(archived, { ...request, mounts: [] }, 'x'), (e) => e instanceof RestoreError && /\/data/.test(e.message));
+  assert.throws(
+    () => restoredConfig(archived, { ...request, mounts: [] }, 'x'),
+    (e) => e instanceof RestoreError && /\/data/.test(e.message),
+  );
 });
 
-test('an archive whose config.dump asks for a host device, ALL capabilities and host namespaces restores with the request\'s settings', async (t) => {
+test("an archive whose config.dump asks for a host device, ALL capabilities and host namespaces restores with the request's settings", async (t) => {
   const { planRestore } = await import('../../../src/container/checkpoint.ts');
   const dir = await tempDir(t);
   const archive = join(dir, 'crafted.tar');
@@ -252,15 +296,32 @@ test('an archive whose config.dump asks for a host device, ALL capabilities and 
       },
     },
   });
-  const dump = { id: 'x', name: 'evil', rootfsImage: 'busybox', rootfsImageRef: 'sha256:' + 'b'.repeat(64), rootfsImageName: 'busybox', containerConfig: containerConfigDump };
+  const dump = {
+    id: 'x',
+    name: 'evil',
+    rootfsImage: 'busybox',
+    rootfsImageRef: 'sha256:' + 'b'.repeat(64),
+    rootfsImageName: 'busybox',
+    containerConfig: containerConfigDump,
+  };
   await tarFile(archive, [
     { name: 'checkpoint/', type: 'directory' },
     { name: 'config.dump', body: JSON.stringify(dump) },
     { name: 'spec.dump', body: JSON.stringify({ process: { capabilities: { bounding: ['CAP_SYS_ADMIN'] } }, linux: { devices: [{ path: '/dev/sda' }] } }) },
   ]);
-  const sc = { privileged: false, run_as_user: { value: 1000 }, capabilities: { add_capabilities: [], drop_capabilities: ['ALL'], add_ambient_capabilities: [] }, seccomp: { profile_type: 'RuntimeDefault', localhost_ref: '' }, namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD', target_id: '', userns_options: null } };
-  const request = containerConfig('restored', [], { image: { image: archive, annotations: {}, user_specified_image: '', runtime_handler: '' }, linux: { resources: null, security_context: sc } });
-  const resolve = async (ref: string) => (ref === 'busybox' ? { id: 'sha256:' + 'b'.repeat(64), repo_tags: ['busybox:latest'], repo_digests: [], config: {}, chainIds: [] } : undefined);
+  const sc = {
+    privileged: false,
+    run_as_user: { value: 1000 },
+    capabilities: { add_capabilities: [], drop_capabilities: ['ALL'], add_ambient_capabilities: [] },
+    seccomp: { profile_type: 'RuntimeDefault', localhost_ref: '' },
+    namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD', target_id: '', userns_options: null },
+  };
+  const request = containerConfig('restored', [], {
+    image: { image: archive, annotations: {}, user_specified_image: '', runtime_handler: '' },
+    linux: { resources: null, security_context: sc },
+  });
+  const resolve = async (ref: string) =>
+    ref === 'busybox' ? { id: 'sha256:' + 'b'.repeat(64), repo_tags: ['busybox:latest'], repo_digests: [], config: {}, chainIds: [] } : undefined;
   const plan = await planRestore(archive, request, resolve);
   assert.deepEqual(plan.config.devices, []);
   assert.deepEqual(plan.config.linux?.security_context, sc);

@@ -4,25 +4,45 @@ import { mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  archiveName, checkOutputDir, containerConfigMismatch, matchContainerConfigs, parseManifest, PodCheckpointError, podConfigMismatch, POD_MANIFEST, readPodCheckpoint, unsupportedOptions,
+  archiveName,
+  checkOutputDir,
+  containerConfigMismatch,
+  matchContainerConfigs,
+  parseManifest,
+  PodCheckpointError,
+  podConfigMismatch,
+  POD_MANIFEST,
+  readPodCheckpoint,
+  unsupportedOptions,
 } from '../../../src/checkpoint/pod.ts';
 
 const ID_A = 'a'.repeat(64);
 const ID_B = 'b'.repeat(64);
-const podConfig: any = { metadata: { name: 'p', namespace: 'n', uid: 'u1', attempt: 0 }, hostname: 'web', linux: { security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER' } }, sysctls: {} }, port_mappings: [] };
+const podConfig: any = {
+  metadata: { name: 'p', namespace: 'n', uid: 'u1', attempt: 0 },
+  hostname: 'web',
+  linux: { security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER' } }, sysctls: {} },
+  port_mappings: [],
+};
 const manifest = (over: Record<string, unknown> = {}) => ({
   version: 1,
   sandboxId: 'p'.repeat(64),
   runtimeHandler: 'runc',
   checkpointedTime: '2026-01-01T00:00:00.000Z',
   podConfig,
-  containers: [{ name: 'web', id: ID_A, archive: archiveName(ID_A) }, { name: 'side', id: ID_B, archive: archiveName(ID_B) }],
+  containers: [
+    { name: 'web', id: ID_A, archive: archiveName(ID_A) },
+    { name: 'side', id: ID_B, archive: archiveName(ID_B) },
+  ],
   ...over,
 });
 
 test('a manifest tscri wrote parses back', () => {
   const m = parseManifest(JSON.stringify(manifest()));
-  assert.deepEqual(m.containers.map((c) => c.name), ['web', 'side']);
+  assert.deepEqual(
+    m.containers.map((c) => c.name),
+    ['web', 'side'],
+  );
   assert.equal(m.podConfig.hostname, 'web');
 });
 
@@ -40,11 +60,36 @@ test('hostile manifests are refused with the reason', () => {
     [JSON.stringify(manifest({ containers: [{ name: '', id: ID_A, archive: archiveName(ID_A) }] })), /has no name/],
     [JSON.stringify(manifest({ containers: [{ name: 'x', id: '../../etc', archive: 'container-../../etc.tar' }] })), /no valid id/],
     [JSON.stringify(manifest({ containers: [{ name: 'x', id: ID_A, archive: '../../../etc/shadow' }] })), /expected container-a+\.tar/],
-    [JSON.stringify(manifest({ containers: [{ name: 'x', id: ID_A, archive: archiveName(ID_A) }, { name: 'x', id: ID_B, archive: archiveName(ID_B) }] })), /name "x" twice/],
-    [JSON.stringify(manifest({ containers: [{ name: 'x', id: ID_A, archive: archiveName(ID_A) }, { name: 'y', id: ID_A, archive: archiveName(ID_A) }] })), /id a+ twice/],
+    [
+      JSON.stringify(
+        manifest({
+          containers: [
+            { name: 'x', id: ID_A, archive: archiveName(ID_A) },
+            { name: 'x', id: ID_B, archive: archiveName(ID_B) },
+          ],
+        }),
+      ),
+      /name "x" twice/,
+    ],
+    [
+      JSON.stringify(
+        manifest({
+          containers: [
+            { name: 'x', id: ID_A, archive: archiveName(ID_A) },
+            { name: 'y', id: ID_A, archive: archiveName(ID_A) },
+          ],
+        }),
+      ),
+      /id a+ twice/,
+    ],
     [JSON.stringify(manifest({ containers: Array.from({ length: 2000 }, (_, i) => ({ name: `c${i}` })) })), /more than 1024/],
   ];
-  for (const [text, pattern] of bad) assert.throws(() => parseManifest(text as string), (e: unknown) => e instanceof PodCheckpointError && pattern.test((e as Error).message), String(text).slice(0, 80));
+  for (const [text, pattern] of bad)
+    assert.throws(
+      () => parseManifest(text as string),
+      (e: unknown) => e instanceof PodCheckpointError && pattern.test((e as Error).message),
+      String(text).slice(0, 80),
+    );
 });
 
 test('a checkpoint directory is read only when every file is a regular file of its own, and a huge manifest is refused unread', async (t) => {
@@ -95,18 +140,33 @@ test('restore-time pod configs may change names and uid, not what the processes 
   const moved = { ...podConfig, metadata: { ...podConfig.metadata, uid: 'u2' }, labels: { x: 'y' }, log_directory: '/var/log/pods/new' };
   assert.equal(podConfigMismatch(podConfig, moved), undefined);
   assert.match(podConfigMismatch(podConfig, { ...podConfig, hostname: 'other' })!, /hostname/);
-  assert.match(podConfigMismatch(podConfig, { ...podConfig, linux: { ...podConfig.linux, security_context: { namespace_options: { network: 'NODE', pid: 'CONTAINER' } } } })!, /security_context/);
+  assert.match(
+    podConfigMismatch(podConfig, {
+      ...podConfig,
+      linux: { ...podConfig.linux, security_context: { namespace_options: { network: 'NODE', pid: 'CONTAINER' } } },
+    })!,
+    /security_context/,
+  );
   assert.match(podConfigMismatch(podConfig, { ...podConfig, linux: { ...podConfig.linux, sysctls: { 'net.ipv4.ip_forward': '1' } } })!, /sysctls/);
   assert.match(podConfigMismatch(podConfig, { ...podConfig, port_mappings: [{ container_port: 80 }] })!, /port_mappings/);
   // Key order does not matter.
-  const reordered = JSON.parse(JSON.stringify({ port_mappings: [], linux: { sysctls: {}, security_context: { namespace_options: { pid: 'CONTAINER', network: 'POD' } } }, hostname: 'web' }));
+  const reordered = JSON.parse(
+    JSON.stringify({
+      port_mappings: [],
+      linux: { sysctls: {}, security_context: { namespace_options: { pid: 'CONTAINER', network: 'POD' } } },
+      hostname: 'web',
+    }),
+  );
   assert.equal(podConfigMismatch(podConfig, reordered), undefined);
 });
 
 test('a container config must describe the checkpointed process where it says anything', () => {
   const archived: any = { command: ['sh', '-c', 'run'], args: [], working_dir: '/w', envs: [{ key: 'A', value: { type: 'Buffer', data: [49] } }] };
   assert.equal(containerConfigMismatch(archived, { metadata: { name: 'c' } } as any), undefined);
-  assert.equal(containerConfigMismatch(archived, { command: ['sh', '-c', 'run'], working_dir: '/w', envs: [{ key: 'A', value: Buffer.from('1') }] } as any), undefined);
+  assert.equal(
+    containerConfigMismatch(archived, { command: ['sh', '-c', 'run'], working_dir: '/w', envs: [{ key: 'A', value: Buffer.from('1') }] } as any),
+    undefined,
+  );
   assert.match(containerConfigMismatch(archived, { command: ['sh'] } as any)!, /command/);
   assert.match(containerConfigMismatch(archived, { args: ['x'] } as any)!, /args/);
   assert.match(containerConfigMismatch(archived, { working_dir: '/' } as any)!, /working_dir/);

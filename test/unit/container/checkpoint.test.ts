@@ -22,12 +22,15 @@ const RUNC = '/usr/sbin/runc';
 /** A runtime that is runc for everything but `checkpoint`, which runs body instead. */
 async function fakeCheckpointRuntime(env: Env, body: string): Promise<void> {
   const script = join(env.dir, `runc-${Math.random().toString(36).slice(2)}`);
-  await writeFile(script, `#!/bin/sh
+  await writeFile(
+    script,
+    `#!/bin/sh
 for a in "$@"; do [ "$a" = checkpoint ] && fake=1; done
 if [ -z "$fake" ]; then exec ${RUNC} "$@"; fi
 while [ $# -gt 0 ]; do case "$1" in --image-path) img=$2; shift;; --work-path) work=$2; shift;; esac; shift; done
 ${body}
-`);
+`,
+  );
   await chmod(script, 0o755);
   const handlers = env.deps.config.runtime.handlers;
   handlers[env.deps.config.runtime.default_handler]!.path = script;
@@ -84,7 +87,10 @@ test('CheckpointContainer refuses unknown containers, bad locations and containe
 
 test('a checkpoint is archived with CRIU images, spec, metadata and rootfs diff, and the container runs on', async (t) => {
   const env = await setup(t);
-  await fakeCheckpointRuntime(env, 'mkdir -p "$img" && echo pages > "$img/pages-1.img" && echo inv > "$img/inventory.img" && echo stats > "$work/stats-dump" && exit 0');
+  await fakeCheckpointRuntime(
+    env,
+    'mkdir -p "$img" && echo pages > "$img/pages-1.img" && echo inv > "$img/inventory.img" && echo stats > "$work/stats-dump" && exit 0',
+  );
   const id = await running(t, env, 'counter');
   const upper = env.deps.upperDir(id);
   await mkdir(join(upper, 'etc'), { recursive: true });
@@ -96,7 +102,15 @@ test('a checkpoint is archived with CRIU images, spec, metadata and rootfs diff,
   await env.service.checkpoint(id, location, 30);
   assert.equal((await stat(location)).mode & 0o777, 0o600);
   const names = await tarNames(location);
-  assert.deepEqual([...names.keys()].sort(), ['checkpoint/', 'checkpoint/inventory.img', 'checkpoint/pages-1.img', 'config.dump', 'rootfs-diff.tar', 'spec.dump', 'stats-dump']);
+  assert.deepEqual([...names.keys()].sort(), [
+    'checkpoint/',
+    'checkpoint/inventory.img',
+    'checkpoint/pages-1.img',
+    'config.dump',
+    'rootfs-diff.tar',
+    'spec.dump',
+    'stats-dump',
+  ]);
   const spec = JSON.parse(names.get('spec.dump')!);
   assert.deepEqual(spec, JSON.parse(await readFile(join(env.service.get(id).bundle, 'config.json'), 'utf8')));
   const dump = JSON.parse(names.get('config.dump')!);
@@ -136,7 +150,11 @@ test('a checkpoint that fails or passes its timeout leaves no archive and the co
   for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 20));
   assert.equal(alive(pid), false, 'the checkpoint process group is killed');
   assert.equal(existsSync(location), false);
-  assert.deepEqual((await readdir(env.dir)).filter((n) => n.includes('slow.tar')), [], 'no temporary archive is left');
+  assert.deepEqual(
+    (await readdir(env.dir)).filter((n) => n.includes('slow.tar')),
+    [],
+    'no temporary archive is left',
+  );
   assert.deepEqual(await readdir(join(env.deps.config.root, 'checkpoints')), []);
   assert.equal(env.service.get(id).state, 'CONTAINER_RUNNING');
   assert.equal(runcStatus(env, id), 'running');

@@ -34,8 +34,19 @@ test('conmon runs a container that logs and exits with its code', async (t) => {
   const bundle = await makeBundle(f, id, ['/bin/sh', '-c', 'echo hello; echo oops >&2; printf partial; exit 7']);
   const logPath = join(f.logDir, 'c.log');
   const args = conmonCreateArgs({
-    conmonPath: CONMON, runtimePath: RUNC, runtimeArgs: runtime.globalArgs(), id, name: 'c', bundle,
-    exitDir: f.exitDir, socketDir: f.socketDir, logPath, terminal: false, stdin: false, stdinOnce: false, systemdCgroup: false,
+    conmonPath: CONMON,
+    runtimePath: RUNC,
+    runtimeArgs: runtime.globalArgs(),
+    id,
+    name: 'c',
+    bundle,
+    exitDir: f.exitDir,
+    socketDir: f.socketDir,
+    logPath,
+    terminal: false,
+    stdin: false,
+    stdinOnce: false,
+    systemdCgroup: false,
   });
   const conmon = spawnConmon(CONMON, args, bundle, false);
   const first = await firstSyncMessage(conmon, conmon.sync, 30_000);
@@ -56,7 +67,11 @@ test('conmon runs a container that logs and exits with its code', async (t) => {
   const parsed = lines.map((l) => re.exec(l)).map((m) => (m ? [m[1], m[2], m[3]] : null));
   assert.deepEqual(
     parsed.filter((p) => p !== null).sort(),
-    [['stderr', 'F', 'oops'], ['stdout', 'F', 'hello'], ['stdout', 'P', 'partial']].sort(),
+    [
+      ['stderr', 'F', 'oops'],
+      ['stdout', 'F', 'hello'],
+      ['stdout', 'P', 'partial'],
+    ].sort(),
     log,
   );
 

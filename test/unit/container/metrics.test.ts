@@ -1,7 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { detailFromV1, detailFromV2, parseBlkioV1, parseIoStat, parsePressure, weightToShares } from '../../../src/cgroups/stats.ts';
-import { BASE_LABEL_KEYS, containerMetrics, metricDescriptors, parseMaxOpenFiles, parseNetDevCounters, podMetrics, type ContainerFacts } from '../../../src/container/metrics.ts';
+import {
+  BASE_LABEL_KEYS,
+  containerMetrics,
+  metricDescriptors,
+  parseMaxOpenFiles,
+  parseNetDevCounters,
+  podMetrics,
+  type ContainerFacts,
+} from '../../../src/container/metrics.ts';
 
 // What critest (cri-tools 1.36) expects ListMetricDescriptors to list.
 const CRITEST_NAMES = `container_blkio_device_usage_total container_cpu_cfs_periods_total container_cpu_cfs_throttled_periods_total
@@ -22,14 +30,23 @@ container_start_time_seconds container_threads container_threads_max container_u
 test('descriptors: every cAdvisor name critest expects, each with help and the base label keys first', () => {
   const descs = metricDescriptors();
   const names = new Set(descs.map((d) => d.name));
-  assert.deepEqual(CRITEST_NAMES.filter((n) => !names.has(n)), []);
+  assert.deepEqual(
+    CRITEST_NAMES.filter((n) => !names.has(n)),
+    [],
+  );
   assert.equal(names.size, descs.length, 'names are unique');
   for (const d of descs) {
     assert.ok(d.help, d.name);
     assert.deepEqual(d.label_keys!.slice(0, BASE_LABEL_KEYS.length), BASE_LABEL_KEYS, d.name);
   }
   assert.deepEqual(descs.find((d) => d.name === 'container_network_receive_bytes_total')!.label_keys, [...BASE_LABEL_KEYS, 'interface']);
-  assert.deepEqual(descs.find((d) => d.name === 'container_blkio_device_usage_total')!.label_keys, [...BASE_LABEL_KEYS, 'device', 'major', 'minor', 'operation']);
+  assert.deepEqual(descs.find((d) => d.name === 'container_blkio_device_usage_total')!.label_keys, [
+    ...BASE_LABEL_KEYS,
+    'device',
+    'major',
+    'minor',
+    'operation',
+  ]);
 });
 
 const V1_FILES = {
@@ -62,7 +79,17 @@ const V1_FILES = {
 
 test('v1 detail: CPU split and throttling, memory breakdown, OOM kills, limits, block I/O, hugepages, pressure', () => {
   const d = detailFromV1(V1_FILES);
-  assert.deepEqual(d.cpu, { totalNanos: 3.5e9, userNanos: 2e9, systemNanos: 1.5e9, periods: 40, throttledPeriods: 4, throttledNanos: 2.5e9, shares: 1024, quota: 20000, period: 100000 });
+  assert.deepEqual(d.cpu, {
+    totalNanos: 3.5e9,
+    userNanos: 2e9,
+    systemNanos: 1.5e9,
+    periods: 40,
+    throttledPeriods: 4,
+    throttledNanos: 2.5e9,
+    shares: 1024,
+    quota: 20000,
+    period: 100000,
+  });
   assert.equal(d.memory.cache, 3000);
   assert.equal(d.memory.mappedFile, 500);
   assert.equal(d.memory.workingSet, 9000);
@@ -105,7 +132,17 @@ test('v2 detail: cpu.max, weight as shares, memory.events, swap limit as memory 
     'hugetlb.2MB.current': '0\n',
     'cgroup.procs': '7\n',
   });
-  assert.deepEqual(d.cpu, { totalNanos: 3e6, userNanos: 2e6, systemNanos: 1e6, periods: 5, throttledPeriods: 1, throttledNanos: 7e5, shares: 2597, quota: 20000, period: 100000 });
+  assert.deepEqual(d.cpu, {
+    totalNanos: 3e6,
+    userNanos: 2e6,
+    systemNanos: 1e6,
+    periods: 5,
+    throttledPeriods: 1,
+    throttledNanos: 7e5,
+    shares: 2597,
+    quota: 20000,
+    period: 100000,
+  });
   assert.equal(d.memory.maxUsage, 15000);
   assert.equal(d.memory.kernel, 900);
   assert.equal(d.memory.failcnt, 6);
@@ -158,15 +195,24 @@ test('samples line up with their descriptor: base label values, then the extra o
     assert.equal(m.timestamp, 5);
   }
   const by = (name: string) => metrics.filter((m) => m.name === name);
-  assert.deepEqual(by('container_cpu_usage_seconds_total').map((m) => [m.value!.value, m.label_values![5]]), [[3, 'total']]);
+  assert.deepEqual(
+    by('container_cpu_usage_seconds_total').map((m) => [m.value!.value, m.label_values![5]]),
+    [[3, 'total']],
+  );
   assert.equal(by('container_cpu_cfs_throttled_seconds_total')[0]!.value!.value, 2);
-  assert.deepEqual(by('container_fs_reads_bytes_total').map((m) => [m.value!.value, m.label_values![5]]), [[4096, '/dev/sda']]);
+  assert.deepEqual(
+    by('container_fs_reads_bytes_total').map((m) => [m.value!.value, m.label_values![5]]),
+    [[4096, '/dev/sda']],
+  );
   assert.equal(by('container_memory_failures_total').length, 4);
   assert.equal(by('container_threads_max')[0]!.value!.value, 0, 'no pids limit reads 0');
   assert.equal(by('container_pressure_cpu_waiting_seconds_total')[0]!.value!.value, 2);
   assert.equal(by('container_pressure_io_waiting_seconds_total').length, 0, 'absent pressure files give no sample');
   assert.equal(by('container_spec_memory_reservation_limit_bytes')[0]!.value!.value, 0);
-  assert.deepEqual(by('container_ulimits_soft').map((m) => [m.value!.value, m.label_values![5]]), [[1024, 'max_open_files']]);
+  assert.deepEqual(
+    by('container_ulimits_soft').map((m) => [m.value!.value, m.label_values![5]]),
+    [[1024, 'max_open_files']],
+  );
 
   const net = podMetrics(pod, { interfaces: parseNetDevCounters(NET_DEV).filter((i) => i.name !== 'lo') }, 5);
   assert.deepEqual(net.find((m) => m.name === 'container_network_receive_packets_total')!.label_values, ['p1', '', 'ns-a', 'pod-a', 'POD', 'eth0']);

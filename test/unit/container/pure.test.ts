@@ -2,7 +2,16 @@
 // conmon's sync and control messages, output caps.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { exitReason, matchesFilter, pickRepoDigest, reservationName, stopSignal, toContainer, toStatus, type ContainerRecord } from '../../../src/container/record.ts';
+import {
+  exitReason,
+  matchesFilter,
+  pickRepoDigest,
+  reservationName,
+  stopSignal,
+  toContainer,
+  toStatus,
+  type ContainerRecord,
+} from '../../../src/container/record.ts';
 import { execProcess } from '../../../src/container/ops/exec.ts';
 import { criLogPath } from '../../../src/container/ops/create.ts';
 import { conmonCreateArgs, ctlMessage, CTL_REOPEN_LOG, CTL_RESIZE, parseSyncMessages } from '../../../src/container/conmon.ts';
@@ -61,7 +70,21 @@ test('conmon sync messages and control messages', () => {
 });
 
 test('conmon create arguments', () => {
-  const args = conmonCreateArgs({ conmonPath: '/c', runtimePath: '/r', runtimeArgs: ['--root', '/run/x'], id: 'ID', name: 'N', socketDir: '/s', terminal: true, stdin: true, stdinOnce: false, bundle: '/b', exitDir: '/e', logPath: '/l/0.log', systemdCgroup: false });
+  const args = conmonCreateArgs({
+    conmonPath: '/c',
+    runtimePath: '/r',
+    runtimeArgs: ['--root', '/run/x'],
+    id: 'ID',
+    name: 'N',
+    socketDir: '/s',
+    terminal: true,
+    stdin: true,
+    stdinOnce: false,
+    bundle: '/b',
+    exitDir: '/e',
+    logPath: '/l/0.log',
+    systemdCgroup: false,
+  });
   assert.ok(args.includes('--terminal') && args.includes('--stdin') && args.includes('--leave-stdin-open'));
   assert.ok(args.includes('--runtime-arg=--root') && args.includes('--runtime-arg=/run/x'));
   assert.equal(args[args.indexOf('--log-path') + 1], 'k8s-file:/l/0.log');
@@ -124,7 +147,14 @@ test('image_ref is the repo digest of the repository the container named; the li
   assert.equal(pickRepoDigest(digests, ['docker.io/library/busybox:1.36', 'sha256:' + 'c'.repeat(64)]), digests[1]);
   assert.equal(pickRepoDigest(digests, ['', 'sha256:' + 'c'.repeat(64)]), digests[0]);
   assert.equal(pickRepoDigest([], ['busybox']), undefined);
-  const record = { id: 'c', sandboxId: 'p', config: { metadata: { name: 'c' }, image: { image: 'busybox' } }, imageRef: 'busybox', imageId: 'sha256:' + 'c'.repeat(64), imageRepoDigest: digests[1] } as unknown as ContainerRecord;
+  const record = {
+    id: 'c',
+    sandboxId: 'p',
+    config: { metadata: { name: 'c' }, image: { image: 'busybox' } },
+    imageRef: 'busybox',
+    imageId: 'sha256:' + 'c'.repeat(64),
+    imageRepoDigest: digests[1],
+  } as unknown as ContainerRecord;
   assert.equal(toStatus(record).image_ref, digests[1]);
   assert.equal(toStatus(record).image_id, record.imageId);
   assert.equal(toContainer(record).image_ref, record.imageId);

@@ -44,7 +44,8 @@ export async function setup(t: any, options: { root?: string } = {}): Promise<En
     config,
     log: pino({ level: 'silent' }),
     sandbox: (id) => (id === sandbox.id ? sandbox : undefined),
-    resolveImage: async (ref) => (ref === 'busybox' ? { id: 'sha256:' + 'b'.repeat(64), repo_tags: ['busybox:latest'], repo_digests: [], config: { config: {} }, chainIds: [] } : undefined),
+    resolveImage: async (ref) =>
+      ref === 'busybox' ? { id: 'sha256:' + 'b'.repeat(64), repo_tags: ['busybox:latest'], repo_digests: [], config: { config: {} }, chainIds: [] } : undefined,
     prepareRootfs: async () => undefined,
     removeRootfs: async () => undefined,
     upperDir: (id) => join(dir, 'upper-' + id),
@@ -64,7 +65,10 @@ export async function setup(t: any, options: { root?: string } = {}): Promise<En
       return spec;
     },
     cgroupsPath: (_s, id) => `/tscri-test-${id.slice(0, 16)}`,
-    ociResources: (r) => ({ cpu: { shares: r.cpu_shares || undefined, quota: r.cpu_quota || undefined, period: r.cpu_period || undefined }, memory: r.memory_limit_in_bytes ? { limit: r.memory_limit_in_bytes, swap: r.memory_limit_in_bytes } : undefined }),
+    ociResources: (r) => ({
+      cpu: { shares: r.cpu_shares || undefined, quota: r.cpu_quota || undefined, period: r.cpu_period || undefined },
+      memory: r.memory_limit_in_bytes ? { limit: r.memory_limit_in_bytes, swap: r.memory_limit_in_bytes } : undefined,
+    }),
   };
   const service = new ContainerService(deps);
   await service.load();
@@ -117,4 +121,3 @@ export function alive(pid: number): boolean {
     return false;
   }
 }
-

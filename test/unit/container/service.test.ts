@@ -21,7 +21,10 @@ test('a container runs, logs to the CRI log file and exits with its code', async
   assert.ok(Number(created.created_at) > 0);
   assert.equal(created.image_id, 'sha256:' + 'b'.repeat(64));
   assert.equal(created.image?.image, 'busybox');
-  assert.deepEqual(service.list({ id: id.slice(0, 8), state: null, pod_sandbox_id: '', label_selector: {} }).map((c) => c.id), [id]);
+  assert.deepEqual(
+    service.list({ id: id.slice(0, 8), state: null, pod_sandbox_id: '', label_selector: {} }).map((c) => c.id),
+    [id],
+  );
   assert.deepEqual(service.list({ id: '', state: { state: 'CONTAINER_RUNNING' }, pod_sandbox_id: '', label_selector: {} }), []);
   assert.deepEqual(service.list({ id: '', state: null, pod_sandbox_id: '', label_selector: { app: 'other' } }), []);
 
@@ -39,16 +42,25 @@ test('a container runs, logs to the CRI log file and exits with its code', async
 
   await service.remove(id);
   await service.remove(id);
-  assert.throws(() => service.get(id), (e: Error) => toStatus(e).code === grpcStatus.NOT_FOUND);
+  assert.throws(
+    () => service.get(id),
+    (e: Error) => toStatus(e).code === grpcStatus.NOT_FOUND,
+  );
   await access(join(dir, 'logs', 'hello.log'));
 });
 
 test('names are reserved until removal; unknown pods and images are refused', async (t) => {
   const { service, sandbox } = await setup(t);
   const id = await service.create(sandbox.id, containerConfig('one', ['/bin/true']), null);
-  await assert.rejects(service.create(sandbox.id, containerConfig('one', ['/bin/true']), null), (e: Error) => toStatus(e).code === grpcStatus.ALREADY_EXISTS && e.message.includes(id));
+  await assert.rejects(
+    service.create(sandbox.id, containerConfig('one', ['/bin/true']), null),
+    (e: Error) => toStatus(e).code === grpcStatus.ALREADY_EXISTS && e.message.includes(id),
+  );
   await assert.rejects(service.create('nope', containerConfig('two', ['/bin/true']), null), (e: Error) => toStatus(e).code === grpcStatus.NOT_FOUND);
-  await assert.rejects(service.create(sandbox.id, { ...containerConfig('two', ['/bin/true']), image: { image: 'missing' } }, null), (e: Error) => toStatus(e).code === grpcStatus.NOT_FOUND && /pull/.test(e.message));
+  await assert.rejects(
+    service.create(sandbox.id, { ...containerConfig('two', ['/bin/true']), image: { image: 'missing' } }, null),
+    (e: Error) => toStatus(e).code === grpcStatus.NOT_FOUND && /pull/.test(e.message),
+  );
   await service.remove(id);
   const again = await service.create(sandbox.id, containerConfig('one', ['/bin/true']), null);
   assert.notEqual(again, id);
@@ -111,7 +123,11 @@ test('a stop whose exit cannot be written (disk full) fails, and memory and disk
   await assert.rejects(service.stop(id, 0), (e: Error) => toStatus(e).code === grpcStatus.RESOURCE_EXHAUSTED && /ENOSPC/.test(e.message));
   assert.equal(await onDisk(), 'CONTAINER_RUNNING');
   assert.equal(service.get(id).state, 'CONTAINER_RUNNING', 'memory says what the disk says');
-  assert.deepEqual((await readdir(join(disk.dir, 'root', 'containers'))).filter((n) => n.includes('.tmp-')), [], 'no temporary file is left');
+  assert.deepEqual(
+    (await readdir(join(disk.dir, 'root', 'containers'))).filter((n) => n.includes('.tmp-')),
+    [],
+    'no temporary file is left',
+  );
 
   await rm(filler);
   await service.stop(id, 0);
@@ -123,7 +139,11 @@ test('a stop whose exit cannot be written (disk full) fails, and memory and disk
 
 test('stop honours a trapped SIGTERM with SIGKILL after the timeout; a handled SIGTERM exits cleanly', async (t) => {
   const { service, sandbox } = await setup(t);
-  const stubborn = await service.create(sandbox.id, containerConfig('stubborn', ['/bin/sh', '-c', 'trap "" TERM; echo ready; while true; do sleep 0.1; done']), null);
+  const stubborn = await service.create(
+    sandbox.id,
+    containerConfig('stubborn', ['/bin/sh', '-c', 'trap "" TERM; echo ready; while true; do sleep 0.1; done']),
+    null,
+  );
   const polite = await service.create(sandbox.id, containerConfig('polite', ['/bin/sh', '-c', 'trap "exit 0" TERM; while true; do sleep 0.1; done']), null);
   await service.start(stubborn);
   await service.start(polite);
@@ -140,7 +160,11 @@ test('stop honours a trapped SIGTERM with SIGKILL after the timeout; a handled S
 
 test('ExecSync returns output and exit code, and a timed-out command is killed', async (t) => {
   const { service, sandbox } = await setup(t);
-  const id = await service.create(sandbox.id, containerConfig('exec', ['/bin/sh', '-c', 'while true; do sleep 1; done'], { envs: [{ key: 'GREETING', value: 'hi' }] }), null);
+  const id = await service.create(
+    sandbox.id,
+    containerConfig('exec', ['/bin/sh', '-c', 'while true; do sleep 1; done'], { envs: [{ key: 'GREETING', value: 'hi' }] }),
+    null,
+  );
   await service.start(id);
   const result = await service.execSync(id, ['/bin/sh', '-c', 'echo $GREETING; echo bad >&2; exit 4'], 10);
   assert.equal(result.stdout.toString(), 'hi\n');
@@ -155,7 +179,11 @@ test('ExecSync returns output and exit code, and a timed-out command is killed',
 test('a memory limit that is exceeded reads OOMKilled', async (t) => {
   const { service, sandbox } = await setup(t);
   const linux = { resources: { memory_limit_in_bytes: 16 * 1024 * 1024 }, security_context: null };
-  const id = await service.create(sandbox.id, containerConfig('hog', ['/bin/sh', '-c', 'x=$(head -c 200000000 /dev/zero | tr "\\0" a); echo survived'], { linux }), null);
+  const id = await service.create(
+    sandbox.id,
+    containerConfig('hog', ['/bin/sh', '-c', 'x=$(head -c 200000000 /dev/zero | tr "\\0" a); echo survived'], { linux }),
+    null,
+  );
   await service.start(id);
   await waitState(service, id, 'CONTAINER_EXITED');
   assert.equal(service.get(id).reason, 'OOMKilled');

@@ -109,7 +109,7 @@ test('a container with a terminal can be attached to with a tty and resized', as
   assert.equal(service.get(id).exitCode, 4);
 });
 
-test('attach with stdin_once: the client closing stdin closes the container\'s stdin; output flows until it exits', { timeout: 30_000 }, async (t) => {
+test("attach with stdin_once: the client closing stdin closes the container's stdin; output flows until it exits", { timeout: 30_000 }, async (t) => {
   const { service, sandbox } = await setup(t);
   const streams = containerStreams(service, '/usr/bin/conmon');
   const script = 'while read line; do echo "got $line"; done; echo "stdin closed"';

@@ -9,16 +9,19 @@ import { retryAfter } from '../../../src/image/registry.ts';
 /** A response whose body yields `chunks` chunks of `size` bytes, counting what was pulled from it. */
 function streamed(chunks: number, size: number, headers: Record<string, string> = {}) {
   const state = { pulled: 0, cancelled: false };
-  const body = new ReadableStream<Uint8Array>({
-    pull(controller) {
-      if (state.pulled >= chunks) return controller.close();
-      state.pulled++;
-      controller.enqueue(new Uint8Array(size).fill(0x61));
+  const body = new ReadableStream<Uint8Array>(
+    {
+      pull(controller) {
+        if (state.pulled >= chunks) return controller.close();
+        state.pulled++;
+        controller.enqueue(new Uint8Array(size).fill(0x61));
+      },
+      cancel() {
+        state.cancelled = true;
+      },
     },
-    cancel() {
-      state.cancelled = true;
-    },
-  }, { highWaterMark: 0 });
+    { highWaterMark: 0 },
+  );
   return { res: new Response(body, { headers }), state };
 }
 
@@ -32,7 +35,10 @@ test('a body within the limit is read whole, each chunk reported', async () => {
 
 test('a body over the limit stops being read and fails naming it', async () => {
   const { res, state } = streamed(Infinity, 64 * 1024);
-  await assert.rejects(readBody(res, 1024 * 1024, 'manifest v1 from r.example'), (e: any) => e instanceof TooLargeError && e.message === 'manifest v1 from r.example is larger than 1 MiB');
+  await assert.rejects(
+    readBody(res, 1024 * 1024, 'manifest v1 from r.example'),
+    (e: any) => e instanceof TooLargeError && e.message === 'manifest v1 from r.example is larger than 1 MiB',
+  );
   assert.ok(state.pulled <= 18, `${state.pulled} chunks read`);
   assert.ok(state.cancelled);
 });

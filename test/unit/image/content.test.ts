@@ -63,14 +63,20 @@ test('PullImageRequest.auth: username/password, base64 auth, tokens; empty is no
   assert.equal(credentialsFrom(null), undefined);
   assert.equal(credentialsFrom({ username: '', password: '', auth: '', identity_token: '', registry_token: '' }), undefined);
   assert.deepEqual(credentialsFrom({ username: 'u', password: 'p' }), { username: 'u', password: 'p', identityToken: undefined, registryToken: undefined });
-  assert.deepEqual(credentialsFrom({ auth: Buffer.from('bob:pa:ss').toString('base64') }), { username: 'bob', password: 'pa:ss', identityToken: undefined, registryToken: undefined });
+  assert.deepEqual(credentialsFrom({ auth: Buffer.from('bob:pa:ss').toString('base64') }), {
+    username: 'bob',
+    password: 'pa:ss',
+    identityToken: undefined,
+    registryToken: undefined,
+  });
   assert.equal(credentialsFrom({ identity_token: 'refresh' })?.identityToken, 'refresh');
   assert.equal(credentialsFrom({ registry_token: 'bearer' })?.registryToken, 'bearer');
 });
 
 test('WWW-Authenticate challenges and Content-Range', () => {
   assert.deepEqual(parseChallenge('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull"'), {
-    scheme: 'bearer', params: { realm: 'https://auth.docker.io/token', service: 'registry.docker.io', scope: 'repository:library/busybox:pull' },
+    scheme: 'bearer',
+    params: { realm: 'https://auth.docker.io/token', service: 'registry.docker.io', scope: 'repository:library/busybox:pull' },
   });
   assert.deepEqual(parseChallenge('Basic realm="Registry Realm"'), { scheme: 'basic', params: { realm: 'Registry Realm' } });
   assert.equal(rangeStart('bytes 100-199/200'), 100);

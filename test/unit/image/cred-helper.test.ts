@@ -65,11 +65,20 @@ test('auth files: auths, credHelpers and credsStore are read; malformed files ar
   t.after(() => rm(dir, { recursive: true, force: true }));
   const file = join(dir, 'auth.json');
   assert.deepEqual(await readAuthFile(join(dir, 'absent.json')), { auths: {}, credHelpers: {}, credsStore: '' });
-  await writeFile(file, JSON.stringify({ auths: { 'r.example': { auth: Buffer.from('u:p').toString('base64') } }, credHelpers: { 'h.example': 'good' }, credsStore: 'store' }));
+  await writeFile(
+    file,
+    JSON.stringify({ auths: { 'r.example': { auth: Buffer.from('u:p').toString('base64') } }, credHelpers: { 'h.example': 'good' }, credsStore: 'store' }),
+  );
   const read = await readAuthFile(file);
   assert.equal(read.credHelpers['h.example'], 'good');
   assert.equal(read.credsStore, 'store');
-  for (const bad of ['{"auths": {"x": {"auth": "hunter2"', '{"auths": {"x": {"auth": 5}}, "p": "hunter2"}', '["hunter2"]', '{"credHelpers": {"x": ["hunter2"]}}', '{"credsStore": {"hunter2": 1}}']) {
+  for (const bad of [
+    '{"auths": {"x": {"auth": "hunter2"',
+    '{"auths": {"x": {"auth": 5}}, "p": "hunter2"}',
+    '["hunter2"]',
+    '{"credHelpers": {"x": ["hunter2"]}}',
+    '{"credsStore": {"hunter2": 1}}',
+  ]) {
     await writeFile(file, bad);
     const err = await readAuthFile(file).catch((e) => e);
     assert.ok(err instanceof CredentialSourceError, bad);
@@ -85,7 +94,9 @@ test('helpers are asked for the host the credentials go to, after the request an
   });
   const before = process.env.PATH;
   process.env.PATH = `${dir}:${before}`;
-  t.after(() => { process.env.PATH = before; });
+  t.after(() => {
+    process.env.PATH = before;
+  });
   const authFile = join(dir, 'config.json');
   await writeFile(authFile, JSON.stringify({ auths: { 'https://filed.example': { auth: Buffer.from('filed:pw').toString('base64') } } }));
   const sources = (extra: object = {}) => ({
@@ -98,12 +109,28 @@ test('helpers are asked for the host the credentials go to, after the request an
   const mirror = (host: string) => ({ host, ownServer: false });
   // printf gets no newline from stdin: `read` fails but keeps what it read.
   assert.equal((await lookupCredentials(own('ecr.example'), 'ecr.example', sources())).username, 'for:ecr.example');
-  assert.equal((await lookupCredentials(own('ecr.example'), 'ecr.example', sources({ requested: { username: 'asked', password: 'p' } }))).username, 'asked', 'the request comes first');
+  assert.equal(
+    (await lookupCredentials(own('ecr.example'), 'ecr.example', sources({ requested: { username: 'asked', password: 'p' } }))).username,
+    'asked',
+    'the request comes first',
+  );
   assert.equal((await lookupCredentials(own('static.example'), 'static.example', sources())).username, 'static', '[registry.auths] before helpers');
-  assert.equal((await lookupCredentials(own('filed.example'), 'filed.example', sources())).username, 'filed', 'the auth file\'s auths');
+  assert.equal((await lookupCredentials(own('filed.example'), 'filed.example', sources())).username, 'filed', "the auth file's auths");
   assert.deepEqual(await lookupCredentials(own('other.example'), 'other.example', sources()), {}, 'no helper for this host: anonymous');
-  assert.deepEqual(await lookupCredentials(mirror('mirror.example'), 'ecr.example', sources()), {}, 'a mirror of ecr.example gets nothing of ecr.example\'s helper');
-  assert.equal((await lookupCredentials(mirror('ecr.example'), 'victim.example', sources())).username, 'for:ecr.example', 'a mirror is asked about under its own name');
+  assert.deepEqual(
+    await lookupCredentials(mirror('mirror.example'), 'ecr.example', sources()),
+    {},
+    "a mirror of ecr.example gets nothing of ecr.example's helper",
+  );
+  assert.equal(
+    (await lookupCredentials(mirror('ecr.example'), 'victim.example', sources())).username,
+    'for:ecr.example',
+    'a mirror is asked about under its own name',
+  );
   const store = sources({ helpers: { credHelpers: {}, credsStore: 'echo', authFile: '' } });
-  assert.equal((await lookupCredentials(own('registry-1.docker.io'), 'docker.io', store)).username, 'for:https://index.docker.io/v1/', 'Docker Hub under its helper address');
+  assert.equal(
+    (await lookupCredentials(own('registry-1.docker.io'), 'docker.io', store)).username,
+    'for:https://index.docker.io/v1/',
+    'Docker Hub under its helper address',
+  );
 });

@@ -29,9 +29,19 @@ test('the registry gets the request credentials, else its configured ones; a mir
   assert.equal(serverHost('https://index.docker.io/v1/'), 'index.docker.io');
 });
 
-test('only the server of a registry\'s own hosts.toml is its own server', () => {
+test("only the server of a registry's own hosts.toml is its own server", () => {
   const text = 'server = "https://victim.local"\n[host."https://mirror.example:5000"]\ncapabilities = ["pull"]\n';
-  assert.deepEqual(parseHostsToml(text, 'victim.local').map((e) => [e.host, e.ownServer]), [['mirror.example:5000', false], ['victim.local', true]]);
-  assert.deepEqual(parseHostsToml(text, 'victim.local', '/', false).map((e) => e.ownServer), [false, false], 'a server from _default serves every registry');
+  assert.deepEqual(
+    parseHostsToml(text, 'victim.local').map((e) => [e.host, e.ownServer]),
+    [
+      ['mirror.example:5000', false],
+      ['victim.local', true],
+    ],
+  );
+  assert.deepEqual(
+    parseHostsToml(text, 'victim.local', '/', false).map((e) => e.ownServer),
+    [false, false],
+    'a server from _default serves every registry',
+  );
   assert.equal(parseHostsToml('', 'victim.local', '/', false)[0]!.ownServer, true, 'without a server, the registry itself');
 });

@@ -38,9 +38,14 @@ async function setup(options: { hosts?: Record<string, string>; deadline?: numbe
   await snapshots.load();
   const controller = new AbortController();
   const ctx: PullContext = {
-    config, log: pino({ level: 'silent' }), content, snapshots, signal: controller.signal,
+    config,
+    log: pino({ level: 'silent' }),
+    content,
+    snapshots,
+    signal: controller.signal,
     credentials: async () => options.credentials ?? {},
-    created: { blobs: new Set(), chains: new Set() }, using: { blobs: new Set(), chains: new Set() },
+    created: { blobs: new Set(), chains: new Set() },
+    using: { blobs: new Set(), chains: new Set() },
   };
   return { ctx, content, snapshots, controller, blobsDir: content.dir };
 }
@@ -51,7 +56,13 @@ async function fake(): Promise<FakeRegistry> {
   return f;
 }
 
-const files = [[{ name: 'etc/', type: 'directory' as const }, { name: 'etc/hello', body: 'hello\n' }], [{ name: 'data', body: randomBytes(200_000) }]];
+const files = [
+  [
+    { name: 'etc/', type: 'directory' as const },
+    { name: 'etc/hello', body: 'hello\n' },
+  ],
+  [{ name: 'data', body: randomBytes(200_000) }],
+];
 
 test('a pull stores config and layers and unpacks each layer once', async () => {
   const reg = await fake();
@@ -77,7 +88,7 @@ test('server errors and cut connections are retried; a cut blob resumes with a r
   let manifestFailures = 2;
   let cut = 1;
   reg.hook = (req, res, f) => {
-    if (req.url?.includes('/manifests/') && manifestFailures-- > 0) return void res.writeHead(503).end(), true;
+    if (req.url?.includes('/manifests/') && manifestFailures-- > 0) return (void res.writeHead(503).end(), true);
     if (req.url?.endsWith(big) && cut-- > 0) {
       const blob = f.blobs.get(big)!;
       res.writeHead(200, { 'content-length': blob.length });
@@ -128,9 +139,9 @@ test('blobs redirected to storage elsewhere are fetched without the registry cre
   const storagePort = (storage.address() as { port: number }).port;
   const basic = `Basic ${Buffer.from('u:p').toString('base64')}`;
   reg.hook = (req, res) => {
-    if (req.headers.authorization !== basic) return void res.writeHead(401, { 'www-authenticate': 'Basic realm="x"' }).end(), true;
+    if (req.headers.authorization !== basic) return (void res.writeHead(401, { 'www-authenticate': 'Basic realm="x"' }).end(), true);
     const m = /\/blobs\/(sha256:.+)$/.exec(req.url ?? '');
-    if (m) return void res.writeHead(307, { location: `http://127.0.0.1:${storagePort}/${m[1]}` }).end(), true;
+    if (m) return (void res.writeHead(307, { location: `http://127.0.0.1:${storagePort}/${m[1]}` }).end(), true);
     return false;
   };
   const { ctx, content } = await setup({ credentials: { username: 'u', password: 'p' } });
@@ -152,9 +163,15 @@ test('a transfer that stalls fails with the progress deadline and leaves no part
     return true; // and never more
   };
   const { ctx, content, blobsDir } = await setup({ deadline: 1 });
-  await assert.rejects(pullImage(parseReference(`${reg.host}/r/stall:v1`), ctx), (e: any) => e instanceof PullStalledError && /sent no data for 1s while fetching blob/.test(e.message));
+  await assert.rejects(
+    pullImage(parseReference(`${reg.host}/r/stall:v1`), ctx),
+    (e: any) => e instanceof PullStalledError && /sent no data for 1s while fetching blob/.test(e.message),
+  );
   assert.equal(await content.has(big), false);
-  assert.deepEqual((await readdir(blobsDir)).filter((n) => n.includes('.tmp-')), []);
+  assert.deepEqual(
+    (await readdir(blobsDir)).filter((n) => n.includes('.tmp-')),
+    [],
+  );
 });
 
 test('a blob larger than declared or with the wrong digest fails at once, without retries', async () => {
@@ -172,7 +189,10 @@ test('a blob larger than declared or with the wrong digest fails at once, withou
   await assert.rejects(pullImage(parseReference(`${reg.host}/r/bad:v1`), ctx), { name: 'DigestMismatchError' });
   assert.equal(reg.blobRequests(small).length, 1);
   assert.equal(await content.has(small), false);
-  assert.deepEqual((await readdir(blobsDir)).filter((n) => n.includes('.tmp-')), []);
+  assert.deepEqual(
+    (await readdir(blobsDir)).filter((n) => n.includes('.tmp-')),
+    [],
+  );
   reg.hook = (req, res, f) => {
     if (!req.url?.endsWith(small)) return false;
     res.writeHead(200).end(Buffer.concat([f.blobs.get(small)!, Buffer.from('extra')]));
@@ -184,7 +204,10 @@ test('a blob larger than declared or with the wrong digest fails at once, withou
 test('a manifest fetched by digest must match it', async () => {
   const reg = await fake();
   const img = await reg.addImage('r/md', 'v1', files);
-  reg.hook = (req, res) => (req.url?.includes(`/manifests/${img.manifestDigest}`) ? (res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end('{"schemaVersion":2,"layers":[]}'), true) : false);
+  reg.hook = (req, res) =>
+    req.url?.includes(`/manifests/${img.manifestDigest}`)
+      ? (res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end('{"schemaVersion":2,"layers":[]}'), true)
+      : false;
   const { ctx } = await setup();
   await assert.rejects(pullImage(parseReference(`${reg.host}/r/md@${img.manifestDigest}`), ctx), /does not match its digest/);
 });
@@ -198,11 +221,18 @@ test('the bearer flow asks the token service with the scope once and reuses the 
     const url = new URL(req.url!, `http://${f.host}`);
     if (url.pathname === '/token') {
       tokenCalls.push(url);
-      if (req.headers.authorization !== `Basic ${Buffer.from('alice:s3cret').toString('base64')}`) return void res.writeHead(401).end(), true;
-      return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ access_token: `tok-${url.searchParams.get('scope')}`, expires_in: 300 })), true;
+      if (req.headers.authorization !== `Basic ${Buffer.from('alice:s3cret').toString('base64')}`) return (void res.writeHead(401).end(), true);
+      return (
+        void res
+          .writeHead(200, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ access_token: `tok-${url.searchParams.get('scope')}`, expires_in: 300 })),
+        true
+      );
     }
     if (req.headers.authorization !== 'Bearer tok-repository:t/one:pull') {
-      return void res.writeHead(401, { 'www-authenticate': `Bearer realm="http://${f.host}/token",service="fake",scope="repository:t/one:pull"` }).end(), true;
+      return (
+        void res.writeHead(401, { 'www-authenticate': `Bearer realm="http://${f.host}/token",service="fake",scope="repository:t/one:pull"` }).end(), true
+      );
     }
     return false;
   };
@@ -214,7 +244,10 @@ test('the bearer flow asks the token service with the scope once and reuses the 
   assert.equal(tokenCalls[0]!.searchParams.get('scope'), 'repository:t/one:pull');
   // Other credentials do not get the cached token.
   const other = await setup({ credentials: { username: 'alice', password: 'wrong' } });
-  await assert.rejects(pullImage(parseReference(`${reg.host}/t/one:v1`), other.ctx), (e: any) => e instanceof RegistryError && e.status === 401 && !e.message.includes('wrong'));
+  await assert.rejects(
+    pullImage(parseReference(`${reg.host}/t/one:v1`), other.ctx),
+    (e: any) => e instanceof RegistryError && e.status === 401 && !e.message.includes('wrong'),
+  );
   assert.equal(tokenCalls.length, 2);
 });
 
@@ -243,9 +276,23 @@ test('a missing image is NotFoundError; an index without the host platform says 
   const { ctx } = await setup();
   await assert.rejects(pullImage(parseReference(`${reg.host}/no/such:v1`), ctx), NotFoundError);
   const arm = await reg.addImage('p/arm', 'only', files, { architecture: 'arm64' });
-  const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: arm.manifestDigest, size: 1, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } }] }));
+  const index = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          digest: arm.manifestDigest,
+          size: 1,
+          platform: { os: 'linux', architecture: 'arm64', variant: 'v8' },
+        },
+      ],
+    }),
+  );
   reg.manifests.set('p/arm:idx', { body: index, mediaType: 'application/vnd.oci.image.index.v1+json' });
-  if (process.arch === 'x64') await assert.rejects(pullImage(parseReference(`${reg.host}/p/arm:idx`), ctx), /has no linux\/amd64 variant \(it offers linux\/arm64\/v8\)/);
+  if (process.arch === 'x64')
+    await assert.rejects(pullImage(parseReference(`${reg.host}/p/arm:idx`), ctx), /has no linux\/amd64 variant \(it offers linux\/arm64\/v8\)/);
 });
 
 test('a blob the registry keeps refusing with 503 is asked three times in all, not once per retry layer', async () => {
@@ -263,8 +310,8 @@ test('when one layer fails, the others stop before the pull reports it: nothing 
   const img = await reg.addImage('r/sibling', 'v1', [[{ name: 'bad', body: 'bad' }], [{ name: 'slow', body: randomBytes(100_000) }]]);
   const [bad, slow] = img.layerDigests as [string, string];
   reg.hook = (req, res, f) => {
-    if (req.url?.endsWith(bad)) return void res.writeHead(200).end(Buffer.alloc(f.blobs.get(bad)!.length)), true;
-    if (req.url?.endsWith(slow)) return f.trickle(res, f.blobs.get(slow)!, {}, 10_000, 100), true;
+    if (req.url?.endsWith(bad)) return (void res.writeHead(200).end(Buffer.alloc(f.blobs.get(bad)!.length)), true);
+    if (req.url?.endsWith(slow)) return (f.trickle(res, f.blobs.get(slow)!, {}, 10_000, 100), true);
     return false;
   };
   const { ctx, content, blobsDir } = await setup();
@@ -273,5 +320,8 @@ test('when one layer fails, the others stop before the pull reports it: nothing 
   await new Promise((r) => setTimeout(r, 1500));
   assert.deepEqual(await readdir(blobsDir), settled, 'nothing changes after the pull failed');
   assert.equal(await content.has(slow), false);
-  assert.deepEqual(settled.filter((n) => n.includes('.tmp-')), []);
+  assert.deepEqual(
+    settled.filter((n) => n.includes('.tmp-')),
+    [],
+  );
 });

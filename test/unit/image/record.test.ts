@@ -15,8 +15,18 @@ test('User gives a uid or a username', () => {
 
 test('the CRI image carries id, tags, digests, size, uid and spec', () => {
   const r: ImageRecord = {
-    id: `sha256:${'b'.repeat(64)}`, repoTags: ['docker.io/library/x:1'], repoDigests: [`docker.io/library/x@sha256:${'c'.repeat(64)}`], size: 42,
-    config: { config: { User: '65534' }, rootfs: { diff_ids: [] } }, manifestDigest: '', layers: [], diffIds: [], chainIds: [], pinned: true, annotations: { a: 'b' }, pulledAt: 0,
+    id: `sha256:${'b'.repeat(64)}`,
+    repoTags: ['docker.io/library/x:1'],
+    repoDigests: [`docker.io/library/x@sha256:${'c'.repeat(64)}`],
+    size: 42,
+    config: { config: { User: '65534' }, rootfs: { diff_ids: [] } },
+    manifestDigest: '',
+    layers: [],
+    diffIds: [],
+    chainIds: [],
+    pinned: true,
+    annotations: { a: 'b' },
+    pulledAt: 0,
   };
   const img = toCriImage(r);
   assert.equal(img.id, r.id);

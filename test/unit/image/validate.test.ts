@@ -19,12 +19,25 @@ test('sha256 and sha512 digests are verifiable; other algorithms and malformed o
   assert.throws(() => parseReference(`a/b@md5:${'a'.repeat(32)}`), /cannot verify/);
 });
 
-const manifest = () => ({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'c', digest: D, size: 10 }, layers: [{ mediaType: 'l', digest: D, size: 20 }] });
-const config = () => ({ architecture: 'amd64', os: 'linux', config: { User: '1000', Env: ['A=1'], Cmd: null, Entrypoint: ['sh'], Labels: null }, rootfs: { type: 'layers', diff_ids: [D] } });
+const manifest = () => ({
+  schemaVersion: 2,
+  mediaType: 'application/vnd.oci.image.manifest.v1+json',
+  config: { mediaType: 'c', digest: D, size: 10 },
+  layers: [{ mediaType: 'l', digest: D, size: 20 }],
+});
+const config = () => ({
+  architecture: 'amd64',
+  os: 'linux',
+  config: { User: '1000', Env: ['A=1'], Cmd: null, Entrypoint: ['sh'], Labels: null },
+  rootfs: { type: 'layers', diff_ids: [D] },
+});
 
 test('a well-formed manifest, index and config pass, nulls where Docker writes them included', () => {
   checkManifest(manifest(), 'm');
-  checkIndex({ schemaVersion: 2, manifests: [{ mediaType: 'x', digest: D, size: 1, platform: { os: 'linux', architecture: 'amd64', 'os.version': '1' } }] }, 'i');
+  checkIndex(
+    { schemaVersion: 2, manifests: [{ mediaType: 'x', digest: D, size: 1, platform: { os: 'linux', architecture: 'amd64', 'os.version': '1' } }] },
+    'i',
+  );
   checkConfig(config());
 });
 
@@ -43,7 +56,20 @@ test('each wrongly typed field is named, with what it is', () => {
 });
 
 test('a record is checked field by field, its config included', () => {
-  const record = { id: D, repoTags: ['a:b'], repoDigests: [], size: 1, config: config(), manifestDigest: D, layers: [{ digest: D, mediaType: 'l', size: 1 }], diffIds: [D], chainIds: [D], pinned: false, annotations: {}, pulledAt: 1 };
+  const record = {
+    id: D,
+    repoTags: ['a:b'],
+    repoDigests: [],
+    size: 1,
+    config: config(),
+    manifestDigest: D,
+    layers: [{ digest: D, mediaType: 'l', size: 1 }],
+    diffIds: [D],
+    chainIds: [D],
+    pinned: false,
+    annotations: {},
+    pulledAt: 1,
+  };
   checkRecord(record, 'r');
   assert.throws(() => checkRecord({ ...record, annotations: 'x' }, 'r'), /annotations must be an object/);
   assert.throws(() => checkRecord({ ...record, config: { ...config(), config: { User: 0 } } }, 'r'), /config\.User must be a string/);
@@ -62,9 +88,25 @@ test('a record that cannot be rendered is left out of the listing with one warni
   const warnings: string[] = [];
   const log = pino({ level: 'warn' }, { write: (line: string) => warnings.push(line) });
   const service = new ImageService({ ...defaultConfig(), root: dir }, log, { has: () => true } as any);
-  const good = { id: D, repoTags: ['a:b'], repoDigests: [], size: 1, config: config(), manifestDigest: D, layers: [], diffIds: [], chainIds: [], pinned: false, annotations: {}, pulledAt: 1 };
+  const good = {
+    id: D,
+    repoTags: ['a:b'],
+    repoDigests: [],
+    size: 1,
+    config: config(),
+    manifestDigest: D,
+    layers: [],
+    diffIds: [],
+    chainIds: [],
+    pinned: false,
+    annotations: {},
+    pulledAt: 1,
+  };
   const bad = { ...good, id: digestOf('y'), repoTags: ['c:d'], config: { ...config(), config: { User: 1000 } } };
-  assert.deepEqual(service.render([good, bad] as any).map((i) => i.id), [D]);
+  assert.deepEqual(
+    service.render([good, bad] as any).map((i) => i.id),
+    [D],
+  );
   service.render([bad] as any);
   assert.equal(warnings.filter((w) => w.includes('left out of the listing')).length, 1, 'warned once');
   assert.ok(warnings[0]!.includes(bad.id));

@@ -24,17 +24,32 @@ test('runtimeConfig holds only the capabilities a plugin declares', () => {
   };
   assert.deepEqual(runtimeConfigFor({ type: 'portmap', capabilities: { portMappings: true } }, args), { portMappings: args.portMappings });
   assert.deepEqual(runtimeConfigFor({ type: 'bridge' }, args), {});
-  assert.deepEqual(runtimeConfigFor({ type: 'x', capabilities: { dns: true, ipRanges: true, bandwidth: true, portMappings: false } }, args), { dns: args.dns, ipRanges: args.ipRanges });
+  assert.deepEqual(runtimeConfigFor({ type: 'x', capabilities: { dns: true, ipRanges: true, bandwidth: true, portMappings: false } }, args), {
+    dns: args.dns,
+    ipRanges: args.ipRanges,
+  });
   assert.deepEqual(runtimeConfigFor({ type: 'portmap', capabilities: { portMappings: true } }, { portMappings: [] }), {});
 });
 
 test('each plugin gets the list name and version, its runtimeConfig and the previous result', () => {
-  const list = { cniVersion: '1.0.0', name: 'net', plugins: [{ type: 'bridge', bridge: 'b0' }, { type: 'portmap', capabilities: { portMappings: true } }] };
+  const list = {
+    cniVersion: '1.0.0',
+    name: 'net',
+    plugins: [
+      { type: 'bridge', bridge: 'b0' },
+      { type: 'portmap', capabilities: { portMappings: true } },
+    ],
+  };
   const prev = { cniVersion: '1.0.0', ips: [{ address: '10.0.0.2/24' }] };
   assert.deepEqual(pluginConfig(list, list.plugins[0]!, {}, undefined), { type: 'bridge', bridge: 'b0', cniVersion: '1.0.0', name: 'net' });
   const pm = [{ hostPort: 1, containerPort: 2, protocol: 'tcp' }];
   assert.deepEqual(pluginConfig(list, list.plugins[1]!, { portMappings: pm }, prev), {
-    type: 'portmap', capabilities: { portMappings: true }, cniVersion: '1.0.0', name: 'net', runtimeConfig: { portMappings: pm }, prevResult: prev,
+    type: 'portmap',
+    capabilities: { portMappings: true },
+    cniVersion: '1.0.0',
+    name: 'net',
+    runtimeConfig: { portMappings: pm },
+    prevResult: prev,
   });
 });
 
@@ -83,7 +98,18 @@ test('bandwidth quantities become bits per second', () => {
 
 test('rules tagged with a pod id are found in an iptables-save dump', async () => {
   const { splitRule, taggedRules } = await import('../../../src/network/iptables.ts');
-  assert.deepEqual(splitRule('-A POSTROUTING -s 10.0.0.2/32 -m comment --comment "name: \\"n\\" id: \\"abc\\"" -j CNI-1'), ['-A', 'POSTROUTING', '-s', '10.0.0.2/32', '-m', 'comment', '--comment', 'name: "n" id: "abc"', '-j', 'CNI-1']);
+  assert.deepEqual(splitRule('-A POSTROUTING -s 10.0.0.2/32 -m comment --comment "name: \\"n\\" id: \\"abc\\"" -j CNI-1'), [
+    '-A',
+    'POSTROUTING',
+    '-s',
+    '10.0.0.2/32',
+    '-m',
+    'comment',
+    '--comment',
+    'name: "n" id: "abc"',
+    '-j',
+    'CNI-1',
+  ]);
   const dump = [
     '*nat',
     ':CNI-1 - [0:0]',

@@ -17,7 +17,13 @@ const resources = (fields: LinuxResources) => fields;
 
 const answer = (adjust: ContainerAdjustmentOut, update: ContainerUpdateOut[] = []) => ({ adjust, update, evict: [] });
 
-const container = () => ({ id: 'c1', pod_sandbox_id: 'p1', name: 'app', env: ['PATH=/bin', 'KEEP=1'], mounts: [{ destination: '/old', source: '/x', type: 'bind', options: [] }] });
+const container = () => ({
+  id: 'c1',
+  pod_sandbox_id: 'p1',
+  name: 'app',
+  env: ['PATH=/bin', 'KEEP=1'],
+  mounts: [{ destination: '/old', source: '/x', type: 'bind', options: [] }],
+});
 
 test('adjustments of several plugins add up and later plugins see earlier ones', () => {
   const collector = new CreateCollector(container());
@@ -35,7 +41,10 @@ test('adjustments of several plugins add up and later plugins see earlier ones',
   const { adjust } = collector.result();
   assert.deepEqual(adjust.env, [{ key: 'FOO', value: 'bar' }]);
   assert.deepEqual(adjust.annotations, { 'a.io/x': '1' });
-  assert.deepEqual(adjust.mounts!.map((m) => m.destination), ['/data']);
+  assert.deepEqual(
+    adjust.mounts!.map((m) => m.destination),
+    ['/data'],
+  );
   assert.deepEqual(adjust.linux!.resources!.memory!.limit, { value: 64 << 20 });
   assert.deepEqual(collector.container.linux!.resources!.memory!.limit, { value: 64 << 20 });
 });
@@ -43,7 +52,10 @@ test('adjustments of several plugins add up and later plugins see earlier ones',
 test('two plugins setting the same field is an error naming both', () => {
   const collector = new CreateCollector(container());
   collector.apply('10-a', answer(adjustment({ env: [{ key: 'FOO', value: '1' }] })));
-  assert.throws(() => collector.apply('20-b', answer(adjustment({ env: [{ key: 'FOO', value: '2' }] }))), /plugins "20-b" and "10-a" both tried to set environment variable "FOO"/);
+  assert.throws(
+    () => collector.apply('20-b', answer(adjustment({ env: [{ key: 'FOO', value: '2' }] }))),
+    /plugins "20-b" and "10-a" both tried to set environment variable "FOO"/,
+  );
 
   const memory = (limit: number) => adjustment({ linux: { resources: resources({ memory: { limit: { value: limit } } }) } });
   const second = new CreateCollector(container());
@@ -61,12 +73,28 @@ test('a removal marker removes an entry; the remover may set it again, others ma
   assert.ok(!collector.container.env!.some((e) => e.startsWith('KEEP=')));
   assert.deepEqual(collector.container.mounts, []);
   const { adjust } = collector.result();
-  assert.deepEqual(adjust.env!.map((e) => e.key), ['-KEEP']);
-  assert.deepEqual(adjust.mounts!.map((m) => m.destination), ['-/old']);
+  assert.deepEqual(
+    adjust.env!.map((e) => e.key),
+    ['-KEEP'],
+  );
+  assert.deepEqual(
+    adjust.mounts!.map((m) => m.destination),
+    ['-/old'],
+  );
   assert.throws(() => collector.apply('20-b', answer(adjustment({ env: [{ key: 'KEEP', value: 'again' }] }))), /"20-b" and "10-a"/);
 
   const own = new CreateCollector(container());
-  own.apply('10-a', answer(adjustment({ env: [{ key: '-KEEP', value: '' }, { key: 'KEEP', value: 'new' }] })));
+  own.apply(
+    '10-a',
+    answer(
+      adjustment({
+        env: [
+          { key: '-KEEP', value: '' },
+          { key: 'KEEP', value: 'new' },
+        ],
+      }),
+    ),
+  );
   assert.ok(own.container.env!.includes('KEEP=new'));
   assert.deepEqual(own.result().adjust.env, [{ key: 'KEEP', value: 'new' }]);
 });
@@ -76,7 +104,10 @@ test('hooks from several plugins accumulate without conflict', () => {
   const hooks = (path: string) => ({ create_runtime: [{ path }] });
   collector.apply('10-a', answer(adjustment({ hooks: hooks('/bin/a') })));
   collector.apply('20-b', answer(adjustment({ hooks: hooks('/bin/b') })));
-  assert.deepEqual(collector.result().adjust.hooks!.create_runtime!.map((h) => h.path), ['/bin/a', '/bin/b']);
+  assert.deepEqual(
+    collector.result().adjust.hooks!.create_runtime!.map((h) => h.path),
+    ['/bin/a', '/bin/b'],
+  );
 });
 
 test('a plugin may not update the container being created', () => {

@@ -84,8 +84,14 @@ test('the socket is root-only and a plugin is configured and synchronized with t
   assert.deepEqual(plugin.methods().slice(0, 2), ['Configure', 'Synchronize']);
   assert.equal(plugin.received[0]!.request.runtime_name, 'tscri');
   assert.equal(plugin.received[0]!.request.request_timeout, 500);
-  assert.deepEqual(plugin.synced!.pods.map((p) => p.id), ['p1']);
-  assert.deepEqual(plugin.synced!.containers.map((c) => c.id), ['c1']);
+  assert.deepEqual(
+    plugin.synced!.pods.map((p) => p.id),
+    ['p1'],
+  );
+  assert.deepEqual(
+    plugin.synced!.containers.map((c) => c.id),
+    ['c1'],
+  );
 });
 
 test('lifecycle events reach subscribed plugins in index order', async () => {
@@ -158,7 +164,10 @@ test('adjustments of several plugins are merged; conflicting ones fail the creat
   assert.equal(result.adjust.linux!.resources!.pids!.limit, 42);
 
   await plug(nri, socket, { name: 'clash', index: '30', adjust: { env: [{ key: 'INJECTED', value: 'no' }] } });
-  await assert.rejects(nri.createContainer(pod, ctr('c3')), (err: NriError) => err.kind === 'invalid-adjustment' && /"30-clash" and "10-env"/.test(err.message));
+  await assert.rejects(
+    nri.createContainer(pod, ctr('c3')),
+    (err: NriError) => err.kind === 'invalid-adjustment' && /"30-clash" and "10-env"/.test(err.message),
+  );
 });
 
 test('a plugin that fails an event fails only that call; one that hangs times out and is dropped', async () => {
@@ -177,11 +186,17 @@ test('a plugin that fails an event fails only that call; one that hangs times ou
       },
     },
   });
-  await assert.rejects(nri.runPodSandbox(pod), (err: NriError) => err.kind === 'plugin-failed' && /10-flaky failed RunPodSandbox: induced failure/.test(err.message));
+  await assert.rejects(
+    nri.runPodSandbox(pod),
+    (err: NriError) => err.kind === 'plugin-failed' && /10-flaky failed RunPodSandbox: induced failure/.test(err.message),
+  );
   await nri.runPodSandbox(pod);
 
   const hanging = await plug(nri, socket, { name: 'hang', index: '20', handlers: { CreateContainer: () => new Promise(() => undefined) } });
-  await assert.rejects(nri.createContainer(pod, ctr('c2')), (err: NriError) => err.kind === 'timeout' && /20-hang did not answer CreateContainer within 500 ms/.test(err.message));
+  await assert.rejects(
+    nri.createContainer(pod, ctr('c2')),
+    (err: NriError) => err.kind === 'timeout' && /20-hang did not answer CreateContainer within 500 ms/.test(err.message),
+  );
   await hanging.closed;
   assert.deepEqual(nri.pluginNames(), ['10-flaky']);
   await nri.createContainer(pod, ctr('c3'));
@@ -215,7 +230,7 @@ test('registration with a bad name or no registration at all is refused', async 
   assert.deepEqual(nri.pluginNames(), []);
 });
 
-test('container creation and a new plugin\'s synchronization do not overlap', async () => {
+test("container creation and a new plugin's synchronization do not overlap", async () => {
   const runtime = new FakeRuntime();
   const { nri, socket } = await startNri({}, runtime);
   const release = await nri.blockSync();
@@ -227,7 +242,10 @@ test('container creation and a new plugin\'s synchronization do not overlap', as
   runtime.containers = [...runtime.containers, { id: 'c9', pod_sandbox_id: 'p1', name: 'late' }];
   release();
   await plugin.waitFor('Synchronize');
-  assert.deepEqual(plugin.synced!.containers.map((c) => c.id), ['c1', 'c9']);
+  assert.deepEqual(
+    plugin.synced!.containers.map((c) => c.id),
+    ['c1', 'c9'],
+  );
 });
 
 test('plugin-requested updates and evictions reach the runtime; failed ones are reported back', async () => {
@@ -241,7 +259,10 @@ test('plugin-requested updates and evictions reach the runtime; failed ones are 
     ],
     [{ container_id: 'c1', reason: 'too greedy' }],
   );
-  assert.deepEqual(failed.map((u) => u.container_id), ['missing']);
+  assert.deepEqual(
+    failed.map((u) => u.container_id),
+    ['missing'],
+  );
   assert.equal(runtime.updated[0]!.linux!.resources!.memory!.limit!.value, 1 << 30);
   assert.match(runtime.evicted[0]!.reason!, /10-upd: too greedy/);
 });
@@ -256,7 +277,13 @@ test('pre-installed plugins are started from plugin_path with their configuratio
   chmodSync(script, 0o755);
   writeFileSync(join(base, 'plugins', 'not-a-plugin'), 'x');
   writeFileSync(join(base, 'conf.d', 'injector.conf'), JSON.stringify({ adjust: { env: [{ key: 'FROM_CONFIG', value: '1' }] } }));
-  const { nri } = await startNri({ plugin_path: join(base, 'plugins'), plugin_config_path: join(base, 'conf.d'), disable_connections: true, request_timeout: 5, registration_timeout: 10 });
+  const { nri } = await startNri({
+    plugin_path: join(base, 'plugins'),
+    plugin_config_path: join(base, 'conf.d'),
+    disable_connections: true,
+    request_timeout: 5,
+    registration_timeout: 10,
+  });
   assert.deepEqual(nri.pluginNames(), ['30-injector']);
   const result = await nri.createContainer(pod, ctr('c2'));
   assert.deepEqual(result.adjust.env, [{ key: 'FROM_CONFIG', value: '1' }]);

@@ -4,7 +4,15 @@ import { test } from 'node:test';
 import { criToNriResources, nriToCriResources, ociToNriResources } from '../../../src/nri/resources.ts';
 
 test('CRI resources become NRI resources and back', () => {
-  const nri = criToNriResources({ cpu_shares: 512, cpu_quota: 50000, cpu_period: 100000, memory_limit_in_bytes: 1 << 28, cpuset_cpus: '0', hugepage_limits: [], unified: {} } as never);
+  const nri = criToNriResources({
+    cpu_shares: 512,
+    cpu_quota: 50000,
+    cpu_period: 100000,
+    memory_limit_in_bytes: 1 << 28,
+    cpuset_cpus: '0',
+    hugepage_limits: [],
+    unified: {},
+  } as never);
   assert.deepEqual(nri.cpu!.shares, { value: 512 });
   assert.deepEqual(nri.memory!.limit, { value: 1 << 28 });
   const back = nriToCriResources({ ...nri, memory: { limit: { value: 1 << 29 } } }, { cpu_shares: 2, oom_score_adj: 5 });

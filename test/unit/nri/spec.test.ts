@@ -8,9 +8,16 @@ const options = { clampOomScoreAdj: (v: number) => Math.max(v, -500) };
 function spec(): AdjustableSpec {
   return {
     annotations: { keep: '1', drop: '2' },
-    mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }, { destination: '/old', type: 'bind', source: '/x', options: ['rbind'] }],
+    mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc' },
+      { destination: '/old', type: 'bind', source: '/x', options: ['rbind'] },
+    ],
     process: { args: ['sleep', '1'], env: ['PATH=/bin', 'GONE=1'] },
-    linux: { cgroupsPath: '/tscri/c1', namespaces: [{ type: 'mount' }, { type: 'network', path: '/run/netns/x' }], resources: { devices: [{ allow: false, access: 'rwm' }] } },
+    linux: {
+      cgroupsPath: '/tscri/c1',
+      namespaces: [{ type: 'mount' }, { type: 'network', path: '/run/netns/x' }],
+      resources: { devices: [{ allow: false, access: 'rwm' }] },
+    },
   };
 }
 
@@ -30,7 +37,10 @@ test('annotations, mounts, env, args, hooks, rlimits and the OOM score are appli
     options,
   );
   assert.deepEqual(s.annotations, { keep: '1', added: 'yes' });
-  assert.deepEqual(s.mounts!.map((m) => m.destination), ['/proc', '/data']);
+  assert.deepEqual(
+    s.mounts!.map((m) => m.destination),
+    ['/proc', '/data'],
+  );
   assert.deepEqual(s.process!.env, ['PATH=/bin', 'NRI=on']);
   assert.deepEqual(s.process!.args, ['sh', '-c', 'true']);
   assert.deepEqual(s.hooks!.createRuntime, [{ path: '/usr/bin/hook', args: ['hook', 'x'], timeout: 5 }]);
@@ -46,7 +56,12 @@ test('devices get a device cgroup rule; resources land in the OCI fields', () =>
     {
       linux: {
         devices: [{ path: '/dev/nri0', type: 'c', major: 1, minor: 3, file_mode: { value: 0o666 } }],
-        resources: { memory: { limit: { value: 64 << 20 } }, cpu: { shares: { value: 512 }, cpus: '0' }, pids: { limit: 42 }, hugepage_limits: [{ page_size: '2MB', limit: 0 }] },
+        resources: {
+          memory: { limit: { value: 64 << 20 } },
+          cpu: { shares: { value: 512 }, cpus: '0' },
+          pids: { limit: 42 },
+          hugepage_limits: [{ page_size: '2MB', limit: 0 }],
+        },
       },
     },
     options,

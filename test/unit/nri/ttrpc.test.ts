@@ -35,9 +35,12 @@ async function socketPair(): Promise<{ a: Socket; b: Socket; server: Server }> {
 function echoHandlers(extra: Record<string, Handler> = {}): Map<string, Handler> {
   return new Map<string, Handler>([
     ['svc/Echo', async (payload) => payload],
-    ['svc/Fail', async () => {
-      throw new TtrpcError(Code.FailedPrecondition, 'not now');
-    }],
+    [
+      'svc/Fail',
+      async () => {
+        throw new TtrpcError(Code.FailedPrecondition, 'not now');
+      },
+    ],
     ['svc/Hang', (_payload, context) => new Promise((_, reject) => context.signal.addEventListener('abort', () => reject(new Error('aborted'))))],
     ...Object.entries(extra),
   ]);
@@ -58,8 +61,14 @@ test('frame decoder reassembles messages split at every byte', () => {
   const payloads = [Buffer.from('hello'), Buffer.alloc(0), Buffer.alloc(5000, 7)];
   const bytes = Buffer.concat(payloads.flatMap((p, i) => [encodeHeader({ length: p.length, streamId: 2 * i + 1, type: 1, flags: 0 }), p]));
   for (let i = 0; i < bytes.length; i++) decoder.push(bytes.subarray(i, i + 1));
-  assert.deepEqual(frames.map(([h]) => h.streamId), [1, 3, 5]);
-  assert.deepEqual(frames.map(([, p]) => p.length), [5, 0, 5000]);
+  assert.deepEqual(
+    frames.map(([h]) => h.streamId),
+    [1, 3, 5],
+  );
+  assert.deepEqual(
+    frames.map(([, p]) => p.length),
+    [5, 0, 5000],
+  );
   assert.equal(decoder.buffered(), 0);
 });
 
@@ -89,7 +98,10 @@ test('a call is answered; a remote error carries its status', async () => {
   assert.equal((await client.call('svc', 'Echo', Buffer.from('ping'), 1000)).toString(), 'ping');
   const big = Buffer.alloc(100_000, 1);
   assert.deepEqual(await client.call('svc', 'Echo', big, 1000), big);
-  await assert.rejects(client.call('svc', 'Fail', Buffer.alloc(0), 1000), (err: TtrpcError) => err.code === Code.FailedPrecondition && /not now/.test(err.message));
+  await assert.rejects(
+    client.call('svc', 'Fail', Buffer.alloc(0), 1000),
+    (err: TtrpcError) => err.code === Code.FailedPrecondition && /not now/.test(err.message),
+  );
   await assert.rejects(client.call('svc', 'Nope', Buffer.alloc(0), 1000), (err: TtrpcError) => err.code === Code.Unimplemented);
   clientMux.close();
 });
@@ -147,7 +159,8 @@ async function rawServer() {
     oversized: () => undefined,
   });
   conn.onData((chunk) => decoder.push(chunk));
-  const send = (streamId: number, type: number, payload: Buffer, length = payload.length) => conn.write(Buffer.concat([encodeHeader({ length, streamId, type, flags: 0 }), payload]));
+  const send = (streamId: number, type: number, payload: Buffer, length = payload.length) =>
+    conn.write(Buffer.concat([encodeHeader({ length, streamId, type, flags: 0 }), payload]));
   const request = (method: string) => requestCodec.encode({ service: 'svc', method, payload: Buffer.from('ok') });
   const until = async (n: number) => {
     for (let i = 0; i < 100 && answers.length < n; i++) await new Promise((r) => setTimeout(r, 10));

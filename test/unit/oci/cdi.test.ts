@@ -33,7 +33,17 @@ const spec = (kind: string, devices: object[], edits: object = {}) => JSON.strin
 test('device names: vendor.com/class=name', () => {
   assert.deepEqual(parseDeviceName('vendor.com/gpu=0'), { kind: 'vendor.com/gpu', name: '0' });
   assert.deepEqual(parseDeviceName('nvidia.com/gpu=GPU-1a:2_b.c'), { kind: 'nvidia.com/gpu', name: 'GPU-1a:2_b.c' });
-  for (const bad of ['gpu0', 'vendor.com/gpu', 'vendor.com=gpu/x', '/gpu=0', 'vendor.com/=0', 'vendor.com/gpu=', 'ven dor/gpu=0', 'vendor.com/gpu=../0', 'v/c=a\0b']) {
+  for (const bad of [
+    'gpu0',
+    'vendor.com/gpu',
+    'vendor.com=gpu/x',
+    '/gpu=0',
+    'vendor.com/=0',
+    'vendor.com/gpu=',
+    'ven dor/gpu=0',
+    'vendor.com/gpu=../0',
+    'v/c=a\0b',
+  ]) {
     assert.equal(typeof parseDeviceName(bad), 'string', bad);
   }
 });
@@ -44,9 +54,23 @@ test('requested devices: CDI_devices and cdi.k8s.io/ annotations, each once; bad
     ['a.com/x=1', 'b.com/y=4', 'a.com/x=2'],
   );
   assert.deepEqual(requestedCdiDevices(undefined, undefined), []);
-  assert.match(kindOf(() => requestedCdiDevices([{ name: 'nonsense' }], {})), /^InvalidArgument: CDI device "nonsense" is not a valid device name/);
-  assert.match(kindOf(() => requestedCdiDevices([], { 'cdi.k8s.io/x': 'a.com/x=../../etc' })), /^InvalidArgument/);
-  assert.match(kindOf(() => requestedCdiDevices(Array.from({ length: 200 }, (_, i) => ({ name: `a.com/x=${i}` })), {})), /^InvalidArgument: .*at most/);
+  assert.match(
+    kindOf(() => requestedCdiDevices([{ name: 'nonsense' }], {})),
+    /^InvalidArgument: CDI device "nonsense" is not a valid device name/,
+  );
+  assert.match(
+    kindOf(() => requestedCdiDevices([], { 'cdi.k8s.io/x': 'a.com/x=../../etc' })),
+    /^InvalidArgument/,
+  );
+  assert.match(
+    kindOf(() =>
+      requestedCdiDevices(
+        Array.from({ length: 200 }, (_, i) => ({ name: `a.com/x=${i}` })),
+        {},
+      ),
+    ),
+    /^InvalidArgument: .*at most/,
+  );
 });
 
 test('parseCdiSpec: wrong types anywhere make the whole file invalid', () => {
@@ -86,7 +110,13 @@ test('loadCdiRegistry: later directories win, conflicts within one are unusable,
   const run = join(work, 'run');
   await mkdir(etc);
   await mkdir(run);
-  await writeFile(join(etc, 'a.json'), spec('a.com/x', [{ name: 'static', containerEdits: { env: ['FROM=etc'] } }, { name: 'over', containerEdits: { env: ['FROM=etc'] } }]));
+  await writeFile(
+    join(etc, 'a.json'),
+    spec('a.com/x', [
+      { name: 'static', containerEdits: { env: ['FROM=etc'] } },
+      { name: 'over', containerEdits: { env: ['FROM=etc'] } },
+    ]),
+  );
   await writeFile(join(run, 'a.json'), spec('a.com/x', [{ name: 'over', containerEdits: { env: ['FROM=run'] } }]));
   await writeFile(join(run, 'c1.json'), spec('c.com/x', [{ name: 'twice' }]));
   await writeFile(join(run, 'c2.json'), spec('c.com/x', [{ name: 'twice' }]));
@@ -105,8 +135,14 @@ test('loadCdiRegistry: later directories win, conflicts within one are unusable,
   assert.deepEqual(registry.yaml, [join(run, 'dev.yaml')]);
 
   const dirs = [etc, run];
-  assert.match(kindOf(() => resolveCdiDevices(['a.com/x=nosuch'], registry, dirs)), /^InvalidArgument: CDI device a\.com\/x=nosuch is not defined in any CDI spec file in .*etc, .*run \(YAML spec files are not read, only JSON: .*dev\.yaml; spec files skipped: .*broken\.json/);
-  assert.match(kindOf(() => resolveCdiDevices(['c.com/x=twice'], registry, dirs)), /^InvalidArgument: CDI device c\.com\/x=twice is defined by more than one spec file/);
+  assert.match(
+    kindOf(() => resolveCdiDevices(['a.com/x=nosuch'], registry, dirs)),
+    /^InvalidArgument: CDI device a\.com\/x=nosuch is not defined in any CDI spec file in .*etc, .*run \(YAML spec files are not read, only JSON: .*dev\.yaml; spec files skipped: .*broken\.json/,
+  );
+  assert.match(
+    kindOf(() => resolveCdiDevices(['c.com/x=twice'], registry, dirs)),
+    /^InvalidArgument: CDI device c\.com\/x=twice is defined by more than one spec file/,
+  );
   const resolved = resolveCdiDevices(['a.com/x=static', 'a.com/x=over'], registry, dirs);
   // Each spec's own edits once, then each device's.
   assert.equal(resolved.edits.length, 4);
@@ -119,28 +155,88 @@ test('resolveCdiDevices: device nodes take the host device numbers unless the sp
     problems: [],
     yaml: [],
   } as any;
-  const s = parseCdiSpec(spec('a.com/x', [{ name: 'n', containerEdits: { deviceNodes: [{ path: '/dev/mynull', hostPath: '/dev/null', permissions: 'rw' }, { path: '/dev/fake', type: 'c', major: 240, minor: 7, fileMode: 0o600, uid: 5, gid: 6 }] } }, { name: 'missing', containerEdits: { deviceNodes: [{ path: '/dev/not-on-this-node' }] } }]), 'f.json');
+  const s = parseCdiSpec(
+    spec('a.com/x', [
+      {
+        name: 'n',
+        containerEdits: {
+          deviceNodes: [
+            { path: '/dev/mynull', hostPath: '/dev/null', permissions: 'rw' },
+            { path: '/dev/fake', type: 'c', major: 240, minor: 7, fileMode: 0o600, uid: 5, gid: 6 },
+          ],
+        },
+      },
+      { name: 'missing', containerEdits: { deviceNodes: [{ path: '/dev/not-on-this-node' }] } },
+    ]),
+    'f.json',
+  );
   registry.devices.set('a.com/x=n', s);
   registry.devices.set('a.com/x=missing', s);
   const { devices } = resolveCdiDevices(['a.com/x=n'], registry, []);
-  assert.deepEqual(devices[0], { path: '/dev/null', containerPath: '/dev/mynull', type: 'c', major: 1, minor: 3, fileMode: 0o666, uid: 0, gid: 0, permissions: 'rw' });
-  assert.deepEqual(devices[1], { path: '/dev/fake', containerPath: '/dev/fake', type: 'c', major: 240, minor: 7, fileMode: 0o600, uid: 5, gid: 6, permissions: 'rwm' });
-  assert.match(kindOf(() => resolveCdiDevices(['a.com/x=missing'], registry, [])), /^FailedPrecondition: CDI device node \/dev\/not-on-this-node/);
+  assert.deepEqual(devices[0], {
+    path: '/dev/null',
+    containerPath: '/dev/mynull',
+    type: 'c',
+    major: 1,
+    minor: 3,
+    fileMode: 0o666,
+    uid: 0,
+    gid: 0,
+    permissions: 'rw',
+  });
+  assert.deepEqual(devices[1], {
+    path: '/dev/fake',
+    containerPath: '/dev/fake',
+    type: 'c',
+    major: 240,
+    minor: 7,
+    fileMode: 0o600,
+    uid: 5,
+    gid: 6,
+    permissions: 'rwm',
+  });
+  assert.match(
+    kindOf(() => resolveCdiDevices(['a.com/x=missing'], registry, [])),
+    /^FailedPrecondition: CDI device node \/dev\/not-on-this-node/,
+  );
 });
 
 test('applyCdiEdits: env overrides by name, mounts replace and sort by depth, hooks and groups are added', () => {
   const s: Spec = {
     ociVersion: '1.0.2',
     process: { user: { uid: 0, gid: 0, additionalGids: [0] }, args: ['sh'], cwd: '/', env: ['PATH=/bin', 'A=old'] },
-    mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }, { destination: '/data', type: 'bind', source: '/x' }],
+    mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc' },
+      { destination: '/data', type: 'bind', source: '/x' },
+    ],
   };
   const edits = parseCdiSpec(
-    spec('a.com/x', [{ name: 'd', containerEdits: { env: ['A=new', 'B=1'], mounts: [{ hostPath: '/h/lib', containerPath: '/usr/lib/vendor', options: ['ro', 'bind'] }, { hostPath: '/h/data', containerPath: '/data' }], hooks: [{ hookName: 'createContainer', path: '/usr/bin/vendor-hook', args: ['vendor-hook', 'x'], timeout: 5 }], additionalGids: [44, 0] } }]),
+    spec('a.com/x', [
+      {
+        name: 'd',
+        containerEdits: {
+          env: ['A=new', 'B=1'],
+          mounts: [
+            { hostPath: '/h/lib', containerPath: '/usr/lib/vendor', options: ['ro', 'bind'] },
+            { hostPath: '/h/data', containerPath: '/data' },
+          ],
+          hooks: [{ hookName: 'createContainer', path: '/usr/bin/vendor-hook', args: ['vendor-hook', 'x'], timeout: 5 }],
+          additionalGids: [44, 0],
+        },
+      },
+    ]),
     'f.json',
   ).devices.get('d')!;
   applyCdiEdits(s, [edits]);
   assert.deepEqual(s.process!.env, ['PATH=/bin', 'A=new', 'B=1']);
-  assert.deepEqual(s.mounts!.map((m) => [m.destination, m.source]), [['/proc', 'proc'], ['/data', '/h/data'], ['/usr/lib/vendor', '/h/lib']]);
+  assert.deepEqual(
+    s.mounts!.map((m) => [m.destination, m.source]),
+    [
+      ['/proc', 'proc'],
+      ['/data', '/h/data'],
+      ['/usr/lib/vendor', '/h/lib'],
+    ],
+  );
   assert.deepEqual(s.mounts![1]!.options, ['rbind', 'rprivate']);
   assert.deepEqual(s.hooks, { createContainer: [{ path: '/usr/bin/vendor-hook', args: ['vendor-hook', 'x'], timeout: 5 }] });
   assert.deepEqual(s.process!.user.additionalGids, [0, 44]);
@@ -149,11 +245,21 @@ test('applyCdiEdits: env overrides by name, mounts replace and sort by depth, ho
 test('addCdiDevices: devices an NRI plugin names join a built spec with their cgroup rule and edits; unknown ones are refused', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'tscri-cdi-nri-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
-  await writeFile(join(dir, 'v.json'), spec('vendor.com/dev', [{ name: 'x', containerEdits: { deviceNodes: [{ path: '/dev/xnull', hostPath: '/dev/null' }], env: ['FROM_CDI=1'] } }]));
-  const built: Spec = { ociVersion: '1.0.2', process: { user: { uid: 0, gid: 0 }, args: ['sh'], cwd: '/', env: ['A=1'] }, linux: { devices: [], resources: { devices: [{ allow: false, access: 'rwm' }] } } };
+  await writeFile(
+    join(dir, 'v.json'),
+    spec('vendor.com/dev', [{ name: 'x', containerEdits: { deviceNodes: [{ path: '/dev/xnull', hostPath: '/dev/null' }], env: ['FROM_CDI=1'] } }]),
+  );
+  const built: Spec = {
+    ociVersion: '1.0.2',
+    process: { user: { uid: 0, gid: 0 }, args: ['sh'], cwd: '/', env: ['A=1'] },
+    linux: { devices: [], resources: { devices: [{ allow: false, access: 'rwm' }] } },
+  };
   await addCdiDevices(built, ['vendor.com/dev=x'], [dir]);
   assert.deepEqual(built.linux?.devices, [{ path: '/dev/xnull', type: 'c', major: 1, minor: 3, fileMode: 0o666, uid: 0, gid: 0 }]);
   assert.deepEqual(built.linux?.resources?.devices?.at(-1), { allow: true, type: 'c', major: 1, minor: 3, access: 'rwm' });
   assert.deepEqual(built.process?.env, ['A=1', 'FROM_CDI=1']);
-  await assert.rejects(addCdiDevices(built, ['vendor.com/dev=nope'], [dir]), (e: unknown) => e instanceof DomainError && e.kind === 'InvalidArgument' && /vendor.com\/dev=nope/.test(e.message));
+  await assert.rejects(
+    addCdiDevices(built, ['vendor.com/dev=nope'], [dir]),
+    (e: unknown) => e instanceof DomainError && e.kind === 'InvalidArgument' && /vendor.com\/dev=nope/.test(e.message),
+  );
 });

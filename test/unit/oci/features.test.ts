@@ -16,10 +16,7 @@ const runc12 = JSON.stringify({
 });
 
 test('parseFeatures: rro needs the option and Linux 5.12; user namespaces need userns and idmapped mounts', () => {
-  assert.deepEqual(
-    { ...parseFeatures(runc115, '6.1.0-18-amd64'), notes: [] },
-    { recursiveReadOnlyMounts: true, runtimeUserNamespaces: false, notes: [] },
-  );
+  assert.deepEqual({ ...parseFeatures(runc115, '6.1.0-18-amd64'), notes: [] }, { recursiveReadOnlyMounts: true, runtimeUserNamespaces: false, notes: [] });
   assert.match(parseFeatures(runc115, '6.1.0').notes.join(';'), /idmapped mounts/);
   assert.equal(parseFeatures(runc115, '5.10.0-28-amd64').recursiveReadOnlyMounts, false);
   assert.match(parseFeatures(runc115, '5.10.0').notes.join(';'), /Linux 5\.12/);
@@ -55,7 +52,10 @@ test('probeFeatures: a runtime that fails or is missing supports nothing', async
 });
 
 test('RuntimeFeatures: "" is the default handler, and Status lists it', () => {
-  const f = new RuntimeFeatures('runc', [['runc', parseFeatures(runc115, '6.1.0')], ['crun', parseFeatures('x')]]);
+  const f = new RuntimeFeatures('runc', [
+    ['runc', parseFeatures(runc115, '6.1.0')],
+    ['crun', parseFeatures('x')],
+  ]);
   assert.equal(f.get('').recursiveReadOnlyMounts, true);
   assert.equal(f.get('crun').recursiveReadOnlyMounts, false);
   assert.equal(f.get('nosuch').recursiveReadOnlyMounts, false);
@@ -77,8 +77,20 @@ test('checkUserNamespace: absent and NODE pass; POD is refused where unsupported
     }
     return 'passed';
   };
-  assert.match(kind(() => checkUserNamespace({ mode: 'POD' }, '', f)), /^FailedPrecondition: user namespaces .*not supported.*"runc"/);
-  assert.match(kind(() => checkUserNamespace({}, 'runc', f)), /^FailedPrecondition/);
-  assert.match(kind(() => checkUserNamespace({ mode: 'CONTAINER' }, '', f)), /^InvalidArgument: .*CONTAINER/);
-  assert.match(kind(() => checkUserNamespace({ mode: 'TARGET' }, '', f)), /^InvalidArgument/);
+  assert.match(
+    kind(() => checkUserNamespace({ mode: 'POD' }, '', f)),
+    /^FailedPrecondition: user namespaces .*not supported.*"runc"/,
+  );
+  assert.match(
+    kind(() => checkUserNamespace({}, 'runc', f)),
+    /^FailedPrecondition/,
+  );
+  assert.match(
+    kind(() => checkUserNamespace({ mode: 'CONTAINER' }, '', f)),
+    /^InvalidArgument: .*CONTAINER/,
+  );
+  assert.match(
+    kind(() => checkUserNamespace({ mode: 'TARGET' }, '', f)),
+    /^InvalidArgument/,
+  );
 });

@@ -25,7 +25,12 @@ function input(config: Record<string, any> = {}, extra: Partial<SpecInput> = {},
     cgroupsPath: '/tscri/pod-1/ctr-c1',
     etcFiles: { passwd, group },
     host: {
-      cgroupVersion: 'v2', apparmorEnabled: true, apparmorDefaultProfile: 'tscri-default', rroSupported: true, oomScoreAdjFloor: -10, restrictOomScoreAdj: true,
+      cgroupVersion: 'v2',
+      apparmorEnabled: true,
+      apparmorDefaultProfile: 'tscri-default',
+      rroSupported: true,
+      oomScoreAdjFloor: -10,
+      restrictOomScoreAdj: true,
       hostDevices: [{ path: '/dev/null', type: 'c', major: 1, minor: 3, fileMode: 0o666, uid: 0, gid: 0 }],
       seccompDefaultProfile: { defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW' }] },
     },
@@ -46,7 +51,10 @@ test('buildSpec applies the options in order on an empty spec, and takes another
   const spec = buildSpec(input(), [(s) => void seen.push(s.ociVersion), (s) => void (s.process.cwd = '/x')]);
   assert.deepEqual(seen, ['1.0.2']);
   assert.equal(spec.process.cwd, '/x');
-  assert.deepEqual(buildSpec(input()), opts.CONTAINER_SPEC_OPTS.reduce((s, o) => (o(s, input()), s), opts.emptySpec()));
+  assert.deepEqual(
+    buildSpec(input()),
+    opts.CONTAINER_SPEC_OPTS.reduce((s, o) => (o(s, input()), s), opts.emptySpec()),
+  );
 });
 
 test('requirePrivilegedPod: a privileged container in an unprivileged pod is refused', () => {
@@ -63,7 +71,14 @@ test('withUser: the image user through /etc/passwd, or run_as_user; a group alon
 });
 
 test('withCapabilities: defaults, adds, drops; ambient only within the set; all for privileged', () => {
-  const caps = apply(opts.withCapabilities, input({ linux: { security_context: { capabilities: { add_capabilities: ['SYS_ADMIN'], drop_capabilities: ['KILL'], add_ambient_capabilities: ['sys_admin', 'kill'] } } } })).process.capabilities;
+  const caps = apply(
+    opts.withCapabilities,
+    input({
+      linux: {
+        security_context: { capabilities: { add_capabilities: ['SYS_ADMIN'], drop_capabilities: ['KILL'], add_ambient_capabilities: ['sys_admin', 'kill'] } },
+      },
+    }),
+  ).process.capabilities;
   assert.ok(caps.bounding.includes('CAP_SYS_ADMIN') && !caps.bounding.includes('CAP_KILL'));
   assert.deepEqual(caps.effective, caps.bounding);
   assert.deepEqual(caps.ambient, ['CAP_SYS_ADMIN']);
@@ -79,7 +94,11 @@ test('withResources: the request limits for the cgroup version, device rules kep
   assert.equal(spec.linux.resources.memory?.limit, 1 << 28);
   assert.ok(spec.linux.resources.cpu);
   assert.deepEqual(spec.linux.resources.devices, [{ allow: false, access: 'rwm' }]);
-  assert.throws(() => apply(opts.withResources, { ...input({ linux: { resources: { unified: { 'memory.high': '1' } } } }), host: { ...input().host, cgroupVersion: 'v1' } }), SpecError);
+  assert.throws(
+    () =>
+      apply(opts.withResources, { ...input({ linux: { resources: { unified: { 'memory.high': '1' } } } }), host: { ...input().host, cgroupVersion: 'v1' } }),
+    SpecError,
+  );
 });
 
 test('checkSeccompChoice: an unknown seccomp_profile_path is refused before anything else is filled', () => {
@@ -113,7 +132,10 @@ test('withCwd: the request, the image, or /', () => {
 
 test('withNoNewPrivileges: as asked, never for privileged', () => {
   assert.equal(apply(opts.withNoNewPrivileges, input({ linux: { security_context: { no_new_privs: true } } })).process.noNewPrivileges, true);
-  assert.equal(apply(opts.withNoNewPrivileges, input({ linux: { security_context: { no_new_privs: true, privileged: true } } }, {}, true)).process.noNewPrivileges, false);
+  assert.equal(
+    apply(opts.withNoNewPrivileges, input({ linux: { security_context: { no_new_privs: true, privileged: true } } }, {}, true)).process.noNewPrivileges,
+    false,
+  );
 });
 
 test('withOomScoreAdj: clamped to the range and the floor', () => {
@@ -130,7 +152,10 @@ test('withRoot: the rootfs, read-only when asked', () => {
 test('withMounts: defaults and pod files, a request mount replaces one at its destination; relative paths refused', () => {
   const mounts = apply(opts.withMounts, input({ mounts: [{ container_path: '/etc/hosts', host_path: '/mine' }] })).mounts;
   assert.ok(mounts.some((m) => m.destination === '/proc'));
-  assert.deepEqual(mounts.filter((m) => m.destination === '/etc/hosts').map((m) => m.source), ['/mine']);
+  assert.deepEqual(
+    mounts.filter((m) => m.destination === '/etc/hosts').map((m) => m.source),
+    ['/mine'],
+  );
   assert.ok(mounts.some((m) => m.destination === '/etc/resolv.conf' && m.source === '/pod/resolv.conf'));
   assert.throws(() => apply(opts.withMounts, input({ mounts: [{ container_path: 'rel', host_path: '/x' }] })), SpecError);
 });
@@ -153,20 +178,35 @@ test('withCgroupsPath and withRootfsPropagation', () => {
 
 test('withNamespaces: the pod network, IPC and UTS; a cgroup namespace on v2; TARGET needs its target', () => {
   const ns = apply(opts.withNamespaces, input()).linux.namespaces;
-  assert.deepEqual(ns.map((n) => n.type), ['mount', 'network', 'ipc', 'uts', 'pid', 'cgroup']);
+  assert.deepEqual(
+    ns.map((n) => n.type),
+    ['mount', 'network', 'ipc', 'uts', 'pid', 'cgroup'],
+  );
   const target = input({ linux: { security_context: { namespace_options: { pid: 'TARGET' } } } });
   assert.throws(() => apply(opts.withNamespaces, target), SpecError);
-  assert.deepEqual(apply(opts.withNamespaces, { ...target, targetPidNamespace: '/proc/9/ns/pid' }).linux.namespaces.find((n) => n.type === 'pid'), { type: 'pid', path: '/proc/9/ns/pid' });
+  assert.deepEqual(
+    apply(opts.withNamespaces, { ...target, targetPidNamespace: '/proc/9/ns/pid' }).linux.namespaces.find((n) => n.type === 'pid'),
+    { type: 'pid', path: '/proc/9/ns/pid' },
+  );
 });
 
 test('withDevices: the requested devices and a deny-all rule; every host device for privileged', () => {
   const dev = { path: '/dev/zero', type: 'c' as const, major: 1, minor: 5, fileMode: 0o666, uid: 0, gid: 0, containerPath: '/dev/z', permissions: 'r' };
   const spec = apply(opts.withDevices, input({}, { devices: [dev] }));
-  assert.deepEqual(spec.linux.resources.devices, [{ allow: false, access: 'rwm' }, { allow: true, type: 'c', major: 1, minor: 5, access: 'r' }]);
-  assert.deepEqual(spec.linux.devices.map((d) => d.path), ['/dev/z']);
+  assert.deepEqual(spec.linux.resources.devices, [
+    { allow: false, access: 'rwm' },
+    { allow: true, type: 'c', major: 1, minor: 5, access: 'r' },
+  ]);
+  assert.deepEqual(
+    spec.linux.devices.map((d) => d.path),
+    ['/dev/z'],
+  );
   const priv = apply(opts.withDevices, privileged());
   assert.deepEqual(priv.linux.resources.devices, [{ allow: true, access: 'rwm' }]);
-  assert.deepEqual(priv.linux.devices.map((d) => d.path), ['/dev/null']);
+  assert.deepEqual(
+    priv.linux.devices.map((d) => d.path),
+    ['/dev/null'],
+  );
 });
 
 test('withMaskedPaths and withReadonlyPaths: the request or the defaults, none for privileged', () => {
@@ -182,7 +222,10 @@ test('withSeccomp: the node default for RuntimeDefault, a Localhost profile as r
   const rd = input({ linux: { security_context: { seccomp: { profile_type: 'RuntimeDefault' } } } });
   assert.equal(apply(opts.withSeccomp, rd).linux.seccomp?.defaultAction, 'SCMP_ACT_ERRNO');
   assert.equal(apply(opts.withSeccomp, input()).linux.seccomp, undefined);
-  assert.equal(apply(opts.withSeccomp, privileged({ linux: { security_context: { privileged: true, seccomp: { profile_type: 'RuntimeDefault' } } } })).linux.seccomp, undefined);
+  assert.equal(
+    apply(opts.withSeccomp, privileged({ linux: { security_context: { privileged: true, seccomp: { profile_type: 'RuntimeDefault' } } } })).linux.seccomp,
+    undefined,
+  );
   const local = input({ linux: { security_context: { seccomp: { profile_type: 'Localhost', localhost_ref: '/p.json' } } } });
   assert.throws(() => apply(opts.withSeccomp, local), SpecError);
   assert.throws(() => apply(opts.withSeccomp, { ...local, seccompLocalhost: { syscalls: [] } }), SpecError);
@@ -193,7 +236,11 @@ test('withApparmor: the default profile for RuntimeDefault, none for privileged'
   const rd = input({ linux: { security_context: { apparmor: { profile_type: 'RuntimeDefault' } } } });
   assert.equal(apply(opts.withApparmor, rd).process.apparmorProfile, 'tscri-default');
   assert.equal(apply(opts.withApparmor, input()).process.apparmorProfile, undefined);
-  assert.equal(apply(opts.withApparmor, privileged({ linux: { security_context: { privileged: true, apparmor: { profile_type: 'RuntimeDefault' } } } })).process.apparmorProfile, undefined);
+  assert.equal(
+    apply(opts.withApparmor, privileged({ linux: { security_context: { privileged: true, apparmor: { profile_type: 'RuntimeDefault' } } } })).process
+      .apparmorProfile,
+    undefined,
+  );
 });
 
 test('the first failing rule is the error reported', () => {

@@ -11,9 +11,16 @@ import { DomainError } from '../../../src/errors.ts';
 test('imageVolumePaths: normalised, sorted, without request mounts; hostile configs refused', () => {
   assert.deepEqual(imageVolumePaths(undefined, [], 'i'), []);
   assert.deepEqual(imageVolumePaths(null, [], 'i'), []);
-  assert.deepEqual(imageVolumePaths({ '/var/lib/db/': {}, data: {}, '/a//b': {}, '/mnt': {} }, [{ container_path: '/mnt/' }], 'i'), ['/a/b', '/data', '/var/lib/db']);
+  assert.deepEqual(imageVolumePaths({ '/var/lib/db/': {}, data: {}, '/a//b': {}, '/mnt': {} }, [{ container_path: '/mnt/' }], 'i'), [
+    '/a/b',
+    '/data',
+    '/var/lib/db',
+  ]);
   const refused = (volumes: unknown, why: RegExp) =>
-    assert.throws(() => imageVolumePaths(volumes, [], 'img'), (e: unknown) => e instanceof DomainError && e.kind === 'FailedPrecondition' && why.test(e.message));
+    assert.throws(
+      () => imageVolumePaths(volumes, [], 'img'),
+      (e: unknown) => e instanceof DomainError && e.kind === 'FailedPrecondition' && why.test(e.message),
+    );
   refused(['/data'], /not an object/);
   refused('/data', /not an object/);
   refused({ '/': {} }, /root directory/);
@@ -38,11 +45,14 @@ test('createAnonymousVolumes: content, ownership and symlinks copied; symlinks r
   await writeFile(join(rootfs, 'afile'), 'x');
   const dir = join(work, 'volumes', 'c'.repeat(64));
   const mounts = await createAnonymousVolumes(rootfs, dir, ['/conf', '/data', '/nothere']);
-  assert.deepEqual(mounts.map((m) => [m.container_path, m.host_path, m.readonly, m.propagation]), [
-    ['/conf', join(dir, '0'), false, 'PROPAGATION_PRIVATE'],
-    ['/data', join(dir, '1'), false, 'PROPAGATION_PRIVATE'],
-    ['/nothere', join(dir, '2'), false, 'PROPAGATION_PRIVATE'],
-  ]);
+  assert.deepEqual(
+    mounts.map((m) => [m.container_path, m.host_path, m.readonly, m.propagation]),
+    [
+      ['/conf', join(dir, '0'), false, 'PROPAGATION_PRIVATE'],
+      ['/data', join(dir, '1'), false, 'PROPAGATION_PRIVATE'],
+      ['/nothere', join(dir, '2'), false, 'PROPAGATION_PRIVATE'],
+    ],
+  );
   assert.equal(await readFile(join(dir, '1/sub/file'), 'utf8'), 'image content');
   const owner = await stat(join(dir, '1'));
   assert.deepEqual([owner.uid, owner.gid], [1234, 4321]);

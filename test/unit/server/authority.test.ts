@@ -98,7 +98,10 @@ test('valid authorities are host[:port]', () => {
     { name: ':path', value: '/a/b', sensitive: false },
   ];
   assert.equal(fixAuthority(fields), 2);
-  assert.deepEqual(fields.map((f) => f.value), ['localhost', 'localhost', '/a/b']);
+  assert.deepEqual(
+    fields.map((f) => f.value),
+    ['localhost', 'localhost', '/a/b'],
+  );
 });
 
 // The first two calls of crictl 1.26 (grpc-go 1.51) as captured on the wire:
@@ -133,7 +136,10 @@ test('grpc-go calls with a socket path :authority reach the server with localhos
   assert.match(get(blocks[1]!.headers, 'grpc-timeout')[0]!, /^\d+u$/);
   // Non-header frames are byte for byte the same.
   const data = parseFrames(output).filter((f) => f.type !== 1);
-  assert.deepEqual(data, parseFrames(input).filter((f) => f.type !== 1));
+  assert.deepEqual(
+    data,
+    parseFrames(input).filter((f) => f.type !== 1),
+  );
   // Fed one byte at a time, the output is the same.
   assert.deepEqual(run(input, 1), output);
 });
@@ -151,8 +157,14 @@ test('valid authorities are kept; literal names, never-indexed fields and dynami
     frame(1, 0x5, 7, Buffer.concat([indexed(3), indexed(62)])),
   ]);
   const blocks = serverView(run(input));
-  assert.deepEqual(blocks.map((b) => get(b.headers, ':authority')), [['localhost'], ['node-1:10250'], ['localhost'], ['node-1:10250']]);
-  assert.deepEqual(blocks[1]!.headers.find((h) => h.name === 'x-token'), { name: 'x-token', value: 'secret', sensitive: true });
+  assert.deepEqual(
+    blocks.map((b) => get(b.headers, ':authority')),
+    [['localhost'], ['node-1:10250'], ['localhost'], ['node-1:10250']],
+  );
+  assert.deepEqual(
+    blocks[1]!.headers.find((h) => h.name === 'x-token'),
+    { name: 'x-token', value: 'secret', sensitive: true },
+  );
   assert.equal(blocks[0]!.headers.find((h) => h.name === ':authority')!.sensitive, true);
   for (const b of blocks) assert.equal(b.flags, 0x5, 'END_STREAM and END_HEADERS kept');
 });
@@ -170,7 +182,13 @@ test('table size updates are followed', () => {
 });
 
 test('HEADERS with padding, priority and CONTINUATION frames become one unpadded block with the priority kept', () => {
-  const block = Buffer.concat([indexed(3), indexed(6), literal(4, '/runtime.v1.RuntimeService/Version'), literal(1, '/run/tscri/tscri.sock'), literal('te', 'trailers')]);
+  const block = Buffer.concat([
+    indexed(3),
+    indexed(6),
+    literal(4, '/runtime.v1.RuntimeService/Version'),
+    literal(1, '/run/tscri/tscri.sock'),
+    literal('te', 'trailers'),
+  ]);
   const priority = Buffer.from('8000000310', 'hex');
   const [a, b, c] = [block.subarray(0, 5), block.subarray(5, 20), block.subarray(20)];
   const input = Buffer.concat([
@@ -182,7 +200,13 @@ test('HEADERS with padding, priority and CONTINUATION frames become one unpadded
   ]);
   const output = run(input, 3);
   const frames = parseFrames(output);
-  assert.deepEqual(frames.map((f) => [f.type, f.flags]), [[1, 0x1 | 0x4 | 0x20], [8, 0]]);
+  assert.deepEqual(
+    frames.map((f) => [f.type, f.flags]),
+    [
+      [1, 0x1 | 0x4 | 0x20],
+      [8, 0],
+    ],
+  );
   assert.deepEqual(frames[0]!.payload.subarray(0, 5), priority);
   const [view] = serverView(output);
   assert.deepEqual(get(view!.headers, ':authority'), ['localhost']);
@@ -192,18 +216,35 @@ test('HEADERS with padding, priority and CONTINUATION frames become one unpadded
 test('a block larger than one frame is split into CONTINUATION frames', () => {
   const big = 'v'.repeat(20_000);
   const block = Buffer.concat([indexed(3), literal(1, '/a.sock'), literal('x-big', big), literal('x-big2', big)]);
-  const input = Buffer.concat([PREFACE, frame(1, 0, 1, block.subarray(0, 10_000)), frame(9, 0, 1, block.subarray(10_000, 20_000)), frame(9, 0x4, 1, block.subarray(20_000))]);
+  const input = Buffer.concat([
+    PREFACE,
+    frame(1, 0, 1, block.subarray(0, 10_000)),
+    frame(9, 0, 1, block.subarray(10_000, 20_000)),
+    frame(9, 0x4, 1, block.subarray(20_000)),
+  ]);
   const output = run(input, 4096);
   const frames = parseFrames(output);
-  assert.deepEqual(frames.map((f) => f.type), [1, 9, 9]);
-  assert.deepEqual(frames.map((f) => f.flags), [0, 0, 0x4]);
+  assert.deepEqual(
+    frames.map((f) => f.type),
+    [1, 9, 9],
+  );
+  assert.deepEqual(
+    frames.map((f) => f.flags),
+    [0, 0, 0x4],
+  );
   assert.equal(frames[0]!.payload.length, 16384);
   const [view] = serverView(output);
   assert.deepEqual(get(view!.headers, 'x-big'), [big]);
   assert.deepEqual(get(view!.headers, ':authority'), ['localhost']);
   // A HEADERS frame with PRIORITY leaves room for its 5 bytes.
   const split = parseFrames(Buffer.concat([PREFACE, ...headerFrames(1, true, Buffer.alloc(5), Buffer.alloc(16384))]));
-  assert.deepEqual(split.map((f) => [f.type, f.flags, f.payload.length]), [[1, 0x21, 16384], [9, 0x4, 5]]);
+  assert.deepEqual(
+    split.map((f) => [f.type, f.flags, f.payload.length]),
+    [
+      [1, 0x21, 16384],
+      [9, 0x4, 5],
+    ],
+  );
 });
 
 test('other frames pass through as they arrive, before the frame is complete', () => {
@@ -241,18 +282,14 @@ test('protocol errors are left for the server to see: bytes forwarded as sent', 
 });
 
 test('an undecodable header block reaches the server as one it refuses with COMPRESSION_ERROR', () => {
-  const input = Buffer.concat([
-    PREFACE,
-    frame(1, 0x4, 1, Buffer.concat([indexed(3), indexed(70)])),
-    frame(0, 0x1, 1, Buffer.from('0000000000', 'hex')),
-  ]);
+  const input = Buffer.concat([PREFACE, frame(1, 0x4, 1, Buffer.concat([indexed(3), indexed(70)])), frame(0, 0x1, 1, Buffer.from('0000000000', 'hex'))]);
   const frames = parseFrames(run(input));
   assert.deepEqual(frames[0], { type: 1, flags: 0x4, stream: 1, payload: Buffer.from([0x80]) });
   assert.throws(() => new HpackDecoder().decode(frames[0]!.payload));
   assert.deepEqual(frames[1]!.payload, Buffer.from('0000000000', 'hex'));
 });
 
-test('requests of Node\'s HTTP/2 client pass the filter with their headers unchanged', async () => {
+test("requests of Node's HTTP/2 client pass the filter with their headers unchanged", async () => {
   const received: Buffer[] = [];
   const sent: Array<Record<string, string>> = [];
   const server = createServer((socket) => {

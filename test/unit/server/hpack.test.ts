@@ -5,7 +5,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:http2';
 import { createServer } from 'node:net';
-import { encodeLiterals, HpackDecoder, HpackError, huffmanDecode, huffmanEncode, readInteger, writeInteger, type HeaderField } from '../../../src/server/hpack.ts';
+import {
+  encodeLiterals,
+  HpackDecoder,
+  HpackError,
+  huffmanDecode,
+  huffmanEncode,
+  readInteger,
+  writeInteger,
+  type HeaderField,
+} from '../../../src/server/hpack.ts';
 import { HUFFMAN } from '../../../src/server/hpack-huffman.ts';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
@@ -59,15 +68,26 @@ test('Huffman strings with bad padding or EOS are refused', () => {
 test('RFC 7541 C.3: requests without Huffman share the dynamic table', () => {
   const d = new HpackDecoder();
   assert.deepEqual(plain(d.decode(hex('828684410f7777772e6578616d706c652e636f6d'))), [
-    [':method', 'GET'], [':scheme', 'http'], [':path', '/'], [':authority', 'www.example.com'],
+    [':method', 'GET'],
+    [':scheme', 'http'],
+    [':path', '/'],
+    [':authority', 'www.example.com'],
   ]);
   assert.equal(d.tableSize, 57);
   assert.deepEqual(plain(d.decode(hex('828684be58086e6f2d6361636865'))), [
-    [':method', 'GET'], [':scheme', 'http'], [':path', '/'], [':authority', 'www.example.com'], ['cache-control', 'no-cache'],
+    [':method', 'GET'],
+    [':scheme', 'http'],
+    [':path', '/'],
+    [':authority', 'www.example.com'],
+    ['cache-control', 'no-cache'],
   ]);
   assert.equal(d.tableSize, 110);
   assert.deepEqual(plain(d.decode(hex('828785bf400a637573746f6d2d6b65790c637573746f6d2d76616c7565'))), [
-    [':method', 'GET'], [':scheme', 'https'], [':path', '/index.html'], [':authority', 'www.example.com'], ['custom-key', 'custom-value'],
+    [':method', 'GET'],
+    [':scheme', 'https'],
+    [':path', '/index.html'],
+    [':authority', 'www.example.com'],
+    ['custom-key', 'custom-value'],
   ]);
   assert.equal(d.tableSize, 164);
   assert.equal(d.tableLength, 3);
@@ -88,7 +108,10 @@ test('entries are evicted oldest first; size updates shrink the table', () => {
   const d = new HpackDecoder({ limit: 100 });
   d.decode(Buffer.concat([literal('a', 'value-one'), literal('b', 'value-two'), literal('c', 'value-thr')]));
   assert.equal(d.tableLength, 2);
-  assert.deepEqual(plain(d.decode(hex('bebf'))), [['c', 'value-thr'], ['b', 'value-two']]);
+  assert.deepEqual(plain(d.decode(hex('bebf'))), [
+    ['c', 'value-thr'],
+    ['b', 'value-two'],
+  ]);
   assert.throws(() => d.decode(hex('c0')), HpackError);
   // Shrinking to 50 keeps only the newest entry; 0 empties the table.
   d.decode(writeInteger(50, 5, 0x20));
@@ -192,7 +215,9 @@ async function nghttp2Blocks(requests: Array<Record<string, string>>, shrinkTabl
 }
 
 test('header blocks from nghttp2 (indexing, Huffman, eviction, size update, CONTINUATION) decode to what was sent', async () => {
-  const printable = Array.from({ length: 95 }, (_, i) => String.fromCharCode(32 + i)).join('').trim();
+  const printable = Array.from({ length: 95 }, (_, i) => String.fromCharCode(32 + i))
+    .join('')
+    .trim();
   const requests: Array<Record<string, string>> = [];
   for (let i = 0; i < 12; i++) {
     requests.push({

@@ -24,7 +24,11 @@ test('pods and containers are counted by state from the source; sessions while o
   metrics.setStateSource({ pods: async () => ({ ready: 2, notready: 1 }), containers: () => ({ running: 3 }) });
   const end = metrics.openSession('exec', 'spdy');
   await metrics.time(metrics.runtimeDuration, { command: 'start' }, async () => 1);
-  await assert.rejects(metrics.time(metrics.cniDuration, { command: 'ADD', plugin: 'bridge' }, async () => { throw new Error('x'); }));
+  await assert.rejects(
+    metrics.time(metrics.cniDuration, { command: 'ADD', plugin: 'bridge' }, async () => {
+      throw new Error('x');
+    }),
+  );
   let families = parseExposition(await metrics.render());
   assert.equal(sample(families, 'tscri_pods', { state: 'ready' }), 2);
   assert.equal(sample(families, 'tscri_pods', { state: 'notready' }), 1);
@@ -46,7 +50,13 @@ test('standard process metrics come with collectProcessMetrics', async () => {
   metrics.collectProcessMetrics();
   metrics.collectProcessMetrics();
   const families = parseExposition(await metrics.render());
-  for (const name of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'process_open_fds', 'process_start_time_seconds', 'nodejs_eventloop_lag_seconds']) {
+  for (const name of [
+    'process_cpu_seconds_total',
+    'process_resident_memory_bytes',
+    'process_open_fds',
+    'process_start_time_seconds',
+    'nodejs_eventloop_lag_seconds',
+  ]) {
     assert.ok(families.has(name), name);
   }
 });

@@ -16,7 +16,19 @@ import { lgetxattr } from '../../../src/snapshot/syscalls.ts';
 const TAR = 'application/vnd.oci.image.layer.v1.tar';
 const MTIME = new Date(1_000_000_000_000);
 
-type Entry = { name: string; type?: string; body?: string; mode?: number; uid?: number; gid?: number; linkname?: string; mtime?: Date; pax?: Record<string, string>; devmajor?: number; devminor?: number };
+type Entry = {
+  name: string;
+  type?: string;
+  body?: string;
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  linkname?: string;
+  mtime?: Date;
+  pax?: Record<string, string>;
+  devmajor?: number;
+  devminor?: number;
+};
 
 async function tarOf(entries: Entry[]): Promise<Buffer> {
   const p = pack();
@@ -29,12 +41,14 @@ async function tarOf(entries: Entry[]): Promise<Buffer> {
 
 /** A tar block holding a PAX extended header with raw (possibly binary) values, for the entry after it. */
 function paxHeader(records: Array<[string, Buffer]>): Buffer {
-  const body = Buffer.concat(records.map(([key, value]) => {
-    const rest = Buffer.concat([Buffer.from(` ${key}=`), value, Buffer.from('\n')]);
-    let len = rest.length + 1;
-    while (String(len).length + rest.length !== len) len += 1;
-    return Buffer.concat([Buffer.from(String(len)), rest]);
-  }));
+  const body = Buffer.concat(
+    records.map(([key, value]) => {
+      const rest = Buffer.concat([Buffer.from(` ${key}=`), value, Buffer.from('\n')]);
+      let len = rest.length + 1;
+      while (String(len).length + rest.length !== len) len += 1;
+      return Buffer.concat([Buffer.from(String(len)), rest]);
+    }),
+  );
   const header = Buffer.alloc(512);
   header.write('PaxHeader', 0);
   header.write('0000644\0', 100);
@@ -194,7 +208,11 @@ test('gzip, zstd and plain layers unpack and report the uncompressed digest', as
   for (const [type, data] of cases) {
     const { snap } = await dirs(t);
     // One byte per chunk: the format is detected across chunk boundaries.
-    const bytes = Readable.from((function* () { for (let i = 0; i < data.length; i += 1) yield data.subarray(i, i + 1); })());
+    const bytes = Readable.from(
+      (function* () {
+        for (let i = 0; i < data.length; i += 1) yield data.subarray(i, i + 1);
+      })(),
+    );
     const result = await applyLayer(bytes, type, snap);
     assert.equal(result.diffId, sha(tar), type);
     assert.equal(result.size, tar.length, type);
@@ -211,7 +229,11 @@ test('the empty layer has its well-known diff id', async (t) => {
 
 test('a layer whose data does not match its declared compression is refused', async (t) => {
   const tar = await tarOf([{ name: 'x' }]);
-  for (const [type, data] of [[`${TAR}+gzip`, tar], [`${TAR}+zstd`, gzipSync(tar)], [`${TAR}+gzip`, zstdCompressSync(tar)]] as const) {
+  for (const [type, data] of [
+    [`${TAR}+gzip`, tar],
+    [`${TAR}+zstd`, gzipSync(tar)],
+    [`${TAR}+gzip`, zstdCompressSync(tar)],
+  ] as const) {
     const { snap } = await dirs(t);
     await assert.rejects(applyLayer(Readable.from([data]), type, snap), /is declared .* but its data is not/);
   }
@@ -226,18 +248,65 @@ test('malicious entries fail the layer, name the entry and write nothing outside
     { entries: [{ name: 'a/../../sentinel', body: 'x' }], error: /layer entry "a\/\.\.\/\.\.\/sentinel" escapes the snapshot/ },
     { entries: [{ name: '/../sentinel', body: 'x' }], error: /escapes the snapshot/ },
     // A file under a symlinked parent directory.
-    { entries: [{ name: 'link', type: 'symlink', linkname: '..' }, { name: 'link/outside', body: 'x' }], error: /layer entry "link\/outside" escapes the snapshot through the symlink link/ },
-    { entries: [{ name: 'abs', type: 'symlink', linkname: '/' }, { name: 'abs/tmp/outside', body: 'x' }], error: /through the symlink abs/ },
+    {
+      entries: [
+        { name: 'link', type: 'symlink', linkname: '..' },
+        { name: 'link/outside', body: 'x' },
+      ],
+      error: /layer entry "link\/outside" escapes the snapshot through the symlink link/,
+    },
+    {
+      entries: [
+        { name: 'abs', type: 'symlink', linkname: '/' },
+        { name: 'abs/tmp/outside', body: 'x' },
+      ],
+      error: /through the symlink abs/,
+    },
     // A symlink, then a file written through it (the symlink is replaced, not followed) is fine; through a deeper parent it is not.
-    { entries: [{ name: 'up', type: 'symlink', linkname: '..' }, { name: 'up/sentinel', body: 'overwritten' }], error: /through the symlink up/ },
-    { entries: [{ name: 'd/', type: 'directory' }, { name: 'd/up', type: 'symlink', linkname: '../..' }, { name: 'd/up/snap2/x', body: 'x' }], error: /through the symlink d\/up/ },
+    {
+      entries: [
+        { name: 'up', type: 'symlink', linkname: '..' },
+        { name: 'up/sentinel', body: 'overwritten' },
+      ],
+      error: /through the symlink up/,
+    },
+    {
+      entries: [
+        { name: 'd/', type: 'directory' },
+        { name: 'd/up', type: 'symlink', linkname: '../..' },
+        { name: 'd/up/snap2/x', body: 'x' },
+      ],
+      error: /through the symlink d\/up/,
+    },
     // A directory already used as a parent, then replaced by a symlink, then used again.
-    { entries: [{ name: 'd/', type: 'directory' }, { name: 'd/x', body: 'x' }, { name: 'd', type: 'symlink', linkname: '..' }, { name: 'd/y', body: 'y' }], error: /layer entry "d\/y" escapes the snapshot through the symlink d/ },
-    { entries: [{ name: 'e/f/', type: 'directory' }, { name: 'e/f/x', body: 'x' }, { name: 'e', type: 'symlink', linkname: '/' }, { name: 'e/f/y', body: 'y' }], error: /through the symlink e/ },
+    {
+      entries: [
+        { name: 'd/', type: 'directory' },
+        { name: 'd/x', body: 'x' },
+        { name: 'd', type: 'symlink', linkname: '..' },
+        { name: 'd/y', body: 'y' },
+      ],
+      error: /layer entry "d\/y" escapes the snapshot through the symlink d/,
+    },
+    {
+      entries: [
+        { name: 'e/f/', type: 'directory' },
+        { name: 'e/f/x', body: 'x' },
+        { name: 'e', type: 'symlink', linkname: '/' },
+        { name: 'e/f/y', body: 'y' },
+      ],
+      error: /through the symlink e/,
+    },
     // Hard links out of the snapshot, or through a symlink.
     { entries: [{ name: 'hard', type: 'link', linkname: '../sentinel' }], error: /layer entry "\.\.\/sentinel" escapes the snapshot/ },
     { entries: [{ name: 'hard', type: 'link', linkname: '/etc/passwd' }], error: /links to "\/etc\/passwd", which is not in the layer|not in the layer/ },
-    { entries: [{ name: 'l', type: 'symlink', linkname: '..' }, { name: 'hard', type: 'link', linkname: 'l/sentinel' }], error: /layer entry "hard" escapes the snapshot through the symlink l/ },
+    {
+      entries: [
+        { name: 'l', type: 'symlink', linkname: '..' },
+        { name: 'hard', type: 'link', linkname: 'l/sentinel' },
+      ],
+      error: /layer entry "hard" escapes the snapshot through the symlink l/,
+    },
     // Whiteouts and opaque markers through a symlink.
     { entries: [{ name: 'dirlink', type: 'symlink', linkname: '..' }, { name: 'dirlink/.wh.sentinel' }], error: /through the symlink dirlink/ },
     { entries: [{ name: 'dirlink', type: 'symlink', linkname: '..' }, { name: 'dirlink/.wh..wh..opq' }], error: /through the symlink dirlink/ },
@@ -255,12 +324,18 @@ test('malicious entries fail the layer, name the entry and write nothing outside
 test('a symlink written over a file is replaced, never followed', async (t) => {
   const { top, snap } = await dirs(t);
   const sentinel = join(top, 'sentinel');
-  await applyLayer(Readable.from([await tarOf([
-    { name: 'f', type: 'symlink', linkname: sentinel },
-    { name: 'f', body: 'replaced', mode: 0o777 },
-    { name: 'g', type: 'symlink', linkname: sentinel },
-    { name: 'g', type: 'fifo' },
-  ])]), TAR, snap);
+  await applyLayer(
+    Readable.from([
+      await tarOf([
+        { name: 'f', type: 'symlink', linkname: sentinel },
+        { name: 'f', body: 'replaced', mode: 0o777 },
+        { name: 'g', type: 'symlink', linkname: sentinel },
+        { name: 'g', type: 'fifo' },
+      ]),
+    ]),
+    TAR,
+    snap,
+  );
   assert.equal(await readFile(join(snap, 'f'), 'utf8'), 'replaced');
   assert.ok((await lstat(join(snap, 'g'))).isFIFO());
   await assertUntouched(top, 'symlink replaced');
@@ -269,20 +344,35 @@ test('a symlink written over a file is replaced, never followed', async (t) => {
 test('a directory replaced by a symlink later in the layer does not get its metadata applied through it', async (t) => {
   const { top, snap } = await dirs(t);
   const sentinel = join(top, 'sentinel');
-  await applyLayer(Readable.from([await tarOf([
-    { name: 'd/', type: 'directory', mode: 0o777, uid: 1234 },
-    { name: 'd', type: 'symlink', linkname: sentinel },
-    { name: 'p/', type: 'directory' },
-    { name: 'p/q/', type: 'directory', mode: 0o777, uid: 1234 },
-    { name: 'p', type: 'symlink', linkname: top },
-  ])]), TAR, snap);
+  await applyLayer(
+    Readable.from([
+      await tarOf([
+        { name: 'd/', type: 'directory', mode: 0o777, uid: 1234 },
+        { name: 'd', type: 'symlink', linkname: sentinel },
+        { name: 'p/', type: 'directory' },
+        { name: 'p/q/', type: 'directory', mode: 0o777, uid: 1234 },
+        { name: 'p', type: 'symlink', linkname: top },
+      ]),
+    ]),
+    TAR,
+    snap,
+  );
   assert.equal(await readlink(join(snap, 'd')), sentinel);
   await assertUntouched(top, 'directory replaced');
 });
 
 test('absolute and dotted entry names are taken relative to the snapshot', async (t) => {
   const { snap } = await dirs(t);
-  await applyLayer(Readable.from([await tarOf([{ name: '/etc/abs', body: 'in' }, { name: './etc//./dot', body: 'dot' }])]), TAR, snap);
+  await applyLayer(
+    Readable.from([
+      await tarOf([
+        { name: '/etc/abs', body: 'in' },
+        { name: './etc//./dot', body: 'dot' },
+      ]),
+    ]),
+    TAR,
+    snap,
+  );
   assert.equal(await readFile(join(snap, 'etc/abs'), 'utf8'), 'in');
   assert.equal(await readFile(join(snap, 'etc/dot'), 'utf8'), 'dot');
   assert.deepEqual(entryComponents('./a//b/'), ['a', 'b']);
@@ -309,7 +399,13 @@ test('an abort stops the unpack and closes the input', async (t) => {
 });
 
 test('bytes after the end of the archive are ignored but count in the diff id', async (t) => {
-  const tar = Buffer.concat([await tarOf([{ name: 'a.txt', body: 'content' }, { name: 'big', body: 'y'.repeat(5000) }]), Buffer.from('trailing garbage that is not a tar header')]);
+  const tar = Buffer.concat([
+    await tarOf([
+      { name: 'a.txt', body: 'content' },
+      { name: 'big', body: 'y'.repeat(5000) },
+    ]),
+    Buffer.from('trailing garbage that is not a tar header'),
+  ]);
   const { snap } = await dirs(t);
   const result = await applyLayer(Readable.from([gzipSync(tar)]), `${TAR}+gzip`, snap);
   assert.equal(result.diffId, sha(tar));
@@ -326,11 +422,17 @@ test('a layer that is not a tar fails', async (t) => {
 test('user xattrs on a symlink or device, which the kernel refuses, are skipped', async (t) => {
   const { snap } = await dirs(t);
   const pax = { 'SCHILY.xattr.user.note': 'n' };
-  await applyLayer(Readable.from([await tarOf([
-    { name: 'target', body: 't', pax },
-    { name: 'link', type: 'symlink', linkname: 'target', pax },
-    { name: 'pipe', type: 'fifo', pax },
-  ])]), TAR, snap);
+  await applyLayer(
+    Readable.from([
+      await tarOf([
+        { name: 'target', body: 't', pax },
+        { name: 'link', type: 'symlink', linkname: 'target', pax },
+        { name: 'pipe', type: 'fifo', pax },
+      ]),
+    ]),
+    TAR,
+    snap,
+  );
   assert.equal(lgetxattr(join(snap, 'target'), 'user.note')?.toString(), 'n');
   assert.equal(lgetxattr(join(snap, 'link'), 'user.note'), undefined);
   assert.ok((await lstat(join(snap, 'pipe'))).isFIFO());
@@ -349,7 +451,12 @@ test('a filesystem error names the entry that could not be written', async (t) =
 
 test('owners and sub-second mtimes from PAX records apply', async (t) => {
   const { snap } = await dirs(t);
-  const pax = (uid: string, gid: string, mtime: string) => paxHeader([['uid', Buffer.from(uid)], ['gid', Buffer.from(gid)], ['mtime', Buffer.from(mtime)]]);
+  const pax = (uid: string, gid: string, mtime: string) =>
+    paxHeader([
+      ['uid', Buffer.from(uid)],
+      ['gid', Buffer.from(gid)],
+      ['mtime', Buffer.from(mtime)],
+    ]);
   const withoutEnd = (b: Buffer) => b.subarray(0, b.length - 1024);
   const layer = Buffer.concat([
     pax('3000000', '3000001', '1234567890.25'),

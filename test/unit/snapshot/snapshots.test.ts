@@ -130,14 +130,28 @@ test('a diff id mismatch or a broken layer fails and leaves nothing', async (t) 
   const store = await newStore(t);
   const layer = await tarOf({ b: 'b' });
   const wrong = `sha256:${'e'.repeat(64)}`;
-  await assert.rejects(store.ensure(wrong, wrong, opener(layer)), (err: Error) => err instanceof LayerError && /does not match the image config's diff id/.test(err.message));
-  await assert.rejects(store.ensure(wrong, wrong, async () => ({ stream: Readable.from([Buffer.from('not a layer at all, not even close'.repeat(40))]), mediaType: `${TAR}+gzip` })));
-  await assert.rejects(store.ensure(wrong, wrong, async () => {
-    throw new Error('blob missing');
-  }), /blob missing/);
+  await assert.rejects(
+    store.ensure(wrong, wrong, opener(layer)),
+    (err: Error) => err instanceof LayerError && /does not match the image config's diff id/.test(err.message),
+  );
+  await assert.rejects(
+    store.ensure(wrong, wrong, async () => ({
+      stream: Readable.from([Buffer.from('not a layer at all, not even close'.repeat(40))]),
+      mediaType: `${TAR}+gzip`,
+    })),
+  );
+  await assert.rejects(
+    store.ensure(wrong, wrong, async () => {
+      throw new Error('blob missing');
+    }),
+    /blob missing/,
+  );
   assert.deepEqual(store.list(), []);
   assert.deepEqual(await tmpDirs(store), []);
-  assert.deepEqual((await readdir(store.root)).filter((n) => /^\d+$/.test(n)), []);
+  assert.deepEqual(
+    (await readdir(store.root)).filter((n) => /^\d+$/.test(n)),
+    [],
+  );
 });
 
 test('load removes what interrupted unpacks and removals left', async (t) => {
@@ -154,7 +168,10 @@ test('load removes what interrupted unpacks and removals left', async (t) => {
   const again = new SnapshotStore(store.root);
   await again.load();
   assert.deepEqual((await readdir(store.root)).sort(), ['1', 'containers', 'empty', 'leases']);
-  assert.deepEqual(again.list().map((s) => s.chainId), [id]);
+  assert.deepEqual(
+    again.list().map((s) => s.chainId),
+    [id],
+  );
   assert.deepEqual(await readdir(join(store.root, 'leases')), []);
 });
 
@@ -171,7 +188,13 @@ test('leases survive a reload and keep snapshots from gc and remove', async (t) 
   assert.deepEqual([...again.listLeases()], [['ctr-1', [ids[0]!]]]);
   assert.equal(await again.remove(ids[0]!), false);
   assert.deepEqual(await again.gc(new Set([ids[1]!])), [ids[2]!]);
-  assert.deepEqual(again.list().map((s) => s.chainId).sort(), [ids[0]!, ids[1]!].sort());
+  assert.deepEqual(
+    again
+      .list()
+      .map((s) => s.chainId)
+      .sort(),
+    [ids[0]!, ids[1]!].sort(),
+  );
 
   await again.retain('gone-vol1', [ids[1]!]);
   assert.deepEqual(await again.releaseUnless((owner) => owner === 'ctr-1'), ['gone-vol1']);

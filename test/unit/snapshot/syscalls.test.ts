@@ -12,7 +12,7 @@ test('libc bindings: mknod, xattrs on the path itself, syncfs', async (t) => {
   t.after(() => rm(dir, { recursive: true, force: true }));
   assert.equal(makedev(0, 0), 0n);
   assert.equal(makedev(1, 3), 0x103n);
-  assert.equal(makedev(4095, 1 << 19), (0xfffn << 8n) | (BigInt(1 << 19 >> 8) << 20n));
+  assert.equal(makedev(4095, 1 << 19), (0xfffn << 8n) | (BigInt((1 << 19) >> 8) << 20n));
 
   mknod(join(dir, 'whiteout'), S_IFCHR, 0, 0);
   const whiteout = await lstat(join(dir, 'whiteout'));
@@ -20,7 +20,10 @@ test('libc bindings: mknod, xattrs on the path itself, syncfs', async (t) => {
   assert.equal(whiteout.rdev, 0);
   mknod(join(dir, 'fifo'), S_IFIFO | 0o640);
   assert.ok((await lstat(join(dir, 'fifo'))).isFIFO());
-  assert.throws(() => mknod(join(dir, 'fifo'), S_IFIFO), (err: SyscallError) => err instanceof SyscallError && err.code === 'EEXIST');
+  assert.throws(
+    () => mknod(join(dir, 'fifo'), S_IFIFO),
+    (err: SyscallError) => err instanceof SyscallError && err.code === 'EEXIST',
+  );
 
   await writeFile(join(dir, 'file'), 'f');
   await symlink('file', join(dir, 'link'));

@@ -159,7 +159,12 @@ test('KeyedLock serialises one key and lets other keys run', async () => {
 
 test('KeyedLock releases after a failure', async () => {
   const lock = new KeyedLock();
-  await assert.rejects(lock.with('k', async () => { throw new Error('boom'); }), /boom/);
+  await assert.rejects(
+    lock.with('k', async () => {
+      throw new Error('boom');
+    }),
+    /boom/,
+  );
   assert.equal(await lock.with('k', async () => 42), 42);
 });
 
@@ -173,12 +178,26 @@ test('SharedKeyedLock: shared holders run together, an exclusive one alone, in a
   };
   const g1 = gate();
   const g2 = gate();
-  const s1 = lock.shared('pod', async () => { events.push('s1'); await g1.p; events.push('s1 end'); });
-  const s2 = lock.shared('pod', async () => { events.push('s2'); await g2.p; events.push('s2 end'); });
-  const x = lock.exclusive('pod', async () => { events.push('x'); });
+  const s1 = lock.shared('pod', async () => {
+    events.push('s1');
+    await g1.p;
+    events.push('s1 end');
+  });
+  const s2 = lock.shared('pod', async () => {
+    events.push('s2');
+    await g2.p;
+    events.push('s2 end');
+  });
+  const x = lock.exclusive('pod', async () => {
+    events.push('x');
+  });
   // Arriving after the exclusive waiter, s3 waits for it.
-  const s3 = lock.shared('pod', async () => { events.push('s3'); });
-  await lock.exclusive('other', async () => { events.push('other'); });
+  const s3 = lock.shared('pod', async () => {
+    events.push('s3');
+  });
+  await lock.exclusive('other', async () => {
+    events.push('other');
+  });
   await new Promise((r) => setImmediate(r));
   assert.deepEqual(events, ['s1', 's2', 'other']);
   g1.open();
@@ -187,7 +206,12 @@ test('SharedKeyedLock: shared holders run together, an exclusive one alone, in a
   g2.open();
   await Promise.all([s2, x, s3]);
   assert.deepEqual(events, ['s1', 's2', 'other', 's1 end', 's2 end', 'x', 's3']);
-  await assert.rejects(lock.exclusive('pod', async () => { throw new Error('boom'); }), /boom/);
+  await assert.rejects(
+    lock.exclusive('pod', async () => {
+      throw new Error('boom');
+    }),
+    /boom/,
+  );
   assert.equal(await lock.shared('pod', async () => 7), 7);
 });
 
@@ -199,13 +223,15 @@ test('directories an earlier version made wider are narrowed to 0700; root and s
   try {
     const root = join(base, 'root');
     const state = join(base, 'state');
-    for (const dir of [join(root, 'snapshots'), join(state, 'containers'), join(state, 'pods'), join(state, 'ns', 'net')]) await mkdirp(dir, { recursive: true });
-    for (const dir of [root, state, join(root, 'snapshots'), join(state, 'containers'), join(state, 'pods'), join(state, 'ns'), join(state, 'ns', 'net')]) await chmod(dir, 0o755);
+    for (const dir of [join(root, 'snapshots'), join(state, 'containers'), join(state, 'pods'), join(state, 'ns', 'net')])
+      await mkdirp(dir, { recursive: true });
+    for (const dir of [root, state, join(root, 'snapshots'), join(state, 'containers'), join(state, 'pods'), join(state, 'ns'), join(state, 'ns', 'net')])
+      await chmod(dir, 0o755);
     const warnings = await secureDirs(root, state);
     const mode = async (dir: string) => (await statOf(dir)).mode & 0o777;
     for (const dir of ['containers', 'pods', 'ns', 'ns/net', 'ns/ipc', 'exits', 'sockets', 'runtime']) assert.equal(await mode(join(state, dir)), 0o700, dir);
     assert.equal(await mode(join(root, 'snapshots')), 0o700);
-    assert.equal(await mode(root), 0o755, 'the operator\'s directory is left as it is');
+    assert.equal(await mode(root), 0o755, "the operator's directory is left as it is");
     assert.equal(warnings.length, 2);
     assert.match(warnings[0]!, /mode 755/);
     await chmod(root, 0o700);

@@ -4,7 +4,21 @@ import { createHash } from 'node:crypto';
 import { deflateSync, inflateSync } from 'node:zlib';
 import { SPDY3_DICTIONARY } from '../../../src/stream/spdy/dictionary.ts';
 import {
-  FLAG_FIN, FrameType, MAX_CONTROL_FRAME, SpdyProtocolError, dataFrame, decodeHeaderBlock, encodeHeaderBlock, parseSettings, ping, readFrames, rstStream, settings, synReply, synStream, windowUpdate,
+  FLAG_FIN,
+  FrameType,
+  MAX_CONTROL_FRAME,
+  SpdyProtocolError,
+  dataFrame,
+  decodeHeaderBlock,
+  encodeHeaderBlock,
+  parseSettings,
+  ping,
+  readFrames,
+  rstStream,
+  settings,
+  synReply,
+  synStream,
+  windowUpdate,
 } from '../../../src/stream/spdy/frames.ts';
 import { resizeDecoder } from '../../../src/stream/resize.ts';
 import { decodeMessage, encodeMessage } from '../../../src/stream/websocket.ts';
@@ -34,7 +48,10 @@ test('frames round-trip through the parser, including partial input', () => {
   assert.equal(partial.frames.length, 6);
   const { frames, rest } = readFrames(bytes);
   assert.equal(rest.length, 0);
-  assert.deepEqual(frames.map((f) => (f.kind === 'data' ? 'data' : f.type)), [FrameType.SYN_STREAM, FrameType.SYN_REPLY, 'data', FrameType.RST_STREAM, FrameType.WINDOW_UPDATE, FrameType.PING, FrameType.SETTINGS]);
+  assert.deepEqual(
+    frames.map((f) => (f.kind === 'data' ? 'data' : f.type)),
+    [FrameType.SYN_STREAM, FrameType.SYN_REPLY, 'data', FrameType.RST_STREAM, FrameType.WINDOW_UPDATE, FrameType.PING, FrameType.SETTINGS],
+  );
   const data = frames[2]!;
   assert.equal(data.kind, 'data');
   if (data.kind === 'data') {
@@ -55,13 +72,20 @@ test('an unknown SPDY version is an error', () => {
 test('a control frame beyond the limit is refused from its header alone; data frames may be large', () => {
   const header = synStream(1, 0, 0, Buffer.alloc(0)).subarray(0, 8);
   header.writeUIntBE(MAX_CONTROL_FRAME + 1, 5, 3);
-  assert.throws(() => readFrames(header), (e: unknown) => e instanceof SpdyProtocolError && /exceeds the limit/.test((e as Error).message));
+  assert.throws(
+    () => readFrames(header),
+    (e: unknown) => e instanceof SpdyProtocolError && /exceeds the limit/.test((e as Error).message),
+  );
   const big = dataFrame(1, 0, Buffer.alloc(MAX_CONTROL_FRAME + 1));
   assert.equal(readFrames(big).frames.length, 1);
 });
 
 test('a header block whose count or lengths run past its end is a protocol error', () => {
-  const u32 = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32BE(n); return b; };
+  const u32 = (n: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(n);
+    return b;
+  };
   for (const block of [
     Buffer.alloc(2),
     u32(0xffffffff),
@@ -83,7 +107,10 @@ test('resize messages are decoded across chunk boundaries', () => {
   const feed = resizeDecoder((s) => sizes.push(s));
   feed(Buffer.from('{"Width":80,"Hei'));
   feed(Buffer.from('ght":24}\n{"Width":0,"Height":1}{"Width":120,"Height":50}'));
-  assert.deepEqual(sizes, [{ width: 80, height: 24 }, { width: 120, height: 50 }]);
+  assert.deepEqual(sizes, [
+    { width: 80, height: 24 },
+    { width: 120, height: 50 },
+  ]);
 });
 
 test('WebSocket channel messages, binary and base64', () => {

@@ -59,7 +59,10 @@ test('a busy mount is detached lazily', async (t) => {
 
 test('a failed mount names the errno; NUL bytes are refused', async (t) => {
   const dir = await scratch(t);
-  assert.throws(() => mount('x', join(dir, 'm'), 'no-such-filesystem-type', 0), (err: unknown) => err instanceof MountError && err.code === 'ENODEV');
+  assert.throws(
+    () => mount('x', join(dir, 'm'), 'no-such-filesystem-type', 0),
+    (err: unknown) => err instanceof MountError && err.code === 'ENODEV',
+  );
   assert.throws(() => mount('x', join(dir, 'missing'), 'tmpfs', 0), { code: 'ENOENT' });
   assert.throws(() => mount('tmpfs', `${dir}/m\0/../../etc`, 'tmpfs', 0), { code: 'EINVAL' });
   assert.throws(() => mount('tmpfs', join(dir, 'm'), 'tmpfs', 0, 'size=1m\0,mode=777'), { code: 'EINVAL' });

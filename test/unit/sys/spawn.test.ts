@@ -47,7 +47,10 @@ test('the child starts with no signal ignored or blocked (Node ignores SIGPIPE)'
 });
 
 test('a program that does not exist fails with ENOENT, as child_process does', async () => {
-  await assert.rejects(run('/nonexistent/program', []), (err: unknown) => err instanceof SpawnError && err.code === 'ENOENT' && err.path === '/nonexistent/program');
+  await assert.rejects(
+    run('/nonexistent/program', []),
+    (err: unknown) => err instanceof SpawnError && err.code === 'ENOENT' && err.path === '/nonexistent/program',
+  );
   await assert.rejects(run('no-such-program-anywhere', []), { code: 'ENOENT' });
   const child = spawnChild('/nonexistent/program', []);
   const err = await new Promise<Error & { code?: string }>((resolve) => child.once('error', resolve));
@@ -71,7 +74,10 @@ test('timeoutMs kills the child with killSignal', async () => {
 });
 
 test('a child writing more than maxBuffer is killed and the run rejected; the daemon is not flooded', async () => {
-  await assert.rejects(run('/bin/sh', ['-c', 'while :; do echo xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; done'], { maxBuffer: 64 * 1024 }), RangeError);
+  await assert.rejects(
+    run('/bin/sh', ['-c', 'while :; do echo xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; done'], { maxBuffer: 64 * 1024 }),
+    RangeError,
+  );
 });
 
 test('extra pipes reach the child as fds 3 and up, in both directions', async () => {
@@ -105,9 +111,12 @@ test('exit and close events carry (code, signal); kill signals a running child',
   assert.equal(child.kill('SIGTERM'), false);
 });
 
-test('many children at once all report their own exit codes; Node\'s own children are unaffected', async () => {
+test("many children at once all report their own exit codes; Node's own children are unaffected", async () => {
   const codes = await Promise.all(Array.from({ length: 40 }, (_, i) => run('/bin/sh', ['-c', `exit ${i % 7}`]).then((r) => r.code)));
-  assert.deepEqual(codes, Array.from({ length: 40 }, (_, i) => i % 7));
+  assert.deepEqual(
+    codes,
+    Array.from({ length: 40 }, (_, i) => i % 7),
+  );
   const nodeChild = nodeSpawn('/bin/sh', ['-c', 'exit 5']);
   const ours = run('/bin/sh', ['-c', 'exit 6']);
   const nodeCode = await new Promise((resolve) => nodeChild.once('exit', resolve));
@@ -115,15 +124,18 @@ test('many children at once all report their own exit codes; Node\'s own childre
   assert.equal((await ours).code, 6);
 });
 
-test('no fd of the daemon, nor another child\'s pipe, leaks into a child', async () => {
+test("no fd of the daemon, nor another child's pipe, leaks into a child", async () => {
   const fd = openSync('/etc/passwd', 'r');
   const other = spawnChild('/bin/sleep', ['30'], { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] });
   try {
     const r = await run('/bin/sh', ['-c', 'for f in /proc/self/fd/*; do echo "$f $(readlink $f)"; done']);
-    const leaked = r.stdout.trim().split('\n').filter((line) => {
-      const n = Number(/fd\/(\d+) /.exec(line)?.[1]);
-      return n > 2 && (line.includes('/etc/passwd') || line.includes('socket:'));
-    });
+    const leaked = r.stdout
+      .trim()
+      .split('\n')
+      .filter((line) => {
+        const n = Number(/fd\/(\d+) /.exec(line)?.[1]);
+        return n > 2 && (line.includes('/etc/passwd') || line.includes('socket:'));
+      });
     assert.deepEqual(leaked, []);
   } finally {
     closeSync(fd);
@@ -133,7 +145,11 @@ test('no fd of the daemon, nor another child\'s pipe, leaks into a child', async
 });
 
 test('a script ends once its last child has been collected', async () => {
-  const r = await run(process.execPath, ['--input-type=module', '-e', `import { run } from ${JSON.stringify(new URL('../../../src/sys/spawn.ts', import.meta.url).href)}; const r = await run('/bin/sh', ['-c', 'sleep 0.2; echo done']); console.log(r.stdout.trim(), r.code);`]);
+  const r = await run(process.execPath, [
+    '--input-type=module',
+    '-e',
+    `import { run } from ${JSON.stringify(new URL('../../../src/sys/spawn.ts', import.meta.url).href)}; const r = await run('/bin/sh', ['-c', 'sleep 0.2; echo done']); console.log(r.stdout.trim(), r.code);`,
+  ]);
   assert.equal(r.stdout.trim(), 'done 0');
 });
 
