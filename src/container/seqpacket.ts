@@ -13,13 +13,8 @@
 import { EventEmitter } from 'node:events';
 import { closeSync, openSync } from 'node:fs';
 import koffi from 'koffi';
-import { libc } from '../sys/libc.ts';
+import { AF_UNIX, libc, MSG_DONTWAIT, MSG_NOSIGNAL, SOCK_CLOEXEC, SOCK_SEQPACKET, SUN_PATH_MAX } from '../sys/libc.ts';
 
-const AF_UNIX = 1;
-const SOCK_SEQPACKET = 5;
-const SOCK_CLOEXEC = 0o2000000;
-const MSG_DONTWAIT = 0x40;
-const MSG_NOSIGNAL = 0x4000;
 const POLLIN = 0x1;
 const POLLOUT = 0x4;
 const POLLERR = 0x8;
@@ -27,7 +22,6 @@ const POLLHUP = 0x10;
 const EAGAIN = 11;
 const EINTR = 4;
 const SHUT_WR = 1;
-const SUN_PATH_MAX = 108;
 const POLL_TIMEOUT_MS = 50;
 /** conmon sends at most 8 KiB + 1 per packet; leave room. */
 const RECV_SIZE = 64 * 1024;

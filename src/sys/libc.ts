@@ -6,6 +6,17 @@ import koffi from 'koffi';
 
 export const libc = koffi.load('libc.so.6');
 
+// Socket constants of Linux (x86-64 and arm64 alike).
+export const AF_UNIX = 1;
+export const SOCK_STREAM = 1;
+export const SOCK_DGRAM = 2;
+export const SOCK_SEQPACKET = 5;
+export const SOCK_CLOEXEC = 0o2000000;
+export const MSG_DONTWAIT = 0x40;
+export const MSG_NOSIGNAL = 0x4000;
+/** Bytes of sockaddr_un.sun_path. */
+export const SUN_PATH_MAX = 108;
+
 /** The errno of the last call made through koffi on this thread. */
 export const lastErrno = (): number => koffi.errno();
 

@@ -23,7 +23,7 @@ import { accessSync, constants as fsConstants } from 'node:fs';
 import { Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import koffi from 'koffi';
-import { errnoName, libc } from './libc.ts';
+import { AF_UNIX, errnoName, libc, SOCK_CLOEXEC, SOCK_STREAM } from './libc.ts';
 
 const c = {
   posix_spawn: libc.func(
@@ -46,9 +46,6 @@ const c = {
   waitpid: libc.func('int waitpid(int pid, _Out_ int *status, int options)'),
 };
 
-const AF_UNIX = 1;
-const SOCK_STREAM = 1;
-const SOCK_CLOEXEC = 0o2000000;
 const O_RDWR = 2;
 const F_DUPFD_CLOEXEC = 1030;
 const WNOHANG = 1;

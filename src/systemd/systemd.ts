@@ -17,18 +17,11 @@
 // of its own).
 import { fstatSync } from 'node:fs';
 import koffi from 'koffi';
-import { libc } from '../sys/libc.ts';
+import { AF_UNIX, libc, MSG_DONTWAIT, MSG_NOSIGNAL, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_STREAM, SUN_PATH_MAX } from '../sys/libc.ts';
 
-const AF_UNIX = 1;
-const SOCK_STREAM = 1;
-const SOCK_DGRAM = 2;
-const SOCK_CLOEXEC = 0o2000000;
 const SOL_SOCKET = 1;
 const SO_TYPE = 3;
 const SO_ACCEPTCONN = 30;
-const MSG_DONTWAIT = 0x40;
-const MSG_NOSIGNAL = 0x4000;
-const SUN_PATH_MAX = 108;
 /** Longest value sent (a STATUS quoting an error is shortened). */
 const STATUS_MAX = 1000;
 /** The first inherited descriptor (SD_LISTEN_FDS_START). */
