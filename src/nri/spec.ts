@@ -6,6 +6,7 @@
 import { NriError } from './errors.ts';
 import { isMarkedForRemoval, unmarked } from './merge.ts';
 import type { ContainerAdjustment, Hook, LinuxResources } from './types.ts';
+import type { Device as OciDevice, Hook as OciHook, HookKind as OciHookKind } from '../oci/types.ts';
 import { quote } from '../errors.ts';
 
 /** The parts of an OCI spec that adjustments touch. */
@@ -27,25 +28,6 @@ export interface AdjustableSpec {
     seccomp?: object;
     resources?: OciResources;
   };
-}
-
-type OciHookKind = 'prestart' | 'createRuntime' | 'createContainer' | 'startContainer' | 'poststart' | 'poststop';
-
-interface OciHook {
-  path: string;
-  args?: string[];
-  env?: string[];
-  timeout?: number;
-}
-
-interface OciDevice {
-  path: string;
-  type: string;
-  major: number;
-  minor: number;
-  fileMode?: number;
-  uid?: number;
-  gid?: number;
 }
 
 interface OciResources {
