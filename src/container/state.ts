@@ -115,12 +115,23 @@ export abstract class ContainerState {
     return id ? this.store.find(id) : undefined;
   }
 
+  /** ListContainers' answer for each record, made again when the record's state changes. */
+  private readonly listed = new WeakMap<ContainerRecord, { state: string; item: Readonly<Container> }>();
+
   list(filter?: ContainerFilter__Output | null): Container[] {
-    return this.store
-      .list()
-      .filter((r) => matchesFilter(r, filter))
-      .sort((a, b) => a.createdAt - b.createdAt)
-      .map(toContainer);
+    const out: Array<{ at: number; item: Readonly<Container> }> = [];
+    for (const r of this.store.list()) if (matchesFilter(r, filter)) out.push({ at: r.createdAt, item: this.listItem(r) });
+    out.sort((a, b) => a.at - b.at);
+    return out.map((o) => o.item);
+  }
+
+  /** One object per record and state (the gRPC layer may keep its encoding by identity, so it is never modified). */
+  private listItem(r: ContainerRecord): Readonly<Container> {
+    const cached = this.listed.get(r);
+    if (cached?.state === r.state) return cached.item;
+    const item = Object.freeze(toContainer(r));
+    this.listed.set(r, { state: r.state, item });
+    return item;
   }
 
   records(): ContainerRecord[] {

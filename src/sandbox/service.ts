@@ -45,7 +45,7 @@ import type { SandboxRecord, SandboxState } from './record.ts';
 import { buildHosts, buildResolvConf, checkHostname, mountShm, podFilePaths, unmount, writePodFiles } from './files.ts';
 import { checkSysctls } from './sysctl.ts';
 import { refuseNul } from '../oci/request-checks.ts';
-import { filterItems } from './filter.ts';
+import { matchesFilter } from './filter.ts';
 import { isNamespaceFile, isNamespaceFileSync, pinNamespaces, pinnedPodIds, unpinPodNamespaces } from './namespaces.ts';
 import { infraAliveSync, killInfra, startInfra } from './infra.ts';
 import { clampOomScoreAdj, setRestrictOomScoreAdj } from './oom.ts';
@@ -112,6 +112,20 @@ interface PendingNetworkCleanup {
 
 /** How often pending network cleanups are tried again (also at start and on SIGHUP). */
 const NETWORK_RETRY_MS = 30_000;
+/**
+ * How long ListPodSandbox takes a ready pod's infra process and network
+ * namespace, once found alive, as still alive before looking again (a
+ * /proc read and a statfs per pod; kubelet relists every second). A stop
+ * or removal by tscri shows at once: the record's own state is read first,
+ * and PodSandboxStatus always looks.
+ */
+const LIST_LIVENESS_MS = 1000;
+
+/** What ListPodSandbox last answered for a record, and when its liveness was last checked. */
+interface Listed {
+  item: Readonly<PodSandbox> & { id: string; state: SandboxState; created_at: number; labels: Record<string, string> };
+  checkedAt: number;
+}
 
 /**
  * Whether the pod cgroup is tscri's to set limits on: one it named or made.
@@ -145,6 +159,7 @@ export class SandboxService {
   private readonly locks = new KeyedLock();
   /** Reserved names to the id holding them, until that sandbox is removed. */
   private readonly names = new Map<string, string>();
+  private readonly listed = new WeakMap<SandboxRecord, Listed>();
   private containers: PodContainers = NO_CONTAINERS;
   private nri: PodNriHooks = NO_POD_NRI;
   private podCidr = '';
@@ -703,21 +718,43 @@ export class SandboxService {
   }
 
   async list(filter: PodSandboxFilter__Output | null | undefined): Promise<PodSandbox[]> {
-    const items: Array<PodSandbox & { id: string; state: string; labels: Record<string, string> }> = [];
+    const items: Listed['item'][] = [];
+    const now = performance.now();
     for (const record of this.store.list()) {
       if (record.creating) continue;
       if (filter?.id && !record.id.startsWith(filter.id)) continue;
-      items.push({
-        id: record.id,
-        metadata: record.config.metadata,
-        state: this.liveState(record),
-        created_at: record.createdAt,
-        labels: record.config.labels ?? {},
-        annotations: record.config.annotations ?? {},
-        runtime_handler: record.runtimeHandler,
-      });
+      const item = this.listItem(record, now);
+      if (matchesFilter(item, filter)) items.push(item);
     }
-    return filterItems(items, filter).sort((a, b) => Number(a.created_at) - Number(b.created_at));
+    return items.sort((a, b) => a.created_at - b.created_at);
+  }
+
+  /**
+   * The record as ListPodSandbox answers it: one object per record and
+   * state, made again when the state changes (the gRPC layer may keep its
+   * encoding by identity, so it is never modified).
+   */
+  private listItem(record: SandboxRecord, now: number): Listed['item'] {
+    const cached = this.listed.get(record);
+    let state: SandboxState;
+    if (record.state !== 'SANDBOX_READY') state = 'SANDBOX_NOTREADY';
+    else if (cached?.item.state === 'SANDBOX_READY' && now - cached.checkedAt < LIST_LIVENESS_MS) return cached.item;
+    else state = this.liveState(record);
+    if (cached?.item.state === state) {
+      cached.checkedAt = now;
+      return cached.item;
+    }
+    const item = Object.freeze({
+      id: record.id,
+      metadata: record.config.metadata,
+      state,
+      created_at: record.createdAt,
+      labels: record.config.labels ?? {},
+      annotations: record.config.annotations ?? {},
+      runtime_handler: record.runtimeHandler,
+    });
+    this.listed.set(record, { item, checkedAt: now });
+    return item;
   }
 
   async updateResources(id: string, overhead: LinuxContainerResources__Output | null, resources: LinuxContainerResources__Output | null): Promise<void> {
