@@ -53,6 +53,8 @@ export abstract class ContainerState {
   readonly monitors = new Map<string, number>();
   /** Exits that happened but could not be written to the record, by container. */
   readonly exitSaveErrors = new Map<string, Error>();
+  /** Why the runtime could not create a container after its CreateContainer answered; StartContainer reports it. */
+  readonly launchErrors = new Map<string, Error>();
   monitorTimer?: NodeJS.Timeout;
   /** Per pod: creates and starts share it, the pod's stop and removal hold it alone. */
   readonly pods = new SharedKeyedLock();

@@ -193,7 +193,6 @@ test('client mistakes in pod and container requests are INVALID_ARGUMENT or FAIL
     ['negative cpu_period', 'CreateContainer', ctr(res({ cpu_period: -5 })), I],
     ['negative swap', 'CreateContainer', ctr(res({ memory_swap_limit_in_bytes: -5, memory_limit_in_bytes: 1 << 26 })), I],
     ['malformed cpuset', 'CreateContainer', ctr(res({ cpuset_cpus: '0-' })), I],
-    ['memory limit below what runc needs', 'CreateContainer', ctr(res({ memory_limit_in_bytes: 1 })), F],
     ['negative run_as_user', 'CreateContainer', ctr(sc({ run_as_user: { value: -1 } })), I],
     ['negative supplemental group', 'CreateContainer', ctr(sc({ supplemental_groups: [-3] })), I],
     ['relative masked path', 'CreateContainer', ctr(sc({ masked_paths: ['proc/kcore'] })), I],
@@ -217,6 +216,14 @@ test('client mistakes in pod and container requests are INVALID_ARGUMENT or FAIL
     else assert.ok(outcome.details.length < 400, `${label}: a short message`);
   }
   assert.deepEqual(wrong, []);
+
+  // The runtime makes a container's process after CreateContainer answers (as containerd does at
+  // StartContainer): a limit the kernel refuses then fails the start, precisely, and removal works.
+  const tiny = await d.call('CreateContainer', ctr(res({ memory_limit_in_bytes: 1 })));
+  const refused = await d.call('StartContainer', { container_id: tiny.container_id }).catch((e: any) => e);
+  assert.equal(refused.code, F, String(refused.details));
+  assert.match(refused.details, /memory_limit_in_bytes/);
+  await d.call('RemoveContainer', { container_id: tiny.container_id });
 
   // A bind mount whose host directory does not exist gets it made, as containerd does.
   const missing = join(dir, 'made', 'by', 'mount');

@@ -2,25 +2,23 @@
 // (CRIU images) and file changes into archives, the containers running on;
 // a container created from such an archive is restored by StartContainer,
 // conmon running `runc restore`.
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { join, normalize } from 'node:path';
 import { writeFileAtomic } from '../../store/store.ts';
 import { deadlineExceeded, DomainError, failedPrecondition, internal, invalidArgument, notFound } from '../../errors.ts';
 import { archiveName, checkOutputDir, PodCheckpointError, POD_MANIFEST, POD_MANIFEST_VERSION, type PodManifest } from '../../checkpoint/pod.ts';
 import type { SandboxRecord } from '../../sandbox/record.ts';
 import type { OciRuntime } from '../runtime.ts';
-import { bundleFiles } from '../conmon.ts';
 import type { ContainerRecord } from '../record.ts';
-import { startConmon } from './create.ts';
+import { startConmon } from './launch.ts';
 import { type ContainerState, containerName, nowNs, stateWord } from '../state.ts';
 import { checkpointToArchive, criuInstalled, restoreDir, restoreLogTail, validateLocation } from '../checkpoint.ts';
 
 /** StartContainer of a container made from a checkpoint: conmon runs `runc restore` from its CRIU images. */
 export async function restoreContainer(s: ContainerState, r: ContainerRecord, runtime: OciRuntime): Promise<void> {
-  const spec = JSON.parse(await readFile(bundleFiles(r.bundle).config, 'utf8'));
   const from = r.restore!;
   try {
-    r.pid = await startConmon(s, r, runtime, spec, join(restoreDir(r.bundle), 'checkpoint'));
+    r.pid = await startConmon(s, r, runtime, Boolean(r.config.tty), join(restoreDir(r.bundle), 'checkpoint'));
   } catch (err) {
     await runtime.delete(r.id).catch(() => undefined);
     const criu = await restoreLogTail(r.bundle);

@@ -1,6 +1,7 @@
 // CreateContainer: the request is checked, the name reserved, the rootfs
-// mounted, the OCI spec built (and shown to NRI plugins), then conmon starts
-// `runc create`; a failure at any step undoes the steps before it. An image
+// mounted, the OCI spec built (and shown to NRI plugins) and the record
+// written; a failure at any step undoes the steps before it. conmon starts
+// `runc create` once the call has answered (launch.ts). An image
 // that is a checkpoint archive makes a container that StartContainer restores.
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
@@ -15,13 +16,11 @@ import type { ContainerConfig__Output } from '../../generated/runtime/v1/Contain
 import type { ContainerUser } from '../../generated/runtime/v1/ContainerUser.ts';
 import type { OciRuntime } from '../runtime.ts';
 import { cgroupFsPath } from '../../cgroups/cgroups.ts';
-import { metrics } from '../../metrics.ts';
-import { bundleFiles, conmonCreateArgs, firstSyncMessage, spawnConmon } from '../conmon.ts';
+import { bundleFiles } from '../conmon.ts';
+import { launchSoon } from './launch.ts';
 import { pickRepoDigest, reservationName, type ContainerRecord } from '../record.ts';
 import { type ContainerState, containerName, nowNs } from '../state.ts';
 import { CRIU_CONFIG_ANNOTATION, CRIU_RESTORE_CONFIG, criuRestoreConfig, isArchivePath, planRestore, unpackForRestore } from '../checkpoint.ts';
-
-const CONMON_TIMEOUT_MS = 240_000;
 
 /** log_directory/log_path, refusing paths that leave the pod's log directory. */
 export function criLogPath(logDirectory: string, logPath: string): string {
@@ -160,13 +159,13 @@ async function createInPod(s: ContainerState, sandboxId: string, request: Contai
       }
       await writeFileAtomic(bundleFiles(bundle).config, JSON.stringify(spec), 0o600, VOLATILE);
       if (logPath) await mkdir(dirname(logPath), { recursive: true });
-      // A restored container's process comes into being at StartContainer (runc restore).
-      if (!restore) record.pid = await startConmon(s, record, runtime, spec);
       record.createdAt = nowNs();
       await s.store.put(record);
       s.log.info({ id, name: containerName(record), podId: record.sandboxId, pid: record.pid, restoreFrom: restore?.archive }, 'container created');
       s.events.publish('CONTAINER_CREATED_EVENT', id, record.sandboxId);
       await s.nri.postCreateContainer(record);
+      // conmon and `runc create` run after the answer (a restored container's process comes at StartContainer).
+      launchSoon(s, record);
       return id;
     } catch (err) {
       await s.nri.createFailed(record);
@@ -189,36 +188,6 @@ async function withImageVolumeRefs(s: ContainerState, config: ContainerConfig__O
     }),
   );
   return { ...config, mounts };
-}
-
-export async function startConmon(s: ContainerState, r: ContainerRecord, runtime: OciRuntime, spec: Spec, restorePath?: string): Promise<number> {
-  const args = conmonCreateArgs({
-    conmonPath: s.deps.config.conmon.path,
-    runtimePath: runtime.path,
-    runtimeArgs: runtime.globalArgs().filter((a) => a !== '--systemd-cgroup'),
-    id: r.id,
-    name: r.name,
-    bundle: r.bundle,
-    exitDir: s.exitDir,
-    socketDir: s.socketDir,
-    logPath: r.logPath,
-    terminal: Boolean(spec.process?.terminal),
-    stdin: r.config.stdin,
-    stdinOnce: r.config.stdin_once,
-    systemdCgroup: runtime.systemdCgroup,
-    logLevel: s.deps.config.log_level,
-    restorePath,
-  });
-  return metrics.time(metrics.runtimeDuration, { command: restorePath ? 'restore' : 'create' }, async () => {
-    const conmon = spawnConmon(s.deps.config.conmon.path, args, r.bundle, false);
-    try {
-      const message = await firstSyncMessage(conmon, conmon.sync, CONMON_TIMEOUT_MS);
-      if (message.data <= 0) throw new Error(`the runtime could not create the container: ${message.message ?? 'no reason given'}`);
-      return message.data;
-    } finally {
-      (conmon.child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
-    }
-  });
 }
 
 /** Undoes a failed create: runtime state, rootfs, bundle, name. */

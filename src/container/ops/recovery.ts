@@ -3,7 +3,7 @@
 // down are recorded, the runtime is asked about the rest, creates a crash
 // interrupted are undone; and a running container whose conmon vanished is
 // settled (checked every few seconds and on ContainerStatus).
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { bundleFiles, readPidFile } from '../conmon.ts';
 import type { ContainerRecord } from '../record.ts';
@@ -93,7 +93,10 @@ async function reconcile(s: ContainerState, r: ContainerRecord): Promise<void> {
   if (r.restore && r.state === 'CONTAINER_CREATED') return;
   const runtime = s.runtimeFor(r.runtimeHandler);
   const state = await runtime.state(r.id);
+  // A create answered just before tscri stopped may not have reached the runtime: StartContainer makes it then.
+  if (!state && r.state === 'CONTAINER_CREATED' && !r.pid && (await launchable(r))) return;
   if (!state) return settleWithoutExitFile(s, r, 255, 'the container is gone from the runtime (was the host restarted?)');
+  if (r.state === 'CONTAINER_CREATED' && !r.pid) r.pid = state.pid;
   const conmonPid = await readPidFile(bundleFiles(r.bundle).conmonPid);
   const conmonAlive = conmonPid !== undefined && isConmon(conmonPid, r.id);
   if (state.status === 'stopped' && !conmonAlive) return settleWithoutExitFile(s, r, 255, 'the container stopped while its monitor was not running');
@@ -102,4 +105,15 @@ async function reconcile(s: ContainerState, r: ContainerRecord): Promise<void> {
     r.startedAt = r.startedAt || nowNs();
     await s.persist(r);
   }
+}
+
+/** Its bundle and mounted rootfs are still there (a host restart takes both). */
+async function launchable(r: ContainerRecord): Promise<boolean> {
+  const config = await access(bundleFiles(r.bundle).config).then(
+    () => true,
+    () => false,
+  );
+  if (!config) return false;
+  const mounts = await readFile('/proc/self/mountinfo', 'utf8');
+  return mounts.split('\n').some((line) => line.split(' ')[4] === r.rootfs);
 }

@@ -33,6 +33,7 @@ export async function removeContainer(s: ContainerState, id: string): Promise<vo
     await s.writes.with(r.id, () => s.store.delete(r.id));
     if (s.names.get(r.name) === r.id) s.names.delete(r.name);
     s.monitors.delete(r.id);
+    s.launchErrors.delete(r.id);
     s.log.info({ id: r.id, name: containerName(r), podId: r.sandboxId }, 'container removed');
     s.events.publish('CONTAINER_DELETED_EVENT', r.id, r.sandboxId);
     await s.nri.removeContainer(r);

@@ -1,9 +1,10 @@
-// StartContainer: `runc start` (or, for a container made from a checkpoint,
-// the restore) in a ready pod, never alongside the pod's stop or removal; an
+// StartContainer: `runc start` once the runtime has created the container
+// (or, for a container made from a checkpoint, the restore) in a ready pod, never alongside the pod's stop or removal; an
 // exit seen while the start runs waits for the started event.
 import { failedPrecondition, internal } from '../../errors.ts';
 import type { ContainerRecord } from '../record.ts';
 import { restoreContainer } from './checkpoint.ts';
+import { ensureLaunched } from './launch.ts';
 import { type ContainerState, nowNs, stateWord } from '../state.ts';
 
 export async function startContainer(s: ContainerState, id: string): Promise<void> {
@@ -34,6 +35,7 @@ export async function startContainer(s: ContainerState, id: string): Promise<voi
 async function startLocked(s: ContainerState, r: ContainerRecord): Promise<void> {
   if (r.state !== 'CONTAINER_CREATED') throw failedPrecondition(`container ${r.id} is ${stateWord(r.state)}; only a created container can be started`);
   const runtime = s.runtimeFor(r.runtimeHandler);
+  await ensureLaunched(s, r);
   await s.nri.startContainer(r);
   if (r.restore) return restoreContainer(s, r, runtime);
   try {

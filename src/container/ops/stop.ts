@@ -27,8 +27,11 @@ export async function stopLocked(s: ContainerState, r: ContainerRecord, timeoutS
   // An exit seen earlier but not yet recorded (the disk was full) is recorded now.
   const pending = s.exitSaveErrors.has(r.id) ? await readExitFile(join(s.exitDir, r.id), r.id) : undefined;
   if (pending) return recordExit(s, pending);
-  // A container waiting to be restored has no process and no runtime state yet.
-  if (r.restore && r.state === 'CONTAINER_CREATED') return settleWithoutExitFile(s, r, 0, 'the container was stopped before it was restored');
+  // A container waiting to be restored, or whose runtime process could not be made, has no process to stop.
+  if (r.state === 'CONTAINER_CREATED' && !r.pid) {
+    s.launchErrors.delete(r.id);
+    return settleWithoutExitFile(s, r, 0, r.restore ? 'the container was stopped before it was restored' : 'the container was stopped before it started');
+  }
   const runtime = s.runtimeFor(r.runtimeHandler);
   if (timeoutSeconds > 0 && r.state === 'CONTAINER_RUNNING') {
     const signal = stopSignal(r.config.stop_signal, r.imageStopSignal);
