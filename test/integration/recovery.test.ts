@@ -118,3 +118,56 @@ for (const step of ['pull', 'runp', 'start', 'full']) {
     for (const delay of step === 'pull' ? [5, 40] : [30, 150, 400, 900]) await round(delay, step);
   });
 }
+
+test('a container created before a restart starts after it, whether or not the runtime had made its process', { timeout: 120_000 }, async () => {
+  const root = join(dir, 'created-restart');
+  await mkdir(root, { recursive: true });
+  const runc = (...args: string[]) =>
+    execFileSync('runc', ['--root', join(root, 'state', 'runtime', 'runc'), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  let d = await startDaemon({ config: config(), dir: root });
+  const pod = podConfig('created');
+  await d.call('PullImage', { image: { image } });
+  const { pod_sandbox_id } = await d.call('RunPodSandbox', { config: pod });
+  const ids: string[] = [];
+  for (const name of ['made', 'unmade']) {
+    const { container_id } = await d.call('CreateContainer', {
+      pod_sandbox_id,
+      config: { metadata: { name }, image: { image }, command: ['sleep', '300'], log_path: `${name}.log` },
+      sandbox_config: pod,
+    });
+    ids.push(container_id);
+  }
+  // The runtime makes each process after CreateContainer answered; wait until it has.
+  for (const id of ids) {
+    for (let i = 0; i < 200 && !/"status": "created"/.test(safe(() => runc('state', id))); i++) await new Promise((r) => setTimeout(r, 25));
+  }
+  await d.stop();
+  // One container as if tscri had stopped before its runtime process was made: no conmon, no runc state.
+  const unmade = ids[1]!;
+  const conmonPid = Number(await readFile(join(root, 'state', 'containers', unmade, 'conmon.pid'), 'utf8'));
+  process.kill(conmonPid, 'SIGKILL');
+  runc('delete', '--force', unmade);
+  d = await startDaemon({ config: config(), dir: root });
+  try {
+    for (const id of ids) {
+      assert.equal((await d.call('ContainerStatus', { container_id: id })).status.state, 'CONTAINER_CREATED');
+      await d.call('StartContainer', { container_id: id });
+      assert.equal((await d.call('ContainerStatus', { container_id: id })).status.state, 'CONTAINER_RUNNING');
+      const { exit_code } = await d.call('ExecSync', { container_id: id, cmd: ['true'], timeout: 10 });
+      assert.equal(exit_code, 0);
+    }
+    await removeEverything(d);
+  } finally {
+    await d.stop();
+  }
+  assert.deepEqual(await leftovers(d), []);
+  await rm(root, { recursive: true, force: true });
+});
+
+function safe(fn: () => string): string {
+  try {
+    return fn();
+  } catch {
+    return '';
+  }
+}
