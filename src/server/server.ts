@@ -16,6 +16,7 @@ import { toStatus } from './errors.ts';
 import { summarize } from './summary.ts';
 import { subjectOf, withResponse, type Subject } from './subject.ts';
 
+import { withListEncoding } from './list-encoding.ts';
 const PROTO_FILE = fileURLToPath(new URL('../../proto/api.proto', import.meta.url));
 
 export const LOADER_OPTIONS: protoLoader.Options = {
@@ -32,7 +33,7 @@ const POLLED = /^(List|Stream|Version$|Status$|ImageStatus$|ImageFsInfo$|PodSand
 export function loadServices(): { runtime: grpc.ServiceDefinition; image: grpc.ServiceDefinition } {
   const definition = protoLoader.loadSync(PROTO_FILE, LOADER_OPTIONS);
   return {
-    runtime: definition['runtime.v1.RuntimeService'] as grpc.ServiceDefinition,
+    runtime: withListEncoding(definition['runtime.v1.RuntimeService'] as grpc.ServiceDefinition),
     image: definition['runtime.v1.ImageService'] as grpc.ServiceDefinition,
   };
 }
