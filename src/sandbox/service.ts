@@ -47,7 +47,7 @@ import { checkSysctls } from './sysctl.ts';
 import { refuseNul } from '../oci/request-checks.ts';
 import { matchesFilter } from './filter.ts';
 import { isNamespaceFile, isNamespaceFileSync, pinNamespaces, pinnedPodIds, unpinPodNamespaces } from './namespaces.ts';
-import { infraAliveSync, killInfra, startInfra } from './infra.ts';
+import { infraAlive, infraAliveSync, killInfra, startInfra } from './infra.ts';
 import { clampOomScoreAdj, setRestrictOomScoreAdj } from './oom.ts';
 import { checkUserNamespace, NO_USER_NAMESPACES, type UserNamespaceSupport } from '../oci/features.ts';
 import { NO_POD_NRI, type PodNriHooks } from './nri-hooks.ts';
@@ -114,17 +114,20 @@ interface PendingNetworkCleanup {
 const NETWORK_RETRY_MS = 30_000;
 /**
  * How long ListPodSandbox takes a ready pod's infra process and network
- * namespace, once found alive, as still alive before looking again (a
- * /proc read and a statfs per pod; kubelet relists every second). A stop
- * or removal by tscri shows at once: the record's own state is read first,
- * and PodSandboxStatus always looks.
+ * namespace, once found alive, as still alive (a /proc read and a statfs
+ * per pod; kubelet relists every second). Past that, the list answers what
+ * it knew and looks again in the background, off the call: a pod whose
+ * infra process died outside tscri lists as not ready from the next list
+ * after that look on. A stop or removal by tscri shows at once (the
+ * record's own state is read first), and PodSandboxStatus always looks.
  */
 const LIST_LIVENESS_MS = 1000;
 
-/** What ListPodSandbox last answered for a record, and when its liveness was last checked. */
+/** What ListPodSandbox last answered for a record, when its liveness was last checked, and whether a check is under way. */
 interface Listed {
   item: Readonly<PodSandbox> & { id: string; state: SandboxState; created_at: number; labels: Record<string, string> };
   checkedAt: number;
+  checking?: boolean;
 }
 
 /**
@@ -736,14 +739,22 @@ export class SandboxService {
    */
   private listItem(record: SandboxRecord, now: number): Listed['item'] {
     const cached = this.listed.get(record);
-    let state: SandboxState;
-    if (record.state !== 'SANDBOX_READY') state = 'SANDBOX_NOTREADY';
-    else if (cached?.item.state === 'SANDBOX_READY' && now - cached.checkedAt < LIST_LIVENESS_MS) return cached.item;
-    else state = this.liveState(record);
+    if (record.state === 'SANDBOX_READY' && cached?.item.state === 'SANDBOX_READY') {
+      if (now - cached.checkedAt >= LIST_LIVENESS_MS && !cached.checking) {
+        cached.checking = true;
+        void this.checkListed(record, cached);
+      }
+      return cached.item;
+    }
+    const state = record.state === 'SANDBOX_READY' ? this.liveState(record) : 'SANDBOX_NOTREADY';
     if (cached?.item.state === state) {
       cached.checkedAt = now;
       return cached.item;
     }
+    return this.setListed(record, state, now).item;
+  }
+
+  private setListed(record: SandboxRecord, state: SandboxState, now: number): Listed {
     const item = Object.freeze({
       id: record.id,
       metadata: record.config.metadata,
@@ -753,8 +764,22 @@ export class SandboxService {
       annotations: record.config.annotations ?? {},
       runtime_handler: record.runtimeHandler,
     });
-    this.listed.set(record, { item, checkedAt: now });
-    return item;
+    const listed = { item, checkedAt: now };
+    this.listed.set(record, listed);
+    return listed;
+  }
+
+  /** The background look of listItem: the infra process and network namespace, through the thread pool. */
+  private async checkListed(record: SandboxRecord, listed: Listed): Promise<void> {
+    let alive = true;
+    try {
+      if (record.infraPid && !(await infraAlive(record.infraPid, record.infraStartTime))) alive = false;
+      else if (record.namespaces.network && !(await isNamespaceFile(record.namespaces.network))) alive = false;
+    } finally {
+      listed.checking = false;
+      listed.checkedAt = performance.now();
+    }
+    if (!alive && this.listed.get(record) === listed) this.setListed(record, 'SANDBOX_NOTREADY', performance.now());
   }
 
   async updateResources(id: string, overhead: LinuxContainerResources__Output | null, resources: LinuxContainerResources__Output | null): Promise<void> {

@@ -55,6 +55,9 @@ export async function checkMonitor(s: ContainerState, r: ContainerRecord): Promi
 async function checkMonitors(s: ContainerState): Promise<void> {
   for (const r of s.store.list()) {
     await checkMonitor(s, r).catch((err) => s.log.warn({ id: r.id, err: String(err) }, 'cannot check the monitor of a container'));
+    // Each check reads /proc synchronously: calls that arrive meanwhile are
+    // served between two containers, not after all of them.
+    await new Promise((resolve) => setImmediate(resolve));
   }
 }
 
