@@ -21,6 +21,7 @@ import { StreamServer } from './stream/server.ts';
 import { containerStreams } from './container/exec.ts';
 import { dialInNetns } from './stream/netns-dial.ts';
 import { notFound, quote } from './errors.ts';
+import { Trash } from './store/trash.ts';
 import { SnapshotStore } from './snapshot/snapshots.ts';
 import { prepareRootfs, removeRootfs, upperDir } from './snapshot/rootfs.ts';
 import { ImageService } from './image/service.ts';
@@ -99,7 +100,12 @@ export async function runDaemon(config: Config, flags: Flags = {}): Promise<void
 
 /** Loads the state, builds the services and starts serving. */
 async function startServices(config: Config, log: Logger, inherited: InheritedSocket | undefined) {
-  const snapshots = new SnapshotStore(join(config.root, 'snapshots'));
+  // Removed directories are renamed into a trash on their filesystem and deleted after the call; what a crash left there goes now, in the background.
+  const rootTrash = new Trash(join(config.root, 'trash'), log.child({ component: 'trash' }));
+  const stateTrash = new Trash(join(config.state, 'trash'), log.child({ component: 'trash' }));
+  await rootTrash.open();
+  await stateTrash.open();
+  const snapshots = new SnapshotStore(join(config.root, 'snapshots'), rootTrash);
   await snapshots.load();
   const images = new ImageService(config, log, snapshots);
   await images.load();
@@ -138,8 +144,9 @@ async function startServices(config: Config, log: Logger, inherited: InheritedSo
       removeRootfs: async (id, dir) => {
         await removeImageVolumes(snapshots, id, dir);
         await removeRootfs(snapshots, id, dir);
-        await removeAnonymousVolumes(volumesRoot, id);
+        await removeAnonymousVolumes(volumesRoot, id, (path) => rootTrash.discard(path));
       },
+      deleteStateDir: (path) => stateTrash.discard(path),
       makeSpec: (req) =>
         makeSpec(req, {
           host,

@@ -33,6 +33,11 @@ export interface ContainerDeps {
   prepareRootfs(containerId: string, chainIds: string[], dir: string, rootfsDiff?: string): Promise<void>;
   /** Unmounts and deletes what prepareRootfs made. */
   removeRootfs(containerId: string, dir: string): Promise<void>;
+  /**
+   * Deletes a directory under --state (a bundle): renamed into a trash now,
+   * deleted after the call. Idempotent.
+   */
+  deleteStateDir(path: string): Promise<void>;
   /** The container's writable (overlay upper) directory. */
   upperDir(containerId: string): string;
   /** Builds the OCI runtime spec (config.json). */

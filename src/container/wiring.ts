@@ -1,6 +1,7 @@
 // Connects the container service to the services it relies on: pods
 // (sandbox records), images (resolution and rootfs snapshots), the OCI spec
 // builder and the cgroup layout.
+import { rm } from 'node:fs/promises';
 import type { Config } from '../config/config.ts';
 import type { Logger } from '../log.ts';
 import type { SandboxRecord } from '../sandbox/record.ts';
@@ -16,6 +17,7 @@ export interface ContainerWiring {
   resolveImage?: ContainerDeps['resolveImage'];
   prepareRootfs?: ContainerDeps['prepareRootfs'];
   removeRootfs?: ContainerDeps['removeRootfs'];
+  deleteStateDir?: ContainerDeps['deleteStateDir'];
   upperDir?: ContainerDeps['upperDir'];
   makeSpec?: ContainerDeps['makeSpec'];
   ociResources?: ContainerDeps['ociResources'];
@@ -35,6 +37,7 @@ export function containerDeps(w: ContainerWiring): ContainerDeps {
     resolveImage: w.resolveImage ?? (async () => missing('image storage')()),
     prepareRootfs: w.prepareRootfs ?? (async () => missing('the snapshot store')()),
     removeRootfs: w.removeRootfs ?? (async () => undefined),
+    deleteStateDir: w.deleteStateDir ?? ((path) => rm(path, { recursive: true, force: true })),
     upperDir: w.upperDir ?? missing('the snapshot store'),
     makeSpec: w.makeSpec ?? (async () => missing('the OCI spec builder')()),
     ociResources: w.ociResources ?? missing('resource conversion'),

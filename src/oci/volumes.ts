@@ -107,8 +107,13 @@ function copyTree(source: string, target: string, path: string): Promise<void> {
   });
 }
 
-/** Deletes a container's anonymous volumes (nothing to do when it had none). */
-export async function removeAnonymousVolumes(volumesRoot: string, containerId: string): Promise<void> {
+/**
+ * Deletes a container's anonymous volumes (nothing to do when it had none),
+ * with deleteDir when given (a trash that deletes after the call).
+ */
+export async function removeAnonymousVolumes(volumesRoot: string, containerId: string, deleteDir?: (path: string) => Promise<void>): Promise<void> {
   if (!/^[0-9a-f]{64}$/.test(containerId)) return;
-  await rm(anonymousVolumesDir(volumesRoot, containerId), { recursive: true, force: true });
+  const dir = anonymousVolumesDir(volumesRoot, containerId);
+  if (deleteDir) await deleteDir(dir);
+  else await rm(dir, { recursive: true, force: true });
 }

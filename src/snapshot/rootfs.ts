@@ -5,7 +5,7 @@
 // named by absolute path; when those options would pass the kernel's one
 // page, mount(8) runs in the snapshot root so they can be named relatively.
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, realpath, rm } from 'node:fs/promises';
+import { mkdir, readFile, realpath } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { run } from '../sys/spawn.ts';
 import { hasOwnDevice, mount, MS_RDONLY, unmountAll } from '../sys/mount.ts';
@@ -150,7 +150,7 @@ export async function prepareRootfs(
     return dirs;
   } catch (err) {
     if (fresh) {
-      await removeWorkDirs(base, workParent);
+      await removeWorkDirs(store, base, workParent);
       await store.release(containerId);
     }
     throw err;
@@ -189,23 +189,24 @@ export async function unmount(target: string): Promise<void> {
   unmountAll(target);
 }
 
-async function removeWorkDirs(base: string, workParent?: string): Promise<void> {
+async function removeWorkDirs(store: SnapshotStore, base: string, workParent?: string): Promise<void> {
   if (workParent) {
     // The caller's directory is theirs: only what prepareRootfs made goes.
-    await rm(join(base, 'upper'), { recursive: true, force: true });
-    await rm(join(base, 'work'), { recursive: true, force: true });
+    await store.deleteDir(join(base, 'upper'));
+    await store.deleteDir(join(base, 'work'));
   } else {
-    await rm(base, { recursive: true, force: true });
+    await store.deleteDir(base);
   }
 }
 
 /**
- * Unmounts a container's rootfs, deletes its upper and work dirs and ends
- * its lease on the snapshots. Idempotent; the target dir itself stays.
+ * Unmounts a container's rootfs, deletes its upper and work dirs (moved into
+ * the store's trash now, deleted after the call) and ends its lease on the
+ * snapshots. Idempotent; the target dir itself stays.
  */
 export async function removeRootfs(store: SnapshotStore, containerId: string, target: string, workParent?: string): Promise<void> {
   assertSafeId(containerId);
   await unmount(target);
-  await removeWorkDirs(workBase(store, containerId, workParent), workParent);
+  await removeWorkDirs(store, workBase(store, containerId, workParent), workParent);
   await store.release(containerId);
 }

@@ -24,6 +24,7 @@ import { LayerError, applyLayer } from './layer.ts';
 import { diskUsage, type Usage } from './usage.ts';
 import { syncfs } from './syscalls.ts';
 import { writeFileAtomic, assertSafeId } from '../store/store.ts';
+import type { Trash } from '../store/trash.ts';
 
 export interface SnapshotInfo {
   chainId: string;
@@ -80,14 +81,23 @@ async function fsyncDir(dir: string): Promise<void> {
 
 export class SnapshotStore {
   readonly root: string;
+  /** Where removed snapshots and container dirs go to be deleted after the call (without one: deleted at once). */
+  readonly trash: Trash | undefined;
   private readonly byChain = new Map<string, Snapshot>();
   private readonly inflight = new Map<string, Unpack>();
   private readonly leases = new Map<string, string[]>();
   /** Directory numbers taken by snapshots or reserved by unpacks under way. */
   private readonly numbers = new Set<number>();
 
-  constructor(root: string) {
+  constructor(root: string, trash?: Trash) {
     this.root = root;
+    this.trash = trash;
+  }
+
+  /** Deletes a directory of the store: moved into the trash now, deleted in the background. Idempotent. */
+  async deleteDir(path: string): Promise<void> {
+    if (this.trash) await this.trash.discard(path);
+    else await rm(path, { recursive: true, force: true });
   }
 
   private get leaseDir(): string {
@@ -276,8 +286,13 @@ export class SnapshotStore {
 
   /** Deletes directory <n> and frees its number. */
   private async discard(n: number): Promise<void> {
-    // Renamed away first, in one step, so a crash during the deletion never
-    // leaves a snapshot with part of its files under a valid name.
+    if (this.trash) {
+      // The trash renames it away in one step (a crash never leaves part of a
+      // snapshot under a valid name) and deletes it after the call.
+      await this.trash.discard(join(this.root, String(n)));
+      this.numbers.delete(n);
+      return;
+    }
     const trash = join(this.root, `tmp-rm-${randomBytes(8).toString('hex')}`);
     await rename(join(this.root, String(n)), trash).catch((err) => {
       if (err.code !== 'ENOENT') throw err;

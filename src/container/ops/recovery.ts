@@ -3,7 +3,7 @@
 // down are recorded, the runtime is asked about the rest, creates a crash
 // interrupted are undone; and a running container whose conmon vanished is
 // settled (checked every few seconds and on ContainerStatus).
-import { access, mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { bundleFiles, readPidFile } from '../conmon.ts';
 import type { ContainerRecord } from '../record.ts';
@@ -85,7 +85,7 @@ async function removeOrphans(s: ContainerState, known: Set<string>): Promise<voi
         .catch(() => undefined);
     }
     await s.deps.removeRootfs(id, join(bundle, 'rootfs')).catch((err) => s.log.warn({ id, err: String(err) }, 'cannot remove rootfs'));
-    await rm(bundle, { recursive: true, force: true }).catch(() => undefined);
+    await s.deps.deleteStateDir(bundle).catch(() => undefined);
     await s.watcher.remove(id).catch(() => undefined);
   }
 }

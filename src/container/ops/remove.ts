@@ -1,7 +1,6 @@
 // RemoveContainer: a container still running is killed first; then its
 // runtime state, cgroup, conmon, rootfs, bundle, record and name go, and NRI
 // plugins and event subscribers are told. Removing twice is a no-op.
-import { rm } from 'node:fs/promises';
 import { removeCgroup } from '../../cgroups/cgroups.ts';
 import { bundleFiles, readPidFile } from '../conmon.ts';
 import { stopLocked } from './stop.ts';
@@ -28,7 +27,8 @@ export async function removeContainer(s: ContainerState, id: string): Promise<vo
     // runc deletes the container's cgroup; what it leaves (the unified copy on hybrid hosts) goes here.
     if (!cleaned) await removeCgroup(r.cgroupsPath).catch((err) => s.log.warn({ id: r.id, err: String(err) }, 'cannot remove the container cgroup'));
     if (r.rootfsPrepared) await s.deps.removeRootfs(r.id, r.rootfs);
-    await rm(r.bundle, { recursive: true, force: true });
+    // Renamed into the trash now and deleted after the answer: the name and id are free at once.
+    await s.deps.deleteStateDir(r.bundle);
     await s.watcher.remove(r.id);
     await s.writes.with(r.id, () => s.store.delete(r.id));
     if (s.names.get(r.name) === r.id) s.names.delete(r.name);

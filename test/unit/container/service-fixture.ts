@@ -48,6 +48,7 @@ export async function setup(t: any, options: { root?: string } = {}): Promise<En
       ref === 'busybox' ? { id: 'sha256:' + 'b'.repeat(64), repo_tags: ['busybox:latest'], repo_digests: [], config: { config: {} }, chainIds: [] } : undefined,
     prepareRootfs: async () => undefined,
     removeRootfs: async () => undefined,
+    deleteStateDir: (path) => rm(path, { recursive: true, force: true }),
     upperDir: (id) => join(dir, 'upper-' + id),
     makeSpec: async (req) => {
       const bundle = join(dir, 'spec-' + req.id);
