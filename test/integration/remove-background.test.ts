@@ -1,0 +1,131 @@
+// Removal answers before the disk is cleaned: RemoveContainer and
+// RemoveImage rename what they delete into a trash under --root or --state
+// and delete it after the answer. Checked through the socket: the paths are
+// gone when the call returns and the trash empties soon after; the same name
+// and image are created and pulled again right away; what a crash left in
+// the trash is deleted at start, without following a symlink out of it.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
+import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { pushBusybox } from '../helpers/images.ts';
+import { removeCgroup } from '../../src/cgroups/cgroups.ts';
+
+let registry: TestRegistry;
+let d: TestDaemon;
+let dir: string;
+let outside: string;
+let image: string;
+const tag = randomBytes(3).toString('hex');
+const parent = `/tscri-rmbg-${tag}`;
+const pods: string[] = [];
+
+before(async () => {
+  registry = await startRegistry();
+  await pushBusybox(registry.url, 'rmbg/busybox', 'v1', { config: { Cmd: ['sh'] } });
+  image = `${registry.host}/rmbg/busybox:v1`;
+  dir = await mkdtemp(join(tmpdir(), 'tscri-rmbg-'));
+  outside = await mkdtemp(join(tmpdir(), 'tscri-rmbg-outside-'));
+  await writeFile(join(outside, 'precious'), 'keep');
+  // What a crash left in both trashes, and a link in one pointing outside.
+  for (const trash of [join(dir, 'root', 'trash'), join(dir, 'state', 'trash')]) {
+    await mkdir(join(trash, 'left', 'deep'), { recursive: true });
+    await writeFile(join(trash, 'left', 'deep', 'file'), 'x');
+  }
+  await symlink(outside, join(dir, 'root', 'trash', 'link-out'));
+  d = await startDaemon({ dir, config: `default_cgroup_parent = "${parent}"\n` });
+});
+
+after(async () => {
+  for (const id of pods) await d?.call('RemovePodSandbox', { pod_sandbox_id: id }).catch(() => undefined);
+  await d?.stop();
+  await rm(dir, { recursive: true, force: true });
+  await rm(outside, { recursive: true, force: true });
+  await registry?.stop();
+  await removeCgroup(parent).catch(() => undefined);
+});
+
+/** Waits (bounded) until the trash directory is empty. */
+async function emptied(trash: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if ((await readdir(trash)).length === 0) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.deepEqual(await readdir(trash), [], `${trash} is emptied`);
+}
+
+test('what a crash left in the trash is deleted at start, and a link out of it only as a link', async () => {
+  await emptied(join(d.root, 'trash'));
+  await emptied(join(d.state, 'trash'));
+  assert.equal(await readFile(join(outside, 'precious'), 'utf8'), 'keep');
+});
+
+test('a removed container is gone from disk when RemoveContainer returns, and its name is free at once', async () => {
+  await d.call('PullImage', { image: { image } });
+  const config = {
+    metadata: { name: 'rmbg', namespace: 'rmbg', uid: `rmbg-${tag}`, attempt: 0 },
+    log_directory: join(dir, 'logs'),
+    linux: { security_context: { namespace_options: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } } },
+  };
+  const { pod_sandbox_id } = await d.call('RunPodSandbox', { config });
+  pods.push(pod_sandbox_id);
+  const create = async () =>
+    (
+      await d.call('CreateContainer', {
+        pod_sandbox_id,
+        config: { metadata: { name: 'same' }, image: { image }, command: ['sh', '-c', 'echo hi > /written; sleep 30'], log_path: 'same.log' },
+        sandbox_config: config,
+      })
+    ).container_id as string;
+  const first = await create();
+  await d.call('StartContainer', { container_id: first });
+  const bundle = join(d.state, 'containers', first);
+  const upper = join(d.root, 'snapshots', 'containers', first);
+  assert.ok(existsSync(bundle) && existsSync(upper));
+  await d.call('StopContainer', { container_id: first, timeout: 0 });
+  await d.call('RemoveContainer', { container_id: first });
+  assert.equal(existsSync(bundle), false, 'the bundle is gone on return');
+  assert.equal(existsSync(upper), false, 'the upper dir is gone on return');
+  // The same name again, at once, runs.
+  const second = await create();
+  assert.notEqual(second, first);
+  await d.call('StartContainer', { container_id: second });
+  const { status: s } = await d.call('ContainerStatus', { container_id: second });
+  assert.equal(s.state, 'CONTAINER_RUNNING');
+  await emptied(join(d.root, 'trash'));
+  await emptied(join(d.state, 'trash'));
+  // Removing again is a no-op; the second container is removed the same way.
+  await d.call('RemoveContainer', { container_id: first });
+  await d.call('StopContainer', { container_id: second, timeout: 0 });
+  await d.call('RemoveContainer', { container_id: second });
+  assert.equal(existsSync(join(d.state, 'containers', second)), false);
+  await d.call('StopPodSandbox', { pod_sandbox_id });
+  await d.call('RemovePodSandbox', { pod_sandbox_id });
+  await emptied(join(d.root, 'trash'));
+  await emptied(join(d.state, 'trash'));
+});
+
+test('a removed image leaves its snapshots at once and can be pulled again right away', async () => {
+  await d.call('PullImage', { image: { image } });
+  const snapshots = async () => (await readdir(join(d.root, 'snapshots'))).filter((n) => /^[0-9]+$/.test(n));
+  assert.ok((await snapshots()).length > 0);
+  await d.call('RemoveImage', { image: { image } });
+  assert.deepEqual(await snapshots(), [], 'no snapshot is left under its name on return');
+  assert.equal((await d.call('ImageStatus', { image: { image } })).image, null);
+  await d.call('PullImage', { image: { image } });
+  assert.ok((await d.call('ImageStatus', { image: { image } })).image);
+  assert.ok((await snapshots()).length > 0);
+  await emptied(join(d.root, 'trash'));
+  // Twice in a row, and on an image already gone.
+  await d.call('RemoveImage', { image: { image } });
+  await d.call('RemoveImage', { image: { image } });
+  await emptied(join(d.root, 'trash'));
+  const usage = await d.call('ImageFsInfo', {});
+  assert.ok(usage.image_filesystems.length > 0);
+  assert.equal(await readFile(join(outside, 'precious'), 'utf8'), 'keep');
+});
