@@ -10,13 +10,11 @@
 import type { Process } from '../oci/types.ts';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { constants as osConstants } from 'node:os';
-import { VOLATILE, writeFileAtomic } from '../store/store.ts';
 import { deadlineExceeded, quote } from '../errors.ts';
 import type { OciRuntime } from './runtime.ts';
-import { readPidFile } from './conmon.ts';
 
 /** kubelet reads at most this much of each stream. */
 export const EXEC_OUTPUT_LIMIT = 16 * 1024 * 1024;
@@ -65,11 +63,13 @@ export async function execSync(
 ): Promise<ExecSyncResult> {
   const tag = randomBytes(6).toString('hex');
   const processFile = join(bundle, `exec-${tag}.json`);
-  const pidFile = join(bundle, `exec-${tag}.pid`);
-  await writeFileAtomic(processFile, JSON.stringify(processSpec), 0o600, VOLATILE);
+  // A name of this call only, read once by runc: no temporary file and rename,
+  // no sync. No pid file either (runc writes it with O_SYNC): the command is
+  // runc's child (runc starts it with CLONE_PARENT), found in /proc on a timeout.
+  await writeFile(processFile, JSON.stringify(processSpec), { mode: 0o600, flag: 'wx' });
   const stdout = new CappedBuffer(EXEC_OUTPUT_LIMIT);
   const stderr = new CappedBuffer(EXEC_OUTPUT_LIMIT);
-  const child = runtime.spawnExec(id, processFile, pidFile);
+  const child = runtime.spawnExec(id, processFile);
   const closed = new Promise<number>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', (exitCode, sig) => resolve(exitCode ?? 128 + signalNumber(sig)));
@@ -93,8 +93,7 @@ export async function execSync(
   // command is left. runc is killed only if it does not end soon after.
   const killAll = async () => {
     if (!(await child.spawned)) return;
-    const pid = await readPidFile(pidFile);
-    if (pid) await killTree(pid);
+    for (const command of childrenOf(child.pid!)) await killTree(command);
     for (const member of groupMembers(child.pid!)) if (member !== child.pid) kill(member);
     const done = await Promise.race([ended.then(() => true), delay(RUNC_GRACE_MS).then(() => false)]);
     if (!done) kill(-child.pid!);
@@ -128,7 +127,6 @@ export async function execSync(
     if (timer) clearTimeout(timer);
     signal?.removeEventListener('abort', onAbort);
     await rm(processFile, { force: true });
-    await rm(pidFile, { force: true });
   }
 }
 
@@ -222,6 +220,13 @@ export async function killTree(pid: number, proc = '/proc'): Promise<void> {
     for (const p of alive) kill(p);
     await delay(5);
   }
+}
+
+/** The processes whose parent is pid (runc's: the command, or runc init before it becomes the command). */
+export function childrenOf(pid: number): number[] {
+  return processTable()
+    .filter((p) => p.ppid === pid)
+    .map((p) => p.pid);
 }
 
 /** Processes of a process group, from /proc (the group runc leads). */

@@ -148,8 +148,8 @@ export class OciRuntime {
   }
 
   /** Starts `runc exec` in the foreground, in its own process group, with piped stdio. */
-  spawnExec(id: string, processFile: string, pidFile: string) {
-    return spawnPiped(this.path, [...this.globalArgs(), 'exec', '--process', processFile, '--pid-file', pidFile, id], { detached: true });
+  spawnExec(id: string, processFile: string) {
+    return spawnPiped(this.path, [...this.globalArgs(), 'exec', '--process', processFile, id], { detached: true });
   }
 }
 
