@@ -429,34 +429,55 @@ export class SandboxService {
     };
   }
 
+  /**
+   * Creates what the pod holds. The network (CNI ADD, the slowest part) is set
+   * up while the cgroups, /dev/shm and the infra process are made: both need
+   * only the pinned namespaces. Record writes are queued so that the last
+   * one on disk is the newest; only the first, the one before ADD (the IPAM
+   * state a DEL must release outlives a reboot) and the final READY (in run)
+   * are synced: what the other steps record (cgroups, namespace pins, the
+   * infra process) does not survive a power cut, and a daemon crash reads
+   * them from the page cache.
+   */
   private async setUp(record: SandboxRecord, plan: ReturnType<SandboxService['plan']>): Promise<void> {
     const { config } = record;
+    let queue = Promise.resolve();
+    const save = (durable = false) => {
+      const write = queue.then(() => this.store.put(record, { durable }));
+      queue = write.catch(() => undefined);
+      return write;
+    };
     await mkdir(record.dir, { recursive: true, mode: 0o700 });
     // Container logs go under the pod's log directory; kubelet usually makes it, CRI-O and we make sure.
-    if (config.log_directory) await mkdir(config.log_directory, { recursive: true, mode: 0o755 });
+    const logDir = config.log_directory ? mkdir(config.log_directory, { recursive: true, mode: 0o755 }) : Promise.resolve(undefined);
 
     const fsPath = cgroupFsPath(record.cgroupParent, this.config.cgroup_driver);
-    record.cgroupCreated = await createCgroup(fsPath);
-    await this.store.put(record);
-    if (ownsPodCgroup(record)) await writeResources(fsPath, podResources(config.linux?.resources ?? null, config.linux?.overhead ?? null));
-
-    const pinned = await pinNamespaces(this.config.state, record.id, {
-      net: !plan.hostNetwork,
-      ipc: !plan.hostIpc,
-      uts: !plan.hostNetwork,
-      hostname: plan.hostname,
-      sysctls: plan.sysctls,
-    });
-    record.namespaces = { ...pinned };
-    await this.store.put(record);
-
-    if (record.files.shm) await mountShm(record.files.shm, this.config.pod.shm_size);
-
-    if (plan.sharedPid) {
+    const cgroup = (async () => {
+      record.cgroupCreated = await createCgroup(fsPath);
+      await save();
+      if (ownsPodCgroup(record)) await writeResources(fsPath, podResources(config.linux?.resources ?? null, config.linux?.overhead ?? null));
+    })();
+    const pinning = (async () => {
+      const pinned = await pinNamespaces(this.config.state, record.id, {
+        net: !plan.hostNetwork,
+        ipc: !plan.hostIpc,
+        uts: !plan.hostNetwork,
+        hostname: plan.hostname,
+        sysctls: plan.sysctls,
+      });
+      record.namespaces = { ...pinned, ...record.namespaces };
+      await save();
+      return pinned;
+    })();
+    const infra = (async () => {
+      const pinned = await pinning;
+      await cgroup;
+      if (record.files.shm) await mountShm(record.files.shm, this.config.pod.shm_size);
+      if (!plan.sharedPid) return;
       // Its own cgroup: on cgroup v2 a process in the pod cgroup would keep
       // controllers from reaching the containers' cgroups beside it.
       record.infraCgroup = join(fsPath, this.config.cgroup_driver === 'systemd' ? `tscri-sandbox-${record.id}.scope` : `sandbox-${record.id}`);
-      await this.store.put(record);
+      await save();
       await createCgroup(record.infraCgroup);
       if (
         !(await access(this.config.pod.infra_path, constants.X_OK).then(
@@ -468,7 +489,7 @@ export class SandboxService {
           `the pod infra process ${this.config.pod.infra_path} (for a pod sharing one pid namespace) is not installed or not executable: install it (Debian: apt-get install catatonit) or set [pod] infra_path in the config`,
         );
       }
-      const infra = await startInfra({
+      const started = await startInfra({
         infraPath: this.config.pod.infra_path,
         netns: pinned.network,
         ipcns: pinned.ipc,
@@ -476,14 +497,15 @@ export class SandboxService {
         cgroupProcs: cgroupDirs(record.infraCgroup).map((d) => join(d, 'cgroup.procs')),
         oomScoreAdj: clampOomScoreAdj(INFRA_OOM_SCORE_ADJ),
       });
-      record.infraPid = infra.pid;
-      record.infraStartTime = infra.startTime;
-      record.infraParentPid = infra.parentPid;
-      record.namespaces.pid = `/proc/${infra.pid}/ns/pid`;
-      await this.store.put(record);
-    }
-
-    if (!plan.hostNetwork) {
+      record.infraPid = started.pid;
+      record.infraStartTime = started.startTime;
+      record.infraParentPid = started.parentPid;
+      record.namespaces.pid = `/proc/${started.pid}/ns/pid`;
+      await save();
+    })();
+    const network = (async () => {
+      if (plan.hostNetwork) return;
+      const pinned = await pinning;
       const md = config.metadata!;
       const capabilities: CniCapabilityArgs = {
         portMappings: plan.portMappings,
@@ -500,10 +522,10 @@ export class SandboxService {
       } catch (err) {
         throw failedPrecondition((err as Error).message);
       }
-      // Saved before ADD: a plugin failing (or the daemon dying) midway still gets a DEL.
+      // Saved (and synced) before ADD: a plugin failing, the daemon dying or a power cut midway still gets a DEL.
       record.network = attachment;
       record.networkSetUp = true;
-      await this.store.put(record);
+      await save(true);
       try {
         attachment.result = await cni.add(attachment, pinned.network!);
       } catch (err) {
@@ -512,8 +534,12 @@ export class SandboxService {
         throw err;
       }
       record.ips = resultIps(attachment.result);
-      await this.store.put(record);
-    }
+      await save();
+    })();
+    // Every step ends (or fails) before the first failure is thrown: the undo then sees all they made.
+    const results = await Promise.allSettled([logDir, cgroup, pinning, infra, network]);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
 
     await writePodFiles(record.files, plan.hostname, plan.hostNetwork ? undefined : buildHosts(plan.hostname, record.ips), plan.resolvConf);
   }

@@ -127,10 +127,19 @@ export class RecordStore<T extends Identified> {
     return found;
   }
 
-  async put(record: T): Promise<void> {
+  /**
+   * Writes a record. `durable: false` skips the sync, for a step whose loss to
+   * a power cut is harmless (what it records does not outlive a reboot): a
+   * crash of the daemon still reads it, and a later durable put syncs it.
+   */
+  async put(record: T, options: { durable?: boolean } = {}): Promise<void> {
     assertSafeId(record.id);
+    const isNew = !this.records.has(record.id);
     // Only a new record's name needs the directory synced (see AtomicWriteOptions.syncDir).
-    await writeFileAtomic(join(this.dir, `${record.id}.json`), JSON.stringify(record, null, 1), 0o600, { syncDir: !this.records.has(record.id) });
+    await writeFileAtomic(join(this.dir, `${record.id}.json`), JSON.stringify(record, null, 1), 0o600, {
+      durable: isNew || (options.durable ?? true),
+      syncDir: isNew,
+    });
     this.records.set(record.id, record);
   }
 
