@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { client, type Client } from './cri.ts';
 import { processes } from './procs.ts';
 import type { TestNetwork } from '../test/helpers/cni.ts';
+import { NODE_ENV, NODE_FLAGS } from '../test/helpers/daemon.ts';
 import type { TestRegistry } from '../test/helpers/registry.ts';
 
 export const CONTAINERD_DIR = process.env.TSCRI_BENCH_CONTAINERD ?? '/opt/containerd-2.1.9/usr/bin';
@@ -66,7 +67,7 @@ export async function startTscri(network: TestNetwork, cgroupParent: string, opt
   // The flags bin/tscri runs the daemon with.
   const cli = options.checkout ? join(options.checkout, 'src/cli.ts') : CLI;
   const args = [
-    '--max-semi-space-size=2',
+    ...NODE_FLAGS,
     ...(options.nodeFlags ?? []),
     cli,
     'serve',
@@ -81,7 +82,7 @@ export async function startTscri(network: TestNetwork, cgroupParent: string, opt
     '--log-level',
     'warn',
   ];
-  const child = spawn(node, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(node, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...NODE_ENV } });
   let output = '';
   child.stderr!.on('data', (d) => (output = (output + d).slice(-20000)));
   const c = client(socket);

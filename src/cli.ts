@@ -61,6 +61,9 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
+// bin/tscri names Node's compile cache (read when Node started); the processes tscri starts do not need it.
+delete process.env.NODE_COMPILE_CACHE;
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

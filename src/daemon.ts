@@ -1,6 +1,7 @@
 // The daemon: prepares directories, builds the services, serves the socket
 // and shuts down gracefully on SIGTERM/SIGINT without touching containers.
 import { access, constants, mkdir, readFile, rm, readdir } from 'node:fs/promises';
+import { flushCompileCache } from 'node:module';
 import { join } from 'node:path';
 import { createLogger, type Logger } from './log.ts';
 import { secureDirs } from './store/dir-modes.ts';
@@ -247,6 +248,9 @@ async function startServices(config: Config, log: Logger, inherited: InheritedSo
   if (metricsServer) log.info({ address: config.metrics.address, port: metricsServer.port }, 'serving Prometheus metrics at /metrics');
   await warnMissingBinaries(config, log);
   log.info({ socket: server.socket, activated: Boolean(inherited), root: config.root, state: config.state, version: ctx.version }, 'tscri is serving');
+  // What Node stripped and compiled to start (when bin/tscri enabled its compile cache) is kept now, not at exit:
+  // the next start needs no TypeScript stripper even after a crash.
+  flushCompileCache();
   return { ctx, server, metricsServer, streams, containers, nri };
 }
 

@@ -10,7 +10,9 @@ import { criClient, type CriCall } from './cri-client.ts';
 
 const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
 /** The V8 flags bin/tscri runs the daemon with. */
-const NODE_FLAGS = ['--max-semi-space-size=2'];
+export const NODE_FLAGS = ['--max-semi-space-size=2'];
+/** The environment bin/tscri adds: where Node keeps the JavaScript stripped from tscri's TypeScript. */
+export const NODE_ENV = { NODE_COMPILE_CACHE: fileURLToPath(new URL('../../.cache/node-compile-cache', import.meta.url)) };
 
 export interface TestDaemon {
   dir: string;
@@ -72,7 +74,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<TestDaem
     'debug',
     ...(options.extraArgs ?? []),
   ];
-  const env = { ...process.env, ...options.env };
+  const env = { ...process.env, ...NODE_ENV, ...options.env };
   // LISTEN_PID must be the daemon's pid: a shell sets it to its own, then execs the daemon.
   const child =
     options.listenFd === undefined

@@ -1,0 +1,90 @@
+// The daemon's resident memory, as the benchmark measures it but without the
+// rest of the workload: idle (started, polled as kubelet does at start,
+// nothing pulled), then with N pods (pod + busybox container) started 2 at a
+// time, and what stays after they are removed. Runs tscri as bin/tscri does.
+//   node bench/memory.ts [--pods N] [--runs N] [--node-flags '--flag1 --flag2']
+import { randomBytes } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import { removeCgroup } from '../src/cgroups/cgroups.ts';
+import { makeTestNetwork } from '../test/helpers/cni.ts';
+import { busyboxEntries, layer, pushImage } from '../test/helpers/images.ts';
+import { startRegistry } from '../test/helpers/registry.ts';
+import { median, pool } from './measure.ts';
+import { rssMiB } from './procs.ts';
+import { startTscri } from './runtimes.ts';
+import { KUBELET_NAMESPACES } from './workload.ts';
+
+const { values: flags } = parseArgs({
+  options: { pods: { type: 'string', default: '100' }, runs: { type: 'string', default: '1' }, 'node-flags': { type: 'string', default: '' } },
+});
+const PODS = Number(flags.pods);
+const RUNS = Number(flags.runs);
+const nodeFlags = flags['node-flags'].split(/\s+/).filter(Boolean);
+
+const POLLED = ['Version', 'Status', 'ListPodSandbox', 'ListContainers', 'ListImages', 'ImageFsInfo'];
+const settle = () => new Promise((r) => setTimeout(r, 1000));
+
+const registry = await startRegistry();
+const parent = `/tscri-bench-mem-${randomBytes(3).toString('hex')}`;
+const figures: Record<string, number[]> = {};
+const record = (key: string, value: number) => (figures[key] ??= []).push(value);
+try {
+  await pushImage(registry.url, 'bench/busybox', 'v1', { layers: [await layer(busyboxEntries())], config: { Cmd: ['sh'] } });
+  const image = `${registry.host}/bench/busybox:v1`;
+  for (let run = 0; run < RUNS; run++) {
+    const network = await makeTestNetwork();
+    try {
+      const rt = await startTscri(network, parent, { nodeFlags });
+      try {
+        const call = rt.client.call;
+        for (let i = 0; i < 3; i++) for (const rpc of POLLED) await call(rpc, {});
+        await settle();
+        record('idle', rssMiB(rt.pid));
+        await call('PullImage', { image: { image } });
+        const pods: Array<{ pod: string; ctr: string }> = [];
+        await pool(PODS, 2, async (i) => {
+          const name = `mem-${i}`;
+          const config = {
+            metadata: { name, namespace: 'bench', uid: `${name}-${randomBytes(3).toString('hex')}`, attempt: 0 },
+            linux: { cgroup_parent: `${parent}/${name}`, security_context: { namespace_options: KUBELET_NAMESPACES } },
+          };
+          const { pod_sandbox_id } = await call('RunPodSandbox', { config });
+          const { container_id } = await call('CreateContainer', {
+            pod_sandbox_id,
+            config: {
+              metadata: { name: 'c' },
+              image: { image },
+              command: ['sleep', '3600'],
+              linux: { security_context: { namespace_options: KUBELET_NAMESPACES } },
+            },
+            sandbox_config: config,
+          });
+          await call('StartContainer', { container_id });
+          pods.push({ pod: pod_sandbox_id, ctr: container_id });
+        });
+        for (let i = 0; i < 3; i++) for (const rpc of POLLED) await call(rpc, {});
+        await settle();
+        record(`${PODS} pods`, rssMiB(rt.pid));
+        await pool(pods.length, 20, async (i) => {
+          const p = pods[i]!;
+          await call('StopContainer', { container_id: p.ctr, timeout: 0 });
+          await call('RemoveContainer', { container_id: p.ctr });
+          await call('StopPodSandbox', { pod_sandbox_id: p.pod });
+          await call('RemovePodSandbox', { pod_sandbox_id: p.pod });
+        });
+        await settle();
+        record('after removal', rssMiB(rt.pid));
+      } finally {
+        await rt.stop();
+      }
+    } finally {
+      await network.cleanup();
+    }
+  }
+} finally {
+  await registry.stop();
+  await removeCgroup(parent).catch(() => undefined);
+}
+console.log(`daemon VmRSS, MiB (median of ${RUNS} run${RUNS === 1 ? '' : 's'})${nodeFlags.length ? `, node ${nodeFlags.join(' ')}` : ''}`);
+for (const [key, xs] of Object.entries(figures))
+  console.log(`${key.padEnd(16)} ${median(xs).toFixed(1).padStart(6)}   (${xs.map((x) => x.toFixed(1)).join(', ')})`);
