@@ -118,7 +118,8 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<TestDaem
 async function waitForSocket(socket: string, child: ChildProcess, output: () => string, timeoutMs: number): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
-    if (child.exitCode !== null) throw new Error(`tscri exited with ${child.exitCode}:\n${output()}`);
+    // A daemon killed by a signal (V8 aborting, say) has a signalCode and no exitCode.
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`tscri exited with ${child.exitCode ?? child.signalCode}:\n${output()}`);
     if (
       await stat(socket).then(
         (s) => s.isSocket(),

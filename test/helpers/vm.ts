@@ -1,8 +1,9 @@
 // Runs a script of test/vm/ inside the cgroup-v2-only VM (../shared/vm/run-in-vm
 // beside the checkout) and returns the JSON it printed on its `RESULT ` line.
-// The VM is emulated, and on a loaded machine a daemon inside it has been
-// seen not to start in time; such a run is retried once on a fresh VM, and
-// the first attempt's output is kept for the report.
+// The VM is emulated: on a loaded machine a daemon inside it has been seen
+// not to start in time, and Node inside it has been seen to abort at start
+// (a V8 check failing under software emulation); such a run is retried once
+// on a fresh VM, and the first attempt's output is kept for the report.
 import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -23,7 +24,7 @@ export interface VmRun {
   failure?: string;
 }
 
-const START_TIMEOUT = /did not start serving|docker-registry did not start/;
+const START_FAILED = /did not start serving|docker-registry did not start|tscri exited with|Fatal error in/;
 
 export function runVmScript(script: string, vmArgs: string[] = []): VmRun {
   const notes: string[] = [];
@@ -38,7 +39,7 @@ export function runVmScript(script: string, vmArgs: string[] = []): VmRun {
     const line = (run.stdout ?? '').split('\n').find((l) => l.startsWith('RESULT '));
     if (line) return { result: JSON.parse(line.slice('RESULT '.length)), notes };
     failure = `no result from the VM (attempt ${attempt}, exit ${run.status}):\n${(run.stdout ?? '').slice(-3000)}\n${(run.stderr ?? '').slice(-3000)}`;
-    if (!START_TIMEOUT.test(output)) break;
+    if (!START_FAILED.test(output)) break;
     notes.push(`attempt ${attempt}: ${failure}`);
   }
   return { notes, failure };
