@@ -148,6 +148,9 @@ export class ContainerService extends ContainerState {
       .filter((r) => r.sandboxId === sandboxId)
       .map((r) => r.id);
     await Promise.all(ids.map((id) => removeContainer(this, id)));
+    // Removed earlier or just now, their cgroups must be gone before the pod's.
+    const cleanups = [...this.afterRemoval.values()].filter((c) => c.sandboxId === sandboxId).map((c) => c.done);
+    await Promise.all(cleanups);
   }
 
   /** The pid of the pod's earliest running container whose process is alive. */

@@ -88,6 +88,25 @@ async function removeOrphans(s: ContainerState, known: Set<string>): Promise<voi
     await s.deps.deleteStateDir(bundle).catch(() => undefined);
     await s.watcher.remove(id).catch(() => undefined);
   }
+  await removeRuntimeOrphans(s, known);
+}
+
+/**
+ * Runtime state of containers without a record: a crash came after a
+ * RemoveContainer answered but before the exit's `runc delete` ended.
+ * Only handlers whose state directory is under tscri's --state are looked
+ * at: a root shared with another tool (a configured `root`) is not ours.
+ */
+async function removeRuntimeOrphans(s: ContainerState, known: Set<string>): Promise<void> {
+  for (const handler of Object.keys(s.deps.config.runtime.handlers)) {
+    const runtime = s.runtimeFor(handler);
+    if (!runtime.root.startsWith(`${s.deps.config.state}/`)) continue;
+    const ids = await readdir(runtime.root).catch(() => [] as string[]);
+    for (const id of ids.filter((n) => /^[a-f0-9]{64}$/.test(n) && !known.has(n))) {
+      s.log.warn({ id, handler }, 'removing the runtime state of a removed container');
+      await runtime.delete(id).catch((err) => s.log.warn({ id, err: String(err) }, 'cannot remove runtime state'));
+    }
+  }
 }
 
 /** At start: an exit file was handled by scan(); otherwise ask the runtime whether the process lives. */

@@ -3,6 +3,7 @@
 // plugins and event subscribers are told. Removing twice is a no-op.
 import { removeCgroup } from '../../cgroups/cgroups.ts';
 import { bundleFiles, readPidFile } from '../conmon.ts';
+import type { ContainerRecord } from '../record.ts';
 import { stopLocked } from './stop.ts';
 import { type ContainerState, containerName, isConmon } from '../state.ts';
 
@@ -13,9 +14,11 @@ export async function removeContainer(s: ContainerState, id: string): Promise<vo
     if (!s.store.get(r.id)) return;
     if (r.state !== 'CONTAINER_EXITED') await stopLocked(s, r, 0);
     const runtime = s.runtimeFor(r.runtimeHandler);
-    const cleaned = await s.exitCleanups.get(r.id);
+    const pending = s.exitCleanups.get(r.id);
     s.exitCleanups.delete(r.id);
-    if (!cleaned) await runtime.delete(r.id);
+    // The runtime state of an exit is being removed already: that finishes after the answer.
+    if (pending) finishAfterRemoval(s, r, pending);
+    else await runtime.delete(r.id);
     const conmonPid = await readPidFile(bundleFiles(r.bundle).conmonPid);
     if (conmonPid && isConmon(conmonPid, r.id)) {
       try {
@@ -25,7 +28,7 @@ export async function removeContainer(s: ContainerState, id: string): Promise<vo
       }
     }
     // runc deletes the container's cgroup; what it leaves (the unified copy on hybrid hosts) goes here.
-    if (!cleaned) await removeCgroup(r.cgroupsPath).catch((err) => s.log.warn({ id: r.id, err: String(err) }, 'cannot remove the container cgroup'));
+    if (!pending) await removeCgroup(r.cgroupsPath).catch((err) => s.log.warn({ id: r.id, err: String(err) }, 'cannot remove the container cgroup'));
     if (r.rootfsPrepared) await s.deps.removeRootfs(r.id, r.rootfs);
     // Renamed into the trash now and deleted after the answer: the name and id are free at once.
     await s.deps.deleteStateDir(r.bundle);
@@ -38,4 +41,22 @@ export async function removeContainer(s: ContainerState, id: string): Promise<vo
     s.events.publish('CONTAINER_DELETED_EVENT', r.id, r.sandboxId);
     await s.nri.removeContainer(r);
   });
+}
+
+/**
+ * The exit's cleanup (`runc delete`, the cgroup) goes on after the answer;
+ * should it have failed, it is done again. RemovePodSandbox waits for these
+ * before it removes the pod's cgroup, and a crash meanwhile leaves runtime
+ * state that the next start removes (recovery.ts).
+ */
+function finishAfterRemoval(s: ContainerState, r: ContainerRecord, pending: Promise<boolean>): void {
+  const done = pending
+    .then(async (cleaned) => {
+      if (cleaned) return;
+      await s.runtimeFor(r.runtimeHandler).delete(r.id);
+      await removeCgroup(r.cgroupsPath);
+    })
+    .catch((err) => s.log.warn({ id: r.id, err: String(err) }, 'cannot remove the runtime state or cgroup of a removed container'))
+    .finally(() => s.afterRemoval.delete(r.id));
+  s.afterRemoval.set(r.id, { sandboxId: r.sandboxId, done });
 }
