@@ -51,6 +51,8 @@ test("a pull logs its start and, while it runs, each blob's bytes done and total
   assert.equal((await d.call('PullImage', { image: { image: ref } })).image_ref, img.configDigest);
   reg.hook = undefined;
 
+  // pino writes asynchronously: the last line may come after the answer.
+  await logLine((l) => l.msg === 'image pulled' && l.name === ref);
   const log = lines();
   const start = log.findIndex((l) => l.msg === 'pulling image' && l.name === ref);
   const end = log.findIndex((l) => l.msg === 'image pulled' && l.name === ref);
