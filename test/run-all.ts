@@ -3,6 +3,7 @@
 // through as it comes; the last line sums both up, so a CI log ends with the counts.
 // Test files given as arguments replace the default globs.
 import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 
 interface Run {
   code: number;
@@ -32,12 +33,29 @@ function count(tail: string[], name: string): string {
   return line ? line.slice(`ℹ ${name} `.length).trim() : '?';
 }
 
+/**
+ * The cgroups named tscri* at the top of each hierarchy: tests and critest make theirs
+ * there and must remove them, so one that appears during the run is a leak.
+ */
+function tscriCgroups(): Set<string> {
+  const found = new Set<string>();
+  const hierarchies = readdirSync('/sys/fs/cgroup', { withFileTypes: true }).filter((e) => e.isDirectory());
+  const roots = ['/sys/fs/cgroup', ...hierarchies.map((h) => `/sys/fs/cgroup/${h.name}`)];
+  for (const root of roots) {
+    for (const e of readdirSync(root, { withFileTypes: true })) if (e.isDirectory() && e.name.startsWith('tscri')) found.add(`${root}/${e.name}`);
+  }
+  return found;
+}
+
+const cgroupsBefore = tscriCgroups();
 const files = process.argv.length > 2 ? process.argv.slice(2) : ['test/unit/**/*.test.ts', 'test/integration/**/*.test.ts'];
 const tests = await run(['--test', '--test-concurrency=1', ...files]);
 const critest = await run(['test/critest/run.ts']);
 const critestLine = critest.tail.findLast((l) => l.startsWith('critest:')) ?? 'critest: no result';
-const ok = tests.code === 0 && critest.code === 0;
+const leaked = [...tscriCgroups()].filter((c) => !cgroupsBefore.has(c));
+if (leaked.length) console.log(`cgroups left behind by the run: ${leaked.join(' ')}`);
+const ok = tests.code === 0 && critest.code === 0 && !leaked.length;
 console.log(
-  `suite: ${ok ? 'PASS' : 'FAIL'} — tests: ${count(tests.tail, 'pass')} passed, ${count(tests.tail, 'fail')} failed, ${count(tests.tail, 'skipped')} skipped; ${critestLine}`,
+  `suite: ${ok ? 'PASS' : 'FAIL'} — ${leaked.length ? `${leaked.length} cgroups left behind; ` : ''}tests: ${count(tests.tail, 'pass')} passed, ${count(tests.tail, 'fail')} failed, ${count(tests.tail, 'skipped')} skipped; ${critestLine}`,
 );
 process.exitCode = ok ? 0 : 1;

@@ -4,8 +4,10 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { removeCgroup } from '../../src/cgroups/cgroups.ts';
 import { criClient, type CriCall } from './cri-client.ts';
 
 const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
@@ -57,7 +59,12 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<TestDaem
   const root = join(dir, 'root');
   const state = join(dir, 'state');
   const configFile = join(dir, 'tscri.toml');
-  await writeFile(configFile, options.config ?? '');
+  // Pods of a test daemon never go under the default /tscri cgroup, which would outlive the test:
+  // a config without a parent gets one named after the directory (so a restart on it finds the same).
+  const ownParent = /^\s*default_cgroup_parent\s*=/m.test(options.config ?? '')
+    ? undefined
+    : `/tscri-test-${createHash('sha256').update(dir).digest('hex').slice(0, 12)}`;
+  await writeFile(configFile, ownParent ? `default_cgroup_parent = "${ownParent}"\n${options.config ?? ''}` : (options.config ?? ''));
   const args = [
     ...NODE_FLAGS,
     CLI,
@@ -109,6 +116,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<TestDaem
     },
     async cleanup() {
       await daemon.stop();
+      if (ownParent) await removeCgroup(ownParent);
       if (!options.dir) await rm(dir, { recursive: true, force: true });
     },
   };
