@@ -36,19 +36,24 @@ export async function recordExit(s: ContainerState, exit: ExitInfo): Promise<voi
   s.events.publish('CONTAINER_STOPPED_EVENT', r.id, r.sandboxId);
 }
 
+/**
+ * `runc delete` of a container that ended, then what runc leaves of its
+ * cgroup (the unified copy on hybrid hosts). Fails only when the runtime does.
+ */
+export async function removeRuntimeState(s: ContainerState, r: ContainerRecord): Promise<void> {
+  await s.runtimeFor(r.runtimeHandler).delete(r.id);
+  await removeCgroup(r.cgroupsPath).catch((err) => s.log.warn({ id: r.id, err: String(err) }, 'cannot remove the container cgroup'));
+}
+
 /** Starts removing the runtime state and cgroup of an exited container (see exitCleanups). */
 function cleanUpAfterExit(s: ContainerState, r: ContainerRecord): void {
   if (s.exitCleanups.has(r.id)) return;
-  const runtime = s.runtimeFor(r.runtimeHandler);
   // Not while `runc start` may still be running for a process that exited at once.
   const started = (s.starting.get(r.id) ?? Promise.resolve()).catch(() => undefined);
   const done = started
-    .then(() => runtime.delete(r.id))
+    .then(() => removeRuntimeState(s, r))
     .then(
-      async () => {
-        await removeCgroup(r.cgroupsPath).catch((err) => s.log.warn({ id: r.id, err: String(err) }, 'cannot remove the container cgroup'));
-        return true;
-      },
+      () => true,
       (err) => {
         s.log.debug({ id: r.id, err: String(err) }, 'runtime state of an exited container not removed yet; RemoveContainer will');
         return false;

@@ -3,7 +3,8 @@
 // down are recorded, the runtime is asked about the rest, creates a crash
 // interrupted are undone; and a running container whose conmon vanished is
 // settled (checked every few seconds and on ContainerStatus).
-import { access, mkdir, readdir, readFile } from 'node:fs/promises';
+import { access, mkdir, readdir } from 'node:fs/promises';
+import { hasOwnDevice } from '../../sys/mount.ts';
 import { join } from 'node:path';
 import { bundleFiles, readPidFile } from '../conmon.ts';
 import type { ContainerRecord } from '../record.ts';
@@ -135,7 +136,5 @@ async function launchable(r: ContainerRecord): Promise<boolean> {
     () => true,
     () => false,
   );
-  if (!config) return false;
-  const mounts = await readFile('/proc/self/mountinfo', 'utf8');
-  return mounts.split('\n').some((line) => line.split(' ')[4] === r.rootfs);
+  return config && hasOwnDevice(r.rootfs);
 }

@@ -1,9 +1,9 @@
 // RemoveContainer: a container still running is killed first; then its
 // runtime state, cgroup, conmon, rootfs, bundle, record and name go, and NRI
 // plugins and event subscribers are told. Removing twice is a no-op.
-import { removeCgroup } from '../../cgroups/cgroups.ts';
 import { bundleFiles, readPidFile } from '../conmon.ts';
 import type { ContainerRecord } from '../record.ts';
+import { removeRuntimeState } from './exits.ts';
 import { stopLocked } from './stop.ts';
 import { type ContainerState, containerName, isConmon } from '../state.ts';
 
@@ -13,12 +13,11 @@ export async function removeContainer(s: ContainerState, id: string): Promise<vo
   await s.ops.with(r.id, async () => {
     if (!s.store.get(r.id)) return;
     if (r.state !== 'CONTAINER_EXITED') await stopLocked(s, r, 0);
-    const runtime = s.runtimeFor(r.runtimeHandler);
     const pending = s.exitCleanups.get(r.id);
     s.exitCleanups.delete(r.id);
     // The runtime state of an exit is being removed already: that finishes after the answer.
     if (pending) finishAfterRemoval(s, r, pending);
-    else await runtime.delete(r.id);
+    else await removeRuntimeState(s, r);
     const conmonPid = await readPidFile(bundleFiles(r.bundle).conmonPid);
     if (conmonPid && isConmon(conmonPid, r.id)) {
       try {
@@ -27,8 +26,6 @@ export async function removeContainer(s: ContainerState, id: string): Promise<vo
         // already gone
       }
     }
-    // runc deletes the container's cgroup; what it leaves (the unified copy on hybrid hosts) goes here.
-    if (!pending) await removeCgroup(r.cgroupsPath).catch((err) => s.log.warn({ id: r.id, err: String(err) }, 'cannot remove the container cgroup'));
     if (r.rootfsPrepared) await s.deps.removeRootfs(r.id, r.rootfs);
     // Renamed into the trash now and deleted after the answer: the name and id are free at once.
     await s.deps.deleteStateDir(r.bundle);
@@ -51,11 +48,7 @@ export async function removeContainer(s: ContainerState, id: string): Promise<vo
  */
 function finishAfterRemoval(s: ContainerState, r: ContainerRecord, pending: Promise<boolean>): void {
   const done = pending
-    .then(async (cleaned) => {
-      if (cleaned) return;
-      await s.runtimeFor(r.runtimeHandler).delete(r.id);
-      await removeCgroup(r.cgroupsPath);
-    })
+    .then((cleaned) => (cleaned ? undefined : removeRuntimeState(s, r)))
     .catch((err) => s.log.warn({ id: r.id, err: String(err) }, 'cannot remove the runtime state or cgroup of a removed container'))
     .finally(() => s.afterRemoval.delete(r.id));
   s.afterRemoval.set(r.id, { sandboxId: r.sandboxId, done });
