@@ -12,7 +12,7 @@ import { startRegistry } from '../test/helpers/registry.ts';
 import { median, pool } from './measure.ts';
 import { rssMiB } from './procs.ts';
 import { startTscri } from './runtimes.ts';
-import { KUBELET_NAMESPACES } from './workload.ts';
+import { removeSleepPod, startSleepPod, type SleepPod } from './sleep-pods.ts';
 
 const { values: flags } = parseArgs({
   options: { pods: { type: 'string', default: '100' }, runs: { type: 'string', default: '1' }, 'node-flags': { type: 'string', default: '' } },
@@ -41,37 +41,15 @@ try {
         await settle();
         record('idle', rssMiB(rt.pid));
         await call('PullImage', { image: { image } });
-        const pods: Array<{ pod: string; ctr: string }> = [];
+        const pods: SleepPod[] = [];
+        const tag = randomBytes(3).toString('hex');
         await pool(PODS, 2, async (i) => {
-          const name = `mem-${i}`;
-          const config = {
-            metadata: { name, namespace: 'bench', uid: `${name}-${randomBytes(3).toString('hex')}`, attempt: 0 },
-            linux: { cgroup_parent: `${parent}/${name}`, security_context: { namespace_options: KUBELET_NAMESPACES } },
-          };
-          const { pod_sandbox_id } = await call('RunPodSandbox', { config });
-          const { container_id } = await call('CreateContainer', {
-            pod_sandbox_id,
-            config: {
-              metadata: { name: 'c' },
-              image: { image },
-              command: ['sleep', '3600'],
-              linux: { security_context: { namespace_options: KUBELET_NAMESPACES } },
-            },
-            sandbox_config: config,
-          });
-          await call('StartContainer', { container_id });
-          pods.push({ pod: pod_sandbox_id, ctr: container_id });
+          pods.push(await startSleepPod(call, image, `mem-${i}`, tag, parent));
         });
         for (let i = 0; i < 3; i++) for (const rpc of POLLED) await call(rpc, {});
         await settle();
         record(`${PODS} pods`, rssMiB(rt.pid));
-        await pool(pods.length, 20, async (i) => {
-          const p = pods[i]!;
-          await call('StopContainer', { container_id: p.ctr, timeout: 0 });
-          await call('RemoveContainer', { container_id: p.ctr });
-          await call('StopPodSandbox', { pod_sandbox_id: p.pod });
-          await call('RemovePodSandbox', { pod_sandbox_id: p.pod });
-        });
+        await pool(pods.length, 20, (i) => removeSleepPod(call, pods[i]!));
         await settle();
         record('after removal', rssMiB(rt.pid));
       } finally {

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { percentile } from './measure.ts';
 import { startTscri } from './runtimes.ts';
-import { KUBELET_NAMESPACES } from './workload.ts';
+import { removeSleepPod, startSleepPod, type SleepPod } from './sleep-pods.ts';
 import { startRegistry } from '../test/helpers/registry.ts';
 import { busyboxEntries, layer, pushImage } from '../test/helpers/images.ts';
 import { makeTestNetwork } from '../test/helpers/cni.ts';
@@ -27,32 +27,13 @@ try {
   const prof = flags['cpu-prof'];
   const rt = await startTscri(network, parent, prof ? { nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${prof}`] } : {});
   const call = rt.client.call;
-  const pods: Array<{ pod: string; ctr: string }> = [];
+  const pods: SleepPod[] = [];
   try {
     await call('PullImage', { image: { image } });
     const tag = randomBytes(3).toString('hex');
     let next = 0;
     const worker = async () => {
-      while (next < PODS) {
-        const i = next++;
-        const config = {
-          metadata: { name: `r${i}`, namespace: 'bench', uid: `r${i}-${tag}`, attempt: 0 },
-          linux: { cgroup_parent: `${parent}/r${i}-${tag}`, security_context: { namespace_options: KUBELET_NAMESPACES } },
-        };
-        const { pod_sandbox_id } = await call('RunPodSandbox', { config });
-        const { container_id } = await call('CreateContainer', {
-          pod_sandbox_id,
-          config: {
-            metadata: { name: 'c' },
-            image: { image },
-            command: ['sleep', '3600'],
-            linux: { security_context: { namespace_options: KUBELET_NAMESPACES } },
-          },
-          sandbox_config: config,
-        });
-        await call('StartContainer', { container_id });
-        pods.push({ pod: pod_sandbox_id, ctr: container_id });
-      }
+      while (next < PODS) pods.push(await startSleepPod(call, image, `r${next++}`, tag, parent));
     };
     await Promise.all(Array.from({ length: 20 }, worker));
     await new Promise((r) => setTimeout(r, 2000));
@@ -95,11 +76,8 @@ try {
     let next = 0;
     const remover = async () => {
       while (next < pods.length) {
-        const p = pods[next++]!;
-        await call('StopContainer', { container_id: p.ctr, timeout: 0 }).catch(() => undefined);
-        await call('RemoveContainer', { container_id: p.ctr }).catch(() => undefined);
-        await call('StopPodSandbox', { pod_sandbox_id: p.pod }).catch(() => undefined);
-        await call('RemovePodSandbox', { pod_sandbox_id: p.pod }).catch(() => undefined);
+        // Each call on its own: one that fails does not keep the others from cleaning up.
+        await removeSleepPod((rpc, request) => call(rpc, request).catch(() => undefined), pods[next++]!);
       }
     };
     await Promise.all(Array.from({ length: 20 }, remover));

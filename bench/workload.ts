@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { median, percentile, pool } from './measure.ts';
 import { cpuMs, pssMiB, rssMiB } from './procs.ts';
 import type { Runtime } from './runtimes.ts';
+import { podConfig as sleepPodConfig, sleepContainer, type SleepPod } from './sleep-pods.ts';
 
 export interface Images {
   /** The image containers run (busybox). */
@@ -32,16 +33,7 @@ export interface Sizes {
 
 export type Figures = Record<string, number>;
 
-interface Pod {
-  pod: string;
-  ctr: string;
-  config: object;
-}
-
 const now = () => performance.now();
-
-/** What kubelet sends for a pod without hostNetwork, hostIPC or shareProcessNamespace. */
-export const KUBELET_NAMESPACES = { network: 'POD', pid: 'CONTAINER', ipc: 'POD' };
 
 async function timed<T>(samples: Map<string, number[]>, name: string, fn: () => Promise<T>): Promise<T> {
   const start = now();
@@ -59,30 +51,20 @@ export async function round(rt: Runtime, images: Images, cgroupParent: string, s
   let seq = 0;
   const podConfig = (prefix: string) => {
     const name = `${prefix}-${seq++}`;
-    return {
-      metadata: { name, namespace: 'bench', uid: `${name}-${tag}`, attempt: 0 },
-      log_directory: join(logs, name),
-      linux: { cgroup_parent: `${cgroupParent}/${name}-${tag}`, security_context: { namespace_options: KUBELET_NAMESPACES } },
-    };
+    return sleepPodConfig(name, tag, cgroupParent, join(logs, name));
   };
-  const ctrConfig = (name = 'c') => ({
-    metadata: { name },
-    image: { image: images.container },
-    command: ['sleep', '3600'],
-    log_path: `${name}.log`,
-    linux: { security_context: { namespace_options: KUBELET_NAMESPACES } },
-  });
+  const ctrConfig = (name = 'c') => sleepContainer(images.container, name, `${name}.log`);
   const samples = new Map<string, number[]>();
   const figures: Figures = {};
 
-  const startPod = async (prefix: string, s = samples): Promise<Pod> => {
+  const startPod = async (prefix: string, s = samples): Promise<SleepPod> => {
     const config = podConfig(prefix);
     const { pod_sandbox_id } = await timed(s, 'RunPodSandbox', () => call('RunPodSandbox', { config }));
     const { container_id } = await timed(s, 'CreateContainer', () => call('CreateContainer', { pod_sandbox_id, config: ctrConfig(), sandbox_config: config }));
     await timed(s, 'StartContainer', () => call('StartContainer', { container_id }));
     return { pod: pod_sandbox_id, ctr: container_id, config };
   };
-  const removePod = async (p: Pod, s = samples): Promise<void> => {
+  const removePod = async (p: SleepPod, s = samples): Promise<void> => {
     await timed(s, 'StopContainer', () => call('StopContainer', { container_id: p.ctr, timeout: 0 }));
     await timed(s, 'RemoveContainer', () => call('RemoveContainer', { container_id: p.ctr }));
     await timed(s, 'StopPodSandbox', () => call('StopPodSandbox', { pod_sandbox_id: p.pod }));
@@ -122,7 +104,7 @@ export async function round(rt: Runtime, images: Images, cgroupParent: string, s
     });
 
     // What kubelet polls, with 5 pods running; ExecSync; the CONTAINER_CREATED event.
-    const five: Pod[] = [];
+    const five: SleepPod[] = [];
     for (let i = 0; i < 5; i++) five.push(await startPod('poll', scratch));
     const polled: Array<[string, object]> = [
       ['Version', {}],
@@ -164,7 +146,7 @@ export async function round(rt: Runtime, images: Images, cgroupParent: string, s
 
     // Scale: 100 pods 2 at a time (kubelet's pod workers), relists at 100 and 50 pods, memory; then 20 at a time.
     for (const parallel of [2, 20]) {
-      const pods: Pod[] = [];
+      const pods: SleepPod[] = [];
       const cpuBefore = cpuMs(rt.pid);
       const start = now();
       await pool(sizes.pods, parallel, async () => void pods.push(await startPod(`scale${parallel}`, scratch)));
