@@ -5,43 +5,33 @@
 // volumes, image VOLUMEs, and CDI devices from spec files.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { status } from '@grpc/grpc-js';
-import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
-import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
-import { busyboxEntries, layer, pushBusybox, pushImage } from '../helpers/images.ts';
-import { makeTestNetwork, type TestNetwork } from '../helpers/cni.ts';
-import { removeCgroup } from '../../src/cgroups/cgroups.ts';
+import type { TestDaemon } from '../helpers/daemon.ts';
+import type { TestRegistry } from '../helpers/registry.ts';
+import { busyboxEntries, layer, pushImage } from '../helpers/images.ts';
+import { startPodFixture, type PodFixture } from '../helpers/pod-fixture.ts';
 
+let f: PodFixture;
 let registry: TestRegistry;
-let network: TestNetwork;
 let d: TestDaemon;
 let image: string;
+let tag: string;
 let tools: string;
 let toolsId: string;
 let withVolumes: string;
 let work: string;
-const tag = randomBytes(3).toString('hex');
-const parent = `/tscri-mounts-${tag}`;
-const pods: string[] = [];
 const tmpfsMounts: string[] = [];
 
 before(async () => {
-  registry = await startRegistry();
-  network = await makeTestNetwork();
   work = await mkdtemp(join(tmpdir(), 'tscri-mounts-'));
   await mkdir(join(work, 'cdi-etc'));
   await mkdir(join(work, 'cdi-run'));
-  d = await startDaemon({
-    config: `default_cgroup_parent = "${parent}"\n${network.toml}\n[cdi]\nspec_dirs = ["${join(work, 'cdi-etc')}", "${join(work, 'cdi-run')}"]\n`,
-  });
-  await pushBusybox(registry.url, 'mounts/busybox', 'v1');
-  image = `${registry.host}/mounts/busybox:v1`;
-  await d.call('PullImage', { image: { image } });
+  f = await startPodFixture({ name: 'mounts', config: `[cdi]\nspec_dirs = ["${join(work, 'cdi-etc')}", "${join(work, 'cdi-run')}"]\n` });
+  ({ registry, d, image, tag } = f);
   // An image to mount as a volume: a directory, a file, and symlinks out of it and within it.
   const content = await layer([
     ...busyboxEntries(),
@@ -68,11 +58,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const id of pods) await d?.call('RemovePodSandbox', { pod_sandbox_id: id }).catch(() => undefined);
-  await d?.cleanup();
-  await network?.cleanup();
-  await registry?.stop();
-  await removeCgroup(parent).catch(() => undefined);
+  await f?.cleanup();
   for (const m of tmpfsMounts.reverse()) {
     try {
       execFileSync('umount', ['-l', m]);
@@ -91,7 +77,7 @@ async function pod(name: string, extra: Record<string, any> = {}): Promise<{ id:
     ...extra,
   };
   const { pod_sandbox_id } = await d.call('RunPodSandbox', { config });
-  pods.push(pod_sandbox_id);
+  f.pods.push(pod_sandbox_id);
   return { id: pod_sandbox_id, config };
 }
 
@@ -193,7 +179,7 @@ test("a pod asking for a user namespace is refused with FAILED_PRECONDITION, nev
   assert.equal(items.filter((s: any) => s.metadata.name.startsWith('userns-')).length, 0);
   // The node's user namespace, as kubelet asks for hostUsers: true, works.
   const { pod_sandbox_id } = await d.call('RunPodSandbox', { config: userns('NODE') });
-  pods.push(pod_sandbox_id);
+  f.pods.push(pod_sandbox_id);
   // A container asking for the pod's user namespace in a pod without one is refused too.
   const p = { id: pod_sandbox_id, config: userns('NODE') };
   await assert.rejects(

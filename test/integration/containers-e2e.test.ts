@@ -11,39 +11,35 @@ import { dirname, join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { status } from '@grpc/grpc-js';
-import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
-import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import type { TestDaemon } from '../helpers/daemon.ts';
+import type { TestRegistry } from '../helpers/registry.ts';
 import { pushBusybox } from '../helpers/images.ts';
-import { makeTestNetwork, type TestNetwork } from '../helpers/cni.ts';
+import type { TestNetwork } from '../helpers/cni.ts';
+import { startPodFixture, type PodFixture } from '../helpers/pod-fixture.ts';
 import { SpdyClient, upgrade } from '../helpers/stream-client.ts';
-import { removeCgroup } from '../../src/cgroups/cgroups.ts';
 import { parseExposition, sample } from '../helpers/prometheus.ts';
 
+let f: PodFixture;
 let registry: TestRegistry;
 let network: TestNetwork;
 let d: TestDaemon;
 let image: string;
+let tag: string;
 let logDir: string;
-const tag = randomBytes(3).toString('hex');
-const parent = `/tscri-e2e-${tag}`;
-const pods: string[] = [];
 
 before(async () => {
-  registry = await startRegistry();
-  network = await makeTestNetwork();
   logDir = await mkdtemp(join(tmpdir(), 'tscri-logs-'));
-  d = await startDaemon({ config: `default_cgroup_parent = "${parent}"\n[metrics]\naddress = "127.0.0.1:0"\n${network.toml}` });
-  await pushBusybox(registry.url, 'e2e/busybox', 'v1', { config: { Env: ['PATH=/bin', 'FROM_IMAGE=yes'], Cmd: ['sh'], WorkingDir: '/' } });
-  image = `${registry.host}/e2e/busybox:v1`;
-  await d.call('PullImage', { image: { image } });
+  f = await startPodFixture({
+    name: 'e2e',
+    config: '[metrics]\naddress = "127.0.0.1:0"\n',
+    image: { config: { Env: ['PATH=/bin', 'FROM_IMAGE=yes'], Cmd: ['sh'], WorkingDir: '/' } },
+  });
+  ({ registry, d, image, tag } = f);
+  network = f.network!;
 });
 
 after(async () => {
-  for (const id of pods) await d?.call('RemovePodSandbox', { pod_sandbox_id: id }).catch(() => undefined);
-  await d?.cleanup();
-  await network?.cleanup();
-  await registry?.stop();
-  await removeCgroup(parent).catch(() => undefined);
+  await f?.cleanup();
   await rm(logDir, { recursive: true, force: true });
 });
 
@@ -56,7 +52,7 @@ async function pod(name: string, extra: Record<string, any> = {}): Promise<{ id:
     ...extra,
   };
   const { pod_sandbox_id } = await d.call('RunPodSandbox', { config });
-  pods.push(pod_sandbox_id);
+  f.pods.push(pod_sandbox_id);
   return { id: pod_sandbox_id, config };
 }
 

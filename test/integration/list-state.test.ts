@@ -3,37 +3,20 @@
 // process killed from outside) shows in the next list.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
-import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
-import { pushBusybox } from '../helpers/images.ts';
-import { makeTestNetwork, type TestNetwork } from '../helpers/cni.ts';
-import { removeCgroup } from '../../src/cgroups/cgroups.ts';
+import type { TestDaemon } from '../helpers/daemon.ts';
+import { startPodFixture, type PodFixture } from '../helpers/pod-fixture.ts';
 
-let registry: TestRegistry;
-let network: TestNetwork;
+let f: PodFixture;
 let d: TestDaemon;
 let image: string;
-const tag = randomBytes(3).toString('hex');
-const parent = `/tscri-list-${tag}`;
-const pods: string[] = [];
+let tag: string;
 
 before(async () => {
-  registry = await startRegistry();
-  network = await makeTestNetwork();
-  d = await startDaemon({ config: `default_cgroup_parent = "${parent}"\n${network.toml}` });
-  await pushBusybox(registry.url, 'list/busybox', 'v1');
-  image = `${registry.host}/list/busybox:v1`;
-  await d.call('PullImage', { image: { image } });
+  f = await startPodFixture({ name: 'list' });
+  ({ d, image, tag } = f);
 });
 
-after(async () => {
-  for (const id of pods) await d?.call('RemovePodSandbox', { pod_sandbox_id: id }).catch(() => undefined);
-  await d?.cleanup();
-  await network?.cleanup();
-  await registry?.stop();
-  await removeCgroup(parent).catch(() => undefined);
-});
+after(() => f?.cleanup());
 
 async function pod(name: string, pid = 'CONTAINER'): Promise<{ id: string; config: any }> {
   const config = {
@@ -41,7 +24,7 @@ async function pod(name: string, pid = 'CONTAINER'): Promise<{ id: string; confi
     linux: { security_context: { namespace_options: { network: 'POD', pid, ipc: 'POD' } } },
   };
   const { pod_sandbox_id } = await d.call('RunPodSandbox', { config });
-  pods.push(pod_sandbox_id);
+  f.pods.push(pod_sandbox_id);
   return { id: pod_sandbox_id, config };
 }
 

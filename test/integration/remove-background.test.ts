@@ -6,29 +6,21 @@
 // the trash is deleted at start, without following a symlink out of it.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
-import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
-import { pushBusybox } from '../helpers/images.ts';
-import { removeCgroup } from '../../src/cgroups/cgroups.ts';
+import type { TestDaemon } from '../helpers/daemon.ts';
+import { startPodFixture, type PodFixture } from '../helpers/pod-fixture.ts';
 
-let registry: TestRegistry;
+let f: PodFixture;
 let d: TestDaemon;
 let dir: string;
 let outside: string;
 let image: string;
-const tag = randomBytes(3).toString('hex');
-const parent = `/tscri-rmbg-${tag}`;
-const pods: string[] = [];
+let tag: string;
 
 before(async () => {
-  registry = await startRegistry();
-  await pushBusybox(registry.url, 'rmbg/busybox', 'v1', { config: { Cmd: ['sh'] } });
-  image = `${registry.host}/rmbg/busybox:v1`;
   dir = await mkdtemp(join(tmpdir(), 'tscri-rmbg-'));
   outside = await mkdtemp(join(tmpdir(), 'tscri-rmbg-outside-'));
   await writeFile(join(outside, 'precious'), 'keep');
@@ -38,16 +30,14 @@ before(async () => {
     await writeFile(join(trash, 'left', 'deep', 'file'), 'x');
   }
   await symlink(outside, join(dir, 'root', 'trash', 'link-out'));
-  d = await startDaemon({ dir, config: `default_cgroup_parent = "${parent}"\n` });
+  f = await startPodFixture({ name: 'rmbg', network: false, pull: false, dir, image: { config: { Cmd: ['sh'] } } });
+  ({ d, image, tag } = f);
 });
 
 after(async () => {
-  for (const id of pods) await d?.call('RemovePodSandbox', { pod_sandbox_id: id }).catch(() => undefined);
-  await d?.stop();
+  await f?.cleanup();
   await rm(dir, { recursive: true, force: true });
   await rm(outside, { recursive: true, force: true });
-  await registry?.stop();
-  await removeCgroup(parent).catch(() => undefined);
 });
 
 /** Waits (bounded) until the trash directory is empty. */
@@ -73,7 +63,7 @@ test('a removed container is gone from disk when RemoveContainer returns, and it
     linux: { security_context: { namespace_options: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } } },
   };
   const { pod_sandbox_id } = await d.call('RunPodSandbox', { config });
-  pods.push(pod_sandbox_id);
+  f.pods.push(pod_sandbox_id);
   const create = async () =>
     (
       await d.call('CreateContainer', {
