@@ -55,12 +55,13 @@ export async function startPodFixture(o: PodFixtureOptions): Promise<PodFixture>
     tag,
     parent,
     pods,
+    // Each step runs whatever the one before did, so a failed run still removes what it made; the first failure is thrown at the end.
     async cleanup() {
       for (const id of pods) await d.call('RemovePodSandbox', { pod_sandbox_id: id }).catch(() => undefined);
-      await d.cleanup();
-      await network?.cleanup();
-      await registry.stop();
-      await removeCgroup(parent).catch(() => undefined);
+      const steps = [() => d.cleanup(), async () => network?.cleanup(), () => registry.stop(), () => removeCgroup(parent)];
+      let failure: unknown;
+      for (const step of steps) await step().catch((err: unknown) => (failure ??= err));
+      if (failure) throw failure;
     },
   };
 }

@@ -4,50 +4,40 @@
 // 500 for the long run).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
-import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
-import { pushBusybox } from '../helpers/images.ts';
-import { makeTestNetwork, type TestNetwork } from '../helpers/cni.ts';
-import { removeCgroup } from '../../src/cgroups/cgroups.ts';
+import type { TestDaemon } from '../helpers/daemon.ts';
+import type { TestNetwork } from '../helpers/cni.ts';
+import { startPodFixture, type PodFixture } from '../helpers/pod-fixture.ts';
 
 const PODS = Number(process.env.TSCRI_SOAK_PODS ?? 50);
 const PARALLEL = 5;
-let registry: TestRegistry;
-let network: TestNetwork;
+let f: PodFixture;
 let d: TestDaemon;
+let network: TestNetwork;
 let image: string;
-const tag = randomBytes(3).toString('hex');
-const parent = `/tscri-soak-${tag}`;
+let tag: string;
+let parent: string;
 
 before(async () => {
-  registry = await startRegistry();
-  network = await makeTestNetwork();
-  d = await startDaemon({ config: `default_cgroup_parent = "${parent}"\n${network.toml}` });
-  await pushBusybox(registry.url, 'soak/busybox', 'v1');
-  image = `${registry.host}/soak/busybox:v1`;
-  await d.call('PullImage', { image: { image } });
+  f = await startPodFixture({ name: 'soak' });
+  ({ d, image, tag, parent } = f);
+  network = f.network!;
 });
 
 after(async () => {
-  // A failed run still removes what it made, each step whatever the one before did.
-  const steps: Array<() => Promise<unknown>> = [
-    async () => {
-      for (const pod of (await d.call('ListPodSandbox', {})).items) {
-        await d.call('StopPodSandbox', { pod_sandbox_id: pod.id });
-        await d.call('RemovePodSandbox', { pod_sandbox_id: pod.id });
-      }
-    },
-    () => d.cleanup(),
-    () => network.cleanup(),
-    () => registry.stop(),
-    () => removeCgroup(parent),
-  ];
-  for (const step of steps) await step().catch((err: unknown) => console.error(`soak cleanup: ${(err as Error).message}`));
+  // A failed run still removes what it made: every pod left, then the fixture.
+  const left = await d
+    ?.call('ListPodSandbox', {})
+    .then((r: any) => r.items)
+    .catch(() => []);
+  for (const pod of left ?? []) {
+    await d.call('StopPodSandbox', { pod_sandbox_id: pod.id }).catch((err: unknown) => console.error(`soak cleanup: ${(err as Error).message}`));
+    f.pods.push(pod.id);
+  }
+  await f?.cleanup();
 });
 
 async function lifecycle(i: number): Promise<void> {
