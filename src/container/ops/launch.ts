@@ -51,7 +51,7 @@ export async function ensureLaunched(s: ContainerState, r: ContainerRecord): Pro
 }
 
 /** Whether a created container has no runtime process yet (a restored one gets it from `runc restore`). */
-export function needsLaunch(s: ContainerState, r: ContainerRecord): boolean {
+function needsLaunch(s: ContainerState, r: ContainerRecord): boolean {
   return s.store.get(r.id) === r && r.state === 'CONTAINER_CREATED' && !r.pid && !r.restore;
 }
 

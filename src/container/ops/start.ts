@@ -1,6 +1,7 @@
 // StartContainer: `runc start` once the runtime has created the container
-// (or, for a container made from a checkpoint, the restore) in a ready pod, never alongside the pod's stop or removal; an
-// exit seen while the start runs waits for the started event.
+// (or, for a container made from a checkpoint, the restore) in a ready pod,
+// never alongside the pod's stop or removal; an exit seen while the start
+// runs waits for the started event.
 import { failedPrecondition, internal } from '../../errors.ts';
 import type { ContainerRecord } from '../record.ts';
 import { restoreContainer } from './checkpoint.ts';
