@@ -29,16 +29,24 @@ export interface TestDaemon {
   stop(): Promise<number | null>;
   /** SIGKILL, wait for exit. */
   kill(): Promise<void>;
-  /** Stops the daemon and removes its directories. */
+  /** Stops the daemon and removes its directories (those it made) and the cgroup parent it chose. */
   cleanup(): Promise<void>;
+  /**
+   * Stops the daemon (if it still runs) and starts a new one on the same
+   * directories and options, changed by `changes`; the new one's cleanup()
+   * removes what this one's would have.
+   */
+  restart(changes?: Partial<DaemonOptions>): Promise<TestDaemon>;
 }
 
 export interface DaemonOptions {
   /** TOML text for the config file. */
   config?: string;
   extraArgs?: string[];
-  /** Reuse directories of an earlier daemon (restart tests). */
+  /** Reuse directories of an earlier daemon (restart tests; TestDaemon.restart does it). */
   dir?: string;
+  /** cleanup() removes the directory: by default only one startDaemon made. */
+  removeDir?: boolean;
   /** How long to wait for the daemon to serve; slow machines (an emulated VM) need more. */
   startTimeoutMs?: number;
   /** Extra environment variables (NOTIFY_SOCKET, LISTEN_FDS...). */
@@ -54,6 +62,7 @@ export interface DaemonOptions {
 
 export async function startDaemon(options: DaemonOptions = {}): Promise<TestDaemon> {
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'tscri-test-')));
+  const removeDir = options.removeDir ?? !options.dir;
   const listen = join(dir, 'tscri.sock');
   const socket = options.socket ?? listen;
   const root = join(dir, 'root');
@@ -117,7 +126,11 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<TestDaem
     async cleanup() {
       await daemon.stop();
       if (ownParent) await removeCgroup(ownParent);
-      if (!options.dir) await rm(dir, { recursive: true, force: true });
+      if (removeDir) await rm(dir, { recursive: true, force: true });
+    },
+    async restart(changes = {}) {
+      await daemon.stop();
+      return startDaemon({ ...options, ...changes, dir, removeDir });
     },
   };
   return daemon;

@@ -499,7 +499,7 @@ test('a daemon killed at any point of a pull shows no half image, and the next p
     }
     await cd.kill();
     proxy.passThrough();
-    cd = await startDaemon({ config, dir: cd.dir });
+    cd = await cd.restart();
     const status = (await cd.call('ImageStatus', { image: { image: ref } })).image;
     if (status) {
       // The pull finished before the kill: then it is whole.

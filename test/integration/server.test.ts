@@ -55,11 +55,8 @@ test('the socket is root-only and a stale socket file is replaced', async (t) =>
   // A daemon killed hard leaves its socket file behind; the next one must take over.
   await first.kill();
   assert.ok((await stat(first.socket)).isSocket());
-  const second = await startDaemon({ dir: first.dir });
-  t.after(async () => {
-    await second.stop();
-    await rm(first.dir, { recursive: true, force: true });
-  });
+  const second = await first.restart();
+  t.after(() => second.cleanup());
   assert.equal((await second.call('Version', {})).runtime_name, 'tscri');
 });
 

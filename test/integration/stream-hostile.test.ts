@@ -57,13 +57,7 @@ const daemonConfig = () => `default_cgroup_parent = "${parent}"\n${network.toml}
 after(async () => {
   // A daemon that died leaves its pod running: a new one on the same directories removes it.
   if (d && (d.process.exitCode !== null || d.process.signalCode !== null)) {
-    const dead = d;
-    d = await startDaemon({ dir: dead.dir, config: daemonConfig() });
-    const cleanup = d.cleanup.bind(d);
-    d.cleanup = async () => {
-      await cleanup();
-      await rm(dead.dir, { recursive: true, force: true });
-    };
+    d = await d.restart();
   }
   if (podId) {
     await d?.call('StopPodSandbox', { pod_sandbox_id: podId }).catch(() => undefined);

@@ -94,11 +94,8 @@ test('a socket handed in as LISTEN_FDS is served, and stays open across a restar
   // Stopped, the daemon leaves systemd's socket in place; a new daemon serves on it.
   assert.equal(await d.stop(), 0);
   assert.ok(statSync(path).isSocket());
-  const second = await startDaemon({ listenFd: fd, socket: path, dir: d.dir });
-  t.after(async () => {
-    await second.stop();
-    await rm(d.dir, { recursive: true, force: true });
-  });
+  const second = await d.restart({ listenFd: fd, socket: path });
+  t.after(() => second.cleanup());
   const again = criClient(path);
   t.after(() => again.close());
   assert.equal((await again.call('Version', {})).runtime_name, 'tscri');
