@@ -93,6 +93,8 @@ export async function runDaemon(config: Config, flags: Flags = {}): Promise<void
   await metricsServer?.close();
   await streams.close();
   await nri.stop();
+  // A `runc delete` still running would outlive the daemon; each is bounded by the runtime's timeout.
+  await containers.cleanupsDone();
   containers.close();
   ctx.sandboxes.close();
   log.info('tscri stopped');

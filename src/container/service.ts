@@ -47,6 +47,11 @@ export class ContainerService extends ContainerState {
     this.watcher.close();
   }
 
+  /** Resolves once the runtime state and cgroups of ended and removed containers, deleted in the background, are gone. */
+  async cleanupsDone(): Promise<void> {
+    await Promise.all([...this.exitCleanups.values(), ...[...this.afterRemoval.values()].map((c) => c.done)]);
+  }
+
   // ---- lookups ----
 
   /** An image present on the node, by reference or id. */

@@ -76,6 +76,8 @@ export async function setup(t: any, options: { root?: string } = {}): Promise<En
   const env = { dir, deps, sandbox, service };
   t.after(async () => {
     for (const r of env.service.records()) await env.service.remove(r.id).catch(() => undefined);
+    // runc would make its state directory again if it were still deleting when dir goes.
+    await env.service.cleanupsDone();
     env.service.close();
     await rm(dir, { recursive: true, force: true });
   });
