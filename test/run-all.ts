@@ -4,6 +4,8 @@
 // Test files given as arguments replace the default globs.
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 interface Run {
   code: number;
@@ -47,15 +49,27 @@ function tscriCgroups(): Set<string> {
   return found;
 }
 
+/** The temporary directories named tscri-*: each test removes the ones it makes. */
+function tscriTempDirs(): Set<string> {
+  return new Set(
+    readdirSync(tmpdir())
+      .filter((name) => name.startsWith('tscri-'))
+      .map((name) => join(tmpdir(), name)),
+  );
+}
+
 const cgroupsBefore = tscriCgroups();
+const tempBefore = tscriTempDirs();
 const files = process.argv.length > 2 ? process.argv.slice(2) : ['test/unit/**/*.test.ts', 'test/integration/**/*.test.ts'];
 const tests = await run(['--test', '--test-concurrency=1', ...files]);
 const critest = await run(['test/critest/run.ts']);
 const critestLine = critest.tail.findLast((l) => l.startsWith('critest:')) ?? 'critest: no result';
 const leaked = [...tscriCgroups()].filter((c) => !cgroupsBefore.has(c));
 if (leaked.length) console.log(`cgroups left behind by the run: ${leaked.join(' ')}`);
-const ok = tests.code === 0 && critest.code === 0 && !leaked.length;
+const leftDirs = [...tscriTempDirs()].filter((d) => !tempBefore.has(d));
+if (leftDirs.length) console.log(`temporary directories left behind by the run: ${leftDirs.join(' ')}`);
+const ok = tests.code === 0 && critest.code === 0 && !leaked.length && !leftDirs.length;
 console.log(
-  `suite: ${ok ? 'PASS' : 'FAIL'} — ${leaked.length ? `${leaked.length} cgroups left behind; ` : ''}tests: ${count(tests.tail, 'pass')} passed, ${count(tests.tail, 'fail')} failed, ${count(tests.tail, 'skipped')} skipped; ${critestLine}`,
+  `suite: ${ok ? 'PASS' : 'FAIL'} — ${leaked.length ? `${leaked.length} cgroups left behind; ` : ''}${leftDirs.length ? `${leftDirs.length} temporary directories left behind; ` : ''}tests: ${count(tests.tail, 'pass')} passed, ${count(tests.tail, 'fail')} failed, ${count(tests.tail, 'skipped')} skipped; ${critestLine}`,
 );
 process.exitCode = ok ? 0 : 1;
