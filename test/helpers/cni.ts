@@ -120,6 +120,26 @@ export async function makeTestNetwork(options: TestNetworkOptions = {}): Promise
     async cleanup() {
       if (existsSync(`/sys/class/net/${bridge}`)) execFileSync('ip', ['link', 'del', bridge]);
       await rm(dir, { recursive: true, force: true });
+      // Rules that outlive the network mean a pod of it never got its CNI DEL: removed, then reported.
+      const left = removeNatRules(name);
+      if (left.length) throw new Error(`pods of the test network ${name} were never torn down; their iptables rules were removed:\n${left.join('\n')}`);
     },
   };
+}
+
+/**
+ * Deletes the nat rules the bridge and portmap plugins made for pods of the
+ * network `name` (their comments name it) and the per-pod chains they jump
+ * to; returns the rules deleted. The plugins' shared CNI-HOSTPORT-* chains stay.
+ */
+function removeNatRules(name: string): string[] {
+  const rules = execFileSync('iptables-save', ['-t', 'nat'], { encoding: 'utf8' }).split('\n');
+  const mine = rules.filter((l) => l.startsWith('-A ') && l.includes(`name: \\"${name}\\"`));
+  const chains = new Set(mine.map((l) => /-j (CNI-[\w-]+)/.exec(l)?.[1]).filter((c): c is string => !!c && !c.startsWith('CNI-HOSTPORT-')));
+  for (const line of mine) execFileSync('sh', ['-c', `iptables -t nat ${line.replace(/^-A /, '-D ')}`]);
+  for (const chain of chains) {
+    execFileSync('iptables', ['-t', 'nat', '-F', chain]);
+    execFileSync('iptables', ['-t', 'nat', '-X', chain]);
+  }
+  return mine;
 }

@@ -124,6 +124,8 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<TestDaem
       await exited;
     },
     async cleanup() {
+      // A test that failed midway leaves pods: torn down (CNI DEL, processes, mounts) before the daemon stops.
+      if (child.exitCode === null && child.signalCode === null) await removePods(client.call).catch(() => undefined);
       await daemon.stop();
       if (ownParent) await removeCgroup(ownParent);
       if (removeDir) await rm(dir, { recursive: true, force: true });
@@ -134,6 +136,13 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<TestDaem
     },
   };
   return daemon;
+}
+
+async function removePods(call: CriCall): Promise<void> {
+  for (const pod of (await call('ListPodSandbox', {})).items) {
+    await call('StopPodSandbox', { pod_sandbox_id: pod.id }).catch(() => undefined);
+    await call('RemovePodSandbox', { pod_sandbox_id: pod.id }).catch(() => undefined);
+  }
 }
 
 async function waitForSocket(socket: string, child: ChildProcess, output: () => string, timeoutMs: number): Promise<void> {
