@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { median } from './measure.ts';
 import { round, type Figures, type Images, type Sizes } from './workload.ts';
-import { KUBELET_NAMESPACES } from './sleep-pods.ts';
+import { removeSleepPod, startSleepPod, type SleepPod } from './sleep-pods.ts';
 import { containerdAvailable, CONTAINERD_DIR, startContainerd, startTscri, type Runtime } from './runtimes.ts';
 import { summarizeProfile, type ProfileSummary } from './profile.ts';
 import { startRegistry, type TestRegistry } from '../test/helpers/registry.ts';
@@ -80,34 +80,16 @@ async function profilePodStart(images: Images, parent: string): Promise<{ summar
       async (rt) => {
         const call = rt.client.call;
         await call('PullImage', { image: { image: images.container } });
-        const started: Array<{ pod: string; ctr: string }> = [];
+        const started: SleepPod[] = [];
+        const tag = randomBytes(3).toString('hex');
         const one = async (i: number) => {
-          const config = {
-            metadata: { name: `prof-${i}`, namespace: 'bench', uid: `prof-${i}-${randomBytes(3).toString('hex')}`, attempt: 0 },
-            linux: { cgroup_parent: `${parent}/prof-${i}`, security_context: { namespace_options: KUBELET_NAMESPACES } },
-          };
-          const { pod_sandbox_id } = await call('RunPodSandbox', { config });
-          const { container_id } = await call('CreateContainer', {
-            pod_sandbox_id,
-            config: {
-              metadata: { name: 'c' },
-              image: { image: images.container },
-              command: ['sleep', '3600'],
-              linux: { security_context: { namespace_options: KUBELET_NAMESPACES } },
-            },
-            sandbox_config: config,
-          });
-          await call('StartContainer', { container_id });
-          started.push({ pod: pod_sandbox_id, ctr: container_id });
+          started.push(await startSleepPod(call, images.container, `prof-${i}`, tag, parent));
         };
         await one(-1); // warm up
         from = Number(process.hrtime.bigint() / 1000n);
         for (let i = 0; i < pods; i++) await one(i);
         to = Number(process.hrtime.bigint() / 1000n);
-        for (const p of started) {
-          await call('StopContainer', { container_id: p.ctr, timeout: 0 });
-          await call('RemovePodSandbox', { pod_sandbox_id: p.pod });
-        }
+        for (const p of started) await removeSleepPod(call, p);
       },
     );
     const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
