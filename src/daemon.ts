@@ -145,9 +145,11 @@ async function startServices(config: Config, log: Logger, inherited: InheritedSo
       },
       upperDir: (id) => upperDir(snapshots, id),
       removeRootfs: async (id, dir) => {
+        const leased = snapshots.leasedBy(id);
         await removeImageVolumes(snapshots, id, dir);
         await removeRootfs(snapshots, id, dir);
         await removeAnonymousVolumes(volumesRoot, id, (path) => rootTrash.discard(path));
+        await images.leasesEnded(leased);
       },
       deleteStateDir: (path) => stateTrash.discard(path),
       makeSpec: (req) =>
@@ -165,7 +167,8 @@ async function startServices(config: Config, log: Logger, inherited: InheritedSo
   );
   await containers.load();
   // Leases of containers (and their image volumes, "<id>-volN") that no longer exist would keep their layers forever.
-  await snapshots.releaseUnless((owner) => containers.find(owner.replace(/-vol[0-9]+$/, '')) !== undefined);
+  const released = await snapshots.releaseUnless((owner) => containers.find(owner.replace(/-vol[0-9]+$/, '')) !== undefined);
+  if (released.length > 0) await images.collectGarbage();
   // So would anonymous volumes of containers whose removal a crash interrupted.
   for (const id of await readdir(volumesRoot).catch(() => [] as string[])) {
     if (!containers.find(id) || containers.find(id)!.id !== id) await removeAnonymousVolumes(volumesRoot, id);

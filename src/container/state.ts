@@ -77,7 +77,7 @@ export abstract class ContainerState {
    * instead of running `runc delete` itself. Resolves true when it worked.
    */
   readonly exitCleanups = new Map<string, Promise<boolean>>();
-  /** Exit cleanups of removed containers still running: their pod's removal waits for them. */
+  /** Removals of what removed containers left (remove.ts), still running: their pod's removal waits for them. */
   readonly afterRemoval = new Map<string, { sandboxId: string; done: Promise<void> }>();
   readonly watcher: ExitWatcher;
   readonly log: Logger;

@@ -375,6 +375,17 @@ export class ImageService {
     await this.collectGarbage();
   }
 
+  /**
+   * After a container's leases ended: snapshots it kept although their image
+   * was removed meanwhile are deleted now rather than at the next removal.
+   */
+  async leasesEnded(chains: string[]): Promise<void> {
+    const left = chains.filter((c) => this.snapshots.has(c) && !this.snapshots.isLeased(c));
+    if (left.length === 0) return;
+    const used = this.referenced();
+    if (left.some((c) => !used.chains.has(c))) await this.collectGarbage();
+  }
+
   /** Frees blobs and snapshots that no image references (snapshots in use by containers are leased). */
   async collectGarbage(): Promise<void> {
     await this.lock.with('records', async () => {

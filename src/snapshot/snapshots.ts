@@ -331,6 +331,15 @@ export class SnapshotStore {
     return released;
   }
 
+  /** The chain ids leased by a container and its image volumes ("<id>-volN"). */
+  leasedBy(containerId: string): string[] {
+    const chains = new Set<string>();
+    for (const [owner, held] of this.leases) {
+      if (owner === containerId || owner.startsWith(`${containerId}-vol`)) held.forEach((c) => chains.add(c));
+    }
+    return [...chains];
+  }
+
   /** Owners holding leases, with the chain ids each holds. */
   listLeases(): Map<string, string[]> {
     return new Map([...this.leases].map(([owner, chains]) => [owner, [...chains]]));

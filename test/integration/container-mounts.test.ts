@@ -14,6 +14,7 @@ import type { TestDaemon } from '../helpers/daemon.ts';
 import type { TestRegistry } from '../helpers/registry.ts';
 import { busyboxEntries, layer, pushImage } from '../helpers/images.ts';
 import { startPodFixture, type PodFixture } from '../helpers/pod-fixture.ts';
+import { waitGone } from '../helpers/wait.ts';
 
 let f: PodFixture;
 let registry: TestRegistry;
@@ -245,7 +246,7 @@ test('image VOLUMEs become anonymous volumes with the image content, outside the
   assert.match(await sh(id, 'ls /covered; grep -c " /var/lib/db " /proc/self/mountinfo'), /^1$/m);
   await d.call('StopContainer', { container_id: id, timeout: 0 });
   await d.call('RemoveContainer', { container_id: id });
-  await assert.rejects(readdir(volumes), /ENOENT/);
+  await waitGone(volumes, 'the anonymous volumes go with the container');
 });
 
 test('CDI devices from CDI_devices and annotations bring their device nodes, env, mounts and hooks; unknown ones are INVALID_ARGUMENT', async () => {

@@ -1,10 +1,12 @@
-// Removal answers before the disk is cleaned: RemoveContainer and
-// RemoveImage rename what they delete into a trash under --root or --state
-// and delete it after the answer. Checked through the socket: the paths are
-// gone when the call returns and the trash empties soon after; the same name
-// and image are created and pulled again right away; what a crash left in
-// the trash is deleted at start, without following a symlink out of it.
+// Removal answers before the disk is cleaned: RemoveContainer answers once
+// the record is gone and removes the runtime state, rootfs and bundle right
+// after; RemoveImage renames what it deletes into a trash under --root and
+// deletes it after the answer. Checked through the socket: the paths go soon
+// after the call returns and the trash empties; the same name and image are
+// created and pulled again right away; what a crash left in the trash is
+// deleted at start, without following a symlink out of it.
 import { test, before, after } from 'node:test';
+import { status } from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
@@ -12,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestDaemon } from '../helpers/daemon.ts';
 import { startPodFixture, type PodFixture } from '../helpers/pod-fixture.ts';
+import { waitGone, waitUntil } from '../helpers/wait.ts';
 
 let f: PodFixture;
 let d: TestDaemon;
@@ -55,7 +58,7 @@ test('what a crash left in the trash is deleted at start, and a link out of it o
   assert.equal(await readFile(join(outside, 'precious'), 'utf8'), 'keep');
 });
 
-test('a removed container is gone from disk when RemoveContainer returns, and its name is free at once', async () => {
+test('a removed container is gone when RemoveContainer returns, from disk soon after, and its name is free at once', async () => {
   await d.call('PullImage', { image: { image } });
   const config = {
     metadata: { name: 'rmbg', namespace: 'rmbg', uid: `rmbg-${tag}`, attempt: 0 },
@@ -79,8 +82,11 @@ test('a removed container is gone from disk when RemoveContainer returns, and it
   assert.ok(existsSync(bundle) && existsSync(upper));
   await d.call('StopContainer', { container_id: first, timeout: 0 });
   await d.call('RemoveContainer', { container_id: first });
-  assert.equal(existsSync(bundle), false, 'the bundle is gone on return');
-  assert.equal(existsSync(upper), false, 'the upper dir is gone on return');
+  await assert.rejects(d.call('ContainerStatus', { container_id: first }), (err: { code?: number }) => err.code === status.NOT_FOUND);
+  assert.ok(!(await d.call('ListContainers', {})).containers.some((c: { id: string }) => c.id === first));
+  await waitGone(bundle, 'the bundle goes');
+  await waitGone(upper, 'the upper dir goes');
+  assert.ok(!(await readFile('/proc/self/mountinfo', 'utf8')).includes(bundle), 'the rootfs is unmounted');
   // The same name again, at once, runs.
   const second = await create();
   assert.notEqual(second, first);
@@ -93,7 +99,7 @@ test('a removed container is gone from disk when RemoveContainer returns, and it
   await d.call('RemoveContainer', { container_id: first });
   await d.call('StopContainer', { container_id: second, timeout: 0 });
   await d.call('RemoveContainer', { container_id: second });
-  assert.equal(existsSync(join(d.state, 'containers', second)), false);
+  await waitGone(join(d.state, 'containers', second), 'the second bundle goes');
   await d.call('StopPodSandbox', { pod_sandbox_id });
   await d.call('RemovePodSandbox', { pod_sandbox_id });
   await emptied(join(d.root, 'trash'));
@@ -118,4 +124,27 @@ test('a removed image leaves its snapshots at once and can be pulled again right
   const usage = await d.call('ImageFsInfo', {});
   assert.ok(usage.image_filesystems.length > 0);
   assert.equal(await readFile(join(outside, 'precious'), 'utf8'), 'keep');
+});
+
+test('an image removed while a container used it leaves no snapshots once that container is removed', async () => {
+  await d.call('PullImage', { image: { image } });
+  const snapshots = async () => (await readdir(join(d.root, 'snapshots'))).filter((n) => /^[0-9]+$/.test(n));
+  const config = {
+    metadata: { name: 'rmbg-lease', namespace: 'rmbg', uid: `rmbg-lease-${tag}`, attempt: 0 },
+    log_directory: join(dir, 'logs'),
+    linux: { security_context: { namespace_options: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } } },
+  };
+  const { pod_sandbox_id } = await d.call('RunPodSandbox', { config });
+  f.pods.push(pod_sandbox_id);
+  const { container_id } = await d.call('CreateContainer', {
+    pod_sandbox_id,
+    config: { metadata: { name: 'user' }, image: { image }, command: ['sleep', '30'], log_path: 'user.log' },
+    sandbox_config: config,
+  });
+  await d.call('RemoveImage', { image: { image } });
+  assert.ok((await snapshots()).length > 0, 'the container still holds its layers');
+  await d.call('RemoveContainer', { container_id });
+  await waitUntil(async () => (await snapshots()).length === 0, 'its layers go with it');
+  await d.call('RemovePodSandbox', { pod_sandbox_id });
+  await emptied(join(d.root, 'trash'));
 });

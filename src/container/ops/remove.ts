@@ -1,6 +1,9 @@
-// RemoveContainer: a container still running is killed first; then its
-// runtime state, cgroup, conmon, rootfs, bundle, record and name go, and NRI
-// plugins and event subscribers are told. Removing twice is a no-op.
+// RemoveContainer: a container still running is killed first; its record and
+// name go, NRI plugins and event subscribers are told, and the call answers.
+// What it leaves on disk and in the runtime (runtime state, cgroup, conmon,
+// rootfs, bundle) is removed right after, as containerd's garbage collector
+// does: a crash meanwhile leaves a bundle without a record, which the next
+// start removes (recovery.ts). Removing twice is a no-op.
 import { bundleFiles, readPidFile } from '../conmon.ts';
 import type { ContainerRecord } from '../record.ts';
 import { removeRuntimeState } from './exits.ts';
@@ -13,27 +16,13 @@ export async function removeContainer(s: ContainerState, id: string): Promise<vo
   await s.ops.with(r.id, async () => {
     if (!s.store.get(r.id)) return;
     if (r.state !== 'CONTAINER_EXITED') await stopLocked(s, r, 0);
-    const pending = s.exitCleanups.get(r.id);
-    s.exitCleanups.delete(r.id);
-    // The runtime state of an exit is being removed already: that finishes after the answer.
-    if (pending) finishAfterRemoval(s, r, pending);
-    else await removeRuntimeState(s, r);
-    const conmonPid = await readPidFile(bundleFiles(r.bundle).conmonPid);
-    if (conmonPid && isConmon(conmonPid, r.id)) {
-      try {
-        process.kill(conmonPid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-    if (r.rootfsPrepared) await s.deps.removeRootfs(r.id, r.rootfs);
-    // Renamed into the trash now and deleted after the answer: the name and id are free at once.
-    await s.deps.deleteStateDir(r.bundle);
-    await s.watcher.remove(r.id);
     await s.writes.with(r.id, () => s.store.delete(r.id));
     if (s.names.get(r.name) === r.id) s.names.delete(r.name);
     s.monitors.delete(r.id);
     s.launchErrors.delete(r.id);
+    const exitCleanup = s.exitCleanups.get(r.id);
+    s.exitCleanups.delete(r.id);
+    removeAfterAnswer(s, r, exitCleanup);
     s.log.info({ id: r.id, name: containerName(r), podId: r.sandboxId }, 'container removed');
     s.events.publish('CONTAINER_DELETED_EVENT', r.id, r.sandboxId);
     await s.nri.removeContainer(r);
@@ -41,15 +30,29 @@ export async function removeContainer(s: ContainerState, id: string): Promise<vo
 }
 
 /**
- * The exit's cleanup (`runc delete`, the cgroup) goes on after the answer;
- * should it have failed, it is done again. RemovePodSandbox waits for these
- * before it removes the pod's cgroup, and a crash meanwhile leaves runtime
- * state that the next start removes (recovery.ts).
+ * Starts removing what a removed container left. RemovePodSandbox waits for
+ * it before it removes the pod's cgroup, and a stopping daemon before it exits.
  */
-function finishAfterRemoval(s: ContainerState, r: ContainerRecord, pending: Promise<boolean>): void {
-  const done = pending
-    .then((cleaned) => (cleaned ? undefined : removeRuntimeState(s, r)))
-    .catch((err) => s.log.warn({ id: r.id, err: String(err) }, 'cannot remove the runtime state or cgroup of a removed container'))
+function removeAfterAnswer(s: ContainerState, r: ContainerRecord, exitCleanup: Promise<boolean> | undefined): void {
+  const done = removeLeftovers(s, r, exitCleanup)
+    .catch((err) => s.log.warn({ id: r.id, err: String(err) }, 'cannot remove all that a removed container left; the next start does'))
     .finally(() => s.afterRemoval.delete(r.id));
   s.afterRemoval.set(r.id, { sandboxId: r.sandboxId, done });
+}
+
+async function removeLeftovers(s: ContainerState, r: ContainerRecord, exitCleanup: Promise<boolean> | undefined): Promise<void> {
+  // The exit's cleanup may be under way; should it have failed, it is done again.
+  const cleaned = exitCleanup ? await exitCleanup : false;
+  if (!cleaned) await removeRuntimeState(s, r);
+  const conmonPid = await readPidFile(bundleFiles(r.bundle).conmonPid);
+  if (conmonPid && isConmon(conmonPid, r.id)) {
+    try {
+      process.kill(conmonPid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  if (r.rootfsPrepared) await s.deps.removeRootfs(r.id, r.rootfs);
+  await s.deps.deleteStateDir(r.bundle);
+  await s.watcher.remove(r.id);
 }
