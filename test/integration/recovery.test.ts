@@ -14,6 +14,7 @@ import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import { pushBusybox } from '../helpers/images.ts';
 import { makeTestNetwork, type TestNetwork } from '../helpers/cni.ts';
 import { removeCgroup } from '../../src/cgroups/cgroups.ts';
+import { waitGone } from '../helpers/wait.ts';
 
 let registry: TestRegistry;
 let network: TestNetwork;
@@ -171,3 +172,32 @@ function safe(fn: () => string): string {
     return '';
   }
 }
+
+test('kill -9 right after RemoveContainer answered: the next start removes what the container left', async () => {
+  const root = join(dir, 'round-after-remove');
+  await mkdir(root, { recursive: true });
+  let d = await startDaemon({ config: config(), dir: root });
+  const pod = podConfig('after-remove');
+  await d.call('PullImage', { image: { image } });
+  const { pod_sandbox_id } = await d.call('RunPodSandbox', { config: pod });
+  const { container_id } = await d.call('CreateContainer', {
+    pod_sandbox_id,
+    config: { metadata: { name: 'c' }, image: { image }, command: ['sleep', '300'], log_path: 'c.log' },
+    sandbox_config: pod,
+  });
+  await d.call('StartContainer', { container_id });
+  await d.call('StopContainer', { container_id, timeout: 0 });
+  await d.call('RemoveContainer', { container_id });
+  await d.kill();
+  d = await startDaemon({ config: config(), dir: root });
+  try {
+    assert.deepEqual((await d.call('ListContainers', {})).containers, []);
+    await waitGone(join(d.state, 'containers', container_id), 'the bundle is removed at start');
+    await waitGone(join(d.root, 'snapshots', 'leases', `${container_id}.json`), 'the lease is ended at start');
+    await removeEverything(d);
+  } finally {
+    await d.stop();
+  }
+  assert.deepEqual(await leftovers(d), []);
+  await rm(root, { recursive: true, force: true });
+});
