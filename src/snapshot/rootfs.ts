@@ -132,11 +132,16 @@ export async function prepareRootfs(
   const fresh = !existsSync(upper);
   await store.retain(containerId, chainIds);
   try {
-    await mkdir(upper, { recursive: true, mode: 0o755 });
+    // Side by side; all settle before a failure is handled, so the cleanup below races none of them.
+    const made = await Promise.allSettled([
+      mkdir(upper, { recursive: true, mode: 0o755 }),
+      mkdir(work, { recursive: true, mode: 0o700 }),
+      mkdir(target, { recursive: true, mode: 0o755 }),
+    ]);
+    const failed = made.find((m) => m.status === 'rejected');
+    if (failed) throw failed.reason;
     // Filled before the mount: overlay must not see its upper dir change under it.
     if (fresh && populate) await populate(upper);
-    await mkdir(work, { recursive: true, mode: 0o700 });
-    await mkdir(target, { recursive: true, mode: 0o755 });
     const dirs = { rootfs: target, upper, work };
     // Overlay and tmpfs mounts have a device of their own: no need to read the mount table.
     if (hasOwnDevice(target)) return dirs;

@@ -23,7 +23,7 @@ import type { Readable } from 'node:stream';
 import { LayerError, applyLayer } from './layer.ts';
 import { diskUsage, type Usage } from './usage.ts';
 import { syncfs } from './syscalls.ts';
-import { writeFileAtomic, assertSafeId } from '../store/store.ts';
+import { VOLATILE, writeFileAtomic, assertSafeId } from '../store/store.ts';
 import type { Trash } from '../store/trash.ts';
 
 export interface SnapshotInfo {
@@ -301,11 +301,17 @@ export class SnapshotStore {
     await rm(trash, { recursive: true, force: true });
   }
 
-  /** Keeps chainIds alive for owner (a container or an image volume) until release; survives restarts. */
+  /**
+   * Keeps chainIds alive for owner (a container or an image volume) until
+   * release; survives a restart of the daemon. The file is replaced
+   * atomically but not synced: a lease protects the layers of a mounted
+   * rootfs, and a power loss unmounts them all (such a container never runs
+   * again), so a lease lost with it protects nothing.
+   */
   async retain(ownerId: string, chains: string[]): Promise<void> {
     assertSafeId(ownerId);
     await mkdir(this.leaseDir, { recursive: true, mode: 0o700 });
-    await writeFileAtomic(join(this.leaseDir, `${ownerId}.json`), JSON.stringify(chains));
+    await writeFileAtomic(join(this.leaseDir, `${ownerId}.json`), JSON.stringify(chains), 0o600, VOLATILE);
     this.leases.set(ownerId, [...chains]);
   }
 
