@@ -1,6 +1,10 @@
 // The Prometheus endpoint: GET /metrics on [metrics] address, when it is set,
 // serves the daemon's registry (src/metrics.ts) in the text exposition format.
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+
+// node:http through getBuiltinModule, not an ESM import: importing it makes Node build its
+// lazy fetch/WebSocket exports for the module namespace, loading its bundled undici (~4 MiB).
+const { createServer } = process.getBuiltinModule('node:http');
 import type { Metrics } from '../metrics.ts';
 
 export { Metrics } from '../metrics.ts';

@@ -2,7 +2,7 @@
 // PortForward: single-use token URLs, the SPDY/3.1 upgrade with protocol
 // negotiation, and WebSocket (channel protocols, port-forward, and SPDY
 // tunnelled in WebSocket).
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { readFileSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
@@ -17,6 +17,10 @@ import { PORTFORWARD_PROTOCOL, PORTFORWARD_WEBSOCKET_PROTOCOLS, queryPorts, serv
 import { WEBSOCKET_PROTOCOLS, webSocketSession } from './websocket.ts';
 import { errorChannelPayload } from './status.ts';
 import { quote } from '../errors.ts';
+
+// node:http through getBuiltinModule, not an ESM import: importing it makes Node build its
+// lazy fetch/WebSocket exports for the module namespace, loading its bundled undici (~4 MiB).
+const { createServer: createHttpServer } = process.getBuiltinModule('node:http');
 
 export interface StreamServerOptions {
   address: string;
