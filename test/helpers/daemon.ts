@@ -13,8 +13,8 @@ import { criClient, type CriCall } from './cri-client.ts';
 const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
 /** The V8 flags bin/tscri runs the daemon with. */
 export const NODE_FLAGS = ['--max-semi-space-size=2'];
-/** The environment bin/tscri adds: where Node keeps the JavaScript stripped from tscri's TypeScript. */
-export const NODE_ENV = { NODE_COMPILE_CACHE: fileURLToPath(new URL('../../.cache/node-compile-cache', import.meta.url)) };
+/** The environment bin/tscri adds: where Node keeps the JavaScript stripped from tscri's TypeScript, and two malloc arenas. */
+export const NODE_ENV = { NODE_COMPILE_CACHE: fileURLToPath(new URL('../../.cache/node-compile-cache', import.meta.url)), MALLOC_ARENA_MAX: '2' };
 
 export interface TestDaemon {
   dir: string;
