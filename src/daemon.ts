@@ -294,7 +294,11 @@ async function warnMissingBinaries(config: Config, log: Logger): Promise<void> {
   }
   try {
     const list = await loadNetworkList(confFile);
-    const missing = await new CniRunner({ confDir: config.cni.conf_dir, binDirs: config.cni.bin_dirs }).missingPlugins(list);
+    const missing = await new CniRunner({
+      confDir: config.cni.conf_dir,
+      binDirs: config.cni.bin_dirs,
+      builtinLoopback: config.cni.builtin_loopback,
+    }).missingPlugins(list);
     if (missing.length)
       log.warn(
         { confFile, missing, binDirs: config.cni.bin_dirs },

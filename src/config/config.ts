@@ -55,7 +55,7 @@ export interface Config {
     shm_size: number;
     restrict_oom_score_adj: boolean;
   };
-  cni: { conf_dir: string; bin_dirs: string[] };
+  cni: { conf_dir: string; bin_dirs: string[]; builtin_loopback: boolean };
   registry: {
     config_path: string;
     auths: Record<string, RegistryAuth>;
@@ -111,7 +111,7 @@ export function defaultConfig(): Config {
     },
     conmon: { path: '/usr/bin/conmon' },
     pod: { infra_path: '/usr/bin/catatonit', shm_size: 64 * 1024 * 1024, restrict_oom_score_adj: true },
-    cni: { conf_dir: '/etc/cni/net.d', bin_dirs: ['/opt/cni/bin', '/usr/lib/cni'] },
+    cni: { conf_dir: '/etc/cni/net.d', bin_dirs: ['/opt/cni/bin', '/usr/lib/cni'], builtin_loopback: true },
     registry: { config_path: '/etc/tscri/certs.d', auths: {}, cred_helpers: {}, creds_store: '', auth_file: '' },
     image: {
       pull_timeout_seconds: 0,

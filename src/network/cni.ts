@@ -178,6 +178,8 @@ export interface CniOptions {
   binDirs: string[];
   /** Milliseconds a plugin may run. */
   timeoutMs?: number;
+  /** A chained loopback plugin is done in-process (see passesThrough). */
+  builtinLoopback?: boolean;
 }
 
 export class CniRunner {
@@ -203,6 +205,7 @@ export class CniRunner {
   async add(attachment: CniAttachment, netns: string): Promise<CniResult> {
     let prev: CniResult | undefined;
     for (const plugin of attachment.list.plugins) {
+      if (prev && this.passesThrough(plugin)) continue;
       const config = pluginConfig(attachment.list, plugin, attachment.capabilities, versionAtLeast(attachment.list.cniVersion, 0, 3) ? prev : undefined);
       const out = await this.exec('ADD', plugin.type, config, attachment, netns);
       if (out) prev = out as CniResult;
@@ -216,7 +219,9 @@ export class CniRunner {
     const missing: string[] = [];
     const failed: string[] = [];
     const withPrev = versionAtLeast(attachment.list.cniVersion, 0, 4);
-    for (const plugin of [...attachment.list.plugins].reverse()) {
+    const plugins = attachment.list.plugins;
+    for (const plugin of [...plugins].reverse()) {
+      if (plugin !== plugins[0] && this.passesThrough(plugin)) continue;
       const config = pluginConfig(attachment.list, plugin, attachment.capabilities, withPrev ? attachment.result : undefined);
       try {
         await this.exec('DEL', plugin.type, config, attachment, netns);
@@ -228,10 +233,21 @@ export class CniRunner {
     if (errors.length) throw new CniDelError(missing, failed, errors);
   }
 
+  /**
+   * Whether a plugin after the first is the standard loopback plugin done
+   * in-process. Chained, that plugin brings lo up (done when the pod's
+   * namespace was made) and returns the result it was given; its DEL brings lo
+   * down in a namespace about to be deleted. Skipping it changes neither.
+   */
+  private passesThrough(plugin: CniPlugin): boolean {
+    return this.options.builtinLoopback === true && plugin.type === 'loopback';
+  }
+
   /** The plugin types of a network list that are in none of the bin_dirs. */
   async missingPlugins(list: CniNetworkList): Promise<string[]> {
     const missing: string[] = [];
     for (const plugin of list.plugins) {
+      if (plugin !== list.plugins[0] && this.passesThrough(plugin)) continue;
       try {
         await this.findPlugin(plugin.type);
       } catch {

@@ -280,7 +280,7 @@ export class SandboxService {
   }
 
   private cni(): CniRunner {
-    return new CniRunner({ confDir: this.config.cni.conf_dir, binDirs: this.config.cni.bin_dirs });
+    return new CniRunner({ confDir: this.config.cni.conf_dir, binDirs: this.config.cni.bin_dirs, builtinLoopback: this.config.cni.builtin_loopback });
   }
 
   async run(config: PodSandboxConfig__Output, runtimeHandler: string): Promise<string> {

@@ -1,11 +1,21 @@
 // CNI plumbing that needs no root: args, per-plugin runtimeConfig, plugin
-// stdin config, network list loading, result IPs and bandwidth quantities.
+// stdin config, network list loading, result IPs, bandwidth quantities, and
+// the chain run against fake plugins (the in-process loopback).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cniArgs, loadNetworkList, parseBandwidth, pluginConfig, resultIps, runtimeConfigFor } from '../../../src/network/cni.ts';
+import {
+  type CniAttachment,
+  CniRunner,
+  cniArgs,
+  loadNetworkList,
+  parseBandwidth,
+  pluginConfig,
+  resultIps,
+  runtimeConfigFor,
+} from '../../../src/network/cni.ts';
 import { cniConfigStatus, findCniConfigFile } from '../../../src/network/cni-config.ts';
 
 test('CNI_ARGS carries the Kubernetes pod identity', () => {
@@ -122,4 +132,56 @@ test('rules tagged with a pod id are found in an iptables-save dump', async () =
   assert.equal(found.rules.length, 2);
   assert.deepEqual(found.rules[1], ['CNI-1', '-d', '10.0.0.0/24', '-m', 'comment', '--comment', 'name: "n" id: "abc"', '-j', 'ACCEPT']);
   assert.deepEqual(found.chains, ['CNI-1']);
+});
+
+/** Plugins that log each call to calls.log; "first" answers with a result. */
+async function fakePlugins(t: { after: (fn: () => Promise<void>) => void }): Promise<{ dir: string; calls: () => Promise<string[]> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'tscri-cni-fake-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const log = join(dir, 'calls.log');
+  const result = JSON.stringify({ cniVersion: '1.0.0', ips: [{ address: '10.9.0.2/24' }] });
+  await writeFile(join(dir, 'first'), `#!/bin/sh\necho "first $CNI_COMMAND" >> ${log}\necho '${result}'\n`, { mode: 0o755 });
+  await writeFile(join(dir, 'loopback'), `#!/bin/sh\necho "loopback $CNI_COMMAND" >> ${log}\ncat > /dev/null\necho '${result}'\n`, { mode: 0o755 });
+  const calls = async () => (await readFile(log, 'utf8').catch(() => '')).split('\n').filter(Boolean);
+  return { dir, calls };
+}
+
+function attachmentOf(types: string[]): CniAttachment {
+  return {
+    confFile: 'test.conflist',
+    list: { cniVersion: '1.0.0', name: 'test', plugins: types.map((type) => ({ type })) },
+    containerId: 'c'.repeat(64),
+    ifName: 'eth0',
+    args: '',
+    capabilities: {},
+  };
+}
+
+test('a chained loopback plugin is done in-process unless builtin_loopback is off; a chain starting with it runs it', async (t) => {
+  const { dir, calls } = await fakePlugins(t);
+  const builtin = new CniRunner({ confDir: dir, binDirs: [dir], builtinLoopback: true });
+  const chained = attachmentOf(['first', 'loopback']);
+  const result = await builtin.add(chained, '/proc/self/ns/net');
+  assert.deepEqual(result.ips, [{ address: '10.9.0.2/24' }], 'the result before it is the network result');
+  chained.result = result;
+  await builtin.del(chained, '/proc/self/ns/net');
+  assert.deepEqual(await calls(), ['first ADD', 'first DEL']);
+
+  const binary = new CniRunner({ confDir: dir, binDirs: [dir], builtinLoopback: false });
+  await binary.add(chained, '/proc/self/ns/net');
+  await binary.del(chained, '/proc/self/ns/net');
+  assert.deepEqual((await calls()).slice(2), ['first ADD', 'loopback ADD', 'loopback DEL', 'first DEL']);
+
+  const alone = attachmentOf(['loopback']);
+  await builtin.add(alone, '/proc/self/ns/net');
+  await builtin.del(alone, '/proc/self/ns/net');
+  assert.deepEqual((await calls()).slice(6), ['loopback ADD', 'loopback DEL']);
+});
+
+test('a chained loopback plugin done in-process need not be installed', async (t) => {
+  const { dir } = await fakePlugins(t);
+  await rm(join(dir, 'loopback'));
+  const list = attachmentOf(['first', 'loopback']).list;
+  assert.deepEqual(await new CniRunner({ confDir: dir, binDirs: [dir], builtinLoopback: true }).missingPlugins(list), []);
+  assert.deepEqual(await new CniRunner({ confDir: dir, binDirs: [dir], builtinLoopback: false }).missingPlugins(list), ['loopback']);
 });
