@@ -43,16 +43,25 @@ function removeAfterAnswer(s: ContainerState, r: ContainerRecord, exitCleanup: P
 async function removeLeftovers(s: ContainerState, r: ContainerRecord, exitCleanup: Promise<boolean> | undefined): Promise<void> {
   // The exit's cleanup may be under way; should it have failed, it is done again.
   const cleaned = exitCleanup ? await exitCleanup : false;
-  if (!cleaned) await removeRuntimeState(s, r);
+  // Each step runs whatever the one before did: a failed `runc delete` must not keep the rootfs mounted.
+  const steps: Array<() => Promise<unknown>> = [
+    async () => cleaned || (await removeRuntimeState(s, r)),
+    () => killConmon(r),
+    async () => r.rootfsPrepared && (await s.deps.removeRootfs(r.id, r.rootfs)),
+    () => s.deps.deleteStateDir(r.bundle),
+    () => s.watcher.remove(r.id),
+  ];
+  const failures: string[] = [];
+  for (const step of steps) await step().catch((err) => failures.push(String(err)));
+  if (failures.length) throw new Error(failures.join('; '));
+}
+
+async function killConmon(r: ContainerRecord): Promise<void> {
   const conmonPid = await readPidFile(bundleFiles(r.bundle).conmonPid);
-  if (conmonPid && isConmon(conmonPid, r.id)) {
-    try {
-      process.kill(conmonPid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
+  if (!conmonPid || !isConmon(conmonPid, r.id)) return;
+  try {
+    process.kill(conmonPid, 'SIGKILL');
+  } catch {
+    // already gone
   }
-  if (r.rootfsPrepared) await s.deps.removeRootfs(r.id, r.rootfs);
-  await s.deps.deleteStateDir(r.bundle);
-  await s.watcher.remove(r.id);
 }

@@ -2,6 +2,7 @@
 // pod, image and rootfs (the busybox tree, read-only) so the lifecycle is
 // tested on its own: create/start/exit, logs, stop with and without a
 // trapped SIGTERM, ExecSync, OOM, restart of the service, removal.
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -230,6 +231,34 @@ test('removal leaves no conmon, runtime state or bundle behind', async (t) => {
   assert.ok(!alive(conmonPid), 'conmon left');
   await assert.rejects(access(bundle));
   assert.equal(await service.runtimeFor('').state(id), undefined);
+});
+
+test('a runtime that cannot delete a removed container leaves its rootfs, bundle and exit file removed all the same', async (t) => {
+  const env = await setup(t);
+  const { service, sandbox, dir, deps } = env;
+  // runc, except that `delete` fails.
+  const wrapper = join(dir, 'runc-no-delete');
+  await writeFile(wrapper, '#!/bin/sh\nfor a in "$@"; do [ "$a" = delete ] && { echo "delete refused" >&2; exit 1; }; done\nexec /usr/sbin/runc "$@"\n', {
+    mode: 0o755,
+  });
+  deps.config.runtime.handlers.runc!.path = wrapper;
+  const removed: string[] = [];
+  deps.removeRootfs = async (id) => void removed.push(id);
+  const id = await service.create(sandbox.id, containerConfig('undeletable', ['/bin/sleep', '300']), null);
+  await service.start(id);
+  const bundle = service.get(id).bundle;
+  const root = service.runtimeFor('').root;
+  try {
+    await service.stop(id, 0);
+    await service.remove(id);
+    await service.cleanupsDone();
+    assert.deepEqual(removed, [id], 'the rootfs is removed');
+    await assert.rejects(access(bundle), 'the bundle is removed');
+    assert.ok(await service.runtimeFor('').state(id), 'the runtime state is what the refused delete left');
+  } finally {
+    // What the refused delete left (runtime state, cgroup), removed with the real runc.
+    execFileSync('/usr/sbin/runc', ['--root', root, 'delete', '--force', id], { stdio: 'ignore' });
+  }
 });
 
 test('ReopenContainerLog makes conmon write to a fresh file after rotation', async (t) => {
