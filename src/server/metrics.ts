@@ -3,7 +3,8 @@
 import type { Server } from 'node:http';
 
 // node:http through getBuiltinModule, not an ESM import: importing it makes Node build its
-// lazy fetch/WebSocket exports for the module namespace, loading its bundled undici (~4 MiB).
+// lazy fetch/WebSocket exports for the module namespace, loading its bundled undici (1.5 MiB or
+// more of resident memory).
 const { createServer } = process.getBuiltinModule('node:http');
 import type { Metrics } from '../metrics.ts';
 

@@ -19,7 +19,8 @@ import { errorChannelPayload } from './status.ts';
 import { quote } from '../errors.ts';
 
 // node:http through getBuiltinModule, not an ESM import: importing it makes Node build its
-// lazy fetch/WebSocket exports for the module namespace, loading its bundled undici (~4 MiB).
+// lazy fetch/WebSocket exports for the module namespace, loading its bundled undici (1.5 MiB or
+// more of resident memory).
 const { createServer: createHttpServer } = process.getBuiltinModule('node:http');
 
 export interface StreamServerOptions {

@@ -1,7 +1,7 @@
 // What loading the daemon's code brings into memory: the npm undici (the
 // registry client) only at the first pull, and never Node's own bundled
 // undici, which an ESM import of node:http loads for its lazy fetch and
-// WebSocket exports (about 4 MiB of an idle daemon).
+// WebSocket exports (1.5 MiB or more of an idle daemon).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
