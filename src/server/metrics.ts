@@ -1,12 +1,8 @@
 // The Prometheus endpoint: GET /metrics on [metrics] address, when it is set,
 // serves the daemon's registry (src/metrics.ts) in the text exposition format.
 import type { Server } from 'node:http';
-
-// node:http through getBuiltinModule, not an ESM import: importing it makes Node build its
-// lazy fetch/WebSocket exports for the module namespace, loading its bundled undici (1.5 MiB or
-// more of resident memory).
-const { createServer } = process.getBuiltinModule('node:http');
 import type { Metrics } from '../metrics.ts';
+import { createServer } from '../sys/http.ts';
 
 export { Metrics } from '../metrics.ts';
 

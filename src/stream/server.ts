@@ -17,11 +17,7 @@ import { PORTFORWARD_PROTOCOL, PORTFORWARD_WEBSOCKET_PROTOCOLS, queryPorts, serv
 import { WEBSOCKET_PROTOCOLS, webSocketSession } from './websocket.ts';
 import { errorChannelPayload } from './status.ts';
 import { quote } from '../errors.ts';
-
-// node:http through getBuiltinModule, not an ESM import: importing it makes Node build its
-// lazy fetch/WebSocket exports for the module namespace, loading its bundled undici (1.5 MiB or
-// more of resident memory).
-const { createServer: createHttpServer } = process.getBuiltinModule('node:http');
+import { createServer as createHttpServer } from '../sys/http.ts';
 
 export interface StreamServerOptions {
   address: string;
