@@ -205,7 +205,8 @@ export class CniRunner {
   async add(attachment: CniAttachment, netns: string): Promise<CniResult> {
     let prev: CniResult | undefined;
     for (const plugin of attachment.list.plugins) {
-      if (prev && this.passesThrough(plugin)) continue;
+      // Only once a result was handed on: a loopback with none would answer with lo's own.
+      if (prev && this.passesThrough(attachment.list, plugin)) continue;
       const config = pluginConfig(attachment.list, plugin, attachment.capabilities, versionAtLeast(attachment.list.cniVersion, 0, 3) ? prev : undefined);
       const out = await this.exec('ADD', plugin.type, config, attachment, netns);
       if (out) prev = out as CniResult;
@@ -219,9 +220,8 @@ export class CniRunner {
     const missing: string[] = [];
     const failed: string[] = [];
     const withPrev = versionAtLeast(attachment.list.cniVersion, 0, 4);
-    const plugins = attachment.list.plugins;
-    for (const plugin of [...plugins].reverse()) {
-      if (plugin !== plugins[0] && this.passesThrough(plugin)) continue;
+    for (const plugin of [...attachment.list.plugins].reverse()) {
+      if (this.passesThrough(attachment.list, plugin)) continue;
       const config = pluginConfig(attachment.list, plugin, attachment.capabilities, withPrev ? attachment.result : undefined);
       try {
         await this.exec('DEL', plugin.type, config, attachment, netns);
@@ -239,15 +239,15 @@ export class CniRunner {
    * namespace was made) and returns the result it was given; its DEL brings lo
    * down in a namespace about to be deleted. Skipping it changes neither.
    */
-  private passesThrough(plugin: CniPlugin): boolean {
-    return this.options.builtinLoopback === true && plugin.type === 'loopback';
+  private passesThrough(list: CniNetworkList, plugin: CniPlugin): boolean {
+    return this.options.builtinLoopback === true && plugin.type === 'loopback' && plugin !== list.plugins[0];
   }
 
   /** The plugin types of a network list that are in none of the bin_dirs. */
   async missingPlugins(list: CniNetworkList): Promise<string[]> {
     const missing: string[] = [];
     for (const plugin of list.plugins) {
-      if (plugin !== list.plugins[0] && this.passesThrough(plugin)) continue;
+      if (this.passesThrough(list, plugin)) continue;
       try {
         await this.findPlugin(plugin.type);
       } catch {
