@@ -55,6 +55,7 @@ test('unknown keys, wrong types and bad values are rejected with the key named',
   await withConfig('lisen = "x"', (file) => assert.throws(() => loadConfig({ config: file }), /unknown config key lisen/));
   await withConfig('[pod]\nshm_size = "big"', (file) => assert.throws(() => loadConfig({ config: file }), /pod\.shm_size must be a number/));
   await withConfig('[cni]\nbin_dirs = [1]', (file) => assert.throws(() => loadConfig({ config: file }), /cni\.bin_dirs must be a list of strings/));
+  await withConfig('[cni]\nbuiltin_loopback = "yes"', (file) => assert.throws(() => loadConfig({ config: file }), /cni\.builtin_loopback must be a boolean/));
   await withConfig('cgroup_driver = "other"', (file) => assert.throws(() => loadConfig({ config: file }), /cgroup_driver must be cgroupfs or systemd/));
   await withConfig('[runtime]\ndefault_handler = "nope"', (file) => assert.throws(() => loadConfig({ config: file }), /default_handler nope/));
   await withConfig('root = ', (file) => assert.throws(() => loadConfig({ config: file }), /not valid TOML/));
